@@ -1,0 +1,230 @@
+"""Typed params: one class per `params.yaml` section, validated before any work starts.
+
+Every stage reads only its own section(s). A bad value is reported with the key's dotted name
+(`preprocess.split.strategy: ...`) so the fix is obvious, and nothing runs until params are valid.
+Field names follow one vocabulary across stages: `embedding_size`, `epochs`, `learning_rate`,
+`reg`, `seed`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from recli.errors import RecliError
+
+PARAMS_FILE = Path("params.yaml")
+
+
+class _Section(BaseModel):
+    # Unknown keys are typos far more often than intentional: reject them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------------
+# data: where the interactions come from
+# --------------------------------------------------------------------------------------------
+class FileColumns(_Section):
+    """Column names in a bring-your-own interactions file."""
+
+    user: str = "user_id"
+    """User id column (any type; kept as the original id)."""
+    item: str = "item_id"
+    """Item id column; must match the items file's item column."""
+    rating: str | None = "rating"
+    """Optional explicit rating; `null` when the file has none."""
+    timestamp: str | None = "timestamp"
+    """Optional timestamp (seconds, or any sortable number); needed by time-based splits."""
+
+
+class ItemColumns(_Section):
+    """Column names in a bring-your-own items file."""
+
+    item: str = "item_id"
+    """Item id column."""
+    title: str = "title"
+    """Human-readable title, shown in the CLI and used in the item text."""
+    genres: str | None = "genres"
+    """Optional multi-valued genre column, split on `list_separator`."""
+    description: str | None = None
+    """Optional free-text description appended to the item text."""
+    list_separator: str = "|"
+    """Separator inside multi-valued cells such as `Action|Comedy`."""
+
+
+class TagColumns(_Section):
+    """Column names in an optional free-text tags file (one row per user-item-tag)."""
+
+    item: str = "item_id"
+    tag: str = "tag"
+
+
+class FilesSource(_Section):
+    """A bring-your-own-files data source (CSV, TSV or parquet)."""
+
+    interactions: Path | None = None
+    """Interactions file: one row per user-item event."""
+    items: Path | None = None
+    """Items file: one row per item, with a title and optional text columns."""
+    tags: Path | None = None
+    """Optional tags file (for example MovieLens `tags.csv`)."""
+    separator: str | None = None
+    """Field separator for text files; `null` infers it from the extension (`.tsv` → tab)."""
+    encoding: Literal["utf-8", "latin-1"] = "utf-8"
+    """Text encoding of CSV/TSV files."""
+    columns: FileColumns = FileColumns()
+    item_columns: ItemColumns = ItemColumns()
+    tag_columns: TagColumns = TagColumns()
+
+
+class DataConfig(_Section):
+    """Where the raw data comes from."""
+
+    source: Literal["movielens-100k", "files"] = "movielens-100k"
+    """`movielens-100k` (downloaded and checksum-verified) or `files` (see `data.files`)."""
+    cache_dir: Path = Path("data/external")
+    """Download cache for public datasets; safe to delete, re-fetched on demand."""
+    files: FilesSource = FilesSource()
+
+    @model_validator(mode="after")
+    def _files_given(self) -> DataConfig:
+        if self.source == "files" and (self.files.interactions is None or self.files.items is None):
+            raise ValueError(
+                "data.source is 'files' but data.files.interactions or data.files.items is not set"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# preprocess: cleaning and the split
+# --------------------------------------------------------------------------------------------
+class SplitConfig(_Section):
+    """How interactions are divided into train / validation / test."""
+
+    strategy: Literal["leave_last_out", "temporal", "random_holdout"] = "leave_last_out"
+    """`leave_last_out`: per user, last event = test, second last = validation.
+    `temporal`: one global time cut-off for everyone. `random_holdout`: per-user random fractions."""
+    validation_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    """Share of events in validation (`temporal`, `random_holdout`)."""
+    test_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    """Share of events in test (`temporal`, `random_holdout`)."""
+    seed: int = 42
+    """Seeds the random tie-break between equal timestamps and the random holdout."""
+
+    @model_validator(mode="after")
+    def _fractions_leave_training(self) -> SplitConfig:
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise ValueError("validation_fraction + test_fraction must be below 1")
+        return self
+
+
+class PreprocessConfig(_Section):
+    """Cleaning thresholds and the split."""
+
+    min_user_interactions: Annotated[int, Field(ge=1)] = 5
+    """Users with fewer events are dropped (leave-last-out needs at least 3)."""
+    min_item_interactions: Annotated[int, Field(ge=1)] = 1
+    """Items with fewer events are dropped (applied before the user filter)."""
+    min_rating: float | None = None
+    """Keep only events rated at least this; `null` keeps every event as an implicit positive."""
+    split: SplitConfig = SplitConfig()
+
+    @model_validator(mode="after")
+    def _enough_for_split(self) -> PreprocessConfig:
+        if self.split.strategy == "leave_last_out" and self.min_user_interactions < 3:
+            raise ValueError(
+                "min_user_interactions must be at least 3 for leave_last_out "
+                "(one event each for train, validation and test)"
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# factorize: collaborative filtering
+# --------------------------------------------------------------------------------------------
+class FactorizeConfig(_Section):
+    """Matrix factorisation of the implicit-feedback matrix (the `implicit` library)."""
+
+    algorithm: Literal["als", "bpr"] = "als"
+    """`als` (alternating least squares) or `bpr` (Bayesian personalised ranking)."""
+    embedding_size: Annotated[int, Field(ge=1)] = 64
+    """Number of latent factors."""
+    epochs: Annotated[int, Field(ge=1)] = 15
+    """ALS iterations or BPR epochs."""
+    reg: Annotated[float, Field(ge=0)] = 0.05
+    """L2 regularisation."""
+    alpha: Annotated[float, Field(gt=0)] = 2.0
+    """ALS confidence scaling: confidence = 1 + alpha * value."""
+    learning_rate: Annotated[float, Field(gt=0)] = 0.05
+    """BPR only."""
+    seed: int = 42
+
+
+# --------------------------------------------------------------------------------------------
+# evaluate: metrics and peers
+# --------------------------------------------------------------------------------------------
+class EvaluateConfig(_Section):
+    """Full-ranking evaluation against peers on the same split."""
+
+    k: list[Annotated[int, Field(ge=1)]] = [10, 20]
+    """Cut-offs for HR / NDCG / MRR / Recall."""
+    coverage_k: Annotated[int, Field(ge=1)] = 10
+    """Cut-off for item coverage."""
+    activity_buckets: list[Annotated[int, Field(ge=1)]] = [20, 50, 150]
+    """Upper bounds of the user-activity buckets (training events); the last is open-ended."""
+    ease_reg_grid: list[Annotated[float, Field(gt=0)]] = [50.0, 100.0, 200.0, 400.0, 800.0, 1600.0]
+    """EASE λ candidates, tuned on validation NDCG@10."""
+    itemknn_neighbors: Annotated[int, Field(ge=1)] = 100
+    """ItemKNN: keep this many most similar items per item."""
+
+    @model_validator(mode="after")
+    def _sorted(self) -> EvaluateConfig:
+        if sorted(set(self.activity_buckets)) != self.activity_buckets:
+            raise ValueError("activity_buckets must be strictly increasing")
+        return self
+
+
+class Params(_Section):
+    """All of `params.yaml`."""
+
+    data: DataConfig = DataConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    factorize: FactorizeConfig = FactorizeConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+
+
+SectionT = TypeVar("SectionT", bound=BaseModel)
+
+
+def _format_validation_error(error: ValidationError, prefix: str) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    dotted = ".".join(part for part in (prefix, location) if part)
+    message = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{PARAMS_FILE}: {dotted or '<top level>'}: {message}{shown}"
+
+
+def parse_params(raw: dict[str, Any]) -> Params:
+    """Validate a params mapping; errors name the dotted key and the fix."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise RecliError(_format_validation_error(error, "")) from None
+
+
+def load_params(path: Path = PARAMS_FILE) -> Params:
+    """Read and validate `params.yaml`."""
+    if not path.exists():
+        raise RecliError(f"{path} not found: run from the project root (where dvc.yaml lives)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise RecliError(f"{path} is not valid YAML: {error}".splitlines()[0]) from None
+    if not isinstance(raw, dict):
+        raise RecliError(f"{path} must be a mapping of sections, got {type(raw).__name__}")
+    return parse_params(raw)

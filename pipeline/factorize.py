@@ -1,0 +1,112 @@
+"""Stage `factorize`: ALS or BPR on the implicit-feedback training matrix (the `implicit` library).
+
+Outputs (under `data/factorize/`): `user_factors.npy`, `item_factors.npy` (float32, no pickle) and
+`config.json`, the effective config next to the factors. Score of user u for item i = u · i.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from pipeline import io
+from pipeline.config import FactorizeConfig, load_params
+
+OUTPUT_DIR = Path("data/factorize")
+
+
+@dataclass(frozen=True)
+class Factors:
+    users: np.ndarray
+    """float32 [n_users, embedding_size]."""
+    items: np.ndarray
+    """float32 [n_items, embedding_size]."""
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self.users[users] @ self.items.T
+
+
+def interaction_matrix(events: pl.DataFrame, n_users: int, n_items: int) -> sp.csr_matrix:
+    """Binary user × item CSR matrix (float32) from `user_idx, item_idx` rows."""
+    rows = events["user_idx"].to_numpy()
+    columns = events["item_idx"].to_numpy()
+    values = np.ones(len(rows), dtype=np.float32)
+    matrix = sp.csr_matrix((values, (rows, columns)), shape=(n_users, n_items), dtype=np.float32)
+    matrix.sum_duplicates()
+    matrix.data[:] = 1.0
+    return matrix
+
+
+def run(train: sp.csr_matrix, cfg: FactorizeConfig) -> Factors:
+    """Fit the configured model on `train` (users × items) and return its factors."""
+    # implicit warns (and slows down) when BLAS also spawns threads: keep BLAS single-threaded.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    import implicit
+
+    use_gpu = implicit.gpu.HAS_CUDA
+    if cfg.algorithm == "als":
+        model = implicit.als.AlternatingLeastSquares(
+            factors=cfg.embedding_size,
+            regularization=cfg.reg,
+            alpha=cfg.alpha,
+            iterations=cfg.epochs,
+            random_state=cfg.seed,
+            use_gpu=use_gpu,
+            calculate_training_loss=False,
+        )
+    else:
+        # BPR's parallel SGD is not reproducible across thread schedules: one thread on CPU.
+        model = implicit.bpr.BayesianPersonalizedRanking(
+            factors=cfg.embedding_size,
+            learning_rate=cfg.learning_rate,
+            regularization=cfg.reg,
+            iterations=cfg.epochs,
+            random_state=cfg.seed,
+            use_gpu=use_gpu,
+            num_threads=0 if use_gpu else 1,
+        )
+    model.fit(train.astype(np.float32).tocsr(), show_progress=False)
+    if use_gpu:
+        model = model.to_cpu()
+    # For BPR, implicit appends an item-bias column (and a constant 1 to the users), so the plain
+    # dot product already includes the bias.
+    users = np.asarray(model.user_factors, dtype=np.float32)
+    items = np.asarray(model.item_factors, dtype=np.float32)
+    return Factors(users=users, items=items)
+
+
+def write(factors: Factors, cfg: FactorizeConfig, output_dir: Path = OUTPUT_DIR) -> None:
+    io.write_npy(output_dir / "user_factors.npy", factors.users)
+    io.write_npy(output_dir / "item_factors.npy", factors.items)
+    io.write_json(output_dir / "config.json", cfg.model_dump(mode="json"))
+
+
+def read(input_dir: Path = OUTPUT_DIR) -> Factors:
+    return Factors(
+        users=io.read_npy(input_dir / "user_factors.npy", "factorize"),
+        items=io.read_npy(input_dir / "item_factors.npy", "factorize"),
+    )
+
+
+def main() -> None:
+    from pipeline import preprocess
+
+    params = load_params()
+    processed = preprocess.read()
+    train = interaction_matrix(processed.train, processed.users.height, processed.items.height)
+    factors = run(train, params.factorize)
+    write(factors, params.factorize)
+    print(
+        f"factorize: {params.factorize.algorithm} with {factors.users.shape[1]} factors on "
+        f"{train.nnz} training interactions"
+    )
+
+
+if __name__ == "__main__":
+    io.run_stage(main)

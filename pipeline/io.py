@@ -1,0 +1,106 @@
+"""Artifact reads and writes: atomic, typed, never pickle.
+
+Every write goes to a temporary file in the destination's directory and is renamed into place, so a
+stage killed midway leaves the previous good output intact (a rename within one filesystem is
+atomic). Reads check that the artifact exists and say which stage produces it when it does not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recli.errors import RecliError
+
+
+@contextlib.contextmanager
+def atomic_path(destination: Path) -> Iterator[Path]:
+    """Yield a temporary path next to `destination`; rename it into place on success only."""
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
+    )
+    os.close(handle)
+    temporary_path = Path(temporary)
+    try:
+        yield temporary_path
+        os.replace(temporary_path, destination)
+    finally:
+        temporary_path.unlink(missing_ok=True)
+
+
+def require(path: Path, produced_by: str) -> Path:
+    """Fail with a clear message when an input artifact is missing."""
+    path = Path(path)
+    if not path.exists():
+        raise RecliError(f"{path} is missing: run `dvc repro {produced_by}` to produce it")
+    return path
+
+
+def write_json(path: Path, payload: Any) -> None:
+    with atomic_path(path) as temporary:
+        temporary.write_text(
+            json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8"
+        )
+
+
+def read_json(path: Path, produced_by: str) -> Any:
+    try:
+        return json.loads(require(path, produced_by).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise RecliError(
+            f"{path} is corrupted ({error.msg}): run `dvc repro -f {produced_by}`"
+        ) from None
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as temporary, temporary.open("wb") as handle:
+        np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def read_npy(path: Path, produced_by: str) -> np.ndarray:
+    try:
+        return np.load(require(path, produced_by), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise RecliError(
+            f"{path} is corrupted ({error}): run `dvc repro -f {produced_by}`"
+        ) from None
+
+
+def write_parquet(path: Path, frame: Any) -> None:
+    """Write a polars DataFrame atomically."""
+    with atomic_path(path) as temporary:
+        frame.write_parquet(temporary)
+
+
+def read_parquet(path: Path, produced_by: str) -> Any:
+    import polars as pl
+
+    try:
+        return pl.read_parquet(require(path, produced_by))
+    except (pl.exceptions.ComputeError, OSError) as error:
+        message = str(error).splitlines()[0]
+        raise RecliError(
+            f"{path} is corrupted ({message}): run `dvc repro -f {produced_by}`"
+        ) from None
+
+
+def run_stage(main: Callable[[], None]) -> None:
+    """Run a stage's `main()`, turning a `RecliError` into one red line and exit code 1."""
+    try:
+        main()
+    except RecliError as error:
+        print(f"\x1b[31merror:\x1b[0m {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print("interrupted: earlier outputs are untouched", file=sys.stderr)
+        raise SystemExit(130) from None

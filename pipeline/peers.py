@@ -1,0 +1,277 @@
+"""Peer recommenders the main model is compared against: popularity, ItemKNN and EASE.
+
+All three share one small contract (`Recommender`): `fit(train)` on a users x items CSR matrix of
+implicit positives, then `score(users)` -> float32 [len(users), n_items]. Each model keeps the
+matrix it was fit on as `train` and scores users from their rows in it, so a model is always
+evaluated on the history it learnt from. Masking already-seen items is the evaluator's job
+(`pipeline.metrics.rank_users`), not the model's.
+
+Memory, for n items: ItemKNN builds its similarity in blocks of target items (about 64 MB of
+float32 at a time) and keeps only `neighbors` entries per item, so 10k items is cheap. EASE needs
+one dense n x n float64 buffer (Gram matrix, inverted in place) plus the n x n float32 weights:
+measured peak ~0.2 GB at ML-100K's 1,682 items and ~1.7 GB at ml-latest-small's 9,742 (fit
+~12 s on 2 cores); `tune_ease` also keeps the Gram matrix (+0.8 GB at 9,742). Acceptable here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, Self
+
+import numpy as np
+import scipy.linalg.lapack
+from scipy.sparse import csr_matrix, issparse
+
+from pipeline.metrics import METRIC_NAMES, check_user_indices, evaluate_scorer, top_k
+
+# Dense scratch blocks are sized to about this many entries (x4 bytes for float32, x8 float64).
+_BLOCK_ENTRIES = 16_000_000
+
+
+class Recommender(Protocol):
+    name: str
+
+    def fit(self, train: csr_matrix) -> Self: ...
+
+    def score(self, users: np.ndarray) -> np.ndarray: ...
+
+
+def _as_train(train: csr_matrix) -> csr_matrix:
+    """A private float32 CSR copy, so later edits to the caller's matrix cannot change the model."""
+    if not issparse(train) or train.ndim != 2:
+        raise ValueError("train must be a 2-D scipy sparse matrix [users, items]")
+    if train.shape[0] < 1 or train.shape[1] < 1:
+        raise ValueError(f"train must have at least one user and one item, got {train.shape}")
+    matrix = csr_matrix(train, dtype=np.float32, copy=True)
+    matrix.eliminate_zeros()
+    if not np.isfinite(matrix.data).all():
+        raise ValueError("train contains NaN or infinite values")
+    return matrix
+
+
+def _binary(matrix: csr_matrix) -> csr_matrix:
+    binary = matrix.copy()
+    binary.data[:] = 1.0
+    return binary
+
+
+class _Fitted:
+    """Shared bookkeeping: the training matrix and the user-range check."""
+
+    train: csr_matrix | None = None
+
+    def _rows(self, users: np.ndarray) -> tuple[csr_matrix, np.ndarray]:
+        if self.train is None:
+            raise RuntimeError(f"{type(self).__name__} must be fit before it can score")
+        users = check_user_indices(users, self.train.shape[0])
+        return self.train[users], users
+
+
+class Popularity(_Fitted):
+    """Every user gets the same list: items by number of training interactions."""
+
+    name = "popularity"
+
+    def __init__(self) -> None:
+        self.counts: np.ndarray | None = None
+
+    def fit(self, train: csr_matrix) -> Self:
+        self.train = _as_train(train)
+        # Count interactions, not summed values, so a weighted matrix still means "how many users".
+        self.counts = self.train.getnnz(axis=0).astype(np.float32)
+        return self
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        _, users = self._rows(users)
+        # A real array, not a broadcast view: callers are free to write into the scores.
+        return np.repeat(self.counts[None, :], users.size, axis=0)
+
+
+class ItemKNN(_Fitted):
+    """Item-based nearest neighbours with cosine similarity on the binary training matrix.
+
+    sim(i, j) = |U_i ∩ U_j| / (sqrt(|U_i|) sqrt(|U_j|) + shrink), where U_i is the set of users
+    who interacted with item i; `shrink` damps similarities built on few co-occurrences.
+    Pruning is column-wise: `similarity[:, j]` keeps the `neighbors` items most similar to target
+    item j (ties to the lower item index), with the diagonal zeroed so an item never recommends
+    itself. score(u, j) = sum over i of x[u, i] * similarity[i, j], i.e. `X_u @ similarity`, so
+    each target item is scored from its own nearest neighbours among the user's items.
+    """
+
+    name = "itemknn"
+
+    def __init__(self, neighbors: int = 100, shrink: float = 0.0) -> None:
+        if neighbors < 1:
+            raise ValueError(f"neighbors must be at least 1, got {neighbors}")
+        if shrink < 0:
+            raise ValueError(f"shrink must be non-negative, got {shrink}")
+        self.neighbors = int(neighbors)
+        self.shrink = float(shrink)
+        self.similarity: csr_matrix | None = None
+
+    def fit(self, train: csr_matrix) -> Self:
+        self.train = _as_train(train)
+        binary = _binary(self.train)
+        n_items = binary.shape[1]
+        norms = np.sqrt(binary.getnnz(axis=0)).astype(np.float32)
+        by_item = binary.T.tocsr()
+        keep = min(self.neighbors, n_items)
+        block = max(1, _BLOCK_ENTRIES // n_items)
+
+        # The full similarity would be dense n x n; computing it a block of target items at a
+        # time and pruning each block straight away keeps memory at one block plus the result.
+        neighbor_parts, target_parts, value_parts = [], [], []
+        for start in range(0, n_items, block):
+            targets = np.arange(start, min(start + block, n_items))
+            co_counts = (by_item[targets] @ binary).toarray()  # [targets, items]
+            denominator = norms[targets, None] * norms[None, :] + np.float32(self.shrink)
+            # An item nobody interacted with has norm 0: its similarities are 0, not NaN.
+            similarity = np.divide(
+                co_counts,
+                denominator,
+                out=np.zeros_like(co_counts, dtype=np.float32),
+                where=denominator > 0,
+            )
+            similarity[np.arange(targets.size), targets] = 0.0
+            best = top_k(similarity, keep)
+            values = np.take_along_axis(similarity, best, axis=1)
+            positive = values > 0  # zero similarity contributes nothing; don't store it
+            neighbor_parts.append(best[positive])
+            target_parts.append(np.broadcast_to(targets[:, None], best.shape)[positive])
+            value_parts.append(values[positive])
+
+        self.similarity = csr_matrix(
+            (
+                np.concatenate(value_parts).astype(np.float32),
+                (np.concatenate(neighbor_parts), np.concatenate(target_parts)),
+            ),
+            shape=(n_items, n_items),
+        )
+        return self
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        rows, _ = self._rows(users)
+        return np.asarray((rows @ self.similarity).toarray(), dtype=np.float32)
+
+
+def _gram(matrix: csr_matrix) -> np.ndarray:
+    """Dense float64 XᵀX, accumulated over blocks of users.
+
+    Densifying a block of users and multiplying with BLAS is much faster than a sparse-sparse
+    product whose result is nearly dense anyway, and the blocks keep memory bounded however many
+    users there are.
+    """
+    n_users, n_items = matrix.shape
+    gram = np.zeros((n_items, n_items), dtype=np.float64)
+    block = max(1, _BLOCK_ENTRIES // n_items)
+    for start in range(0, n_users, block):
+        dense = matrix[start : start + block].toarray().astype(np.float64)
+        gram += dense.T @ dense
+    return gram
+
+
+def _symmetric_inverse(matrix: np.ndarray) -> np.ndarray:
+    """Inverse of a symmetric positive definite float64 matrix, computed in place.
+
+    Cholesky (potrf) then its inverse (potri) is about 1.6x faster than a general inverse at 10k
+    items and needs no second n x n buffer. LAPACK sees the C-ordered array as its transpose,
+    which is the same matrix, and fills only one triangle (the lower one, in numpy's view).
+    """
+    factor, info = scipy.linalg.lapack.dpotrf(matrix.T, lower=False, clean=False, overwrite_a=True)
+    if info == 0:
+        inverse, info = scipy.linalg.lapack.dpotri(factor, lower=False, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"EASE: XᵀX + reg·I is not positive definite (LAPACK {info})")
+    result = inverse.T  # back to C order; the same memory as `matrix`
+    # Mirror the lower triangle upwards a block of rows at a time so no n x n temporary is made.
+    n = result.shape[0]
+    step = max(1, _BLOCK_ENTRIES // max(n, 1))
+    for start in range(0, n, step):
+        stop = min(start + step, n)
+        diagonal = result[start:stop, start:stop]
+        diagonal[...] = np.tril(diagonal) + np.tril(diagonal, -1).T
+        result[start:stop, stop:] = result[stop:, start:stop].T
+    return result
+
+
+def _ease_weights(gram: np.ndarray, reg: float, *, keep_gram: bool) -> np.ndarray:
+    """B = I - P diag(1/diag(P)) with P = (G + reg I)^-1; diag(B) = 0. Returns float32.
+
+    With `keep_gram=False` the Gram matrix is overwritten, saving one dense n x n float64 copy.
+    """
+    regularised = gram.copy() if keep_gram else gram
+    regularised[np.diag_indices_from(regularised)] += reg
+    # The inverse is done in float64: float32 loses several digits on ill-conditioned item-item
+    # matrices, and only the final weights need to be compact.
+    precision = _symmetric_inverse(regularised)
+    # Off the diagonal B_ij = -P_ij / P_jj (each column divided by its diagonal entry).
+    precision /= -np.diag(precision)[None, :]
+    np.fill_diagonal(precision, 0.0)
+    return precision.astype(np.float32)
+
+
+class EASE(_Fitted):
+    """Embarrassingly Shallow Autoencoder (Steck, 2019): a closed-form item-item linear model.
+
+    Learns B minimising ||X - X B||² + reg ||B||² subject to diag(B) = 0; scores are X_u @ B.
+    """
+
+    name = "ease"
+
+    def __init__(self, reg: float = 500.0) -> None:
+        if not reg > 0:
+            raise ValueError(f"reg must be positive, got {reg}")
+        self.reg = float(reg)
+        self.weights: np.ndarray | None = None
+
+    def fit(self, train: csr_matrix) -> Self:
+        matrix = _as_train(train)
+        return self._fit_from_gram(matrix, _gram(matrix), keep_gram=False)
+
+    def _fit_from_gram(self, matrix: csr_matrix, gram: np.ndarray, *, keep_gram: bool) -> Self:
+        # Split out so `tune_ease` can compute the Gram matrix once for the whole grid.
+        self.train = matrix
+        self.weights = _ease_weights(gram, self.reg, keep_gram=keep_gram)
+        return self
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        rows, _ = self._rows(users)
+        return np.asarray(rows @ self.weights, dtype=np.float32)
+
+
+def tune_ease(
+    train: csr_matrix,
+    validation: csr_matrix,
+    seen_for_validation: csr_matrix,
+    grid: Sequence[float],
+    metric: str = "ndcg@10",
+) -> tuple[float, dict[float, float]]:
+    """Pick EASE's reg on validation: fit each value on `train`, score `validation`.
+
+    Returns the best reg and the mean validation `metric` for every reg tried. Ties go to the
+    first value in `grid` order. Test data never enters here; the caller refits/reports on test.
+    """
+    regs = [float(reg) for reg in grid]
+    if not regs:
+        raise ValueError("the EASE reg grid is empty")
+    if any(not reg > 0 for reg in regs):
+        raise ValueError(f"every EASE reg must be positive, got {regs}")
+    name, _, cut = metric.partition("@")
+    if name not in METRIC_NAMES or not cut.isdigit() or int(cut) < 1:
+        raise ValueError(
+            f"metric must look like 'ndcg@10' with one of {', '.join(METRIC_NAMES)}; got {metric!r}"
+        )
+    k = int(cut)
+
+    matrix = _as_train(train)
+    for label, other in (("validation", validation), ("seen_for_validation", seen_for_validation)):
+        if getattr(other, "shape", None) != matrix.shape:
+            raise ValueError(f"{label} must have train's shape {matrix.shape}")
+    gram = _gram(matrix)
+    results: dict[float, float] = {}
+    for reg in regs:
+        model = EASE(reg)._fit_from_gram(matrix, gram, keep_gram=True)
+        evaluation = evaluate_scorer(model.score, seen_for_validation, validation, [k], k)
+        results[reg] = evaluation.summary()[metric]
+    best = max(regs, key=lambda reg: results[reg])  # max() keeps the first of equal values
+    return best, results

@@ -1,0 +1,3 @@
+"""recli: explore users' interests with language-model representations, from the terminal."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from recli.cli import main
+
+main()

@@ -1,0 +1,82 @@
+"""Tiny synthetic datasets with known structure, shared by the pipeline tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from pipeline.data import RawData
+
+GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"]
+
+
+def make_items(n_items: int) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "item_id": [str(100 + i) for i in range(n_items)],
+            "title": [f"Film {i} ({1980 + i % 30})" for i in range(n_items)],
+            "year": [1980 + i % 30 for i in range(n_items)],
+            "genres": [[GENRES[i % len(GENRES)]] for i in range(n_items)],
+            "tags": [[f"tag{i % 4}"] for i in range(n_items)],
+            "description": [None] * n_items,
+        },
+        schema_overrides={"year": pl.Int32, "description": pl.String},
+    )
+
+
+def make_raw(
+    n_users: int = 30, n_items: int = 40, per_user: int = 12, seed: int = 0, ties: bool = True
+) -> RawData:
+    """Random interactions; with `ties`, many users share timestamps at the end of their history."""
+    rng = np.random.default_rng(seed)
+    users, items, stamps = [], [], []
+    for user in range(n_users):
+        chosen = rng.choice(n_items, size=per_user, replace=False)
+        times = np.sort(rng.integers(0, 1_000, size=per_user))
+        if ties and user % 2 == 0:
+            times[-3:] = times[-1]
+        users += [str(user + 1)] * per_user
+        items += [str(100 + item) for item in chosen]
+        stamps += times.tolist()
+    interactions = pl.DataFrame(
+        {
+            "user_id": users,
+            "item_id": items,
+            "rating": rng.integers(1, 6, size=len(users)).astype(float),
+            "timestamp": stamps,
+        },
+        schema_overrides={"timestamp": pl.Int64},
+    )
+    return RawData(
+        interactions=interactions, items=make_items(n_items), users=None, source="synthetic"
+    )
+
+
+def make_block_raw(
+    n_users_per_block: int = 20, n_items_per_block: int = 15, seed: int = 0
+) -> RawData:
+    """Two disjoint tastes: users in block A only touch A items, block B only B items.
+
+    Any sensible recommender must recommend within the user's block: a known answer.
+    """
+    rng = np.random.default_rng(seed)
+    users, items, stamps = [], [], []
+    for block in range(2):
+        for user in range(n_users_per_block):
+            uid = block * n_users_per_block + user
+            chosen = (
+                rng.choice(n_items_per_block, size=8, replace=False) + block * n_items_per_block
+            )
+            users += [str(uid)] * len(chosen)
+            items += [str(100 + item) for item in chosen]
+            stamps += list(range(len(chosen)))
+    interactions = pl.DataFrame(
+        {"user_id": users, "item_id": items, "rating": [4.0] * len(users), "timestamp": stamps},
+        schema_overrides={"timestamp": pl.Int64},
+    )
+    return RawData(
+        interactions=interactions,
+        items=make_items(2 * n_items_per_block),
+        users=None,
+        source="synthetic-blocks",
+    )

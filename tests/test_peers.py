@@ -1,0 +1,193 @@
+"""Peer recommenders on tiny matrices whose answers can be worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.sparse import csr_matrix
+
+from pipeline import peers
+from pipeline.metrics import evaluate_scorer, rank_users, top_k
+from pipeline.peers import EASE, ItemKNN, Popularity, tune_ease
+
+
+def _csr(rows: list[list[int]], n_items: int) -> csr_matrix:
+    dense = np.zeros((len(rows), n_items), dtype=np.float32)
+    for user, items in enumerate(rows):
+        dense[user, items] = 1.0
+    return csr_matrix(dense)
+
+
+def _random_binary(n_users: int, n_items: int, seed: int) -> csr_matrix:
+    rng = np.random.default_rng(seed)
+    # Skewed item popularity, so that different models and regs disagree on some users.
+    probability = 0.6 / np.arange(1, n_items + 1) ** 0.7
+    return csr_matrix((rng.random((n_users, n_items)) < probability).astype(np.float32))
+
+
+# Item sets (by user): item 0 {0,1}, item 1 {0,1}, item 2 {1,2}, item 3 {2}.
+TINY = _csr([[0, 1], [0, 1, 2], [2, 3]], 4)
+
+
+@pytest.mark.parametrize("model", [Popularity(), ItemKNN(neighbors=2), EASE(reg=1.0)])
+def test_every_model_follows_the_contract(model: peers.Recommender) -> None:
+    assert model.fit(TINY) is model
+    assert isinstance(model.name, str) and model.name
+    scores = model.score(np.array([2, 0]))
+    assert scores.shape == (2, 4) and scores.dtype == np.float32
+    assert model.score(np.array([], dtype=np.int64)).shape == (0, 4)
+    with pytest.raises(ValueError, match="user indices"):
+        model.score(np.array([3]))
+    with pytest.raises(ValueError, match="user indices"):
+        model.score(np.array([-1]))
+
+
+def test_models_must_be_fit_first_and_keep_their_own_train_copy() -> None:
+    with pytest.raises(RuntimeError, match="fit"):
+        EASE().score(np.array([0]))
+    train = TINY.copy()
+    model = Popularity().fit(train)
+    train.data[:] = 0.0  # the caller changing its matrix later must not change the model
+    assert model.train.nnz == TINY.nnz
+
+
+def test_popularity_ranks_items_by_interaction_count() -> None:
+    train = _csr([[0, 2], [2], [1, 2], [1]], 4)  # counts: item0 1, item1 2, item2 3, item3 0
+    model = Popularity().fit(train)
+    scores = model.score(np.array([0, 3]))
+    assert scores.tolist() == [[1.0, 2.0, 3.0, 0.0]] * 2
+    assert top_k(scores, 4)[0].tolist() == [2, 1, 0, 3]
+    # After masking, user 3 (who has item 1) gets the rest in popularity order.
+    assert rank_users(model.score, np.array([3]), train, 3).tolist() == [[2, 0, 3]]
+
+
+def test_itemknn_similarity_is_hand_checkable() -> None:
+    model = ItemKNN(neighbors=10).fit(TINY)
+    half, root_half = 0.5, 1 / math.sqrt(2)
+    # cos(0,1) = 2/(√2·√2) = 1; cos(0,2) = cos(1,2) = 1/(√2·√2); cos(2,3) = 1/(√2·1).
+    expected = np.array(
+        [
+            [0.0, 1.0, half, 0.0],
+            [1.0, 0.0, half, 0.0],
+            [half, half, 0.0, root_half],
+            [0.0, 0.0, root_half, 0.0],
+        ]
+    )
+    assert np.allclose(model.similarity.toarray(), expected)
+    # User 0 has items {0, 1}: score_j = sim(0, j) + sim(1, j).
+    assert np.allclose(model.score(np.array([0]))[0], [1.0, 1.0, 1.0, 0.0])
+
+
+def test_itemknn_keeps_the_top_neighbors_per_target_column() -> None:
+    model = ItemKNN(neighbors=1).fit(TINY)
+    similarity = model.similarity.toarray()
+    # Each column j keeps only the item most similar to j.
+    root_half = 1 / math.sqrt(2)
+    expected = np.zeros((4, 4))
+    expected[1, 0] = expected[0, 1] = 1.0
+    expected[3, 2] = expected[2, 3] = root_half
+    assert np.allclose(similarity, expected)
+    assert np.all(np.diag(similarity) == 0)
+    assert np.allclose(model.score(np.array([0]))[0], [1.0, 1.0, 0.0, 0.0])
+
+
+def test_itemknn_shrink_damps_the_similarity() -> None:
+    model = ItemKNN(neighbors=10, shrink=2.0).fit(TINY)
+    assert model.similarity[0, 1] == pytest.approx(2 / (2 + 2))  # 2 / (√2·√2 + shrink)
+
+
+def test_itemknn_handles_items_nobody_interacted_with() -> None:
+    train = _csr([[0, 1], [1]], 3)  # item 2 has no users: its norm is 0
+    model = ItemKNN().fit(train)
+    assert np.isfinite(model.similarity.toarray()).all()
+    assert model.score(np.array([0]))[0, 2] == 0.0
+
+
+def _ease_reference(train: csr_matrix, reg: float) -> np.ndarray:
+    x = train.toarray().astype(np.float64)
+    precision = np.linalg.inv(x.T @ x + reg * np.eye(x.shape[1]))
+    weights = np.eye(x.shape[1]) - precision @ np.diag(1 / np.diag(precision))
+    return weights
+
+
+def test_ease_matches_a_direct_numpy_computation() -> None:
+    train = _random_binary(40, 15, seed=3)
+    model = EASE(reg=7.0).fit(train)
+    reference = _ease_reference(train, 7.0)
+    assert model.weights.dtype == np.float32
+    assert np.allclose(model.weights, reference, atol=1e-6)
+    assert np.all(np.diag(model.weights) == 0.0)
+    users = np.array([0, 5, 39])
+    assert np.allclose(model.score(users), train[users].toarray() @ reference, atol=1e-5)
+
+
+def test_blocked_computation_matches_the_one_block_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    train = _random_binary(60, 25, seed=4)
+    knn_whole = ItemKNN(neighbors=4).fit(train).similarity.toarray()
+    ease_whole = EASE(reg=3.0).fit(train).weights
+    # Tiny blocks force every block loop (Gram, KNN targets, inverse mirroring) to iterate.
+    monkeypatch.setattr(peers, "_BLOCK_ENTRIES", 50)
+    assert np.array_equal(ItemKNN(neighbors=4).fit(train).similarity.toarray(), knn_whole)
+    assert np.allclose(EASE(reg=3.0).fit(train).weights, ease_whole, atol=1e-6)
+    assert np.allclose(ease_whole, _ease_reference(train, 3.0), atol=1e-6)
+
+
+def test_ease_recommends_within_the_users_block() -> None:
+    # Users 0-5 only ever touch items 0-4, users 6-11 only items 5-9; each misses some items.
+    rng = np.random.default_rng(5)
+    rows = []
+    for user in range(12):
+        block = range(0, 5) if user < 6 else range(5, 10)
+        rows.append([item for item in block if rng.random() < 0.6] or [block[0]])
+    train = _csr(rows, 10)
+    model = EASE(reg=1.0).fit(train)
+    scores = model.score(np.arange(12))
+    for user in range(12):
+        own = np.arange(0, 5) if user < 6 else np.arange(5, 10)
+        other = np.setdiff1d(np.arange(10), own)
+        assert np.allclose(scores[user, other], 0.0, atol=1e-6)  # no weight crosses blocks
+        if len(rows[user]) < 5:
+            best = rank_users(model.score, np.array([user]), train, k=1)[0, 0]
+            assert best in own
+
+
+def test_tune_ease_picks_the_reg_that_is_best_on_validation() -> None:
+    train = _random_binary(80, 30, seed=6)
+    users = np.arange(80)
+    small, large = 1.0, 5000.0
+    # Validation = each user's top-1 under one reg, so that reg scores HR@1 = 1 exactly.
+    for target, other in ((small, large), (large, small)):
+        picks = rank_users(EASE(reg=target).fit(train).score, users, train, k=1)[:, 0]
+        validation = csr_matrix((np.ones(80, dtype=np.float32), (users, picks)), shape=train.shape)
+        best, per_reg = tune_ease(train, validation, train, [other, target, 200.0], "hr@1")
+        assert best == target
+        assert per_reg[target] == 1.0
+        assert per_reg[other] < 1.0  # the construction really separates the two
+        assert list(per_reg) == [other, target, 200.0]
+        # Each value is exactly what a separate fit and evaluation gives.
+        direct = evaluate_scorer(EASE(reg=200.0).fit(train).score, train, validation, [1], 1)
+        assert per_reg[200.0] == pytest.approx(direct.summary()["hr@1"])
+
+
+def test_tune_ease_input_checks() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        tune_ease(TINY, TINY, TINY, [])
+    with pytest.raises(ValueError, match="positive"):
+        tune_ease(TINY, TINY, TINY, [0.0])
+    with pytest.raises(ValueError, match="metric"):
+        tune_ease(TINY, TINY, TINY, [1.0], metric="precision@3")
+    with pytest.raises(ValueError, match="shape"):
+        tune_ease(TINY, TINY[:2], TINY, [1.0])
+
+
+def test_constructor_checks() -> None:
+    with pytest.raises(ValueError, match="neighbors"):
+        ItemKNN(neighbors=0)
+    with pytest.raises(ValueError, match="shrink"):
+        ItemKNN(shrink=-1.0)
+    with pytest.raises(ValueError, match="reg"):
+        EASE(reg=0.0)
+    with pytest.raises(ValueError, match="sparse"):
+        EASE().fit(np.ones((2, 2)))
