@@ -135,9 +135,8 @@ def main() -> None:
     io.write_json(METRICS_FILE, metrics)
     io.write_json(ACTIVITY_PLOT_FILE, plot_rows)
     for name, summary in metrics["test"].items():
-        print(
-            f"evaluate: test {name:<12} ndcg@10={summary['ndcg@10']:.4f} hr@10={summary['hr@10']:.4f}"
-        )
+        ndcg, hit_rate = summary["ndcg@10"], summary["hr@10"]
+        print(f"evaluate: test {name:<12} ndcg@10={ndcg:.4f} hr@10={hit_rate:.4f}")
 
 
 if __name__ == "__main__":

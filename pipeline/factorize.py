@@ -6,9 +6,9 @@ Outputs (under `data/factorize/`): `user_factors.npy`, `item_factors.npy` (float
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -44,11 +44,22 @@ def interaction_matrix(events: pl.DataFrame, n_users: int, n_items: int) -> sp.c
 
 def run(train: sp.csr_matrix, cfg: FactorizeConfig) -> Factors:
     """Fit the configured model on `train` (users × items) and return its factors."""
-    # implicit warns (and slows down) when BLAS also spawns threads: keep BLAS single-threaded.
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    os.environ.setdefault("MKL_NUM_THREADS", "1")
     import implicit
+    from threadpoolctl import threadpool_limits
 
+    # implicit parallelises over users itself; BLAS threads on top of that only contend.
+    with threadpool_limits(limits=1, user_api="blas"):
+        model = _fit(train, cfg, implicit)
+    if implicit.gpu.HAS_CUDA:
+        model = model.to_cpu()
+    # For BPR, implicit appends an item-bias column (and a constant 1 to the users), so the plain
+    # dot product already includes the bias.
+    users = np.asarray(model.user_factors, dtype=np.float32)
+    items = np.asarray(model.item_factors, dtype=np.float32)
+    return Factors(users=users, items=items)
+
+
+def _fit(train: sp.csr_matrix, cfg: FactorizeConfig, implicit: Any) -> Any:
     use_gpu = implicit.gpu.HAS_CUDA
     if cfg.algorithm == "als":
         model = implicit.als.AlternatingLeastSquares(
@@ -72,13 +83,7 @@ def run(train: sp.csr_matrix, cfg: FactorizeConfig) -> Factors:
             num_threads=0 if use_gpu else 1,
         )
     model.fit(train.astype(np.float32).tocsr(), show_progress=False)
-    if use_gpu:
-        model = model.to_cpu()
-    # For BPR, implicit appends an item-bias column (and a constant 1 to the users), so the plain
-    # dot product already includes the bias.
-    users = np.asarray(model.user_factors, dtype=np.float32)
-    items = np.asarray(model.item_factors, dtype=np.float32)
-    return Factors(users=users, items=items)
+    return model
 
 
 def write(factors: Factors, cfg: FactorizeConfig, output_dir: Path = OUTPUT_DIR) -> None:

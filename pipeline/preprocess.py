@@ -6,9 +6,9 @@ title, year, genres, tags, the assembled `text`, `train_count`); `users.parquet`
 `user_id`, `train_count`, demographics when the source has them); and `metrics/preprocess.json`
 counting every row that cleaning dropped and why.
 
-Timestamp ties: 44% of MovieLens-100K users have several events at their last timestamp. Ordering
-those by item id would leak (lower ids are older, more popular films), so ties are broken by a random
-key drawn from `preprocess.split.seed`.
+Timestamp ties: 44% of MovieLens-100K users have several events at their last timestamp.
+Ordering those by item id would leak (lower ids are older, more popular films), so ties are broken
+by a random key drawn from `preprocess.split.seed`.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from recli.errors import RecliError
 
 app = typer.Typer(
     name="recli",
-    help="Explore users' interests with language-model representations; recommend from the terminal.",
+    help="Explore users' interests with language-model representations, from the terminal.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     rich_markup_mode="rich",
@@ -66,7 +66,8 @@ def _load_metrics(rev: str | None) -> dict[str, Any]:
             ).stdout
         except (subprocess.CalledProcessError, FileNotFoundError):
             raise RecliError(
-                f"no {METRICS_FILE} at git revision '{rev}': pass a commit, tag or branch that has one"
+                f"no {METRICS_FILE} at git revision '{rev}': "
+                "pass a commit, tag or branch that has one"
             ) from None
     try:
         return json.loads(text)
@@ -80,6 +81,13 @@ def metrics(
     rev: Annotated[
         str | None, typer.Option(help="Compare with the metrics committed at this git revision.")
     ] = None,
+    cutoff: Annotated[
+        int | None,
+        typer.Option("--k", help="Only the metrics at this cut-off (default 10; 0 shows all)."),
+    ] = 10,
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Print a Markdown table (for READMEs and reports).")
+    ] = False,
 ) -> None:
     """Show the evaluation table (every model, same split), optionally against a git revision."""
     current = _load_metrics(None)
@@ -88,13 +96,24 @@ def metrics(
     baseline = _load_metrics(rev)[split] if rev is not None else None
     rows: dict[str, dict[str, float]] = current[split]
     columns = [name for name in next(iter(rows.values())) if name != "users"]
+    if cutoff:
+        columns = [name for name in columns if name.endswith(f"@{cutoff}")]
+        if not columns:
+            raise RecliError(f"no metrics at --k {cutoff}: use a cut-off from evaluate.k in params")
+    if markdown:
+        typer.echo("| model | " + " | ".join(columns) + " |")
+        typer.echo("|---|" + "---:|" * len(columns))
+        for model, row in rows.items():
+            cells = [f"{row[column]:.4f}" if column in row else "—" for column in columns]
+            typer.echo(f"| {model} | " + " | ".join(cells) + " |")
+        return
     best = {
         column: max(row.get(column, float("-inf")) for row in rows.values()) for column in columns
     }
     table = Table(title=f"{split} metrics ({METRICS_FILE})", header_style="bold")
-    table.add_column("model")
+    table.add_column("model", no_wrap=True)
     for column in columns:
-        table.add_column(column, justify="right")
+        table.add_column(column, justify="right", no_wrap=True)
     for model, row in rows.items():
         cells = []
         for column in columns:

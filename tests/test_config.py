@@ -28,7 +28,7 @@ def test_committed_params_are_valid_and_round_trip() -> None:
     ],
 )
 def test_bad_values_name_the_dotted_key(raw: dict, expected: str) -> None:
-    with pytest.raises(RecliError, match="params.yaml") as error:
+    with pytest.raises(RecliError, match=r"params\.yaml") as error:
         parse_params(raw)
     assert expected in str(error.value)
     assert "\n" not in str(error.value)
@@ -44,6 +44,6 @@ def test_missing_and_malformed_file(tmp_path: Path) -> None:
 
 
 def test_defaults_match_the_committed_file() -> None:
-    # params.yaml is the one visible place for defaults: it must spell out every default the code has.
+    # params.yaml is the one visible place for defaults: it spells out every default in the code.
     committed = yaml.safe_load((REPO / "params.yaml").read_text())
     assert parse_params(committed) == Params()

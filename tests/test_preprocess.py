@@ -26,7 +26,7 @@ def test_leave_last_out_one_test_and_one_validation_per_user_and_no_leak() -> No
     train, validation, test = (_pairs(processed.split(s)) for s in preprocess.SPLITS)
     assert not (test & train) and not (test & validation) and not (validation & train)
 
-    # The held-out events are the latest: nothing in train is after validation, or validation after test.
+    # Held-out events are the latest: no train event after validation, no validation after test.
     last_train = processed.train.group_by("user_idx").agg(pl.col("timestamp").max().alias("train"))
     joined = last_train.join(
         processed.validation.select("user_idx", validation="timestamp"), on="user_idx"
