@@ -232,6 +232,27 @@ class ClusterConfig(_Section):
 
 
 # --------------------------------------------------------------------------------------------
+# index: fused vectors, Annoy, the serving catalogue
+# --------------------------------------------------------------------------------------------
+class IndexConfig(_Section):
+    """Fuse text and collaborative vectors and index the items for serving."""
+
+    text_weight: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = "auto"
+    """Share of the fused score that comes from the text side (after putting both scores on one
+    scale); `auto` picks it from `weight_grid` by validation NDCG@10."""
+    weight_grid: list[Annotated[float, Field(ge=0, le=1)]] = [
+        0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0
+    ]  # fmt: skip
+    metric: Literal["dot", "angular", "euclidean"] = "dot"
+    """Annoy metric. Fused scores are dot products, so `dot` is the one that matches exact search."""
+    n_trees: Annotated[int, Field(ge=1)] = 50
+    """More trees: better recall, bigger index, slower build."""
+    search_k: Annotated[int, Field(ge=-1)] = -1
+    """Nodes inspected per query; -1 lets Annoy use n_trees × n."""
+    seed: int = 42
+
+
+# --------------------------------------------------------------------------------------------
 # evaluate: metrics and peers
 # --------------------------------------------------------------------------------------------
 class EvaluateConfig(_Section):
@@ -265,6 +286,7 @@ class Params(_Section):
     embed: EmbedConfig = EmbedConfig()
     cluster: ClusterConfig = ClusterConfig()
     factorize: FactorizeConfig = FactorizeConfig()
+    index: IndexConfig = IndexConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
 
     @model_validator(mode="after")

@@ -38,7 +38,7 @@ ACTIVITY_PLOT_FILE = Path("metrics/plots/ndcg_by_activity.json")
 CLUSTER_PLOT_FILE = Path("metrics/plots/ndcg_by_cluster.json")
 PLOT_METRIC = "ndcg@10"
 # Models that take part in the cold-item slice: the floor, one collaborative model, the text models.
-COLD_SLICE_MODELS = ("random", "als", "zero_shot", "finetuned")
+COLD_SLICE_MODELS = ("random", "als", "zero_shot", "finetuned", "fused")
 
 
 @dataclass(frozen=True)
@@ -245,6 +245,9 @@ def main() -> None:
     scorers, tuning = peer_scorers(matrices, params.evaluate, factorize.read())
     scorers["zero_shot"] = embed.read("zero_shot").score
     scorers["finetuned"] = embed.read("finetuned").score
+    fused_users = io.read_npy(Path("data/index/fused_user_vectors.npy"), "index")
+    fused_items = io.read_npy(Path("data/index/fused_item_vectors.npy"), "index")
+    scorers["fused"] = lambda users: fused_users[users] @ fused_items.T
     report = run(
         matrices,
         scorers,

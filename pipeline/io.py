@@ -49,7 +49,7 @@ def require(path: Path, produced_by: str) -> Path:
 def write_json(path: Path, payload: Any) -> None:
     with atomic_path(path) as temporary:
         temporary.write_text(
-            json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8"
+            json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
         )
 
 

@@ -1,0 +1,508 @@
+"""Stage `cluster`: group users by their interest embeddings and describe each group readably.
+
+KMeans (scikit-learn) runs on the L2-normalised user vectors from `embed`; `cluster.k: auto` tries
+every k in `cluster.k_range` and keeps the best cosine silhouette. Each cluster is then profiled
+from what its users did in training: the genres and tags it over-represents (lift against the
+whole population), recognisable exemplar items nearest its centroid, and a unique short label.
+
+Outputs (under `data/cluster/`): `assignments.parquet` (`user_idx, cluster, distance`),
+`centroids.npy` (float32 [k, d]), `profiles.json` (one profile per cluster, by cluster id) and
+`config.json` (the effective config); `metrics/cluster.json` and the plot data
+`metrics/plots/cluster_sizes.json`.
+
+Cluster ids are ordered by size, largest first, so cluster 0 is always the biggest group. Users
+without history (an all-zero vector) carry no interest signal: they are left out of the fit and
+their `cluster` and `distance` are null.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from pipeline import io
+from pipeline.config import ClusterConfig, load_params
+from pipeline.preprocess import Processed
+from recli.errors import RecliError
+
+EMBED_DIR = Path("data/embed")
+OUTPUT_DIR = Path("data/cluster")
+METRICS_FILE = Path("metrics/cluster.json")
+SIZES_PLOT_FILE = Path("metrics/plots/cluster_sizes.json")
+
+N_INIT = 10
+"""KMeans restarts per k; the lowest-inertia run is kept (10 is scikit-learn's classic default)."""
+SILHOUETTE_SAMPLE = 5_000
+"""Silhouette is O(n²) in time and memory: score a seeded sample of at most this many users."""
+
+# A term must be carried by at least 5% of the cluster's interactions and by 5 of them: lift is a
+# ratio, and a tag seen twice in a cluster but almost never elsewhere would otherwise top every
+# list while describing nobody's taste.
+MIN_TERM_SHARE = 0.05
+MIN_TERM_INTERACTIONS = 5
+
+# An exemplar (or top item) must be liked by at least 3 of the cluster's users and by at least 2%
+# of them: an item one user happened to watch can sit near the centroid by accident, but it does
+# not show what the group has in common. 3 keeps small clusters usable; 2% scales with big ones.
+MIN_ITEM_USERS = 3
+MIN_ITEM_USER_SHARE = 0.02
+
+LABEL_TERMS = 3
+"""Terms joined into a cluster label; more stops being short."""
+LABEL_SEPARATOR = " · "
+TAG_PREFIX = "#"
+"""Tags are shown as `#dark comedy` so they cannot be mistaken for a genre of the same name."""
+
+
+@dataclass(frozen=True)
+class Clustering:
+    """Everything the stage writes."""
+
+    assignments: pl.DataFrame
+    """`user_idx` Int32, `cluster` Int32, `distance` Float32 (Euclidean distance to the centroid,
+    the quantity KMeans minimises); null cluster and distance for users without history."""
+    centroids: np.ndarray
+    """float32 [k, d]: KMeans centroids (means of unit vectors, so their norm is below 1)."""
+    profiles: list[dict[str, Any]]
+    """One JSON-ready profile per cluster, ordered by cluster id."""
+    metrics: dict[str, Any]
+
+
+# --------------------------------------------------------------------------------------------
+# KMeans and the choice of k
+# --------------------------------------------------------------------------------------------
+def _check_inputs(user_vectors: np.ndarray, item_vectors: np.ndarray, processed: Processed) -> None:
+    for name, vectors, expected in (
+        ("user", user_vectors, processed.users.height),
+        ("item", item_vectors, processed.items.height),
+    ):
+        if vectors.ndim != 2 or vectors.shape[0] != expected:
+            raise RecliError(
+                f"{name} embeddings have shape {vectors.shape} but data/processed has {expected} "
+                f"{name}s: run `dvc repro embed` so both come from the same preprocess run"
+            )
+        if not np.isfinite(vectors).all():
+            raise RecliError(
+                f"{name} embeddings contain NaN or infinite values: run `dvc repro -f embed`"
+            )
+    if user_vectors.shape[1] != item_vectors.shape[1]:
+        raise RecliError(
+            f"user embeddings have {user_vectors.shape[1]} dimensions but item embeddings "
+            f"{item_vectors.shape[1]}: run `dvc repro -f embed` so both use one encoder"
+        )
+
+
+def _population(n_distinct: int, n_total: int) -> str:
+    if n_distinct == n_total:
+        return f"the number of users ({n_distinct})"
+    return f"the number of users with a distinct, non-zero vector ({n_distinct} of {n_total})"
+
+
+def _candidate_ks(cfg: ClusterConfig, n_distinct: int, n_total: int) -> list[int]:
+    """The k values to try; KMeans and the silhouette both need 2 <= k < distinct points."""
+    if cfg.k != "auto":
+        if cfg.k >= n_distinct:
+            raise RecliError(
+                f"cluster.k ({cfg.k}) must be below {_population(n_distinct, n_total)}: "
+                "lower cluster.k"
+            )
+        return [cfg.k]
+    low, high = cfg.k_range
+    high = min(high, n_distinct - 1)
+    if high < 2:
+        raise RecliError(
+            f"cluster.k_range needs at least 3 users with distinct, non-zero vectors to form 2 "
+            f"clusters, got {n_distinct} of {n_total}: add users or check the embed stage"
+        )
+    # A range above the population is clipped rather than refused: `auto` means "pick for me".
+    return list(range(min(low, high), high + 1))
+
+
+def _silhouette_sample(n: int, seed: int) -> np.ndarray:
+    if n <= SILHOUETTE_SAMPLE:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=SILHOUETTE_SAMPLE, replace=False))
+
+
+def _fit(
+    vectors: np.ndarray, ks: list[int], seed: int
+) -> tuple[np.ndarray, np.ndarray, float | None, dict[int, float | None]]:
+    """Fit KMeans for every k; return (labels, centroids, silhouette, silhouette per k) of the best.
+
+    The silhouette uses cosine distance because the vectors are compared by cosine everywhere
+    else in the project; one sample and one distance matrix serve every k, so the scores are
+    comparable and the matrix is computed once.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+    from sklearn.metrics.pairwise import cosine_distances
+
+    sample = _silhouette_sample(len(vectors), seed)
+    distances = cosine_distances(vectors[sample])
+    best: tuple[np.ndarray, np.ndarray, float | None] | None = None
+    by_k: dict[int, float | None] = {}
+    for k in ks:
+        model = KMeans(n_clusters=k, n_init=N_INIT, random_state=seed).fit(vectors)
+        labels = model.labels_
+        # A sample can miss clusters of a huge population; the score needs two labels in it.
+        if len(np.unique(labels[sample])) >= 2:
+            score: float | None = float(
+                silhouette_score(distances, labels[sample], metric="precomputed")
+            )
+        else:
+            score = None
+        by_k[k] = score
+        # Strictly greater: on a tie the smaller, more readable k wins.
+        if best is None or (score is not None and (best[2] is None or score > best[2])):
+            best = (labels, model.cluster_centers_, score)
+    assert best is not None  # ks is never empty
+    return best[0], best[1], best[2], by_k
+
+
+def _order_by_size(labels: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber clusters largest first (ties by KMeans id) so ids are stable and meaningful."""
+    sizes = np.bincount(labels, minlength=len(centroids))
+    order = np.lexsort((np.arange(len(sizes)), -sizes))
+    new_id = np.empty_like(order)
+    new_id[order] = np.arange(len(order))
+    return new_id[labels], centroids[order]
+
+
+# --------------------------------------------------------------------------------------------
+# Profiles
+# --------------------------------------------------------------------------------------------
+def _item_terms(items: pl.DataFrame) -> pl.DataFrame:
+    """One row per (item_idx, kind, term) for the items' genres and tags."""
+    parts = [
+        items.select(pl.col("item_idx").cast(pl.Int32), pl.col(column).alias("term"))
+        .explode("term")
+        .with_columns(pl.col("term").str.strip_chars(), pl.lit(kind).alias("kind"))
+        for column, kind in (("genres", "genre"), ("tags", "tag"))
+        if column in items.columns
+    ]
+    if not parts:
+        return pl.DataFrame(schema={"item_idx": pl.Int32, "term": pl.String, "kind": pl.String})
+    return (
+        pl.concat(parts)
+        .filter(pl.col("term").is_not_null() & (pl.col("term") != ""))
+        # A tag repeated on one item is still one item carrying it.
+        .unique()
+    )
+
+
+def _top_terms(
+    train: pl.DataFrame, clustered: pl.DataFrame, items: pl.DataFrame, keep: int
+) -> dict[int, list[dict[str, Any]]]:
+    """Supported terms each cluster over-represents, highest lift first."""
+    terms = _item_terms(items)
+    overall_total = train.height
+    overall = (
+        train.join(terms, on="item_idx")
+        .group_by("kind", "term")
+        .agg(pl.len().alias("overall_interactions"))
+    )
+    cluster_totals = clustered.group_by("cluster").agg(pl.len().alias("total"))
+    ranked = (
+        clustered.join(terms, on="item_idx")
+        .group_by("cluster", "kind", "term")
+        .agg(pl.len().alias("interactions"))
+        .join(cluster_totals, on="cluster")
+        .join(overall, on=["kind", "term"])
+        .with_columns(
+            (pl.col("interactions") / pl.col("total")).alias("share"),
+            (pl.col("overall_interactions") / overall_total).alias("share_overall"),
+        )
+        .with_columns((pl.col("share") / pl.col("share_overall")).alias("lift"))
+        .filter(
+            (pl.col("share") >= MIN_TERM_SHARE)
+            & (pl.col("interactions") >= MIN_TERM_INTERACTIONS)
+            # Below 1 the term is under-represented: it does not describe the cluster.
+            & (pl.col("lift") > 1.0)
+        )
+        .sort(
+            ["cluster", "lift", "share", "kind", "term"],
+            descending=[False, True, True, False, False],
+        )
+        .group_by("cluster", maintain_order=True)
+        .head(keep)
+    )
+    result: dict[int, list[dict[str, Any]]] = {}
+    for row in ranked.iter_rows(named=True):
+        result.setdefault(row["cluster"], []).append(
+            {
+                "term": row["term"],
+                "kind": row["kind"],
+                "lift": round(row["lift"], 4),
+                "share": round(row["share"], 4),
+                "share_overall": round(row["share_overall"], 4),
+                "interactions": row["interactions"],
+            }
+        )
+    return result
+
+
+def _min_item_users(size: int) -> int:
+    # Never above the cluster's size: a 2-user cluster can still show what both liked.
+    return min(size, max(MIN_ITEM_USERS, math.ceil(MIN_ITEM_USER_SHARE * size)))
+
+
+def _item_entry(items: pl.DataFrame, item: int) -> dict[str, Any]:
+    return {
+        "item_idx": item,
+        "item_id": str(items["item_id"][item]),
+        "title": str(items["title"][item]),
+    }
+
+
+def _items_per_cluster(
+    train: pl.DataFrame,
+    clustered: pl.DataFrame,
+    items: pl.DataFrame,
+    item_vectors: np.ndarray,
+    centroids: np.ndarray,
+    sizes: np.ndarray,
+    keep: int,
+) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, Any]]]]:
+    """(exemplars, top items) per cluster, both among items with enough support in the cluster."""
+    # `items` rows are indexed by item_idx (preprocess guarantees contiguous, sorted ids).
+    items = items.sort("item_idx")
+    train_users = max(train["user_idx"].n_unique(), 1)
+    overall = train.group_by("item_idx").agg(pl.col("user_idx").n_unique().alias("overall_users"))
+    liked = (
+        clustered.group_by("cluster", "item_idx")
+        .agg(pl.col("user_idx").n_unique().alias("users"))
+        .join(overall, on="item_idx")
+    )
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    directions = centroids / np.where(norms > 0, norms, 1.0)
+
+    exemplars: dict[int, list[dict[str, Any]]] = {}
+    top_items: dict[int, list[dict[str, Any]]] = {}
+    for cluster, size in enumerate(sizes.tolist()):
+        if size == 0:
+            continue
+        supported = liked.filter(
+            (pl.col("cluster") == cluster) & (pl.col("users") >= _min_item_users(size))
+        )
+        if supported.is_empty():
+            continue
+        item_idx = supported["item_idx"].to_numpy()
+        users = supported["users"].to_numpy()
+        similarity = item_vectors[item_idx] @ directions[cluster]
+        # Ties (equal similarity) go to the item more of the cluster liked, then the lower id.
+        nearest = np.lexsort((item_idx, -users, -similarity))[:keep]
+        exemplars[cluster] = [
+            {
+                **_item_entry(items, int(item_idx[i])),
+                "similarity": round(float(similarity[i]), 4),
+                "users": int(users[i]),
+            }
+            for i in nearest
+        ]
+        lift = (users / size) / (supported["overall_users"].to_numpy() / train_users)
+        strongest = np.lexsort((item_idx, -users, -lift))[:keep]
+        top_items[cluster] = [
+            {
+                **_item_entry(items, int(item_idx[i])),
+                "lift": round(float(lift[i]), 4),
+                "users": int(users[i]),
+            }
+            for i in strongest
+        ]
+    return exemplars, top_items
+
+
+def _titled(examples: list[dict[str, Any]], label: str) -> bool:
+    """Whether the first exemplar's title can tell this label apart (it is not already in it)."""
+    return bool(examples) and examples[0]["title"] not in label
+
+
+def _term_text(term: dict[str, Any]) -> str:
+    return f"{TAG_PREFIX}{term['term']}" if term["kind"] == "tag" else term["term"]
+
+
+def _labels(
+    top_terms: list[list[dict[str, Any]]], exemplars: list[list[dict[str, Any]]]
+) -> list[str]:
+    """Short labels from the top terms, made unique across clusters.
+
+    Every cluster of a clashing group gets its first exemplar's title appended (not only the later
+    ones, so none of them reads as the "real" owner of the label); anything still equal gets its
+    cluster id.
+    """
+    labels = []
+    for cluster, (terms, examples) in enumerate(zip(top_terms, exemplars, strict=True)):
+        if terms:
+            labels.append(LABEL_SEPARATOR.join(_term_text(t) for t in terms[:LABEL_TERMS]))
+        elif examples:
+            labels.append(f"Like {examples[0]['title']}")
+        else:
+            labels.append(f"Cluster {cluster}")
+    clashing = {label for label in labels if labels.count(label) > 1}
+    labels = [
+        f"{label} — {exemplars[c][0]['title']}"
+        if label in clashing and _titled(exemplars[c], label)
+        else label
+        for c, label in enumerate(labels)
+    ]
+    clashing = {label for label in labels if labels.count(label) > 1}
+    return [
+        f"{label} (cluster {c})" if label in clashing else label for c, label in enumerate(labels)
+    ]
+
+
+def _profiles(
+    labels: np.ndarray,
+    centroids: np.ndarray,
+    clustered_users: np.ndarray,
+    item_vectors: np.ndarray,
+    processed: Processed,
+    cfg: ClusterConfig,
+) -> list[dict[str, Any]]:
+    k = len(centroids)
+    sizes = np.bincount(labels, minlength=k)
+    train = processed.train.select(
+        pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32)
+    )
+    user_cluster = pl.DataFrame(
+        {"user_idx": clustered_users.astype(np.int32), "cluster": labels.astype(np.int32)}
+    )
+    clustered = train.join(user_cluster, on="user_idx")
+    terms = _top_terms(train, clustered, processed.items, cfg.top_terms)
+    exemplars, top_items = _items_per_cluster(
+        train, clustered, processed.items, item_vectors, centroids, sizes, cfg.exemplars
+    )
+    terms_list = [terms.get(c, []) for c in range(k)]
+    exemplar_list = [exemplars.get(c, []) for c in range(k)]
+    names = _labels(terms_list, exemplar_list)
+    total = max(int(sizes.sum()), 1)
+    return [
+        {
+            "cluster": c,
+            "label": names[c],
+            "size": int(sizes[c]),
+            "share": round(int(sizes[c]) / total, 4),
+            "top_terms": terms_list[c],
+            "exemplars": exemplar_list[c],
+            "top_items": top_items.get(c, []),
+        }
+        for c in range(k)
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# The stage
+# --------------------------------------------------------------------------------------------
+def run(
+    user_vectors: np.ndarray,
+    item_vectors: np.ndarray,
+    processed: Processed,
+    cfg: ClusterConfig,
+) -> Clustering:
+    """Cluster the users with history, profile every cluster and measure the clustering."""
+    _check_inputs(user_vectors, item_vectors, processed)
+    user_vectors = np.asarray(user_vectors, dtype=np.float32)
+    item_vectors = np.asarray(item_vectors, dtype=np.float32)
+
+    has_history = np.any(user_vectors != 0, axis=1)
+    clustered_users = np.flatnonzero(has_history)
+    vectors = user_vectors[clustered_users]
+    # Identical vectors (users with the same recent history) count once: KMeans cannot split them.
+    n_distinct = len(np.unique(vectors, axis=0)) if len(vectors) else 0
+    ks = _candidate_ks(cfg, n_distinct, len(user_vectors))
+
+    labels, centroids, silhouette, by_k = _fit(vectors, ks, cfg.seed)
+    labels, centroids = _order_by_size(labels, centroids.astype(np.float32))
+    distance = np.linalg.norm(vectors - centroids[labels], axis=1).astype(np.float32)
+
+    cluster_column = np.full(len(user_vectors), -1, dtype=np.int32)
+    cluster_column[clustered_users] = labels
+    distance_column = np.full(len(user_vectors), np.nan, dtype=np.float32)
+    distance_column[clustered_users] = distance
+    assignments = pl.DataFrame(
+        {
+            "user_idx": np.arange(len(user_vectors), dtype=np.int32),
+            "cluster": cluster_column,
+            "distance": distance_column,
+        }
+    ).with_columns(
+        pl.when(pl.col("cluster") >= 0).then(pl.col("cluster")).alias("cluster"),
+        pl.when(pl.col("cluster") >= 0).then(pl.col("distance")).alias("distance"),
+    )
+
+    profiles = _profiles(labels, centroids, clustered_users, item_vectors, processed, cfg)
+    sizes = np.array([profile["size"] for profile in profiles])
+    metrics: dict[str, Any] = {
+        "k": len(centroids),
+        "silhouette": None if silhouette is None else round(silhouette, 4),
+        "users": len(clustered_users),
+        "users_without_history": len(user_vectors) - len(clustered_users),
+        "size_min": int(sizes.min()),
+        "size_median": float(np.median(sizes)),
+        "size_max": int(sizes.max()),
+        "largest_share": round(int(sizes.max()) / len(clustered_users), 4),
+    }
+    if cfg.k == "auto":
+        metrics["k_range_searched"] = [ks[0], ks[-1]]
+        metrics["silhouette_by_k"] = {
+            str(k): None if score is None else round(score, 4) for k, score in by_k.items()
+        }
+    return Clustering(
+        assignments=assignments, centroids=centroids, profiles=profiles, metrics=metrics
+    )
+
+
+def write(
+    clustering: Clustering,
+    cfg: ClusterConfig,
+    output_dir: Path = OUTPUT_DIR,
+    metrics_file: Path = METRICS_FILE,
+    sizes_plot_file: Path = SIZES_PLOT_FILE,
+) -> None:
+    io.write_parquet(output_dir / "assignments.parquet", clustering.assignments)
+    io.write_npy(output_dir / "centroids.npy", clustering.centroids)
+    io.write_json(output_dir / "profiles.json", clustering.profiles)
+    io.write_json(output_dir / "config.json", cfg.model_dump(mode="json"))
+    io.write_json(metrics_file, clustering.metrics)
+    io.write_json(
+        sizes_plot_file,
+        [{"cluster": p["label"], "users": p["size"]} for p in clustering.profiles],
+    )
+
+
+def read(input_dir: Path = OUTPUT_DIR, metrics_file: Path = METRICS_FILE) -> Clustering:
+    """Load the stage's outputs (for the CLI and notebooks)."""
+    return Clustering(
+        assignments=io.read_parquet(input_dir / "assignments.parquet", "cluster"),
+        centroids=io.read_npy(input_dir / "centroids.npy", "cluster"),
+        profiles=io.read_json(input_dir / "profiles.json", "cluster"),
+        metrics=io.read_json(metrics_file, "cluster"),
+    )
+
+
+def main() -> None:
+    from pipeline import preprocess
+
+    params = load_params()
+    processed = preprocess.read()
+    user_vectors = io.read_npy(EMBED_DIR / "user_embeddings.npy", "embed")
+    item_vectors = io.read_npy(EMBED_DIR / "item_embeddings.npy", "embed")
+    clustering = run(user_vectors, item_vectors, processed, params.cluster)
+    write(clustering, params.cluster)
+    metrics = clustering.metrics
+    chosen = " (auto)" if params.cluster.k == "auto" else ""
+    print(
+        f"cluster: k={metrics['k']}{chosen}, silhouette {metrics['silhouette']}, sizes "
+        f"{metrics['size_min']}-{metrics['size_max']} over {metrics['users']} users"
+    )
+    for profile in clustering.profiles:
+        print(f"  {profile['cluster']:>2}  {profile['size']:>5}  {profile['label']}")
+
+
+if __name__ == "__main__":
+    io.run_stage(main)

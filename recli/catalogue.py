@@ -1,0 +1,80 @@
+"""The serving catalogue: one SQLite file the CLI reads without polars, numpy or torch.
+
+Written by the `index` stage next to the Annoy index, it holds everything `recli` shows: items and
+their text fields, each user's training history, fused user vectors, interest clusters and their
+profiles, id maps back to the original ids, and the versions of the artifacts it was built from.
+Standard library only, so reading it costs a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any
+
+from recli.errors import RecliError
+
+SCHEMA_VERSION = 1
+CATALOGUE_FILE = "catalogue.sqlite"
+INDEX_FILE = "items.ann"
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE items (
+    item_idx INTEGER PRIMARY KEY, item_id TEXT NOT NULL UNIQUE, title TEXT NOT NULL,
+    year INTEGER, genres TEXT NOT NULL, tags TEXT NOT NULL, cold INTEGER NOT NULL,
+    train_count INTEGER NOT NULL
+);
+CREATE TABLE clusters (
+    cluster INTEGER PRIMARY KEY, label TEXT NOT NULL, size INTEGER NOT NULL, profile TEXT NOT NULL
+);
+CREATE TABLE users (
+    user_idx INTEGER PRIMARY KEY, user_id TEXT NOT NULL UNIQUE, cluster INTEGER,
+    train_count INTEGER NOT NULL, vector BLOB NOT NULL
+);
+CREATE TABLE history (
+    user_idx INTEGER NOT NULL, item_idx INTEGER NOT NULL, timestamp INTEGER, rating REAL
+);
+CREATE INDEX history_by_user ON history (user_idx);
+"""
+
+
+def pack_vector(values: Any) -> bytes:
+    """float32 little-endian bytes (numpy arrays and plain sequences alike)."""
+    packed = array.array("f", [float(value) for value in values])
+    if sys.byteorder != "little":
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def unpack_vector(blob: bytes) -> list[float]:
+    unpacked = array.array("f")
+    unpacked.frombytes(blob)
+    if sys.byteorder != "little":
+        unpacked.byteswap()
+    return unpacked.tolist()
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open a catalogue read-only, checking it exists, is SQLite, and has our schema version."""
+    if not path.exists():
+        raise RecliError(f"{path} not found: run `dvc repro` to build the index and catalogue")
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        rows = dict(connection.execute("SELECT key, value FROM meta").fetchall())
+    except sqlite3.DatabaseError:
+        raise RecliError(f"{path} is corrupted or not a catalogue: run `dvc repro -f index`") from None
+    version = int(rows.get("schema_version", "0"))
+    if version != SCHEMA_VERSION:
+        raise RecliError(
+            f"{path} has schema version {version}, this recli reads {SCHEMA_VERSION}: "
+            "run `dvc repro index` to rebuild it"
+        )
+    return connection
+
+
+def read_meta(connection: sqlite3.Connection) -> dict[str, Any]:
+    return {key: json.loads(value) for key, value in connection.execute("SELECT key, value FROM meta")}

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic import make_block_raw
+
+from pipeline import evaluate, factorize, index, preprocess
+from pipeline.config import EvaluateConfig, FactorizeConfig, IndexConfig, PreprocessConfig
+from pipeline.embed import Embeddings
+from recli import catalogue
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    processed = preprocess.run(make_block_raw(), PreprocessConfig(min_user_interactions=3))
+    matrices = evaluate.SplitMatrices.from_processed(processed)
+    cf = factorize.run(
+        matrices.train, FactorizeConfig(embedding_size=8, reg=0.1, alpha=10.0, epochs=30)
+    )
+    rng = np.random.default_rng(0)
+    # Text that knows nothing: random unit vectors.
+    text = Embeddings(
+        users=_unit(rng.normal(size=(processed.users.height, 16))),
+        items=_unit(rng.normal(size=(processed.items.height, 16))),
+    )
+    return processed, matrices, cf, text
+
+
+def test_fused_dot_product_is_the_weighted_sum_of_scaled_scores(setup) -> None:
+    _, _, cf, text = setup
+    spreads = index.score_spreads(text, cf, seed=0)
+    fusion = index.make_fusion(0.3, spreads)
+    users, items = fusion.fuse(text.users, cf.users), fusion.fuse(text.items, cf.items)
+    expected = (
+        0.3 * text.score(np.arange(3)) / spreads[0] + 0.7 * cf.score(np.arange(3)) / spreads[1]
+    )
+    np.testing.assert_allclose(users[:3] @ items.T, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_tuning_prefers_the_informative_side(setup) -> None:
+    _, matrices, cf, text = setup
+    cfg = IndexConfig(weight_grid=[0.0, 0.5, 1.0])
+    fusion, by_weight = index.tune_fusion(text, cf, matrices, cfg, EvaluateConfig())
+    assert list(by_weight) == ["0.0", "0.5", "1.0"]
+    assert fusion.text_weight == 0.0  # random text only hurts
+    assert by_weight["0.0"] > by_weight["1.0"]
+    fixed, only = index.tune_fusion(
+        text, cf, matrices, IndexConfig(text_weight=0.5), EvaluateConfig()
+    )
+    assert fixed.text_weight == 0.5 and list(only) == ["0.5"]
+
+
+def test_annoy_dot_index_matches_exact_search(setup, tmp_path: Path) -> None:
+    processed, _, cf, text = setup
+    fusion = index.make_fusion(0.5, index.score_spreads(text, cf, seed=0))
+    users, items = fusion.fuse(text.users, cf.users), fusion.fuse(text.items, cf.items)
+    cfg = IndexConfig(n_trees=20)
+    index.build_annoy(items, cfg, tmp_path / "items.ann")
+    seen = [set() for _ in range(len(users))]
+    for user, item in processed.train.select("user_idx", "item_idx").iter_rows():
+        seen[user].add(item)
+    measured = index.measure_ann(tmp_path / "items.ann", users, items, seen, cfg)
+    assert measured["ann_recall@10"] >= 0.98
+    assert measured["users_measured"] == len(users)
+
+
+def test_catalogue_round_trip(setup, tmp_path: Path) -> None:
+    processed, _, cf, text = setup
+    fused = index.make_fusion(0.5, (1.0, 1.0)).fuse(text.users, cf.users)
+    profiles = [{"cluster": 0, "label": "A", "size": 20}, {"cluster": 1, "label": "B", "size": 20}]
+    assignments = {user: int(user >= 20) for user in range(processed.users.height)}
+    path = tmp_path / "catalogue.sqlite"
+    meta = {"schema_version": catalogue.SCHEMA_VERSION, "text_weight": 0.5}
+    index.write_catalogue(path, processed, fused, assignments, profiles, meta)
+    connection = catalogue.connect(path)
+    assert catalogue.read_meta(connection)["text_weight"] == 0.5
+    vector = connection.execute("SELECT vector FROM users WHERE user_idx = 3").fetchone()[0]
+    np.testing.assert_allclose(catalogue.unpack_vector(vector), fused[3], rtol=1e-6)
+    (count,) = connection.execute("SELECT COUNT(*) FROM history").fetchone()
+    assert count == processed.train.height
+    assert connection.execute("SELECT label FROM clusters WHERE cluster = 1").fetchone() == ("B",)
+    with pytest.raises(sqlite3.OperationalError):
+        connection.execute("INSERT INTO meta VALUES ('x', '1')")  # opened read-only
