@@ -66,7 +66,9 @@ def connect(path: Path) -> sqlite3.Connection:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         rows = dict(connection.execute("SELECT key, value FROM meta").fetchall())
     except sqlite3.DatabaseError:
-        raise RecliError(f"{path} is corrupted or not a catalogue: run `dvc repro -f index`") from None
+        raise RecliError(
+            f"{path} is corrupted or not a catalogue: run `dvc repro -f index`"
+        ) from None
     version = int(rows.get("schema_version", "0"))
     if version != SCHEMA_VERSION:
         raise RecliError(
@@ -77,4 +79,6 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def read_meta(connection: sqlite3.Connection) -> dict[str, Any]:
-    return {key: json.loads(value) for key, value in connection.execute("SELECT key, value FROM meta")}
+    return {
+        key: json.loads(value) for key, value in connection.execute("SELECT key, value FROM meta")
+    }

@@ -1,0 +1,165 @@
+"""Tiny real serving artifacts (catalogue + Annoy index) whose right answers are known.
+
+Built with the index stage's own writers (`write_catalogue`, `build_annoy`) from a real `Processed`
+(the two-block synthetic data): users of block A only touched items 100–114, block B only 115–129.
+Fused vectors are made by hand so that every user points along their block's axis and an item's
+score grows with its position in its block, so a user's top recommendation is the highest-placed
+block item they have not seen, and nothing from the other block can outrank it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from synthetic import make_block_raw
+
+from pipeline import index
+from pipeline.config import IndexConfig, PreprocessConfig
+from pipeline.preprocess import Processed, run
+from recli import catalogue
+
+ITEMS_PER_BLOCK = 15
+USERS_PER_BLOCK = 20
+CF_DIMENSION = 4
+TEXT_SCALE = 1.0
+CF_SCALE = 1.0
+
+
+def _block(item_id: str) -> int:
+    return int(int(item_id) - 100 >= ITEMS_PER_BLOCK)
+
+
+def _vectors(
+    processed: Processed, text_dimension: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, dict[int, float]]:
+    """(fused users, fused items, item strength): block axis 0 or 1 in both text and CF parts."""
+    rng = np.random.default_rng(seed)
+    items = processed.items.sort("item_idx")
+    n_items = items.height
+    text = 0.01 * rng.standard_normal((n_items, text_dimension))
+    cf = 0.01 * rng.standard_normal((n_items, CF_DIMENSION))
+    strength: dict[int, float] = {}
+    for item_idx, item_id in items.select("item_idx", "item_id").iter_rows():
+        block = _block(item_id)
+        position = (int(item_id) - 100) % ITEMS_PER_BLOCK
+        strength[item_idx] = 1.0 + 0.05 * position
+        text[item_idx, block] += strength[item_idx]
+        cf[item_idx, block] += strength[item_idx]
+    users = processed.users.sort("user_idx")
+    user_text = np.zeros((users.height, text_dimension))
+    user_cf = np.zeros((users.height, CF_DIMENSION))
+    for user_idx, user_id in users.select("user_idx", "user_id").iter_rows():
+        block = int(int(user_id) >= USERS_PER_BLOCK)
+        user_text[user_idx, block] = 1.0
+        user_cf[user_idx, block] = 1.0
+    fusion = index.Fusion(text_weight=0.5, text_scale=TEXT_SCALE, cf_scale=CF_SCALE)
+    return fusion.fuse(user_text, user_cf), fusion.fuse(text, cf), strength
+
+
+def _profiles(processed: Processed, top_item: dict[str, Any]) -> list[dict[str, Any]]:
+    """Two hand-written profiles: cluster 0 carries every optional key, cluster 1 only the must."""
+    exemplar_b = processed.items.filter(processed.items["item_id"] == "120").row(0, named=True)
+    return [
+        {
+            "cluster": 0,
+            "label": "Block A · Action",
+            "size": USERS_PER_BLOCK,
+            "share": 0.5,
+            "top_terms": [
+                {
+                    "term": "Action",
+                    "kind": "genre",
+                    "lift": 1.5,
+                    "share": 0.25,
+                    "share_overall": 0.17,
+                    "interactions": 40,
+                },
+                {"term": "tag1", "kind": "tag", "lift": 1.2, "share": 0.3},
+            ],
+            "exemplars": [{**top_item, "similarity": 0.9, "users": 6}],
+            "top_items": [{**top_item, "lift": 2.0, "users": 6}],
+        },
+        {
+            "cluster": 1,
+            "label": "Block B",
+            "size": USERS_PER_BLOCK,
+            "share": 0.5,
+            "top_terms": [{"term": "Drama", "lift": 1.3}],
+            "exemplars": [
+                {
+                    "item_idx": exemplar_b["item_idx"],
+                    "item_id": exemplar_b["item_id"],
+                    "title": exemplar_b["title"],
+                }
+            ],
+        },
+    ]
+
+
+def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict[str, Any]:
+    """Write `root/index/{catalogue.sqlite,items.ann}`; return facts the tests can check."""
+    processed = run(
+        make_block_raw(USERS_PER_BLOCK, ITEMS_PER_BLOCK, seed=seed),
+        PreprocessConfig(min_user_interactions=3),
+    )
+    fused_users, fused_items, strength = _vectors(processed, text_dimension, seed)
+
+    user_id = "3"
+    user_idx = processed.users.filter(processed.users["user_id"] == user_id)["user_idx"][0]
+    history = set(processed.train.filter(processed.train["user_idx"] == user_idx)["item_idx"])
+    item_ids = dict(processed.items.select("item_idx", "item_id").iter_rows())
+    block_a = [i for i, item_id in item_ids.items() if _block(item_id) == 0]
+    ranked = sorted((i for i in block_a if i not in history), key=lambda i: -strength[i])
+    expected = ranked[0]
+    top_item = {
+        "item_idx": expected,
+        "item_id": item_ids[expected],
+        "title": processed.items.filter(processed.items["item_idx"] == expected)["title"][0],
+    }
+
+    output = root / "index"
+    output.mkdir(parents=True, exist_ok=True)
+    cfg = IndexConfig(n_trees=10, seed=seed)
+    index_path = output / catalogue.INDEX_FILE
+    index.build_annoy(fused_items, cfg, index_path)
+    assignments = {
+        row_idx: int(int(row_id) >= USERS_PER_BLOCK)
+        for row_idx, row_id in processed.users.select("user_idx", "user_id").iter_rows()
+    }
+    meta = {
+        "schema_version": catalogue.SCHEMA_VERSION,
+        "dimension": int(fused_items.shape[1]),
+        "text_dimension": text_dimension,
+        "metric": cfg.metric,
+        "search_k": cfg.search_k,
+        "text_weight": 0.5,
+        "text_scale": TEXT_SCALE,
+        "cf_scale": CF_SCALE,
+        "index_sha256": index._file_digest(index_path),
+        "built_from": {"train": "0" * 16},
+        "encoder": "finetune/model",
+    }
+    index.write_catalogue(
+        output / catalogue.CATALOGUE_FILE,
+        processed,
+        fused_users,
+        assignments,
+        _profiles(processed, top_item),
+        meta,
+    )
+    return {
+        "root": root,
+        "user_id": user_id,
+        "cluster": 0,
+        "cluster_label": "Block A · Action",
+        "history_item_ids": {item_ids[i] for i in history},
+        "block_a_item_ids": {item_ids[i] for i in block_a},
+        "expected_top_item_id": item_ids[expected],
+        "expected_top_title": top_item["title"],
+        "item_id": item_ids[block_a[0]],
+        "n_items": len(item_ids),
+        "n_users": processed.users.height,
+        "text_dimension": text_dimension,
+    }

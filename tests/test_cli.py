@@ -1,0 +1,279 @@
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_artifacts import build_artifacts
+from typer.testing import CliRunner
+
+from recli import __version__
+from recli.cli import app
+
+runner = CliRunner()
+# Wide enough that rich never wraps a title across lines in these tests.
+ENV = {"COLUMNS": "200", "RECLI_ARTIFACTS": None}
+HEAVY = {
+    "torch",
+    "transformers",
+    "sentence_transformers",
+    "sklearn",
+    "polars",
+    "numpy",
+    "pandas",
+    "pydantic",
+}
+
+
+@pytest.fixture(scope="module")
+def facts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return build_artifacts(tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture
+def copy(facts: dict[str, Any], tmp_path: Path) -> Path:
+    target = tmp_path / "artifacts"
+    shutil.copytree(facts["root"], target)
+    return target
+
+
+def invoke(root: Path, *args: str, env: dict[str, str | None] | None = None) -> Any:
+    return runner.invoke(app, ["--artifacts", str(root), *args], env={**ENV, **(env or {})})
+
+
+def one_error_line(result: Any) -> str:
+    """The whole stderr of a failed command: exactly one line, starting `error:`."""
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------------
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and __version__ in result.stdout
+
+
+def test_recommend(facts: dict[str, Any]) -> None:
+    result = invoke(facts["root"], "recommend", facts["user_id"], "-k", "5")
+    assert result.exit_code == 0, result.output
+    assert f"user {facts['user_id']}" in result.stdout
+    assert facts["cluster_label"] in result.stdout
+    assert "Action" in result.stdout  # the group's top terms
+    assert facts["expected_top_title"] in result.stdout
+    assert "because" in result.stdout and "group ×2.0" in result.stdout
+    assert "How the score is formed" not in result.stdout
+
+
+def test_recommend_explain(facts: dict[str, Any]) -> None:
+    result = invoke(facts["root"], "recommend", facts["user_id"], "--explain")
+    assert result.exit_code == 0, result.output
+    assert "How the score is formed" in result.stdout
+    assert "50% text" in result.stdout and "collab" in result.stdout
+
+
+def test_recommend_json(facts: dict[str, Any]) -> None:
+    result = invoke(facts["root"], "recommend", facts["user_id"], "-k", "4", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["user"] == facts["user_id"]
+    assert payload["cluster"]["label"] == facts["cluster_label"]
+    recommendations = payload["recommendations"]
+    assert len(recommendations) == 4
+    ids = [r["item_id"] for r in recommendations]
+    assert ids[0] == facts["expected_top_item_id"]
+    assert not set(ids) & facts["history_item_ids"]
+    for recommendation in recommendations:
+        assert {"item_id", "title", "score", "because"} <= recommendation.keys()
+        assert recommendation["because"]["item_id"] in facts["history_item_ids"]
+
+
+def test_command_level_artifacts_and_env(facts: dict[str, Any]) -> None:
+    after = runner.invoke(
+        app, ["recommend", facts["user_id"], "--artifacts", str(facts["root"])], env=ENV
+    )
+    assert after.exit_code == 0, after.output
+    from_env = runner.invoke(
+        app, ["recommend", facts["user_id"]], env={**ENV, "RECLI_ARTIFACTS": str(facts["root"])}
+    )
+    assert from_env.exit_code == 0, from_env.output
+
+
+def test_user(facts: dict[str, Any]) -> None:
+    result = invoke(facts["root"], "user", facts["user_id"], "-n", "3")
+    assert result.exit_code == 0, result.output
+    assert facts["cluster_label"] in result.stdout
+    assert "interests: Action, #tag1" in result.stdout
+    assert "most recent first" in result.stdout
+    assert result.stdout.count("1970-01-01") == 3  # the synthetic timestamps are small
+
+
+def test_clusters_and_cluster(facts: dict[str, Any]) -> None:
+    result = invoke(facts["root"], "clusters")
+    assert result.exit_code == 0, result.output
+    assert "Block A · Action" in result.stdout and "Block B" in result.stdout
+    assert "50.0%" in result.stdout
+    result = invoke(facts["root"], "cluster", "0", "--members", "3")
+    assert result.exit_code == 0, result.output
+    assert "members: 0, 1, 2 …" in result.stdout
+    assert "exemplars" in result.stdout and facts["expected_top_title"] in result.stdout
+    assert "×1.50" in result.stdout
+    # Cluster 1's profile has only the required keys.
+    assert invoke(facts["root"], "cluster", "1").exit_code == 0
+    assert "unknown cluster 5" in one_error_line(invoke(facts["root"], "cluster", "5"))
+
+
+def test_similar(facts: dict[str, Any]) -> None:
+    result = invoke(facts["root"], "similar", facts["item_id"], "-k", "3")
+    assert result.exit_code == 0, result.output
+    assert "items like Film 0" in result.stdout
+    assert "Film 14 (1994)" in result.stdout  # the strongest item of the same block
+    assert "unknown item id '99'" in one_error_line(invoke(facts["root"], "similar", "99"))
+
+
+def test_doctor(facts: dict[str, Any], copy: Path) -> None:
+    result = invoke(facts["root"], "doctor")
+    assert result.exit_code == 0, result.output
+    assert "index sha256" in result.stdout and "problem" not in result.stdout
+    data = (copy / "index" / "items.ann").read_bytes()
+    (copy / "index" / "items.ann").write_bytes(data[: len(data) // 2])
+    result = invoke(copy, "doctor")
+    assert result.exit_code == 1
+    assert "problem" in result.stdout
+    assert "error: 2 problem(s) (index, index sha256)" in result.stderr
+
+
+def test_metrics_still_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics").mkdir()
+    rows = {"als": {"ndcg@10": 0.07, "hr@10": 0.13}, "ease": {"ndcg@10": 0.08, "hr@10": 0.12}}
+    (tmp_path / "metrics" / "evaluation.json").write_text(json.dumps({"test": rows}))
+    result = runner.invoke(app, ["metrics", "--markdown"], env=ENV)
+    assert result.exit_code == 0, result.output
+    assert "| ease | 0.0800 | 0.1200 |" in result.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# Errors: one line, exit 1; usage errors exit 2
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["recommend", "999"], "unknown user id '999': the catalogue has 40 users"),
+        (["recommend", "999"], "nearest: 39, 38"),
+        (["recommend", ""], "empty user id"),
+        (["recommend", "abc"], "is not a number"),
+        (["recommend", "3", "-k", "0"], "-k must be at least 1"),
+        (["recommend", "3", "-k", "-2"], "-k must be at least 1"),
+        (["recommend", "3", "-k", "31"], "more than the catalogue's 30 items"),
+        (["user", "1000"], "unknown user id '1000'"),
+        (["similar", "", "-k", "3"], "empty item id"),
+    ],
+)
+def test_input_errors(facts: dict[str, Any], args: list[str], message: str) -> None:
+    assert message in one_error_line(invoke(facts["root"], *args))
+
+
+def test_missing_artifacts(tmp_path: Path) -> None:
+    line = one_error_line(invoke(tmp_path / "nowhere", "recommend", "1"))
+    assert "not found: run `dvc repro`" in line
+    (tmp_path / "index").mkdir()
+    line = one_error_line(invoke(tmp_path, "recommend", "1"))
+    assert "catalogue.sqlite not found: run `dvc repro`" in line
+
+
+def test_corrupted_catalogue(copy: Path, facts: dict[str, Any]) -> None:
+    (copy / "index" / "catalogue.sqlite").write_bytes(b"this is not sqlite" * 100)
+    line = one_error_line(invoke(copy, "recommend", facts["user_id"]))
+    assert "corrupted" in line and "dvc repro -f index" in line
+
+
+def test_schema_version_mismatch(copy: Path, facts: dict[str, Any]) -> None:
+    connection = sqlite3.connect(copy / "index" / "catalogue.sqlite")
+    connection.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    connection.commit()
+    connection.close()
+    line = one_error_line(invoke(copy, "recommend", facts["user_id"]))
+    assert "schema version 99" in line and "dvc repro index" in line
+
+
+def test_truncated_index(copy: Path, facts: dict[str, Any]) -> None:
+    path = copy / "index" / "items.ann"
+    path.write_bytes(path.read_bytes()[:1000])
+    line = one_error_line(invoke(copy, "recommend", facts["user_id"]))
+    assert "items.ann" in line and "dvc repro -f index" in line
+
+
+@pytest.mark.parametrize(
+    "args", [["recommend"], ["recommend", "3", "--bogus"], ["cluster", "x"], ["nonsense"]]
+)
+def test_usage_errors_exit_2(facts: dict[str, Any], args: list[str]) -> None:
+    assert invoke(facts["root"], *args).exit_code == 2
+
+
+def test_main_maps_errors_without_traceback(tmp_path: Path) -> None:
+    process = subprocess.run(
+        [sys.executable, "-m", "recli", "--artifacts", str(tmp_path / "x"), "recommend", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert process.returncode == 1
+    assert process.stdout == ""
+    assert process.stderr.startswith("error: ") and "Traceback" not in process.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# search (loads the tiny encoder) and what `recommend` imports
+# --------------------------------------------------------------------------------------------
+def test_search_with_the_tiny_encoder(copy: Path, tiny_encoder_dir: Path) -> None:
+    (copy / "finetune").mkdir()
+    (copy / "finetune" / "model").symlink_to(tiny_encoder_dir, target_is_directory=True)
+    result = invoke(copy, "search", "space opera with robots", "-k", "3")
+    assert result.exit_code == 0, result.output
+    assert "items for “space opera with robots”" in result.stdout
+    assert result.stdout.count("Film ") == 3
+    line = one_error_line(invoke(copy, "search", "   "))
+    assert "empty search text" in line
+    shutil.rmtree(copy / "finetune")
+    line = one_error_line(invoke(copy, "search", "robots"))
+    assert "no encoder at" in line and "dvc repro finetune" in line
+
+
+def test_recommend_imports_nothing_heavy(facts: dict[str, Any]) -> None:
+    command = ["-X", "importtime", "-m", "recli", "recommend", facts["user_id"]]
+    process = subprocess.run(
+        [sys.executable, *command, "--artifacts", str(facts["root"])],
+        capture_output=True,
+        text=True,
+    )
+    assert process.returncode == 0, process.stderr
+    imported = {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in process.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert {"recli", "typer", "rich", "annoy"} <= imported  # the parse found the real list
+    assert not imported & HEAVY, sorted(imported & HEAVY)
+
+
+def test_benchmark_script_runs(facts: dict[str, Any], tmp_path: Path) -> None:
+    script = Path(__file__).parents[1] / "scripts" / "bench_recommend.py"
+    out = tmp_path / "bench.json"
+    arguments = ["--artifacts", str(facts["root"]), "--runs", "1", "--users", "3"]
+    subprocess.run(
+        [sys.executable, str(script), *arguments, "--out", str(out), "--no-compile"],
+        check=True,
+        capture_output=True,
+    )
+    result = json.loads(out.read_text())
+    assert result["ratio"] > 0 and result["in_process"]["users"] == 3

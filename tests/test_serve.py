@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli_artifacts import build_artifacts
+
+from pipeline import index
+from pipeline.config import IndexConfig
+from recli import serve
+from recli.errors import RecliError
+
+
+@pytest.fixture(scope="module")
+def facts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return build_artifacts(tmp_path_factory.mktemp("artifacts"))
+
+
+@pytest.fixture
+def copy(facts: dict[str, Any], tmp_path: Path) -> Path:
+    """A private copy of the artifacts, for tests that damage them."""
+    target = tmp_path / "artifacts"
+    shutil.copytree(facts["root"], target)
+    return target
+
+
+def _set_meta(root: Path, key: str, value: str) -> None:
+    connection = sqlite3.connect(root / "index" / "catalogue.sqlite")
+    connection.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
+    connection.commit()
+    connection.close()
+
+
+def test_recommend_gives_the_known_answer(facts: dict[str, Any]) -> None:
+    with serve.Served(facts["root"]) as served:
+        result = served.recommend(facts["user_id"], k=5)
+    ids = [r.item.item_id for r in result.items]
+    assert ids[0] == facts["expected_top_item_id"]
+    assert len(ids) == 5 and len(set(ids)) == 5
+    assert not set(ids) & facts["history_item_ids"]
+    assert set(ids) <= facts["block_a_item_ids"]
+    scores = [r.score for r in result.items]
+    assert scores == sorted(scores, reverse=True)
+    for recommendation in result.items:
+        assert recommendation.because is not None
+        assert recommendation.because.item.item_id in facts["history_item_ids"]
+        assert recommendation.text_score + recommendation.collaborative_score == pytest.approx(
+            recommendation.score
+        )
+    assert result.cluster is not None and result.cluster.label == facts["cluster_label"]
+    # The profile lists the expected item among the group's favourites (lift 2.0).
+    assert result.items[0].cluster_lift == 2.0
+    assert result.text_weight == 0.5
+    assert 0 < len(result.recent) <= serve.RECENT_SHOWN
+    assert {entry.item.item_id for entry in result.recent} <= facts["history_item_ids"]
+
+
+def test_because_is_the_most_similar_history_item(facts: dict[str, Any]) -> None:
+    with serve.Served(facts["root"]) as served:
+        result = served.recommend(facts["user_id"], k=3)
+        history = served._history_indices(served.user(facts["user_id"]).user_idx)
+        for recommendation in result.items:
+            best = max(
+                served.index.get_distance(recommendation.item.item_idx, h)
+                for h in history[: serve.WHY_HISTORY_ITEMS]
+            )
+            assert recommendation.because is not None
+            assert recommendation.because.similarity == pytest.approx(best)
+
+
+def test_history_is_newest_first(facts: dict[str, Any]) -> None:
+    with serve.Served(facts["root"]) as served:
+        user = served.user(facts["user_id"])
+        history = served.history(user.user_idx)
+    stamps = [entry.timestamp for entry in history]
+    assert stamps == sorted(stamps, reverse=True)
+    assert {entry.item.item_id for entry in history} == facts["history_item_ids"]
+
+
+def test_similar_and_search_stay_in_the_block(facts: dict[str, Any]) -> None:
+    with serve.Served(facts["root"]) as served:
+        item, neighbours = served.similar(facts["item_id"], k=4)
+        assert item.item_id == facts["item_id"]
+        assert all(n.item.item_id != facts["item_id"] for n in neighbours)
+        assert {n.item.item_id for n in neighbours} <= facts["block_a_item_ids"]
+        text = [1.0] + [0.0] * (facts["text_dimension"] - 1)  # block A's text axis
+        query = served.text_query(text)
+        assert len(query) == served.meta["dimension"]
+        assert not any(query[facts["text_dimension"] :])  # no collaborative part
+        found = served.search(text, k=3)
+        assert {n.item.item_id for n in found} <= facts["block_a_item_ids"]
+        with pytest.raises(RecliError, match="encoder gives 3-d vectors"):
+            served.text_query([1.0, 0.0, 0.0])
+
+
+def test_profiles_with_missing_optional_keys(facts: dict[str, Any]) -> None:
+    with serve.Served(facts["root"]) as served:
+        groups = served.clusters()
+        assert [g.label for g in groups] == ["Block A · Action", "Block B"]
+        block_b = served.cluster(1)
+        assert block_b.top_items == [] and block_b.term_names() == ["Drama"]
+        assert served.cluster_members(1, 3) == ["20", "21", "22"]
+        profile = served.user_profile("25", history_limit=2)
+        assert len(profile.history) == 2
+        assert profile.interest_tags[0] == "Drama"
+        with pytest.raises(RecliError, match=r"unknown cluster 7.*ids 0–1"):
+            served.cluster(7)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("999", r"unknown user id '999': the catalogue has 40 users \(ids 0–39\); nearest: 39, 38"),
+        ("", "empty user id"),
+        ("  ", "empty user id"),
+        ("abc", "user id 'abc' is not a number"),
+    ],
+)
+def test_bad_user_ids(facts: dict[str, Any], given: str, message: str) -> None:
+    with serve.Served(facts["root"]) as served, pytest.raises(RecliError, match=message):
+        served.recommend(given)
+
+
+def test_non_numeric_catalogue_suggests_close_ids() -> None:
+    error = serve._unknown_id("user", "alce", ["alice", "bob", "carol"], "recommend")
+    assert "nearest: alice" in str(error)
+
+
+@pytest.mark.parametrize(("k", "message"), [(0, "at least 1"), (-3, "at least 1"), (31, "30")])
+def test_bad_k(facts: dict[str, Any], k: int, message: str) -> None:
+    with serve.Served(facts["root"]) as served, pytest.raises(RecliError, match=message):
+        served.recommend(facts["user_id"], k)
+
+
+def test_missing_artifacts(tmp_path: Path) -> None:
+    with pytest.raises(RecliError, match="dvc repro"):
+        serve.Served(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RecliError, match=r"catalogue.sqlite not found: run `dvc repro`"):
+        serve.Served(tmp_path / "empty")
+
+
+def test_truncated_index_is_caught_cheaply(copy: Path, facts: dict[str, Any]) -> None:
+    path = copy / "index" / "items.ann"
+    data = path.read_bytes()
+    for size in (0, len(data) // 2, len(data) - 7):
+        path.write_bytes(data[:size])
+        with serve.Served(copy) as served, pytest.raises(RecliError, match="dvc repro -f index"):
+            served.recommend(facts["user_id"])
+
+
+def test_index_from_another_run_is_caught_by_doctor(copy: Path, facts: dict[str, Any]) -> None:
+    checks = {check.name: check for check in serve.doctor(copy)}
+    assert {check.status for check in checks.values()} <= {"ok", "warning", "skipped"}
+    # Same item count and dimension, different vectors: only the hash can tell.
+    with serve.Served(copy) as served:
+        vectors = [served.index.get_item_vector(i) for i in range(served.n_items)]
+    import numpy as np
+
+    index.build_annoy(np.array(vectors)[::-1], IndexConfig(n_trees=3), copy / "index" / "items.ann")
+    checks = {check.name: check for check in serve.doctor(copy)}
+    assert checks["index sha256"].status == "problem"
+    assert "dvc repro -f index" in checks["index sha256"].detail
+    with serve.Served(copy) as served:  # the cheap check does not hash: it still serves
+        served.recommend(facts["user_id"])
+
+
+def test_doctor_reports_schema_and_missing_index(copy: Path) -> None:
+    (copy / "index" / "items.ann").unlink()
+    checks = {check.name: check for check in serve.doctor(copy)}
+    assert checks["index"].status == "problem"
+    _set_meta(copy, "schema_version", "99")
+    checks = {check.name: check for check in serve.doctor(copy)}
+    assert checks["catalogue"].status == "problem"
+    assert "schema version 99" in checks["catalogue"].detail
+
+
+def test_serving_imports_no_numpy(facts: dict[str, Any]) -> None:
+    code = (
+        "import sys; from recli import serve; "
+        f"serve.Served({str(facts['root'])!r}).recommend({facts['user_id']!r}); "
+        "print(sorted(m for m in ('numpy', 'polars', 'torch') if m in sys.modules))"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert output.strip() == "[]"
