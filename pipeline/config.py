@@ -193,7 +193,11 @@ class FinetuneConfig(_Section):
     """Optimiser steps; 0 skips training and saves the base model (a zero-shot run)."""
     batch_size: Annotated[int, Field(ge=2)] = 32
     """Pairs per step; every other pair in the batch is a negative."""
-    learning_rate: Annotated[float, Field(gt=0)] = 5e-5
+    learning_rate: Annotated[float, Field(gt=0)] = 2e-4
+    """Best of 5e-5 / 1e-4 / 2e-4 by validation NDCG@10 (all users) after 400 CPU steps."""
+    popularity_correction: bool = True
+    """Subtract log(item frequency) from in-batch logits (logQ correction), so training does not
+    learn to push popular items down just because they are frequent in-batch negatives."""
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
     eval_steps: Annotated[int, Field(ge=1)] = 100
     """Validation NDCG@10 and the loss are logged every this-many steps."""
@@ -244,7 +248,7 @@ class IndexConfig(_Section):
         0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0
     ]  # fmt: skip
     metric: Literal["dot", "angular", "euclidean"] = "dot"
-    """Annoy metric. Fused scores are dot products, so `dot` is the one that matches exact search."""
+    """Annoy metric. Fused scores are dot products: only `dot` matches exact search."""
     n_trees: Annotated[int, Field(ge=1)] = 50
     """More trees: better recall, bigger index, slower build."""
     search_k: Annotated[int, Field(ge=-1)] = -1

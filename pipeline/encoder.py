@@ -83,7 +83,7 @@ def encode(
     model: SentenceTransformer, texts: list[str], batch_size: int = 128, progress: bool = False
 ) -> np.ndarray:
     """L2-normalised float32 embeddings, one row per text (empty texts give a zero row)."""
-    dimension = model.get_sentence_embedding_dimension()
+    dimension = model.get_embedding_dimension()
     vectors = np.zeros((len(texts), dimension), dtype=np.float32)
     present = [index for index, text in enumerate(texts) if text]
     if present:

@@ -27,7 +27,8 @@ import scipy.sparse as sp
 
 from pipeline import io
 from pipeline.config import EvaluateConfig, load_params
-from pipeline.factorize import Factors, interaction_matrix
+from pipeline.factorize import Factors
+from pipeline.interactions import interaction_matrix
 from pipeline.metrics import EvaluationResult, Scorer, activity_buckets, evaluate_scorer
 from pipeline.peers import EASE, ItemKNN, Popularity, tune_ease
 from pipeline.preprocess import Processed

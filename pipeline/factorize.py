@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 import scipy.sparse as sp
 
 from pipeline import io
 from pipeline.config import FactorizeConfig, load_params
+from pipeline.interactions import interaction_matrix
 
 OUTPUT_DIR = Path("data/factorize")
 
@@ -29,17 +29,6 @@ class Factors:
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return self.users[users] @ self.items.T
-
-
-def interaction_matrix(events: pl.DataFrame, n_users: int, n_items: int) -> sp.csr_matrix:
-    """Binary user × item CSR matrix (float32) from `user_idx, item_idx` rows."""
-    rows = events["user_idx"].to_numpy()
-    columns = events["item_idx"].to_numpy()
-    values = np.ones(len(rows), dtype=np.float32)
-    matrix = sp.csr_matrix((values, (rows, columns)), shape=(n_users, n_items), dtype=np.float32)
-    matrix.sum_duplicates()
-    matrix.data[:] = 1.0
-    return matrix
 
 
 def run(train: sp.csr_matrix, cfg: FactorizeConfig) -> Factors:

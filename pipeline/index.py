@@ -31,7 +31,8 @@ from pipeline.metrics import evaluate_scorer, top_k
 from pipeline.preprocess import Processed
 from recli import catalogue
 
-OUTPUT_DIR = Path("data/index")
+ARTIFACTS_ROOT = Path("data")
+OUTPUT_DIR = ARTIFACTS_ROOT / "index"
 METRICS_FILE = Path("metrics/index.json")
 RECALL_K = 10
 # Users sampled to estimate score scales: plenty for a standard deviation, cheap on any catalogue.
@@ -257,15 +258,17 @@ def main() -> None:
         "text_scale": fusion.text_scale,
         "cf_scale": fusion.cf_scale,
         "index_sha256": _file_digest(index_path),
+        "index_bytes": index_path.stat().st_size,
+        # Paths relative to the artifacts folder (`data/`), so `recli doctor` can re-hash them.
         "built_from": {
-            name: _file_digest(path)
-            for name, path in {
-                "train": preprocess.OUTPUT_DIR / "train.parquet",
-                "items": preprocess.OUTPUT_DIR / "items.parquet",
-                "text_items": embed.OUTPUT_DIR / "item_embeddings.npy",
-                "cf_items": factorize.OUTPUT_DIR / "item_factors.npy",
-                "clusters": cluster.OUTPUT_DIR / "assignments.parquet",
-            }.items()
+            path.relative_to(ARTIFACTS_ROOT).as_posix(): _file_digest(path)
+            for path in (
+                preprocess.OUTPUT_DIR / "train.parquet",
+                preprocess.OUTPUT_DIR / "items.parquet",
+                embed.OUTPUT_DIR / "item_embeddings.npy",
+                factorize.OUTPUT_DIR / "item_factors.npy",
+                cluster.OUTPUT_DIR / "assignments.parquet",
+            )
         },
         "encoder": str(embed.FINETUNED_MODEL_DIR),
     }

@@ -31,15 +31,6 @@ DEFAULT_ARTIFACTS = Path("data")
 """The pipeline's output folder: `index/` (catalogue + Annoy index) and `finetune/model`."""
 INDEX_DIR = "index"
 ENCODER_DIR = Path("finetune") / "model"
-UPSTREAM_FILES = {
-    "train": Path("processed") / "train.parquet",
-    "items": Path("processed") / "items.parquet",
-    "text_items": Path("embed") / "item_embeddings.npy",
-    "cf_items": Path("factorize") / "item_factors.npy",
-    "clusters": Path("cluster") / "assignments.parquet",
-}
-"""Where the files named in meta `built_from` live under the artifacts folder (the DVC stages'
-outputs): `recli doctor` compares their digests to tell a stale catalogue from a fresh one."""
 
 WHY_HISTORY_ITEMS = 50
 """Recent history items compared with each recommendation for the "because" column: recent taste
@@ -810,15 +801,16 @@ def _upstream_checks(served: Served) -> list[Check]:
     if not isinstance(built_from, dict) or not built_from:
         return [Check("upstream files", "skipped", "the catalogue records no built_from digests")]
     stale, checked, absent = [], 0, 0
-    for name, expected in built_from.items():
-        relative = UPSTREAM_FILES.get(name)
-        path = served.artifacts / relative if relative is not None else None
-        if path is None or not path.exists():
+    # Keys are paths relative to the artifacts folder: digests of the files the index was built
+    # from, which tell a stale catalogue from a fresh one.
+    for relative, expected in built_from.items():
+        path = served.artifacts / relative
+        if not path.exists():
             absent += 1
             continue
         checked += 1
         if not expected or not file_digest(path).startswith(str(expected)):
-            stale.append(str(relative))
+            stale.append(relative)
     if stale:
         return [
             Check(

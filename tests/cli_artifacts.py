@@ -138,7 +138,7 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         "text_scale": TEXT_SCALE,
         "cf_scale": CF_SCALE,
         "index_sha256": index._file_digest(index_path),
-        "built_from": {"train": "0" * 16},
+        "built_from": {"processed/train.parquet": "0" * 16},
         "encoder": "finetune/model",
     }
     index.write_catalogue(

@@ -6,14 +6,13 @@ from synthetic import make_block_raw
 
 from pipeline import factorize, preprocess
 from pipeline.config import FactorizeConfig, PreprocessConfig
+from pipeline.interactions import interaction_matrix
 
 
 @pytest.fixture(scope="module")
 def block_train():
     processed = preprocess.run(make_block_raw(), PreprocessConfig(min_user_interactions=3))
-    matrix = factorize.interaction_matrix(
-        processed.train, processed.users.height, processed.items.height
-    )
+    matrix = interaction_matrix(processed.train, processed.users.height, processed.items.height)
     block_of_item = np.array([int(i) >= 115 for i in processed.items["item_id"]])
     block_of_user = np.array([int(u) >= 20 for u in processed.users["user_id"]])
     return matrix, block_of_user, block_of_item
@@ -23,7 +22,7 @@ def test_interaction_matrix_is_binary_and_deduplicated() -> None:
     import polars as pl
 
     events = pl.DataFrame({"user_idx": [0, 0, 1], "item_idx": [2, 2, 0]})
-    matrix = factorize.interaction_matrix(events, 2, 3)
+    matrix = interaction_matrix(events, 2, 3)
     assert matrix.shape == (2, 3) and matrix.nnz == 2
     assert matrix.dtype == np.float32 and set(matrix.data) == {1.0}
 

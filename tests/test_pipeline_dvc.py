@@ -30,7 +30,7 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def project(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) -> Path:
     root = tmp_path_factory.mktemp("project")
     for name in ("pipeline", "recli"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
@@ -46,6 +46,13 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     params["data"]["files"]["item_columns"]["genres"] = None
     params["evaluate"]["ease_reg_grid"] = [1.0, 10.0]
+    # The real stages with a tiny random encoder and a few steps: the wiring is under test here.
+    params["text"]["max_seq_length"] = 32
+    params["finetune"].update(
+        base_model=str(tiny_encoder_dir), max_steps=4, batch_size=8, eval_steps=2, eval_users=20
+    )
+    params["cluster"]["k"] = 3
+    params["index"]["n_trees"] = 10
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], root)
     _run([sys.executable, "-m", "dvc", "init", "-q"], root)
@@ -56,7 +63,18 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_repro_produces_metrics_for_every_model(project: Path) -> None:
     metrics = json.loads((project / "metrics/evaluation.json").read_text())
-    assert set(metrics["test"]) >= {"popularity", "itemknn", "ease", "als"}
+    assert set(metrics["test"]) == {
+        "popularity",
+        "itemknn",
+        "ease",
+        "als",
+        "zero_shot",
+        "finetuned",
+        "fused",
+    }
+    assert set(metrics["cold_items"]) == {"random", "als", "zero_shot", "finetuned", "fused"}
+    assert (project / "data/index/catalogue.sqlite").exists()
+    assert (project / "data/finetune/model").is_dir()
     assert metrics["test"]["ease"]["users"] == 40
     shown = _run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project).stdout
     assert "test.ease.ndcg@10" in shown or '"ndcg@10"' in shown

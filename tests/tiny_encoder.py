@@ -11,7 +11,8 @@ from pathlib import Path
 def build_tiny_encoder(directory: Path, seed: int = 0) -> Path:
     """Save a 2-layer, 32-wide BERT with mean pooling as a sentence-transformers model directory."""
     import torch
-    from sentence_transformers import SentenceTransformer, models
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from pipeline.encoder import resolve_model
@@ -29,8 +30,8 @@ def build_tiny_encoder(directory: Path, seed: int = 0) -> Path:
     transformer_dir = directory / "transformer"
     BertModel(config).save_pretrained(transformer_dir)
     tokenizer.save_pretrained(transformer_dir)
-    transformer = models.Transformer(str(transformer_dir), max_seq_length=64)
-    pooling = models.Pooling(transformer.get_word_embedding_dimension(), pooling_mode="mean")
+    transformer = Transformer(str(transformer_dir), max_seq_length=64)
+    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
     encoder_dir = directory / "encoder"
     SentenceTransformer(modules=[transformer, pooling], device="cpu").save(str(encoder_dir))
     return encoder_dir

@@ -1,0 +1,465 @@
+"""Stage `finetune`: contrastive fine-tuning of the sentence encoder on "after these, this" pairs.
+
+Each training pair is (a user's recent history as text, the text of the item they picked next);
+`MultipleNegativesRankingLoss` pulls each history towards its own next item and away from every
+other positive in the batch. The script reads as the usual sentence-transformers recipe:
+
+1. model, 2. data, 3. loss, 4. evaluator (run once before training as the zero-shot baseline),
+5. training arguments, 6. trainer, 7. save.
+
+The in-training metric is validation NDCG@10 / HR@10 on a seeded sample of `finetune.eval_users`
+users, ranked over the whole warm catalogue exactly like `evaluate` does (seen items masked, cold
+items never candidates), so the curve in `metrics/plots/finetune_validation.json` says whether
+fine-tuning helps the task we care about, not just whether the loss goes down.
+
+Outputs: `data/finetune/model/` (sentence-transformers directory, `model.safetensors` and the
+tokenizer), `data/finetune/config.json` (the effective config next to the model),
+`metrics/finetune.json`, and the curves `metrics/plots/finetune_loss.json` and
+`metrics/plots/finetune_validation.json`.
+`finetune.max_steps: 0` saves the base model untouched with the baseline metric only (zero-shot).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import datasets
+import numpy as np
+import polars as pl
+import sentence_transformers
+import torch
+import transformers
+from sentence_transformers import (
+    SentenceTransformer,
+    SentenceTransformerTrainer,
+    SentenceTransformerTrainingArguments,
+)
+from sentence_transformers.base.evaluation import BaseEvaluator
+from sentence_transformers.base.sampler import BatchSamplers
+from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+from transformers import TrainerCallback
+
+from pipeline import io
+from pipeline.config import FinetuneConfig, TextConfig, load_params
+from pipeline.encoder import encode, load_encoder, pick_device
+from pipeline.interactions import interaction_matrix
+from pipeline.metrics import EvaluationResult, evaluate_scorer
+from pipeline.text import training_pairs, user_texts
+from recli.errors import RecliError
+
+if TYPE_CHECKING:
+    from pipeline.preprocess import Processed
+
+OUTPUT_DIR = Path("data/finetune")
+METRICS_FILE = Path("metrics/finetune.json")
+LOSS_PLOT_FILE = Path("metrics/plots/finetune_loss.json")
+VALIDATION_PLOT_FILE = Path("metrics/plots/finetune_validation.json")
+MODEL_SUBDIR = "model"
+CUTOFF = 10
+"""Validation metrics are NDCG@10 and HR@10, the headline cut-off of `evaluate`."""
+METRIC_NAMES = (f"ndcg@{CUTOFF}", f"hr@{CUTOFF}")
+LOSS_POINTS = 40
+"""Aim for about this many points on the loss curve, whatever `max_steps` is."""
+ENCODE_BATCH_SIZE = 128
+
+
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_directory(destination: Path) -> Iterator[Path]:
+    """Yield a fresh temporary directory beside `destination`; swap it into place on success.
+
+    The old directory is moved aside only once the new one is complete, so a run killed midway
+    leaves the previous good output intact. (Two renames, not one: POSIX has no portable atomic
+    directory exchange, so there is a moment with no `destination` - never a half-written one.)
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(
+        tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
+    )
+    # mkdtemp makes the directory private (0700); the output should get the usual permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    temporary.chmod(0o777 & ~umask)
+    try:
+        yield temporary
+        if destination.exists():
+            retired = Path(
+                tempfile.mkdtemp(
+                    prefix=f".{destination.name}.", suffix=".old", dir=destination.parent
+                )
+            )
+            os.replace(destination, retired / destination.name)
+            os.replace(temporary, destination)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(temporary, destination)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def positive_log_frequency(positives: pl.Series) -> np.ndarray:
+    """log q(item) for each pair: how often its positive is the positive of any pair."""
+    counts = positives.value_counts(name="count")
+    frequency = positives.to_frame().join(
+        counts, on=positives.name, how="left", maintain_order="left"
+    )
+    return np.log(frequency["count"].to_numpy() / len(positives)).astype(np.float32)
+
+
+class PopularityCorrectedRankingLoss(torch.nn.Module):
+    """In-batch softmax over the batch's positives, with the sampling bias taken out ("logQ").
+
+    With in-batch negatives an item appears as a negative as often as it is some pair's positive,
+    i.e. in proportion to its popularity q. Plain in-batch softmax therefore learns
+    log p(item | user) - log q(item): it is trained to push popular items down, which costs
+    accuracy wherever popularity matters (Yi et al., RecSys 2019). Subtracting log q from every
+    logit makes the sampled softmax an estimate of the full one, so the dot product learns
+    log p(item | user) itself. The dataset's `label` column carries log q of each pair's positive.
+    """
+
+    def __init__(self, model: SentenceTransformer, scale: float = 20.0) -> None:
+        super().__init__()
+        self.model = model
+        self.scale = scale
+        """Cosine similarity × scale = logit (20, as MultipleNegativesRankingLoss)."""
+
+    def forward(
+        self, sentence_features: list[dict[str, torch.Tensor]], labels: torch.Tensor
+    ) -> torch.Tensor:
+        anchors, positives = (
+            self.model(features)["sentence_embedding"] for features in sentence_features
+        )
+        similarity = torch.nn.functional.normalize(anchors, dim=-1) @ (
+            torch.nn.functional.normalize(positives, dim=-1).T
+        )
+        logits = self.scale * similarity - labels.to(similarity.dtype)[None, :]
+        targets = torch.arange(len(logits), device=logits.device)
+        return torch.nn.functional.cross_entropy(logits, targets)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"scale": self.scale, "correction": "log q"}
+
+
+def cold_item_mask(items: pl.DataFrame) -> np.ndarray:
+    """Boolean per item index: held out of training entirely (`cold`); all False when absent."""
+    ordered = items.sort("item_idx")
+    if "cold" not in ordered.columns:
+        return np.zeros(ordered.height, dtype=bool)
+    return ordered["cold"].fill_null(False).to_numpy().astype(bool)
+
+
+def mixed_precision(device: str) -> dict[str, bool]:
+    """bf16 on CUDA cards that support it, else fp16 on CUDA; full precision on CPU and MPS."""
+    if device != "cuda":
+        return {"bf16": False, "fp16": False}
+    bf16 = torch.cuda.is_bf16_supported()
+    return {"bf16": bf16, "fp16": not bf16}
+
+
+# --------------------------------------------------------------------------------------------
+# The evaluator: validation ranking quality of a sample of users
+# --------------------------------------------------------------------------------------------
+# `BaseEvaluator` is sentence-transformers 6's name for `SentenceEvaluator` (a deprecated alias).
+class RecommendationEvaluator(BaseEvaluator):
+    """Validation NDCG@10 and HR@10 of "user history text · item text" on a seeded user sample.
+
+    Scores are dot products of L2-normalised embeddings (cosine), every warm unseen item is a
+    candidate, training items are masked as seen and cold items get -inf (they are never
+    candidates in the warm evaluation). Validation events on cold items are dropped from the
+    relevant set for the same reason.
+    """
+
+    def __init__(self, processed: Processed, text_cfg: TextConfig, n_users: int, seed: int) -> None:
+        super().__init__()
+        self.primary_metric = f"ndcg@{CUTOFF}"
+        self.greater_is_better = True
+        n_all_users, n_items = processed.users.height, processed.items.height
+        self.cold = cold_item_mask(processed.items)
+        warm_validation = processed.validation.filter(
+            ~pl.col("item_idx").is_in(np.flatnonzero(self.cold).tolist())
+        )
+        self.seen = interaction_matrix(processed.train, n_all_users, n_items)
+        self.relevant = interaction_matrix(warm_validation, n_all_users, n_items)
+
+        histories = user_texts(
+            processed.train, processed.items, n_all_users, text_cfg.history_items
+        )
+        has_history = np.array([bool(text) for text in histories])
+        has_relevant = np.diff(self.relevant.indptr) > 0
+        candidates = np.flatnonzero(has_history & has_relevant)
+        if candidates.size == 0:
+            raise RecliError(
+                "no user has both training history and a warm validation event: the in-training "
+                "validation metric needs some (check preprocess.split)"
+            )
+        chosen = np.random.default_rng(seed).choice(
+            candidates, size=min(n_users, candidates.size), replace=False
+        )
+        self.users = np.sort(chosen).astype(np.int64)
+        self.user_texts = [histories[user] for user in self.users]
+        self.item_texts = processed.items.sort("item_idx")["text"].to_list()
+        self.seconds = 0.0
+        """Wall time spent evaluating, so training speed can be reported without it."""
+
+    def rank(self, model: SentenceTransformer) -> EvaluationResult:
+        """Top-10 lists and per-user metrics of `model` for the sampled users."""
+        user_vectors = encode(model, self.user_texts, ENCODE_BATCH_SIZE)
+        item_vectors = encode(model, self.item_texts, ENCODE_BATCH_SIZE)
+        row_of_user = np.full(self.seen.shape[0], -1, dtype=np.int64)
+        row_of_user[self.users] = np.arange(self.users.size)
+
+        def scorer(users: np.ndarray) -> np.ndarray:
+            scores = user_vectors[row_of_user[users]] @ item_vectors.T
+            scores[:, self.cold] = -np.inf
+            return scores
+
+        return evaluate_scorer(
+            scorer, self.seen, self.relevant, ks=[CUTOFF], coverage_k=CUTOFF, users=self.users
+        )
+
+    def __call__(
+        self,
+        model: SentenceTransformer,
+        output_path: str | None = None,
+        epoch: float = -1,
+        steps: int = -1,
+    ) -> dict[str, float]:
+        started = time.perf_counter()
+        summary = self.rank(model).summary()
+        self.seconds += time.perf_counter() - started
+        return {name: summary[name] for name in METRIC_NAMES}
+
+
+# --------------------------------------------------------------------------------------------
+# Curves for the plots
+# --------------------------------------------------------------------------------------------
+class CurveRecorder(TrainerCallback):
+    """Keeps (step, training loss) and (step, validation NDCG@10, HR@10) as the trainer logs."""
+
+    def __init__(self) -> None:
+        self.loss: list[dict[str, float]] = []
+        self.validation: list[dict[str, float]] = []
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        if logs and "loss" in logs:
+            self.loss.append({"step": state.global_step, "loss": float(logs["loss"])})
+
+    def on_evaluate(
+        self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any
+    ) -> None:
+        # The trainer prefixes evaluator metrics with "eval_".
+        scores = {name: (metrics or {}).get(f"eval_{name}") for name in METRIC_NAMES}
+        if all(value is not None for value in scores.values()):
+            self.record_validation(state.global_step, scores)
+
+    def record_validation(self, step: int, scores: dict[str, float]) -> None:
+        self.validation.append(
+            {"step": step, **{name: float(scores[name]) for name in METRIC_NAMES}}
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# The stage
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FinetuneResult:
+    """What a fine-tuning run measured; the model itself is saved under `model_dir`."""
+
+    model_dir: Path
+    device: str
+    training_pairs: int
+    eval_users: int
+    steps: int
+    baseline: dict[str, float]
+    """Validation ndcg@10 / hr@10 of the base model (zero-shot) on the eval sample."""
+    final: dict[str, float] | None
+    """The same after training; None for a zero-shot run (`max_steps: 0`)."""
+    train_seconds: float
+    """Wall time of training, in-training evaluations excluded."""
+    loss_curve: list[dict[str, float]] = field(default_factory=list)
+    validation_curve: list[dict[str, float]] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, Any]:
+        """The stage's metrics file (`metrics/finetune.json`)."""
+        validation = {"baseline": self.baseline}
+        if self.final is not None:
+            validation["final"] = self.final
+        return {
+            "validation": validation,
+            "eval_users": self.eval_users,
+            "steps": self.steps,
+            "training_pairs": self.training_pairs,
+            "device": self.device,
+            "train_seconds": round(self.train_seconds, 2),
+            "steps_per_second": (
+                round(self.steps / self.train_seconds, 3)
+                if self.steps and self.train_seconds
+                else None
+            ),
+        }
+
+
+def run(
+    processed: Processed, text_cfg: TextConfig, cfg: FinetuneConfig, output_dir: Path = OUTPUT_DIR
+) -> FinetuneResult:
+    """Fine-tune `cfg.base_model` on the training split; save the model and its config."""
+    output_dir = Path(output_dir)
+    device = pick_device(cfg.device)
+
+    # 1. Model. Seeded first: dropout masks and the batch order draw from these generators.
+    transformers.set_seed(cfg.seed)
+    model = load_encoder(cfg.base_model, device, text_cfg.max_seq_length)
+
+    # 2. Data: (history before an event, that event's item), shuffled with the seed.
+    pairs = training_pairs(processed.train, processed.items, text_cfg.history_items, cfg.seed)
+    if cfg.max_steps and pairs.height < cfg.batch_size:
+        raise RecliError(
+            f"only {pairs.height} training pairs, fewer than finetune.batch_size "
+            f"({cfg.batch_size}): lower the batch size or use more data"
+        )
+    columns = {"anchor": pairs["anchor"].to_list(), "positive": pairs["positive"].to_list()}
+    if cfg.popularity_correction:
+        columns["label"] = positive_log_frequency(pairs["positive"]).tolist()
+    train_dataset = datasets.Dataset.from_dict(columns)
+
+    # 3. Loss: every other positive in the batch is a negative for each anchor.
+    loss = (
+        PopularityCorrectedRankingLoss(model)
+        if cfg.popularity_correction
+        else MultipleNegativesRankingLoss(model)
+    )
+
+    # 4. Evaluator, and the zero-shot baseline before any step.
+    evaluator = RecommendationEvaluator(processed, text_cfg, cfg.eval_users, cfg.seed)
+    curves = CurveRecorder()
+    baseline = evaluator(model)
+    curves.record_validation(0, baseline)
+    final: dict[str, float] | None = None
+    train_seconds = 0.0
+
+    if cfg.max_steps > 0:
+        with tempfile.TemporaryDirectory(prefix="recli-finetune-") as scratch:
+            # 5. Training arguments. Nothing is checkpointed: the run is minutes long and only
+            # the final model is an output (DVC caches it).
+            args = SentenceTransformerTrainingArguments(
+                output_dir=scratch,
+                max_steps=cfg.max_steps,
+                per_device_train_batch_size=cfg.batch_size,
+                learning_rate=cfg.learning_rate,
+                # Transformers 5 takes the warmup ratio as a float `warmup_steps` in [0, 1).
+                warmup_steps=cfg.warmup_ratio,
+                seed=cfg.seed,
+                data_seed=cfg.seed,
+                # The same positive twice in a batch would be a false in-batch negative, and
+                # popular items are the positive of many pairs.
+                batch_sampler=BatchSamplers.NO_DUPLICATES,
+                eval_strategy="steps",
+                eval_steps=cfg.eval_steps,
+                logging_strategy="steps",
+                logging_steps=max(1, min(cfg.eval_steps, cfg.max_steps // LOSS_POINTS)),
+                logging_first_step=True,
+                save_strategy="no",
+                report_to="none",
+                use_cpu=device == "cpu",
+                dataloader_num_workers=0,
+                dataloader_pin_memory=device == "cuda",
+                disable_tqdm=False,
+                **mixed_precision(device),
+            )
+            # 6. Trainer.
+            trainer = SentenceTransformerTrainer(
+                model=model,
+                args=args,
+                train_dataset=train_dataset,
+                loss=loss,
+                evaluator=evaluator,
+                callbacks=[curves],
+            )
+            evaluated_before = evaluator.seconds
+            started = time.perf_counter()
+            trainer.train()
+            train_seconds = time.perf_counter() - started - (evaluator.seconds - evaluated_before)
+        steps = trainer.state.global_step
+        # The trainer evaluates every `eval_steps`; evaluate the final weights too unless the
+        # last step already was an evaluation step.
+        if curves.validation[-1]["step"] == steps:
+            last = curves.validation[-1]
+            final = {name: last[name] for name in METRIC_NAMES}
+        else:
+            final = evaluator(model)
+            curves.record_validation(steps, final)
+    else:
+        steps = 0
+
+    # 7. Save the model (safetensors, tokenizer included) and the effective config beside it.
+    with atomic_directory(output_dir / MODEL_SUBDIR) as staging:
+        # No model card: it embeds dates and training logs, so identical runs would give
+        # different bytes (and a DVC output that never matches its cache).
+        model.save(str(staging), create_model_card=False, safe_serialization=True)
+    io.write_json(
+        output_dir / "config.json",
+        {
+            "text": text_cfg.model_dump(mode="json"),
+            "finetune": cfg.model_dump(mode="json"),
+            "device": device,
+            "torch_version": torch.__version__,
+            "transformers_version": transformers.__version__,
+            "sentence_transformers_version": sentence_transformers.__version__,
+            "training_pairs": pairs.height,
+            "steps": steps,
+        },
+    )
+    return FinetuneResult(
+        model_dir=output_dir / MODEL_SUBDIR,
+        device=device,
+        training_pairs=pairs.height,
+        eval_users=int(evaluator.users.size),
+        steps=steps,
+        baseline=baseline,
+        final=final,
+        train_seconds=train_seconds,
+        loss_curve=curves.loss,
+        validation_curve=curves.validation,
+    )
+
+
+def write_metrics(
+    result: FinetuneResult,
+    metrics_file: Path = METRICS_FILE,
+    loss_plot_file: Path = LOSS_PLOT_FILE,
+    validation_plot_file: Path = VALIDATION_PLOT_FILE,
+) -> None:
+    io.write_json(metrics_file, result.metrics())
+    io.write_json(loss_plot_file, result.loss_curve)
+    io.write_json(validation_plot_file, result.validation_curve)
+
+
+def main() -> None:
+    from pipeline import preprocess
+
+    params = load_params()
+    processed = preprocess.read()
+    result = run(processed, params.text, params.finetune, OUTPUT_DIR)
+    write_metrics(result)
+    baseline = result.baseline[f"ndcg@{CUTOFF}"]
+    final = result.final[f"ndcg@{CUTOFF}"] if result.final else baseline
+    print(
+        f"finetune: {result.steps} steps on {result.training_pairs} pairs ({result.device}, "
+        f"{result.train_seconds:.0f} s); validation NDCG@{CUTOFF} on {result.eval_users} users "
+        f"{baseline:.4f} -> {final:.4f}"
+    )
+
+
+if __name__ == "__main__":
+    io.run_stage(main)
