@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from recli.errors import RecliError
 
@@ -234,6 +241,13 @@ class ClusterConfig(_Section):
     """Items shown per cluster: nearest to the centroid among items its users liked."""
     seed: int = 42
 
+    @field_validator("k_range")
+    @classmethod
+    def _low_to_high(cls, k_range: tuple[int, int]) -> tuple[int, int]:
+        if k_range[0] > k_range[1]:
+            raise ValueError("must be [low, high] with low <= high")
+        return k_range
+
 
 # --------------------------------------------------------------------------------------------
 # index: fused vectors, Annoy, the serving catalogue
@@ -251,8 +265,9 @@ class IndexConfig(_Section):
     """Annoy metric. Fused scores are dot products: only `dot` matches exact search."""
     n_trees: Annotated[int, Field(ge=1)] = 50
     """More trees: better recall, bigger index, slower build."""
-    search_k: Annotated[int, Field(ge=-1)] = -1
-    """Nodes inspected per query; -1 lets Annoy use n_trees × n."""
+    search_k: Annotated[int, Field(ge=-1)] = 10000
+    """Nodes inspected per query; -1 lets Annoy use n_trees × n. On ML-100K's fused vectors,
+    recall@10 against exact search was 0.905 at -1, 0.980 at 5,000 and 0.9997 at 10,000."""
     seed: int = 42
 
 
@@ -273,11 +288,13 @@ class EvaluateConfig(_Section):
     itemknn_neighbors: Annotated[int, Field(ge=1)] = 100
     """ItemKNN: keep this many most similar items per item."""
 
-    @model_validator(mode="after")
-    def _sorted(self) -> EvaluateConfig:
-        if sorted(set(self.activity_buckets)) != self.activity_buckets:
-            raise ValueError("activity_buckets must be strictly increasing")
-        return self
+    # A field validator, not a model one, so the error names `evaluate.activity_buckets`.
+    @field_validator("activity_buckets")
+    @classmethod
+    def _sorted(cls, buckets: list[int]) -> list[int]:
+        if sorted(set(buckets)) != buckets:
+            raise ValueError("must be strictly increasing")
+        return buckets
 
 
 class Params(_Section):
@@ -293,22 +310,45 @@ class Params(_Section):
     index: IndexConfig = IndexConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
 
-    @model_validator(mode="after")
-    def _cluster_range(self) -> Params:
-        low, high = self.cluster.k_range
-        if low > high:
-            raise ValueError("cluster.k_range must be [low, high] with low <= high")
-        return self
-
 
 SectionT = TypeVar("SectionT", bound=BaseModel)
 
 
-def _format_validation_error(error: ValidationError, prefix: str) -> str:
-    first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"])
-    dotted = ".".join(part for part in (prefix, location) if part)
-    message = first["msg"].removeprefix("Value error, ")
+def _dotted_key(error: Any, raw: Any) -> str:
+    """The params key an error is about, without pydantic's names for union alternatives.
+
+    A union field (`cluster.k`: a number or `auto`) reports `cluster.k.constrained-int`; the last
+    part is no key of the file. Parts are kept while they lead somewhere in the input.
+    """
+    if error["type"] == "missing":
+        return ".".join(str(part) for part in error["loc"])
+    parts: list[str] = []
+    current = raw
+    for part in error["loc"]:
+        in_mapping = isinstance(current, dict) and part in current
+        in_list = isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        if not (in_mapping or in_list):
+            break
+        current = current[part]
+        parts.append(str(part))
+    return ".".join(parts)
+
+
+def _format_validation_error(error: ValidationError, raw: Any) -> str:
+    errors = error.errors()
+    first = errors[0]
+    dotted = _dotted_key(first, raw)
+    # A union fails once per alternative: name them all (`… ≥ 2, or 'auto'`).
+    messages = list(
+        dict.fromkeys(
+            other["msg"].removeprefix("Value error, ")
+            for other in errors
+            if _dotted_key(other, raw) == dotted
+        )
+    )
+    message = messages[0] + "".join(
+        ", or " + other.removeprefix("Input should be ") for other in messages[1:]
+    )
     value = first.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
     return f"{PARAMS_FILE}: {dotted or '<top level>'}: {message}{shown}"
@@ -319,7 +359,7 @@ def parse_params(raw: dict[str, Any]) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as error:
-        raise RecliError(_format_validation_error(error, "")) from None
+        raise RecliError(_format_validation_error(error, raw)) from None
 
 
 def load_params(path: Path = PARAMS_FILE) -> Params:

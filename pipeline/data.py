@@ -61,6 +61,8 @@ NO_GENRE = ("(no genres listed)", "unknown")
 TITLE_YEAR_PATTERN = r"^.*\((\d{4})(?:[-–]\d{0,4})?\)(?:\s*\([^()]*\))*\s*$"
 TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": None, ".dat": None}
 SEPARATOR_ALIASES = {"\\t": "\t", "tab": "\t"}
+# How exported files spell a missing (NaN) id; such rows are dropped and counted like empty ids.
+MISSING_ID_SPELLINGS = ("NaN", "nan")
 
 
 @dataclass(frozen=True)
@@ -495,15 +497,18 @@ def _first_line(error: BaseException) -> str:
 
 
 def _as_id(frame: pl.DataFrame, column: str) -> pl.Series:
-    """Original ids as trimmed strings; empty cells become null (preprocess counts them)."""
+    """Original ids as trimmed strings; empty or NaN cells become null (preprocess counts them)."""
     values = frame[column]
     if values.dtype.is_float():
+        # A NaN id is a missing id, not a user called "NaN" (polars and numpy write NaN, not null).
+        values = values.fill_nan(None)
         # Parquet writers often store integer ids as floats (pandas with nulls): `1.0` → `1`.
         whole = values.drop_nulls()
         if whole.is_finite().all() and (whole == whole.floor()).all():
             values = values.cast(pl.Int64)
     values = values.cast(pl.String).str.strip_chars()
-    return values.replace("", None)
+    # Text exports spell a missing number `NaN` (pandas, polars) or `nan` (Python), as ratings do.
+    return values.replace(["", *MISSING_ID_SPELLINGS], None)
 
 
 def _as_text(frame: pl.DataFrame, column: str | None) -> pl.Series:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -19,6 +20,15 @@ from typing import Any
 import numpy as np
 
 from recli.errors import RecliError
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
 
 
 @contextlib.contextmanager
@@ -33,6 +43,9 @@ def atomic_path(destination: Path) -> Iterator[Path]:
     temporary_path = Path(temporary)
     try:
         yield temporary_path
+        # mkstemp creates 0600 files; give the artifact the permissions any new file would get.
+        if temporary_path.is_file():
+            temporary_path.chmod(0o666 & ~_UMASK)
         os.replace(temporary_path, destination)
     finally:
         temporary_path.unlink(missing_ok=True)
@@ -60,6 +73,11 @@ def read_json(path: Path, produced_by: str) -> Any:
         raise RecliError(
             f"{path} is corrupted ({error.msg}): run `dvc repro -f {produced_by}`"
         ) from None
+    except UnicodeDecodeError:
+        # Every JSON artifact is written as UTF-8: other bytes mean a damaged file.
+        raise RecliError(
+            f"{path} is corrupted (not UTF-8 text): run `dvc repro -f {produced_by}`"
+        ) from None
 
 
 def write_npy(path: Path, array: np.ndarray) -> None:
@@ -71,8 +89,11 @@ def read_npy(path: Path, produced_by: str) -> np.ndarray:
     try:
         return np.load(require(path, produced_by), allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
+        # numpy takes any file without an .npy header for pickled data and suggests loading it
+        # unsafely; that advice is not ours to pass on.
+        reason = "not a plain .npy array" if "pickle" in str(error) else _first_line(error)
         raise RecliError(
-            f"{path} is corrupted ({error}): run `dvc repro -f {produced_by}`"
+            f"{path} is corrupted ({reason}): run `dvc repro -f {produced_by}`"
         ) from None
 
 
@@ -88,14 +109,27 @@ def read_parquet(path: Path, produced_by: str) -> Any:
     try:
         return pl.read_parquet(require(path, produced_by))
     except (pl.exceptions.ComputeError, OSError) as error:
-        message = str(error).splitlines()[0]
         raise RecliError(
-            f"{path} is corrupted ({message}): run `dvc repro -f {produced_by}`"
+            f"{path} is corrupted ({_first_line(error)}): run `dvc repro -f {produced_by}`"
         ) from None
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's `main()`, turning a `RecliError` into one red line and exit code 1."""
+    """Run a stage's `main()`, turning a `RecliError` into one red line and exit code 1.
+
+    SIGTERM (`kill`, a cancelled CI job) is treated like Ctrl-C, so temporary files are cleaned up
+    on the way out; the outputs of earlier runs are never touched either way.
+    """
+
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         main()
     except RecliError as error:

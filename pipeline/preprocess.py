@@ -89,7 +89,11 @@ def clean(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.DataFra
     items = items.unique("item_id", keep="first", maintain_order=True)
     untitled = pl.col("title").is_null() | (pl.col("title").str.strip_chars() == "")
     items = items.with_columns(
-        pl.when(untitled).then(pl.lit("Item ") + pl.col("item_id")).otherwise(pl.col("title"))
+        pl.when(untitled)
+        .then(pl.lit("Item ") + pl.col("item_id"))
+        .otherwise(pl.col("title"))
+        # Without the alias the result lands in a new column named after the literal.
+        .alias("title")
     )
 
     known = events["item_id"].is_in(items["item_id"].implode())
