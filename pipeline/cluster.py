@@ -56,6 +56,8 @@ LABEL_TERMS = 3
 """Terms joined into a cluster label; more stops being short."""
 LABEL_SEPARATOR = " · "
 TAG_PREFIX = "#"
+ERA_EXACT_FROM = 1990
+"""From this year on, an item's era term is its exact release year; before, its decade."""
 """Tags are shown as `#dark comedy` so they cannot be mistaken for a genre of the same name."""
 
 
@@ -176,8 +178,20 @@ def _order_by_size(labels: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarra
 # --------------------------------------------------------------------------------------------
 # Profiles
 # --------------------------------------------------------------------------------------------
+def _era(year: pl.Expr) -> pl.Expr:
+    """ "1997 films" for recent years, "1970s films" before 1990.
+
+    Users described by their recent history group as much by *when* they watch (the new releases
+    of their day) as by genre; an era term lets a cluster label say so. Exact years only where
+    the catalogue is dense enough for one year to carry support.
+    """
+    decade = (year // 10 * 10).cast(pl.String) + pl.lit("s films")
+    exact = year.cast(pl.String) + pl.lit(" films")
+    return pl.when(year >= ERA_EXACT_FROM).then(exact).otherwise(decade)
+
+
 def _item_terms(items: pl.DataFrame) -> pl.DataFrame:
-    """One row per (item_idx, kind, term) for the items' genres and tags."""
+    """One row per (item_idx, kind, term) for the items' genres, tags and release era."""
     parts = [
         items.select(pl.col("item_idx").cast(pl.Int32), pl.col(column).alias("term"))
         .explode("term")
@@ -185,6 +199,14 @@ def _item_terms(items: pl.DataFrame) -> pl.DataFrame:
         for column, kind in (("genres", "genre"), ("tags", "tag"))
         if column in items.columns
     ]
+    if "year" in items.columns:
+        parts.append(
+            items.filter(pl.col("year").is_not_null()).select(
+                pl.col("item_idx").cast(pl.Int32),
+                _era(pl.col("year")).alias("term"),
+                pl.lit("era").alias("kind"),
+            )
+        )
     if not parts:
         return pl.DataFrame(schema={"item_idx": pl.Int32, "term": pl.String, "kind": pl.String})
     return (

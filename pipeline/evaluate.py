@@ -89,6 +89,27 @@ def restricted(scorer: Scorer, candidates: np.ndarray) -> Scorer:
     return score
 
 
+def with_random_ties(scorer: Scorer, seed: int) -> Scorer:
+    """`scorer` with exactly equal scores put in a seeded random order; other orders unchanged.
+
+    A model that cannot tell items apart (ALS on items it never saw, popularity among items with
+    the same count) would otherwise be ranked by item index, and catalogue order is not neutral:
+    MovieLens numbers older, more popular films first. Each tie gets noise below half the
+    smallest gap between distinct scores in that user's row, so no real preference flips.
+    """
+
+    def score(users: np.ndarray) -> np.ndarray:
+        scores = np.array(scorer(users), dtype=np.float64, copy=True)
+        for row, user in zip(scores, users, strict=True):
+            finite = np.unique(row[np.isfinite(row)])
+            gap = float(np.min(np.diff(finite))) if len(finite) > 1 else 1.0
+            noise = np.random.default_rng([seed, int(user)]).random(len(row))
+            row += 0.5 * gap * noise
+        return scores
+
+    return score
+
+
 def random_scorer(n_items: int, seed: int) -> Scorer:
     """Seeded uniform scores, the same for a user whatever batch it comes in: the floor."""
 
@@ -190,7 +211,7 @@ def run(
     by_cluster: dict[str, Any] = {}
     warm = ~matrices.cold_items
     for name, raw_scorer in scorers.items():
-        scorer = restricted(raw_scorer, warm)
+        scorer = with_random_ties(restricted(raw_scorer, warm), seed)
         validation = evaluate_scorer(
             scorer, matrices.train, matrices.validation, cfg.k, cfg.coverage_k
         )
@@ -208,7 +229,7 @@ def run(
         metrics["cold_items"] = {
             name: _round(
                 evaluate_scorer(
-                    restricted(cold_scorers[name], matrices.cold_items),
+                    with_random_ties(restricted(cold_scorers[name], matrices.cold_items), seed),
                     matrices.train,
                     matrices.cold,
                     cfg.k,

@@ -288,3 +288,21 @@ def test_write_read_round_trip(tmp_path, horror_and_romance) -> None:
     sizes = json.loads(plot_file.read_text(encoding="utf-8"))
     assert sizes == [{"cluster": p["label"], "users": p["size"]} for p in loaded.profiles]
     assert json.loads((tmp_path / "cluster" / "config.json").read_text())["k"] == 2
+
+
+def test_release_era_is_a_term_exact_year_recently_decade_before() -> None:
+    import polars as pl
+
+    from pipeline.cluster import _item_terms
+
+    items = pl.DataFrame(
+        {
+            "item_idx": [0, 1, 2],
+            "genres": [["Drama"], [], ["Comedy"]],
+            "tags": [[], [], []],
+            "year": [1997, 1974, None],
+        },
+        schema_overrides={"year": pl.Int32, "tags": pl.List(pl.String)},
+    )
+    terms = _item_terms(items).filter(pl.col("kind") == "era").sort("item_idx")
+    assert terms["term"].to_list() == ["1997 films", "1970s films"]

@@ -128,3 +128,17 @@ def test_metrics_per_cluster_partition_the_users() -> None:
         sum(row["users"] for row in table.values()) == report.metrics["test"]["popularity"]["users"]
     )
     assert [row["cluster"] for row in report.cluster_rows] == ["Horror · Sci-Fi", "Romance"]
+
+
+def test_ties_are_broken_at_random_and_real_preferences_kept() -> None:
+    flat = evaluate.with_random_ties(lambda users: np.zeros((len(users), 50), np.float32), seed=1)
+    first_choices = {int(np.argmax(flat(np.array([user]))[0])) for user in range(20)}
+    assert len(first_choices) > 5  # not always item 0
+    graded = np.array([[3.0, 1.0, 1.0, 2.0, -np.inf, 1.0 + 1e-6]], dtype=np.float64)
+    broken = evaluate.with_random_ties(lambda users: graded, seed=1)(np.array([0]))[0]
+    assert list(np.argsort(-broken)[:2]) == [0, 3]
+    assert broken[5] > max(broken[1], broken[2])  # a tiny real difference survives
+    assert np.isneginf(broken[4])
+    np.testing.assert_array_equal(
+        broken, evaluate.with_random_ties(lambda u: graded, 1)(np.array([0]))[0]
+    )
