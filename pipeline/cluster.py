@@ -57,6 +57,8 @@ LABEL_TERMS = 3
 LABEL_SEPARATOR = " · "
 TAG_PREFIX = "#"
 ERA_EXACT_FROM = 1990
+ERA_TERMS = 2
+"""At most this many era terms per cluster profile (and one in its label)."""
 """From this year on, an item's era term is its exact release year; before, its decade."""
 """Tags are shown as `#dark comedy` so they cannot be mistaken for a genre of the same name."""
 
@@ -246,12 +248,20 @@ def _top_terms(
             # Below 1 the term is under-represented: it does not describe the cluster.
             & (pl.col("lift") > 1.0)
         )
+        .with_columns((pl.col("kind") == "era").alias("is_era"))
         .sort(
             ["cluster", "lift", "share", "kind", "term"],
             descending=[False, True, True, False, False],
         )
-        .group_by("cluster", maintain_order=True)
+        # Eras have high lifts (release years cluster sharply) and would crowd out genres and
+        # tags, which say more about taste: `keep` of those, and at most ERA_TERMS eras.
+        .group_by("cluster", "is_era", maintain_order=True)
         .head(keep)
+        .filter(~pl.col("is_era") | (pl.int_range(pl.len()).over("cluster", "is_era") < ERA_TERMS))
+        .sort(
+            ["cluster", "lift", "share", "kind", "term"],
+            descending=[False, True, True, False, False],
+        )
     )
     result: dict[int, list[dict[str, Any]]] = {}
     for row in ranked.iter_rows(named=True):
@@ -360,7 +370,11 @@ def _labels(
     labels = []
     for cluster, (terms, examples) in enumerate(zip(top_terms, exemplars, strict=True)):
         if terms:
-            labels.append(LABEL_SEPARATOR.join(_term_text(t) for t in terms[:LABEL_TERMS]))
+            # What they like first (genres/tags), then when (at most one era).
+            eras = [term for term in terms if term["kind"] == "era"][:1]
+            tastes = [term for term in terms if term["kind"] != "era"][: LABEL_TERMS - len(eras)]
+            chosen = tastes + eras
+            labels.append(LABEL_SEPARATOR.join(_term_text(t) for t in chosen))
         elif examples:
             labels.append(f"Like {examples[0]['title']}")
         else:
