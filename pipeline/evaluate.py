@@ -110,6 +110,25 @@ def with_random_ties(scorer: Scorer, seed: int) -> Scorer:
     return score
 
 
+def evaluate_model(
+    scorer: Scorer,
+    matrices: SplitMatrices,
+    cfg: EvaluateConfig,
+    split: str = "test",
+    seed: int = 0,
+) -> EvaluationResult:
+    """Per-user results of one model on the warm validation or test split, exactly as `run` does:
+    cold items are not candidates, exact ties are broken at random, seen items are masked."""
+    prepared = with_random_ties(restricted(scorer, ~matrices.cold_items), seed)
+    if split == "validation":
+        return evaluate_scorer(prepared, matrices.train, matrices.validation, cfg.k, cfg.coverage_k)
+    if split == "test":
+        return evaluate_scorer(
+            prepared, matrices.seen_for_test, matrices.test, cfg.k, cfg.coverage_k
+        )
+    raise ValueError(f"unknown split {split!r}: use 'validation' or 'test'")
+
+
 def random_scorer(n_items: int, seed: int) -> Scorer:
     """Seeded uniform scores, the same for a user whatever batch it comes in: the floor."""
 
@@ -209,15 +228,9 @@ def run(
     buckets = activity_buckets(matrices.train_counts, cfg.activity_buckets)
     buckets = [(_bucket_key(label), mask) for label, mask in buckets]
     by_cluster: dict[str, Any] = {}
-    warm = ~matrices.cold_items
-    for name, raw_scorer in scorers.items():
-        scorer = with_random_ties(restricted(raw_scorer, warm), seed)
-        validation = evaluate_scorer(
-            scorer, matrices.train, matrices.validation, cfg.k, cfg.coverage_k
-        )
-        test: EvaluationResult = evaluate_scorer(
-            scorer, matrices.seen_for_test, matrices.test, cfg.k, cfg.coverage_k
-        )
+    for name, scorer in scorers.items():
+        validation = evaluate_model(scorer, matrices, cfg, "validation", seed)
+        test = evaluate_model(scorer, matrices, cfg, "test", seed)
         metrics["validation"][name] = _round(validation.summary())
         metrics["test"][name] = _round(test.summary())
         metrics["test_by_activity"][name] = _by_group(test, buckets)
@@ -239,11 +252,14 @@ def run(
             for name in COLD_SLICE_MODELS
             if name in cold_scorers
         }
+    activity_rows = _plot_rows("bucket", metrics["test_by_activity"], [b for b, _ in buckets])
+    for row, (_, mask) in zip(activity_rows, buckets, strict=True):
+        # A numeric x for DVC's line templates (bucket labels are categories).
+        counts = matrices.train_counts[mask]
+        row["median_training_events"] = int(np.median(counts)) if len(counts) else None
     return Report(
         metrics=metrics,
-        activity_rows=_plot_rows(
-            "bucket", metrics["test_by_activity"], [label for label, _ in buckets]
-        ),
+        activity_rows=activity_rows,
         by_cluster=by_cluster,
         cluster_rows=_plot_rows("cluster", by_cluster, [label for label, _ in clusters or []]),
     )
