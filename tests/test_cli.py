@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_artifacts import build_artifacts
 from typer.testing import CliRunner
 
 from recli import __version__
@@ -28,18 +27,6 @@ HEAVY = {
     "pandas",
     "pydantic",
 }
-
-
-@pytest.fixture(scope="module")
-def facts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return build_artifacts(tmp_path_factory.mktemp("artifacts"))
-
-
-@pytest.fixture
-def copy(facts: dict[str, Any], tmp_path: Path) -> Path:
-    target = tmp_path / "artifacts"
-    shutil.copytree(facts["root"], target)
-    return target
 
 
 def invoke(root: Path, *args: str, env: dict[str, str | None] | None = None) -> Any:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -8,25 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_artifacts import build_artifacts
 
 from pipeline import index
 from pipeline.config import IndexConfig
 from recli import serve
 from recli.errors import RecliError
-
-
-@pytest.fixture(scope="module")
-def facts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return build_artifacts(tmp_path_factory.mktemp("artifacts"))
-
-
-@pytest.fixture
-def copy(facts: dict[str, Any], tmp_path: Path) -> Path:
-    """A private copy of the artifacts, for tests that damage them."""
-    target = tmp_path / "artifacts"
-    shutil.copytree(facts["root"], target)
-    return target
 
 
 def _set_meta(root: Path, key: str, value: str) -> None:
