@@ -14,14 +14,12 @@ evaluation can show what fine-tuning adds. Outputs under `data/embed/`: `{item,u
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from pipeline import io
 from pipeline.config import EmbedConfig, TextConfig, load_params
 from pipeline.encoder import encode, load_encoder, pick_device
+from pipeline.interactions import UserItemVectors
 from pipeline.preprocess import Processed
 from pipeline.text import user_texts
 
@@ -30,15 +28,8 @@ FINETUNED_MODEL_DIR = Path("data/finetune/model")
 VARIANTS = {"finetuned": "", "zero_shot": "zero_shot_"}
 
 
-@dataclass(frozen=True)
-class Embeddings:
-    users: np.ndarray
-    """float32 [n_users, d], unit rows (zero rows for users without history)."""
-    items: np.ndarray
-    """float32 [n_items, d], unit rows."""
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return self.users[users] @ self.items.T
+Embeddings = UserItemVectors
+"""Text vectors, float32 unit rows (a zero row for a user without history)."""
 
 
 def run(

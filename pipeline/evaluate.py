@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import scipy.sparse as sp
 
 from pipeline import io
@@ -55,7 +57,7 @@ class SplitMatrices:
     """bool [n_items]: items held out of training entirely."""
     train_counts: np.ndarray = field(repr=False)
 
-    @property
+    @cached_property
     def seen_for_test(self) -> sp.csr_matrix:
         seen = (self.train + self.validation).tocsr()
         seen.data[:] = 1.0
@@ -265,32 +267,33 @@ def run(
     )
 
 
-def cluster_groups(n_users: int, cluster_dir: Path = Path("data/cluster")) -> list:
+def cluster_groups(
+    n_users: int, assignments: pl.DataFrame, profiles: list[dict[str, Any]]
+) -> list[tuple[str, np.ndarray]]:
     """(label, user mask) per interest cluster, from the `cluster` stage's outputs."""
-    assignments = io.read_parquet(cluster_dir / "assignments.parquet", "cluster")
-    profiles = io.read_json(cluster_dir / "profiles.json", "cluster")
     cluster_of = np.full(n_users, -1)
     cluster_of[assignments["user_idx"].to_numpy()] = assignments["cluster"].to_numpy()
     return [(profile["label"], cluster_of == profile["cluster"]) for profile in profiles]
 
 
 def main() -> None:
-    from pipeline import embed, factorize, preprocess
+    from pipeline import cluster, embed, factorize, index, preprocess
 
     params = load_params()
     processed = preprocess.read()
     matrices = SplitMatrices.from_processed(processed)
     scorers, tuning = peer_scorers(matrices, params.evaluate, factorize.read())
+    clustering = cluster.read()
     scorers["zero_shot"] = embed.read("zero_shot").score
     scorers["finetuned"] = embed.read("finetuned").score
-    fused_users = io.read_npy(Path("data/index/fused_user_vectors.npy"), "index")
-    fused_items = io.read_npy(Path("data/index/fused_item_vectors.npy"), "index")
-    scorers["fused"] = lambda users: fused_users[users] @ fused_items.T
+    scorers["fused"] = index.read_fused().score
     report = run(
         matrices,
         scorers,
         params.evaluate,
-        clusters=cluster_groups(processed.users.height),
+        clusters=cluster_groups(
+            processed.users.height, clustering.assignments, clustering.profiles
+        ),
         seed=params.preprocess.split.seed,
     )
     metrics = {**report.metrics, "tuning": tuning}

@@ -6,7 +6,6 @@ Outputs (under `data/factorize/`): `user_factors.npy`, `item_factors.npy` (float
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,20 +14,13 @@ import scipy.sparse as sp
 
 from pipeline import io
 from pipeline.config import FactorizeConfig, load_params
-from pipeline.interactions import interaction_matrix
+from pipeline.interactions import UserItemVectors, interaction_matrix
 
 OUTPUT_DIR = Path("data/factorize")
 
 
-@dataclass(frozen=True)
-class Factors:
-    users: np.ndarray
-    """float32 [n_users, embedding_size]."""
-    items: np.ndarray
-    """float32 [n_items, embedding_size]."""
-
-    def score(self, users: np.ndarray) -> np.ndarray:
-        return self.users[users] @ self.items.T
+Factors = UserItemVectors
+"""ALS/BPR user and item factors, float32 [n, embedding_size]."""
 
 
 def run(train: sp.csr_matrix, cfg: FactorizeConfig) -> Factors:

@@ -21,12 +21,8 @@ tokenizer), `data/finetune/config.json` (the effective config next to the model)
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,40 +70,6 @@ ENCODE_BATCH_SIZE = 128
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def atomic_directory(destination: Path) -> Iterator[Path]:
-    """Yield a fresh temporary directory beside `destination`; swap it into place on success.
-
-    The old directory is moved aside only once the new one is complete, so a run killed midway
-    leaves the previous good output intact. (Two renames, not one: POSIX has no portable atomic
-    directory exchange, so there is a moment with no `destination` - never a half-written one.)
-    """
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(
-        tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
-    )
-    # mkdtemp makes the directory private (0700); the output should get the usual permissions.
-    umask = os.umask(0)
-    os.umask(umask)
-    temporary.chmod(0o777 & ~umask)
-    try:
-        yield temporary
-        if destination.exists():
-            retired = Path(
-                tempfile.mkdtemp(
-                    prefix=f".{destination.name}.", suffix=".old", dir=destination.parent
-                )
-            )
-            os.replace(destination, retired / destination.name)
-            os.replace(temporary, destination)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(temporary, destination)
-    finally:
-        shutil.rmtree(temporary, ignore_errors=True)
-
-
 def positive_log_frequency(positives: pl.Series) -> np.ndarray:
     """log q(item) for each pair: how often its positive is the positive of any pair."""
     counts = positives.value_counts(name="count")
@@ -403,7 +365,7 @@ def run(
         steps = 0
 
     # 7. Save the model (safetensors, tokenizer included) and the effective config beside it.
-    with atomic_directory(output_dir / MODEL_SUBDIR) as staging:
+    with io.atomic_directory(output_dir / MODEL_SUBDIR) as staging:
         # No model card: it embeds dates and training logs, so identical runs would give
         # different bytes (and a DVC output that never matches its cache).
         model.save(str(staging), create_model_card=False, safe_serialization=True)

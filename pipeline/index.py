@@ -27,6 +27,7 @@ from pipeline.config import EvaluateConfig, IndexConfig, load_params
 from pipeline.embed import Embeddings
 from pipeline.evaluate import SplitMatrices, restricted
 from pipeline.factorize import Factors
+from pipeline.interactions import UserItemVectors
 from pipeline.metrics import evaluate_scorer, top_k
 from pipeline.preprocess import Processed
 from recli import catalogue
@@ -49,6 +50,22 @@ class Fusion:
 
     def fuse(self, text: np.ndarray, collaborative: np.ndarray) -> np.ndarray:
         return np.hstack([self.text_scale * text, self.cf_scale * collaborative]).astype(np.float32)
+
+    def fuse_all(self, text: UserItemVectors, cf: UserItemVectors) -> UserItemVectors:
+        return UserItemVectors(self.fuse(text.users, cf.users), self.fuse(text.items, cf.items))
+
+
+def write_fused(fused: UserItemVectors, output_dir: Path = OUTPUT_DIR) -> None:
+    io.write_npy(output_dir / "fused_user_vectors.npy", fused.users)
+    io.write_npy(output_dir / "fused_item_vectors.npy", fused.items)
+
+
+def read_fused(input_dir: Path = OUTPUT_DIR) -> UserItemVectors:
+    """The fused vectors the index was built from (what `evaluate` scores as "fused")."""
+    return UserItemVectors(
+        users=io.read_npy(input_dir / "fused_user_vectors.npy", "index"),
+        items=io.read_npy(input_dir / "fused_item_vectors.npy", "index"),
+    )
 
 
 def score_spreads(text: Embeddings, cf: Factors, seed: int) -> tuple[float, float]:
@@ -85,10 +102,8 @@ def tune_fusion(
     by_weight: dict[str, float] = {}
     best: tuple[float, float] | None = None
     for weight in weights:
-        fusion = make_fusion(weight, spreads)
-        users = fusion.fuse(text.users, cf.users)
-        items = fusion.fuse(text.items, cf.items)
-        scorer = restricted(lambda batch, u=users, i=items: u[batch] @ i.T, ~matrices.cold_items)
+        fused = make_fusion(weight, spreads).fuse_all(text, cf)
+        scorer = restricted(fused.score, ~matrices.cold_items)
         result = evaluate_scorer(
             scorer, matrices.train, matrices.validation, [10], evaluate_cfg.coverage_k
         )
@@ -233,10 +248,9 @@ def main() -> None:
     matrices = SplitMatrices.from_processed(processed)
     text, cf = embed.read("finetuned"), factorize.read()
     fusion, by_weight = tune_fusion(text, cf, matrices, params.index, params.evaluate)
-    fused_users = fusion.fuse(text.users, cf.users)
-    fused_items = fusion.fuse(text.items, cf.items)
-    io.write_npy(OUTPUT_DIR / "fused_user_vectors.npy", fused_users)
-    io.write_npy(OUTPUT_DIR / "fused_item_vectors.npy", fused_items)
+    fused = fusion.fuse_all(text, cf)
+    fused_users, fused_items = fused.users, fused.items
+    write_fused(fused)
 
     index_path = OUTPUT_DIR / catalogue.INDEX_FILE
     build_annoy(fused_items, params.index, index_path)
@@ -245,9 +259,9 @@ def main() -> None:
         seen[user].add(item)
     ann = measure_ann(index_path, fused_users, fused_items, seen, params.index)
 
-    assignments_frame = io.read_parquet(cluster.OUTPUT_DIR / "assignments.parquet", "cluster")
-    assignments = dict(assignments_frame.select("user_idx", "cluster").iter_rows())
-    profiles = io.read_json(cluster.OUTPUT_DIR / "profiles.json", "cluster")
+    clustering = cluster.read()
+    assignments = dict(clustering.assignments.select("user_idx", "cluster").iter_rows())
+    profiles = clustering.profiles
     meta = {
         "schema_version": catalogue.SCHEMA_VERSION,
         "dimension": int(fused_items.shape[1]),

@@ -1,10 +1,13 @@
-"""The user × item matrix every model and metric reads: one definition, kept tiny and stable.
+"""The user × item matrix and the user/item vector pair every model is scored with: one
+definition each, kept tiny and stable.
 
 It lives apart from the stages so that stages depending on it (DVC `deps`) are not re-run when an
 unrelated stage module changes.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -20,3 +23,19 @@ def interaction_matrix(events: pl.DataFrame, n_users: int, n_items: int) -> sp.c
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
     return matrix
+
+
+@dataclass(frozen=True)
+class UserItemVectors:
+    """A user vector and an item vector per index; a score is their dot product.
+
+    ALS factors, text embeddings and the fused vectors all have this shape.
+    """
+
+    users: np.ndarray
+    """float32 [n_users, d]."""
+    items: np.ndarray
+    """float32 [n_items, d]."""
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self.users[users] @ self.items.T

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -49,6 +50,38 @@ def atomic_path(destination: Path) -> Iterator[Path]:
         os.replace(temporary_path, destination)
     finally:
         temporary_path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_directory(destination: Path) -> Iterator[Path]:
+    """Yield a fresh temporary directory beside `destination`; swap it into place on success.
+
+    The old directory is moved aside only once the new one is complete, so a run killed midway
+    leaves the previous good output intact. (Two renames, not one: POSIX has no portable atomic
+    directory exchange, so there is a moment with no `destination` - never a half-written one.)
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(
+        tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
+    )
+    # mkdtemp makes the directory private (0700); the output should get the usual permissions.
+    temporary.chmod(0o777 & ~_UMASK)
+    try:
+        yield temporary
+        if destination.exists():
+            retired = Path(
+                tempfile.mkdtemp(
+                    prefix=f".{destination.name}.", suffix=".old", dir=destination.parent
+                )
+            )
+            os.replace(destination, retired / destination.name)
+            os.replace(temporary, destination)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(temporary, destination)
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def require(path: Path, produced_by: str) -> Path:

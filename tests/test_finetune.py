@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline import finetune, preprocess
+from pipeline import finetune, io, preprocess
 from pipeline.config import FinetuneConfig, PreprocessConfig, TextConfig
 from pipeline.data import RawData
 from pipeline.encoder import encode, load_encoder
@@ -229,13 +229,13 @@ def test_batch_larger_than_the_data_is_a_clear_error(
 
 def test_atomic_directory_replaces_only_a_complete_directory(tmp_path: Path) -> None:
     destination = tmp_path / "model"
-    with finetune.atomic_directory(destination) as staging:
+    with io.atomic_directory(destination) as staging:
         (staging / "weights").write_text("old")
-    with pytest.raises(RuntimeError), finetune.atomic_directory(destination) as staging:
+    with pytest.raises(RuntimeError), io.atomic_directory(destination) as staging:
         (staging / "weights").write_text("half")
         raise RuntimeError("killed midway")
     assert (destination / "weights").read_text() == "old"
-    with finetune.atomic_directory(destination) as staging:
+    with io.atomic_directory(destination) as staging:
         (staging / "weights").write_text("new")
     assert (destination / "weights").read_text() == "new"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["model"]
