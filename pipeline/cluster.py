@@ -1,12 +1,18 @@
 """Stage `cluster`: group users by their interest embeddings and describe each group readably.
 
-KMeans (scikit-learn) runs on the L2-normalised user vectors from `embed`; `cluster.k: auto` tries
-every k in `cluster.k_range` and keeps the best cosine silhouette. Each cluster is then profiled
-from what its users did in training: the genres and tags it over-represents (lift against the
-whole population), recognisable exemplar items nearest its centroid, and a unique short label.
+KMeans (scikit-learn) runs on unit user vectors built from `embed`'s outputs. By default
+(`cluster.representation: taste`) a user is the IDF-weighted mean of the text vectors of every
+item in their training history: what they like, all of it. `recent` uses the embed stage's user
+vector instead (the encoded titles of their last few items, built to predict the next one), which
+groups users as much by when they were active as by taste. `cluster.k: auto` tries every k in
+`cluster.k_range` and keeps the best cosine silhouette. Each cluster is then profiled from what
+its users did in training: the genres and tags it over-represents (lift against the whole
+population), recognisable exemplar items nearest its centroid, and a unique short label. How well
+the profiles describe their members is measured (`label_agreement`) against random membership.
 
 Outputs (under `data/cluster/`): `assignments.parquet` (`user_idx, cluster, distance`),
-`centroids.npy` (float32 [k, d]), `profiles.json` (one profile per cluster, by cluster id) and
+`centroids.npy` (float32 [k, d]), `profiles.json` (one profile per cluster, by cluster id),
+`interests.parquet` (each user's own over-represented terms, the same lift per user) and
 `config.json` (the effective config); `metrics/cluster.json` and the plot data
 `metrics/plots/cluster_sizes.json`.
 
@@ -27,10 +33,10 @@ import polars as pl
 
 from pipeline import io
 from pipeline.config import ClusterConfig, load_params
+from pipeline.interactions import UserItemVectors, interaction_matrix
 from pipeline.preprocess import Processed
 from recli.errors import RecliError
 
-EMBED_DIR = Path("data/embed")
 OUTPUT_DIR = Path("data/cluster")
 METRICS_FILE = Path("metrics/cluster.json")
 SIZES_PLOT_FILE = Path("metrics/plots/cluster_sizes.json")
@@ -45,6 +51,7 @@ SILHOUETTE_SAMPLE = 5_000
 # list while describing nobody's taste.
 MIN_TERM_SHARE = 0.05
 MIN_TERM_INTERACTIONS = 5
+MIN_USER_TERM_INTERACTIONS = 3
 
 # An exemplar (or top item) must be liked by at least 3 of the cluster's users and by at least 2%
 # of them: an item one user happened to watch can sit near the centroid by accident, but it does
@@ -75,6 +82,36 @@ class Clustering:
     profiles: list[dict[str, Any]]
     """One JSON-ready profile per cluster, ordered by cluster id."""
     metrics: dict[str, Any]
+    interests: pl.DataFrame
+    """Each user's own over-represented terms (`user_interests`), for every user with history."""
+
+
+# --------------------------------------------------------------------------------------------
+# What a user's interest vector is
+# --------------------------------------------------------------------------------------------
+def taste_vectors(train: pl.DataFrame, item_vectors: np.ndarray, n_users: int) -> np.ndarray:
+    """Unit vectors of users' whole training histories: the IDF-weighted mean of their items'
+    text vectors (a zero row for a user without history).
+
+    IDF (log of users ÷ users who interacted with the item) lets the films that set a user apart
+    speak louder than the blockbusters nearly everyone saw, which would otherwise pull every
+    history towards the same popular centre.
+    """
+    matrix = interaction_matrix(train, n_users, len(item_vectors))
+    item_users = np.asarray(matrix.sum(axis=0)).ravel()
+    idf = np.log(max(n_users, 1) / np.maximum(item_users, 1.0)).astype(np.float32)
+    vectors = np.asarray(matrix @ (item_vectors * idf[:, None]), dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.where(norms > 0, norms, 1.0)
+
+
+def user_vectors(
+    embeddings: UserItemVectors, processed: Processed, cfg: ClusterConfig
+) -> np.ndarray:
+    """The vectors KMeans groups, as `cluster.representation` says."""
+    if cfg.representation == "recent":
+        return embeddings.users
+    return taste_vectors(processed.train, embeddings.items, processed.users.height)
 
 
 # --------------------------------------------------------------------------------------------
@@ -219,10 +256,16 @@ def _item_terms(items: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _top_terms(
-    train: pl.DataFrame, clustered: pl.DataFrame, items: pl.DataFrame, keep: int
-) -> dict[int, list[dict[str, Any]]]:
-    """Supported terms each cluster over-represents, highest lift first."""
+def _ranked_terms(
+    train: pl.DataFrame,
+    grouped: pl.DataFrame,
+    items: pl.DataFrame,
+    keep: int,
+    by: str = "cluster",
+    min_interactions: int = MIN_TERM_INTERACTIONS,
+) -> pl.DataFrame:
+    """Supported terms each group (`by`: a cluster, or a user) over-represents, highest lift
+    first: `keep` genres/tags and at most ERA_TERMS eras per group."""
     terms = _item_terms(items)
     overall_total = train.height
     overall = (
@@ -230,12 +273,12 @@ def _top_terms(
         .group_by("kind", "term")
         .agg(pl.len().alias("overall_interactions"))
     )
-    cluster_totals = clustered.group_by("cluster").agg(pl.len().alias("total"))
-    ranked = (
-        clustered.join(terms, on="item_idx")
-        .group_by("cluster", "kind", "term")
+    group_totals = grouped.group_by(by).agg(pl.len().alias("total"))
+    return (
+        grouped.join(terms, on="item_idx")
+        .group_by(by, "kind", "term")
         .agg(pl.len().alias("interactions"))
-        .join(cluster_totals, on="cluster")
+        .join(group_totals, on=by)
         .join(overall, on=["kind", "term"])
         .with_columns(
             (pl.col("interactions") / pl.col("total")).alias("share"),
@@ -244,38 +287,58 @@ def _top_terms(
         .with_columns((pl.col("share") / pl.col("share_overall")).alias("lift"))
         .filter(
             (pl.col("share") >= MIN_TERM_SHARE)
-            & (pl.col("interactions") >= MIN_TERM_INTERACTIONS)
+            & (pl.col("interactions") >= min_interactions)
             # Below 1 the term is under-represented: it does not describe the cluster.
             & (pl.col("lift") > 1.0)
         )
         .with_columns((pl.col("kind") == "era").alias("is_era"))
         .sort(
-            ["cluster", "lift", "share", "kind", "term"],
+            [by, "lift", "share", "kind", "term"],
             descending=[False, True, True, False, False],
         )
         # Eras have high lifts (release years cluster sharply) and would crowd out genres and
         # tags, which say more about taste: `keep` of those, and at most ERA_TERMS eras.
-        .group_by("cluster", "is_era", maintain_order=True)
+        .group_by(by, "is_era", maintain_order=True)
         .head(keep)
-        .filter(~pl.col("is_era") | (pl.int_range(pl.len()).over("cluster", "is_era") < ERA_TERMS))
+        .filter(~pl.col("is_era") | (pl.int_range(pl.len()).over(by, "is_era") < ERA_TERMS))
         .sort(
-            ["cluster", "lift", "share", "kind", "term"],
+            [by, "lift", "share", "kind", "term"],
             descending=[False, True, True, False, False],
         )
-    )
-    result: dict[int, list[dict[str, Any]]] = {}
-    for row in ranked.iter_rows(named=True):
-        result.setdefault(row["cluster"], []).append(
-            {
-                "term": row["term"],
-                "kind": row["kind"],
-                "lift": round(row["lift"], 4),
-                "share": round(row["share"], 4),
-                "share_overall": round(row["share_overall"], 4),
-                "interactions": row["interactions"],
-            }
+        .select(
+            by,
+            "term",
+            "kind",
+            pl.col("lift").round(4),
+            pl.col("share").round(4),
+            pl.col("share_overall").round(4),
+            pl.col("interactions").cast(pl.Int32),
         )
+    )
+
+
+def _top_terms(
+    train: pl.DataFrame, clustered: pl.DataFrame, items: pl.DataFrame, keep: int
+) -> dict[int, list[dict[str, Any]]]:
+    """Supported terms each cluster over-represents, highest lift first."""
+    result: dict[int, list[dict[str, Any]]] = {}
+    for row in _ranked_terms(train, clustered, items, keep).iter_rows(named=True):
+        result.setdefault(row.pop("cluster"), []).append(row)
     return result
+
+
+def user_interests(train: pl.DataFrame, items: pl.DataFrame, keep: int) -> pl.DataFrame:
+    """Each user's own profile: the genres, tags and eras their training history
+    over-represents against everyone's, highest lift first, as `user_idx, term, kind, lift,
+    share, share_overall, interactions` rows.
+
+    The same lift as the cluster profiles, with a lower support floor (MIN_USER_TERM_INTERACTIONS)
+    since one user has far fewer events than a cluster.
+    """
+    events = train.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
+    return _ranked_terms(
+        events, events, items, keep, by="user_idx", min_interactions=MIN_USER_TERM_INTERACTIONS
+    )
 
 
 def _min_item_users(size: int) -> int:
@@ -358,6 +421,15 @@ def _term_text(term: dict[str, Any]) -> str:
     return f"{TAG_PREFIX}{term['term']}" if term["kind"] == "tag" else term["term"]
 
 
+def _label_weight(term: dict[str, Any]) -> float:
+    """share × ln(lift): the term's part in how far the cluster's terms are from everyone's.
+
+    Lift alone favours rare terms (a genre on 6% of the cluster's events at ×2 outranks one on
+    40% at ×1.5); a label should name what most of the group's activity is about.
+    """
+    return term["share"] * math.log(term["lift"])
+
+
 def _labels(
     top_terms: list[list[dict[str, Any]]], exemplars: list[list[dict[str, Any]]]
 ) -> list[str]:
@@ -370,9 +442,12 @@ def _labels(
     labels = []
     for cluster, (terms, examples) in enumerate(zip(top_terms, exemplars, strict=True)):
         if terms:
-            # What they like first (genres/tags), then when (at most one era).
-            eras = [term for term in terms if term["kind"] == "era"][:1]
-            tastes = [term for term in terms if term["kind"] != "era"][: LABEL_TERMS - len(eras)]
+            # What they like first (genres/tags), then when (at most one era); of the terms the
+            # cluster over-represents, those that carry the most of its activity.
+            by_weight = sorted(terms, key=_label_weight, reverse=True)
+            eras = [term for term in by_weight if term["kind"] == "era"][:1]
+            tastes = [term for term in by_weight if term["kind"] != "era"]
+            tastes = tastes[: LABEL_TERMS - len(eras)]
             chosen = tastes + eras
             labels.append(LABEL_SEPARATOR.join(_term_text(t) for t in chosen))
         elif examples:
@@ -431,6 +506,63 @@ def _profiles(
     ]
 
 
+def label_agreement(
+    train: pl.DataFrame,
+    items: pl.DataFrame,
+    user_cluster: pl.DataFrame,
+    profiles: list[dict[str, Any]],
+) -> float | None:
+    """How well the profiles describe their members: over users, the mean share of their
+    cluster's top terms that the user's own training history over-represents (the user's share
+    of interactions carrying the term above the population's).
+
+    1.0: every member leans towards every term their group is labelled with; a clustering that
+    ignored taste would score about what a random reassignment of the members scores. None when
+    no cluster has a term.
+    """
+    cluster_terms = pl.DataFrame(
+        [
+            {
+                "cluster": p["cluster"],
+                "kind": t["kind"],
+                "term": t["term"],
+                "share_overall": t["share_overall"],
+            }
+            for p in profiles
+            for t in p["top_terms"]
+        ],
+        schema={
+            "cluster": pl.Int32,
+            "kind": pl.String,
+            "term": pl.String,
+            "share_overall": pl.Float64,
+        },
+    )
+    if cluster_terms.is_empty():
+        return None
+    events = train.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
+    totals = events.group_by("user_idx").agg(pl.len().alias("total"))
+    carried = (
+        events.join(_item_terms(items), on="item_idx")
+        .group_by("user_idx", "kind", "term")
+        .agg(pl.len().alias("interactions"))
+    )
+    leans = (
+        user_cluster.select(pl.col("user_idx").cast(pl.Int32), pl.col("cluster").cast(pl.Int32))
+        .join(cluster_terms, on="cluster")
+        .join(carried, on=["user_idx", "kind", "term"], how="left")
+        .join(totals, on="user_idx")
+        .with_columns(
+            (pl.col("interactions").fill_null(0) / pl.col("total") > pl.col("share_overall")).alias(
+                "leans"
+            )
+        )
+        .group_by("user_idx")
+        .agg(pl.col("leans").mean())
+    )
+    return float(leans["leans"].mean())
+
+
 # --------------------------------------------------------------------------------------------
 # The stage
 # --------------------------------------------------------------------------------------------
@@ -473,6 +605,15 @@ def run(
 
     profiles = _profiles(labels, centroids, clustered_users, item_vectors, processed, cfg)
     sizes = np.array([profile["size"] for profile in profiles])
+    members = pl.DataFrame({"user_idx": clustered_users, "cluster": labels})
+    # The floor: the same profiles over the same cluster sizes, members drawn at random.
+    shuffled = members.with_columns(
+        pl.Series("cluster", np.random.default_rng(cfg.seed).permutation(labels))
+    )
+    agreement = [
+        label_agreement(processed.train, processed.items, assigned, profiles)
+        for assigned in (members, shuffled)
+    ]
     metrics: dict[str, Any] = {
         "k": len(centroids),
         "silhouette": None if silhouette is None else round(silhouette, 4),
@@ -482,6 +623,8 @@ def run(
         "size_median": float(np.median(sizes)),
         "size_max": int(sizes.max()),
         "largest_share": round(int(sizes.max()) / len(clustered_users), 4),
+        "label_agreement": None if agreement[0] is None else round(agreement[0], 4),
+        "label_agreement_random": None if agreement[1] is None else round(agreement[1], 4),
     }
     if cfg.k == "auto":
         metrics["k_range_searched"] = [ks[0], ks[-1]]
@@ -489,7 +632,11 @@ def run(
             str(k): None if score is None else round(score, 4) for k, score in by_k.items()
         }
     return Clustering(
-        assignments=assignments, centroids=centroids, profiles=profiles, metrics=metrics
+        assignments=assignments,
+        centroids=centroids,
+        profiles=profiles,
+        metrics=metrics,
+        interests=user_interests(processed.train, processed.items, cfg.top_terms),
     )
 
 
@@ -501,6 +648,7 @@ def write(
     sizes_plot_file: Path = SIZES_PLOT_FILE,
 ) -> None:
     io.write_parquet(output_dir / "assignments.parquet", clustering.assignments)
+    io.write_parquet(output_dir / "interests.parquet", clustering.interests)
     io.write_npy(output_dir / "centroids.npy", clustering.centroids)
     io.write_json(output_dir / "profiles.json", clustering.profiles)
     io.write_json(output_dir / "config.json", cfg.model_dump(mode="json"))
@@ -518,23 +666,26 @@ def read(input_dir: Path = OUTPUT_DIR, metrics_file: Path = METRICS_FILE) -> Clu
         centroids=io.read_npy(input_dir / "centroids.npy", "cluster"),
         profiles=io.read_json(input_dir / "profiles.json", "cluster"),
         metrics=io.read_json(metrics_file, "cluster"),
+        interests=io.read_parquet(input_dir / "interests.parquet", "cluster"),
     )
 
 
 def main() -> None:
-    from pipeline import preprocess
+    from pipeline import embed, preprocess
 
     params = load_params()
     processed = preprocess.read()
-    user_vectors = io.read_npy(EMBED_DIR / "user_embeddings.npy", "embed")
-    item_vectors = io.read_npy(EMBED_DIR / "item_embeddings.npy", "embed")
-    clustering = run(user_vectors, item_vectors, processed, params.cluster)
+    embeddings = embed.read(params.cluster.encoder)
+    vectors = user_vectors(embeddings, processed, params.cluster)
+    clustering = run(vectors, embeddings.items, processed, params.cluster)
     write(clustering, params.cluster)
     metrics = clustering.metrics
     chosen = " (auto)" if params.cluster.k == "auto" else ""
     print(
         f"cluster: k={metrics['k']}{chosen}, silhouette {metrics['silhouette']}, sizes "
-        f"{metrics['size_min']}-{metrics['size_max']} over {metrics['users']} users"
+        f"{metrics['size_min']}-{metrics['size_max']} over {metrics['users']} users, label "
+        f"agreement {metrics['label_agreement']} (random members "
+        f"{metrics['label_agreement_random']})"
     )
     for profile in clustering.profiles:
         print(f"  {profile['cluster']:>2}  {profile['size']:>5}  {profile['label']}")

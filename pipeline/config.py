@@ -231,6 +231,12 @@ class EmbedConfig(_Section):
 class ClusterConfig(_Section):
     """KMeans over user interest embeddings, with readable profiles."""
 
+    representation: Literal["taste", "recent"] = "taste"
+    """What a user's interest vector is. `taste`: the IDF-weighted mean of the text vectors of
+    every item in their training history (what they like, all of it); `recent`: the embed
+    stage's user vector, the encoded text of their last few items (what they will pick next)."""
+    encoder: Literal["zero_shot", "finetuned"] = "zero_shot"
+    """Whose text vectors: the base encoder's or the fine-tuned one's (both from `embed`)."""
     k: Annotated[int, Field(ge=2)] | Literal["auto"] = 12
     """Number of clusters, or `auto` to choose over `k_range` by silhouette."""
     k_range: tuple[Annotated[int, Field(ge=2)], Annotated[int, Field(ge=2)]] = (4, 20)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from pipeline import io
 from pipeline.config import EvaluateConfig, IndexConfig, load_params
@@ -184,8 +185,17 @@ def write_catalogue(
     assignments: dict[int, int],
     profiles: list[dict[str, Any]],
     meta: dict[str, Any],
+    interests: pl.DataFrame | None = None,
 ) -> None:
-    """Everything the CLI shows, in one SQLite file, written atomically."""
+    """Everything the CLI shows, in one SQLite file, written atomically.
+
+    `interests` are the users' own profiles (`cluster.user_interests` rows), stored per user as
+    JSON in rank order.
+    """
+    own: dict[int, list[dict[str, Any]]] = {}
+    if interests is not None:
+        for row in interests.iter_rows(named=True):
+            own.setdefault(row.pop("user_idx"), []).append(row)
     with io.atomic_path(path) as temporary:
         temporary.unlink()  # sqlite creates its own file
         connection = sqlite3.connect(temporary)
@@ -219,7 +229,7 @@ def write_catalogue(
                 ],
             )
             connection.executemany(
-                "INSERT INTO users VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?)",
                 [
                     (
                         row["user_idx"],
@@ -227,6 +237,7 @@ def write_catalogue(
                         assignments.get(row["user_idx"]),
                         row["train_count"],
                         catalogue.pack_vector(fused_users[row["user_idx"]]),
+                        json.dumps(own.get(row["user_idx"], [])),
                     )
                     for row in processed.users.iter_rows(named=True)
                 ],
@@ -282,12 +293,19 @@ def main() -> None:
                 embed.OUTPUT_DIR / "item_embeddings.npy",
                 factorize.OUTPUT_DIR / "item_factors.npy",
                 cluster.OUTPUT_DIR / "assignments.parquet",
+                cluster.OUTPUT_DIR / "interests.parquet",
             )
         },
         "encoder": str(embed.FINETUNED_MODEL_DIR),
     }
     write_catalogue(
-        OUTPUT_DIR / catalogue.CATALOGUE_FILE, processed, fused_users, assignments, profiles, meta
+        OUTPUT_DIR / catalogue.CATALOGUE_FILE,
+        processed,
+        fused_users,
+        assignments,
+        profiles,
+        meta,
+        clustering.interests,
     )
     io.write_json(
         METRICS_FILE,

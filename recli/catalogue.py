@@ -17,7 +17,7 @@ from typing import Any
 
 from recli.errors import RecliError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CATALOGUE_FILE = "catalogue.sqlite"
 INDEX_FILE = "items.ann"
 
@@ -33,7 +33,7 @@ CREATE TABLE clusters (
 );
 CREATE TABLE users (
     user_idx INTEGER PRIMARY KEY, user_id TEXT NOT NULL UNIQUE, cluster INTEGER,
-    train_count INTEGER NOT NULL, vector BLOB NOT NULL
+    train_count INTEGER NOT NULL, vector BLOB NOT NULL, interests TEXT NOT NULL
 );
 CREATE TABLE history (
     user_idx INTEGER NOT NULL, item_idx INTEGER NOT NULL, timestamp INTEGER, rating REAL

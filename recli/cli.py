@@ -23,7 +23,7 @@ from recli import __version__
 from recli.errors import RecliError
 
 if TYPE_CHECKING:
-    from recli.serve import Cluster, Item, Neighbour, Recommendations, Served
+    from recli.serve import Cluster, Item, Neighbour, Recommendations, Served, User
 
 METRICS_FILE = Path("metrics/evaluation.json")
 # The same as recli.serve.DEFAULT_ARTIFACTS, repeated so that --help does not import annoy.
@@ -136,6 +136,14 @@ def _terms(cluster: "Cluster", limit: int = 5) -> str:
     return escape(", ".join(names)) if names else "[dim]—[/]"
 
 
+def _interests(user: "User", limit: int = 5) -> str:
+    """The user's own over-represented terms with their lift, or why there are none."""
+    names = user.interest_names(limit, with_lift=True)
+    if names:
+        return escape(", ".join(names))
+    return "[dim]none stands out (no genre or tag over-represented in enough events)[/]"
+
+
 def _items_table(title: str, neighbours: list["Neighbour"]) -> Table:
     table = Table(title=title, header_style="bold", title_justify="left")
     table.add_column("#", justify="right", no_wrap=True)
@@ -188,9 +196,9 @@ def _recommendations_view(result: "Recommendations", explain: bool) -> list[Any]
             f"interest group {result.cluster.cluster}: [bold]{escape(result.cluster.label)}[/]"
             f"{share}"
         )
-        lines.append(f"top terms: {_terms(result.cluster)}")
     else:
         lines.append("interest group: [dim]none (no clustered history)[/]")
+    lines.append(f"interests: {_interests(result.user)}")
     if result.recent:
         recent = "; ".join(escape(entry.item.title) for entry in result.recent)
         lines.append(f"recently: {recent}")
@@ -281,8 +289,9 @@ def user(
         )
     else:
         lines.append("interest group: [dim]none[/]")
-    tags = profile.interest_tags
-    lines.append(f"interests: {escape(', '.join(tags)) if tags else '[dim]—[/]'}")
+    lines.append(f"interests: {_interests(profile.user)}")
+    if profile.cluster is not None:
+        lines.append(f"group terms: {_terms(profile.cluster)}")
     if profile.top_genres:
         own = ", ".join(f"{genre} ({count})" for genre, count in profile.top_genres)
         lines.append(f"most watched genres: {escape(own)}")

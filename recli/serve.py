@@ -106,6 +106,15 @@ class User(NamedTuple):
     cluster: int | None
     train_count: int
     vector: list[float]
+    interests: list[dict[str, Any]]
+    """The genres/tags/eras the user's own history over-represents, highest lift first
+    (`term`, `kind`, `lift`, `share`, `share_overall`, `interactions`)."""
+
+    def interest_names(self, limit: int | None = None, with_lift: bool = False) -> list[str]:
+        return [
+            f"{term_text(term)} ×{term['lift']:.1f}" if with_lift else term_text(term)
+            for term in self.interests[:limit]
+        ]
 
 
 class Because(NamedTuple):
@@ -159,6 +168,7 @@ class Recommendations(NamedTuple):
     def to_json(self) -> dict[str, Any]:
         return {
             "user": self.user.user_id,
+            "interests": self.user.interest_names(),
             "cluster": None if self.cluster is None else self.cluster.to_json(),
             "text_weight": self.text_weight,
             "recommendations": [recommendation.to_json() for recommendation in self.items],
@@ -179,17 +189,6 @@ class UserProfile(NamedTuple):
     top_genres: list[tuple[str, int]]
     """The user's own most frequent genres over their whole training history, with counts."""
     top_tags: list[tuple[str, int]]
-
-    @property
-    def interest_tags(self) -> list[str]:
-        """The cluster's top terms, then the user's own genres and tags not already among them."""
-        tags = self.cluster.term_names(5) if self.cluster is not None else []
-        for name in [genre for genre, _ in self.top_genres] + [
-            TAG_PREFIX + tag for tag, _ in self.top_tags
-        ]:
-            if name not in tags:
-                tags.append(name)
-        return tags
 
 
 class Check(NamedTuple):
@@ -443,14 +442,26 @@ class Served:
 
     def user(self, user_id: str) -> User:
         rows = self._query(
-            "SELECT user_idx, user_id, cluster, train_count, vector FROM users WHERE user_id = ?",
+            "SELECT user_idx, user_id, cluster, train_count, vector, interests FROM users "
+            "WHERE user_id = ?",
             (user_id,),
         )
         if not rows:
             known = [row[0] for row in self._query("SELECT user_id FROM users ORDER BY user_idx")]
             raise _unknown_id("user", user_id, known, "recommend")
-        user_idx, stored_id, cluster, train_count, blob = rows[0]
-        return User(user_idx, stored_id, cluster, train_count, catalogue.unpack_vector(blob))
+        user_idx, stored_id, cluster, train_count, blob, interests_text = rows[0]
+        try:
+            interests = json.loads(interests_text)
+        except json.JSONDecodeError:
+            raise self._corrupted() from None
+        return User(
+            user_idx,
+            stored_id,
+            cluster,
+            train_count,
+            catalogue.unpack_vector(blob),
+            interests if isinstance(interests, list) else [],
+        )
 
     def first_user_id(self) -> str:
         """The first user (by internal index) with training history: one `recommend` can serve."""

@@ -16,6 +16,7 @@ import numpy as np
 from synthetic import make_block_raw
 
 from pipeline import index
+from pipeline.cluster import user_interests
 from pipeline.config import IndexConfig, PreprocessConfig
 from pipeline.preprocess import Processed, run
 from recli import catalogue
@@ -141,6 +142,8 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         "built_from": {"processed/train.parquet": "0" * 16},
         "encoder": "finetune/model",
     }
+    interests = user_interests(processed.train, processed.items, keep=5)
+    first_interest = interests.filter(interests["user_idx"] == user_idx).row(0, named=True)
     index.write_catalogue(
         output / catalogue.CATALOGUE_FILE,
         processed,
@@ -148,12 +151,14 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         assignments,
         _profiles(processed, top_item),
         meta,
+        interests,
     )
     return {
         "root": root,
         "user_id": user_id,
         "cluster": 0,
         "cluster_label": "Block A · Action",
+        "user_interest": f"{first_interest['term']} ×{first_interest['lift']:.1f}",
         "history_item_ids": {item_ids[i] for i in history},
         "block_a_item_ids": {item_ids[i] for i in block_a},
         "expected_top_item_id": item_ids[expected],

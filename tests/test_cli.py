@@ -56,7 +56,7 @@ def test_recommend(facts: dict[str, Any]) -> None:
     assert result.exit_code == 0, result.output
     assert f"user {facts['user_id']}" in result.stdout
     assert facts["cluster_label"] in result.stdout
-    assert "Action" in result.stdout  # the group's top terms
+    assert f"interests: {facts['user_interest']}" in result.stdout  # the user's own
     assert facts["expected_top_title"] in result.stdout
     assert "because" in result.stdout and "group ×2.0" in result.stdout
     assert "How the score is formed" not in result.stdout
@@ -100,7 +100,8 @@ def test_user(facts: dict[str, Any]) -> None:
     result = invoke(facts["root"], "user", facts["user_id"], "-n", "3")
     assert result.exit_code == 0, result.output
     assert facts["cluster_label"] in result.stdout
-    assert "interests: Action, #tag1" in result.stdout
+    assert "group terms: Action, #tag1" in result.stdout
+    assert f"interests: {facts['user_interest']}" in result.stdout
     assert "most recent first" in result.stdout
     assert result.stdout.count("1970-01-01") == 3  # the synthetic timestamps are small
 

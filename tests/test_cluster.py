@@ -260,12 +260,89 @@ def test_labels_are_unique_when_clusters_share_top_terms() -> None:
 
 
 def test_identical_labels_and_exemplars_fall_back_to_the_cluster_id() -> None:
-    terms = [[{"term": "Drama", "kind": "genre"}]] * 2
+    terms = [[{"term": "Drama", "kind": "genre", "share": 0.5, "lift": 1.2}]] * 2
     exemplars = [[{"title": "Film 1"}]] * 2
     assert cluster._labels(terms, exemplars) == [
         "Drama — Film 1 (cluster 0)",
         "Drama — Film 1 (cluster 1)",
     ]
+
+
+def test_labels_name_the_terms_that_carry_most_of_the_activity() -> None:
+    # share × ln(lift): B 0.162, C 0.139, D 0.069, A 0.066. Ranked by lift alone it would be
+    # D, A, C: rare terms that describe few of the group's events.
+    terms = [
+        {"term": term, "kind": "genre", "lift": lift, "share": share}
+        for term, lift, share in (
+            ("D", 4.0, 0.05),
+            ("A", 3.0, 0.06),
+            ("C", 2.0, 0.2),
+            ("B", 1.5, 0.4),
+        )
+    ]
+    assert cluster._labels([terms], [[]]) == ["B · C · D"]
+
+
+def test_user_interests_are_the_users_own_lifts_with_support(horror_and_romance) -> None:
+    genres = [["Horror"]] * 5 + [["Romance"]] * 4
+    tags = [["gore"], ["gore"], [], [], ["cult"], [], [], [], []]
+    horror_fans = [[0, 1, 2, 3, 5] for _ in range(6)]
+    horror_fans[0] = [*horror_fans[0], 4]
+    processed = _processed(horror_fans + [[5, 6, 7, 8, 0]] * 6, genres, tags)
+    interests = cluster.user_interests(processed.train, processed.items, keep=5)
+    first = interests.filter(pl.col("user_idx") == 0)
+    # User 0: 5 of 6 events Horror, against 31 of 61 overall. gore (2 events) and cult (1) are
+    # above the population's share but below the 3-event support floor.
+    assert first["term"].to_list() == ["Horror"]
+    assert first["lift"][0] == pytest.approx((5 / 6) / (31 / 61), abs=1e-4)
+    romance_fan = interests.filter(pl.col("user_idx") == 6)
+    assert romance_fan["term"].to_list() == ["Romance"]
+    assert romance_fan["lift"][0] == pytest.approx((4 / 5) / (30 / 61), abs=1e-4)
+    assert horror_and_romance.interests.equals(interests)
+
+
+def test_label_agreement_counts_members_who_lean_towards_their_groups_terms(
+    horror_and_romance,
+) -> None:
+    processed = _processed(
+        [[0, 1, 2, 3, 5, 4]] + [[0, 1, 2, 3, 5]] * 5 + [[5, 6, 7, 8, 0]] * 6,
+        [["Horror"]] * 5 + [["Romance"]] * 4,
+        [["gore"], ["gore"], [], [], ["cult"], [], [], [], []],
+    )
+    profiles = horror_and_romance.profiles
+    horror = _cluster_of(horror_and_romance, 0)
+    romance = _cluster_of(horror_and_romance, 6)
+    # Every member over-represents every term of their group (Horror and #gore; Romance).
+    members = horror_and_romance.assignments.select("user_idx", "cluster")
+    assert cluster.label_agreement(processed.train, processed.items, members, profiles) == 1.0
+    assert horror_and_romance.metrics["label_agreement"] == 1.0
+    assert horror_and_romance.metrics["label_agreement_random"] < 1.0
+    # A romance fan put among the horror fans leans towards neither Horror nor #gore: 11 of 12.
+    moved = pl.DataFrame(
+        {"user_idx": list(range(12)), "cluster": [horror] * 7 + [romance] * 5},
+        schema={"user_idx": pl.Int32, "cluster": pl.Int32},
+    )
+    assert cluster.label_agreement(
+        processed.train, processed.items, moved, profiles
+    ) == pytest.approx(11 / 12)
+
+
+def test_taste_vectors_are_idf_weighted_history_means() -> None:
+    items = np.eye(3, dtype=np.float32)
+    # Item 0 is liked by 3 of 4 users (idf ln 4/3), item 1 by one (idf ln 4); user 3 has none.
+    processed = _processed([[0, 1], [0], [0], []], [["A"], ["B"], ["C"]])
+    vectors = cluster.taste_vectors(processed.train, items, 4)
+    expected = np.array([np.log(4 / 3), np.log(4), 0.0])
+    np.testing.assert_allclose(vectors[0], expected / np.linalg.norm(expected), rtol=1e-5)
+    np.testing.assert_allclose(vectors[1], [1, 0, 0])
+    np.testing.assert_array_equal(vectors[3], [0, 0, 0])
+    assert vectors.dtype == np.float32
+
+    embeddings = cluster.UserItemVectors(users=np.ones((4, 3), np.float32), items=items)
+    recent = cluster.user_vectors(embeddings, processed, ClusterConfig(representation="recent"))
+    assert recent is embeddings.users
+    taste = cluster.user_vectors(embeddings, processed, ClusterConfig(representation="taste"))
+    np.testing.assert_array_equal(taste, vectors)
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,6 +362,7 @@ def test_write_read_round_trip(tmp_path, horror_and_romance) -> None:
     np.testing.assert_array_equal(loaded.centroids, horror_and_romance.centroids)
     assert loaded.profiles == horror_and_romance.profiles
     assert loaded.metrics == horror_and_romance.metrics
+    assert loaded.interests.equals(horror_and_romance.interests)
     sizes = json.loads(plot_file.read_text(encoding="utf-8"))
     assert sizes == [{"cluster": p["label"], "users": p["size"]} for p in loaded.profiles]
     assert json.loads((tmp_path / "cluster" / "config.json").read_text())["k"] == 2

@@ -335,8 +335,10 @@ def cluster_project(project: Path) -> tuple[Path, int]:
     processed = preprocess.run(make_raw(n_users=12, n_items=20, per_user=6), PreprocessConfig())
     preprocess.write(processed, project / "data/processed")
     rng = np.random.default_rng(0)
-    for name, rows in (("user", processed.users.height), ("item", processed.items.height)):
-        io.write_npy(project / f"data/embed/{name}_embeddings.npy", rng.normal(size=(rows, 8)))
+    for prefix in ("", "zero_shot_"):
+        for name, rows in (("user", processed.users.height), ("item", processed.items.height)):
+            path = project / f"data/embed/{prefix}{name}_embeddings.npy"
+            io.write_npy(path, rng.normal(size=(rows, 8)))
     return project, processed.users.height
 
 
@@ -365,22 +367,23 @@ def test_cluster_k_is_checked_before_kmeans(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_missing_and_corrupted_upstream_artifacts(cluster_project: tuple[Path, int]) -> None:
     project, _ = cluster_project
+    # The default interest vectors are built from the zero-shot item vectors.
     write_params(project, cluster={"k": 3})
-    embeddings = project / "data/embed/user_embeddings.npy"
+    embeddings = project / "data/embed/zero_shot_item_embeddings.npy"
     embeddings.write_bytes(embeddings.read_bytes()[:100])  # truncated
     before = outputs(project)
     line = one_error_line(run_stage(project, "cluster"))
-    assert "user_embeddings.npy is corrupted" in line and "dvc repro -f embed" in line
+    assert "zero_shot_item_embeddings.npy is corrupted" in line and "dvc repro -f embed" in line
     embeddings.write_bytes(b"not an array at all" * 10)
     line = one_error_line(run_stage(project, "cluster"))
     assert "not a plain .npy array" in line and "pickle" not in line
     embeddings.unlink()
     line = one_error_line(run_stage(project, "cluster"))
-    assert "user_embeddings.npy is missing: run `dvc repro embed`" in line
+    assert "zero_shot_item_embeddings.npy is missing: run `dvc repro embed`" in line
     (project / "data/processed/items.parquet").write_bytes(b"PAR1 truncated")
     line = one_error_line(run_stage(project, "factorize"))
     assert "items.parquet is corrupted" in line and "dvc repro -f preprocess" in line
-    del before["data/embed/user_embeddings.npy"], before["data/processed/items.parquet"]
+    del before["data/embed/zero_shot_item_embeddings.npy"], before["data/processed/items.parquet"]
     after = outputs(project)
     del after["data/processed/items.parquet"]
     assert after == before

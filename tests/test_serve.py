@@ -83,6 +83,36 @@ def test_similar_and_search_stay_in_the_block(facts: dict[str, Any]) -> None:
             served.text_query([1.0, 0.0, 0.0])
 
 
+def _terms_of(item: serve.Item) -> set[str]:
+    """Genres, `#tags` and the release era, spelled as the profiles spell them."""
+    era = (
+        []
+        if item.year is None
+        else [f"{item.year} films" if item.year >= 1990 else f"{item.year // 10 * 10}s films"]
+    )
+    return {*item.genres, *(f"#{tag}" for tag in item.tags), *era}
+
+
+def test_user_interests_are_their_own_lifts(facts: dict[str, Any]) -> None:
+    with serve.Served(facts["root"]) as served:
+        user = served.user(facts["user_id"])
+        catalogue_items = served.items(range(served.n_items)).values()
+        history = [entry.item for entry in served.history(user.user_idx)]
+    total = sum(item.train_count for item in catalogue_items)
+    assert user.interests, "the fixture user over-represents something"
+    lifts = []
+    for term in user.interests:
+        name = serve.term_text(term)
+        carried = sum(name in _terms_of(item) for item in history)
+        overall = sum(item.train_count for item in catalogue_items if name in _terms_of(item))
+        # Hand-computed: the user's share of events carrying the term over everyone's.
+        assert term["lift"] == pytest.approx((carried / len(history)) / (overall / total), abs=1e-3)
+        assert carried >= 3 and term["lift"] > 1
+        lifts.append(term["lift"])
+    assert lifts == sorted(lifts, reverse=True)
+    assert user.interest_names(1, with_lift=True) == [facts["user_interest"]]
+
+
 def test_profiles_with_missing_optional_keys(facts: dict[str, Any]) -> None:
     with serve.Served(facts["root"]) as served:
         groups = served.clusters()
@@ -92,7 +122,7 @@ def test_profiles_with_missing_optional_keys(facts: dict[str, Any]) -> None:
         assert served.cluster_members(1, 3) == ["20", "21", "22"]
         profile = served.user_profile("25", history_limit=2)
         assert len(profile.history) == 2
-        assert profile.interest_tags[0] == "Drama"
+        assert profile.top_genres and profile.cluster is not None
         with pytest.raises(RecliError, match=r"unknown cluster 7.*ids 0–1"):
             served.cluster(7)
 
