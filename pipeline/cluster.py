@@ -7,7 +7,8 @@ vector instead (the encoded titles of their last few items, built to predict the
 groups users as much by when they were active as by taste. `cluster.k: auto` tries every k in
 `cluster.k_range` and keeps the best cosine silhouette. Each cluster is then profiled from what
 its users did in training: the genres and tags it over-represents (lift against the whole
-population), recognisable exemplar items nearest its centroid, and a unique short label. How well
+population), recognisable exemplar items (the liked items furthest along the direction from
+everyone's mean to the cluster's centroid), and a unique short label. How well
 the profiles describe their members is measured (`label_agreement`) against random membership.
 
 Outputs (under `data/cluster/`): `assignments.parquet` (`user_idx, cluster, distance`),
@@ -373,8 +374,13 @@ def _items_per_cluster(
         .agg(pl.col("user_idx").n_unique().alias("users"))
         .join(overall, on="item_idx")
     )
-    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
-    directions = centroids / np.where(norms > 0, norms, 1.0)
+    # What sets a cluster apart is where its centroid lies relative to everyone's mean (the
+    # size-weighted mean of the centroids): every centroid of averaged taste vectors shares a
+    # large common part, and the items nearest to it are the blandest, not the most typical.
+    population = (sizes[:, None] * centroids).sum(axis=0) / max(int(sizes.sum()), 1)
+    offsets = centroids - population
+    norms = np.linalg.norm(offsets, axis=1, keepdims=True)
+    directions = offsets / np.where(norms > 0, norms, 1.0)
 
     exemplars: dict[int, list[dict[str, Any]]] = {}
     top_items: dict[int, list[dict[str, Any]]] = {}
@@ -390,26 +396,39 @@ def _items_per_cluster(
         users = supported["users"].to_numpy()
         similarity = item_vectors[item_idx] @ directions[cluster]
         # Ties (equal similarity) go to the item more of the cluster liked, then the lower id.
-        nearest = np.lexsort((item_idx, -users, -similarity))[:keep]
+        nearest = _distinct_titles(items, item_idx, np.lexsort((item_idx, -users, -similarity)))
         exemplars[cluster] = [
             {
                 **_item_entry(items, int(item_idx[i])),
                 "similarity": round(float(similarity[i]), 4),
                 "users": int(users[i]),
             }
-            for i in nearest
+            for i in nearest[:keep]
         ]
         lift = (users / size) / (supported["overall_users"].to_numpy() / train_users)
-        strongest = np.lexsort((item_idx, -users, -lift))[:keep]
+        strongest = _distinct_titles(items, item_idx, np.lexsort((item_idx, -users, -lift)))
         top_items[cluster] = [
             {
                 **_item_entry(items, int(item_idx[i])),
                 "lift": round(float(lift[i]), 4),
                 "users": int(users[i]),
             }
-            for i in strongest
+            for i in strongest[:keep]
         ]
     return exemplars, top_items
+
+
+def _distinct_titles(items: pl.DataFrame, item_idx: np.ndarray, order: np.ndarray) -> list[int]:
+    """`order` without later items whose title an earlier one already shows (catalogues such as
+    MovieLens-100K list a few films twice under two ids)."""
+    seen: set[str] = set()
+    kept = []
+    for position in order.tolist():
+        title = str(items["title"][int(item_idx[position])])
+        if title not in seen:
+            seen.add(title)
+            kept.append(position)
+    return kept
 
 
 def _titled(examples: list[dict[str, Any]], label: str) -> bool:

@@ -244,7 +244,8 @@ class ClusterConfig(_Section):
     top_terms: Annotated[int, Field(ge=1)] = 5
     """Genres/tags shown per cluster, ranked by lift over the whole population."""
     exemplars: Annotated[int, Field(ge=1)] = 5
-    """Items shown per cluster: nearest to the centroid among items its users liked."""
+    """Items shown per cluster: among items its users liked, those furthest along the direction
+    from everyone's mean to the cluster's centroid."""
     seed: int = 42
 
     @field_validator("k_range")

@@ -83,7 +83,7 @@ class Cluster(NamedTuple):
     top_terms: list[dict[str, Any]]
     """Over-represented genres/tags, highest lift first (`term`, `kind`, `lift`, …)."""
     exemplars: list[dict[str, Any]]
-    """Items near the centroid that the group liked (`item_idx`, `item_id`, `title`, …)."""
+    """Items the group liked that set it apart (`item_idx`, `item_id`, `title`, …)."""
     top_items: list[dict[str, Any]]
     """Items the group over-represents most (`item_idx`, `item_id`, `title`, `lift`, …)."""
 

@@ -225,7 +225,7 @@ def test_profiles_are_ordered_and_json_ready(horror_and_romance) -> None:
     assert json.loads(json.dumps(profiles)) == profiles
 
 
-def test_exemplars_are_the_supported_items_nearest_the_centroid() -> None:
+def test_exemplars_are_supported_items_that_set_the_cluster_apart() -> None:
     # Cluster A: four users symmetric around the x axis, so its centroid points along x.
     # Cluster B: three users around the z axis.
     a = [[1, 0.1, 0], [1, -0.1, 0], [1, 0, 0.1], [1, 0, -0.1]]
@@ -233,16 +233,44 @@ def test_exemplars_are_the_supported_items_nearest_the_centroid() -> None:
     users = _unit(np.array(a + b))
     # Item 0 lies exactly on A's centroid but only one A user liked it: not recognisable.
     # Items 1, 2, 3 lean away from x by growing angles; all are liked by at least 3 A users.
-    items = _unit(np.array([[1, 0, 0], [1, 0.2, 0], [1, 0.5, 0], [1, 1, 0], [0, 0, 1]]))
-    liked = [[0, 1, 2, 3], [1, 2, 3], [1, 2, 3], [1, 2], [4], [4], [4]]
-    processed = _processed(liked, [["Drama"]] * 4 + [["Horror"]])
+    # Item 5 is what everyone likes, between x and z: nearer A's centroid than item 3, but it
+    # does not tell A from B.
+    items = _unit(
+        np.array([[1, 0, 0], [1, 0.2, 0], [1, 0.5, 0], [1, 1, 0], [0, 0, 1], [1, 0, 0.8]])
+    )
+    liked = [[0, 1, 2, 3, 5], [1, 2, 3, 5], [1, 2, 3, 5], [1, 2, 5], [4, 5], [4, 5], [4, 5]]
+    processed = _processed(liked, [["Drama"]] * 4 + [["Horror"]] * 2)
     clustering = cluster.run(users, items, processed, ClusterConfig(k=2, exemplars=3))
     profile = _profile_of(clustering, 0)
+    assert float(items[5] @ [1, 0, 0]) > float(items[3] @ [1, 0, 0])
     assert [e["item_idx"] for e in profile["exemplars"]] == [1, 2, 3]
     first = profile["exemplars"][0]
     assert (first["item_id"], first["title"], first["users"]) == ("101", "Film 1", 4)
-    assert first["similarity"] == pytest.approx(float(items[1] @ [1, 0, 0]), abs=1e-4)
+    # Its similarity: cosine with the direction from everyone's mean to A's centroid.
+    centroids = clustering.centroids
+    sizes = np.array([p["size"] for p in clustering.profiles])[:, None]
+    direction = centroids[0] - (sizes * centroids).sum(axis=0) / sizes.sum()
+    direction /= np.linalg.norm(direction)
+    assert first["similarity"] == pytest.approx(float(items[1] @ direction), abs=1e-4)
     assert 0 not in [item["item_idx"] for item in profile["top_items"]]
+
+
+def test_exemplars_skip_a_title_already_shown() -> None:
+    users = _groups([4, 3])
+    items = _unit(np.eye(16)[:4] + 0.01)
+    liked = [[0, 1, 2]] * 4 + [[3]] * 3
+    processed = _processed(liked, [["Drama"]] * 4)
+    processed = Processed(
+        **{
+            **processed.__dict__,
+            "items": processed.items.with_columns(
+                pl.Series("title", ["Twice", "Twice", "Once", "Other"])
+            ),
+        }
+    )
+    clustering = cluster.run(users, items, processed, ClusterConfig(k=2, exemplars=3))
+    titles = [e["title"] for e in _profile_of(clustering, 0)["exemplars"]]
+    assert sorted(titles) == ["Once", "Twice"]
 
 
 def test_labels_are_unique_when_clusters_share_top_terms() -> None:
