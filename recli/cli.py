@@ -295,6 +295,9 @@ def user(
     if profile.top_genres:
         own = ", ".join(f"{genre} ({count})" for genre, count in profile.top_genres)
         lines.append(f"most watched genres: {escape(own)}")
+    if profile.top_tags:
+        tagged = ", ".join(f"#{tag} ({count})" for tag, count in profile.top_tags)
+        lines.append(f"most frequent tags: {escape(tagged)}")
     console = _console()
     console.print(Panel("\n".join(lines), title="recli user", title_align="left", expand=False))
     table = Table(title="history, most recent first", header_style="bold", title_justify="left")

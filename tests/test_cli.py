@@ -102,6 +102,7 @@ def test_user(facts: dict[str, Any]) -> None:
     assert facts["cluster_label"] in result.stdout
     assert "group terms: Action, #tag1" in result.stdout
     assert f"interests: {facts['user_interest']}" in result.stdout
+    assert "most frequent tags: #tag" in result.stdout  # the synthetic items are tagged
     assert "most recent first" in result.stdout
     assert result.stdout.count("1970-01-01") == 3  # the synthetic timestamps are small
 
