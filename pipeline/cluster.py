@@ -257,6 +257,23 @@ def _item_terms(items: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _term_shares(grouped: pl.DataFrame, items: pl.DataFrame, by: str) -> pl.DataFrame:
+    """Per group (`by`) and term: the group's `interactions` carrying it, its `total`
+    interactions, and the `share` of the one in the other."""
+    totals = grouped.group_by(by).agg(pl.len().alias("total"))
+    return (
+        grouped.join(_item_terms(items), on="item_idx")
+        .group_by(by, "kind", "term")
+        .agg(pl.len().alias("interactions"))
+        .join(totals, on=by)
+        .with_columns((pl.col("interactions") / pl.col("total")).alias("share"))
+    )
+
+
+def _user_events(train: pl.DataFrame) -> pl.DataFrame:
+    return train.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
+
+
 def _ranked_terms(
     train: pl.DataFrame,
     grouped: pl.DataFrame,
@@ -267,23 +284,12 @@ def _ranked_terms(
 ) -> pl.DataFrame:
     """Supported terms each group (`by`: a cluster, or a user) over-represents, highest lift
     first: `keep` genres/tags and at most ERA_TERMS eras per group."""
-    terms = _item_terms(items)
-    overall_total = train.height
-    overall = (
-        train.join(terms, on="item_idx")
-        .group_by("kind", "term")
-        .agg(pl.len().alias("overall_interactions"))
-    )
-    group_totals = grouped.group_by(by).agg(pl.len().alias("total"))
+    overall = _term_shares(train.with_columns(pl.lit(0).alias("everyone")), items, "everyone")
     return (
-        grouped.join(terms, on="item_idx")
-        .group_by(by, "kind", "term")
-        .agg(pl.len().alias("interactions"))
-        .join(group_totals, on=by)
-        .join(overall, on=["kind", "term"])
-        .with_columns(
-            (pl.col("interactions") / pl.col("total")).alias("share"),
-            (pl.col("overall_interactions") / overall_total).alias("share_overall"),
+        _term_shares(grouped, items, by)
+        .join(
+            overall.select("kind", "term", pl.col("share").alias("share_overall")),
+            on=["kind", "term"],
         )
         .with_columns((pl.col("share") / pl.col("share_overall")).alias("lift"))
         .filter(
@@ -336,7 +342,7 @@ def user_interests(train: pl.DataFrame, items: pl.DataFrame, keep: int) -> pl.Da
     The same lift as the cluster profiles, with a lower support floor (MIN_USER_TERM_INTERACTIONS)
     since one user has far fewer events than a cluster.
     """
-    events = train.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
+    events = _user_events(train)
     return _ranked_terms(
         events, events, items, keep, by="user_idx", min_interactions=MIN_USER_TERM_INTERACTIONS
     )
@@ -530,6 +536,7 @@ def label_agreement(
     items: pl.DataFrame,
     user_cluster: pl.DataFrame,
     profiles: list[dict[str, Any]],
+    user_shares: pl.DataFrame | None = None,
 ) -> float | None:
     """How well the profiles describe their members: over users, the mean share of their
     cluster's top terms that the user's own training history over-represents (the user's share
@@ -537,7 +544,8 @@ def label_agreement(
 
     1.0: every member leans towards every term their group is labelled with; a clustering that
     ignored taste would score about what a random reassignment of the members scores. None when
-    no cluster has a term.
+    no cluster has a term. `user_shares` (`_term_shares` of the users' training events) can be
+    passed in when several assignments are scored on the same data.
     """
     cluster_terms = pl.DataFrame(
         [
@@ -559,23 +567,18 @@ def label_agreement(
     )
     if cluster_terms.is_empty():
         return None
-    events = train.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
-    totals = events.group_by("user_idx").agg(pl.len().alias("total"))
-    carried = (
-        events.join(_item_terms(items), on="item_idx")
-        .group_by("user_idx", "kind", "term")
-        .agg(pl.len().alias("interactions"))
-    )
+    if user_shares is None:
+        user_shares = _term_shares(_user_events(train), items, "user_idx")
     leans = (
         user_cluster.select(pl.col("user_idx").cast(pl.Int32), pl.col("cluster").cast(pl.Int32))
         .join(cluster_terms, on="cluster")
-        .join(carried, on=["user_idx", "kind", "term"], how="left")
-        .join(totals, on="user_idx")
-        .with_columns(
-            (pl.col("interactions").fill_null(0) / pl.col("total") > pl.col("share_overall")).alias(
-                "leans"
-            )
+        # A user none of whose events carry a term has a share of 0 for it.
+        .join(
+            user_shares.select("user_idx", "kind", "term", "share"),
+            on=["user_idx", "kind", "term"],
+            how="left",
         )
+        .with_columns((pl.col("share").fill_null(0.0) > pl.col("share_overall")).alias("leans"))
         .group_by("user_idx")
         .agg(pl.col("leans").mean())
     )
@@ -629,8 +632,9 @@ def run(
     shuffled = members.with_columns(
         pl.Series("cluster", np.random.default_rng(cfg.seed).permutation(labels))
     )
+    user_shares = _term_shares(_user_events(processed.train), processed.items, "user_idx")
     agreement = [
-        label_agreement(processed.train, processed.items, assigned, profiles)
+        label_agreement(processed.train, processed.items, assigned, profiles, user_shares)
         for assigned in (members, shuffled)
     ]
     metrics: dict[str, Any] = {
