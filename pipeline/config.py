@@ -265,7 +265,7 @@ class IndexConfig(_Section):
     text_weight: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = "auto"
     """Share of the fused score that comes from the text side (after putting both scores on one
     scale); `auto` picks it from `weight_grid` by validation NDCG@10."""
-    weight_grid: list[Annotated[float, Field(ge=0, le=1)]] = [
+    weight_grid: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] = [
         0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0
     ]  # fmt: skip
     metric: Literal["dot", "angular", "euclidean"] = "dot"
@@ -290,10 +290,14 @@ class EvaluateConfig(_Section):
     """Cut-off for item coverage."""
     activity_buckets: list[Annotated[int, Field(ge=1)]] = [20, 50, 150]
     """Upper bounds of the user-activity buckets (training events); the last is open-ended."""
-    ease_reg_grid: list[Annotated[float, Field(gt=0)]] = [50.0, 100.0, 200.0, 400.0, 800.0, 1600.0]
-    """EASE λ candidates, tuned on validation NDCG@10."""
-    itemknn_neighbors: Annotated[int, Field(ge=1)] = 100
-    """ItemKNN: keep this many most similar items per item."""
+    ease_reg_grid: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] = [
+        50.0, 100.0, 200.0, 400.0, 800.0, 1600.0
+    ]  # fmt: skip
+    """EASE λ candidates, tuned on validation NDCG@10 (`pipeline.protocol`)."""
+    itemknn_neighbors_grid: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = [
+        20, 50, 100, 200
+    ]  # fmt: skip
+    """ItemKNN: how many most similar items to keep per item, tuned on validation NDCG@10."""
 
     # A field validator, not a model one, so the error names `evaluate.activity_buckets`.
     @field_validator("activity_buckets")

@@ -17,19 +17,10 @@ import time
 from pathlib import Path
 
 from pipeline import io
+from pipeline.artifacts import Embeddings, Layout, Processed, read_processed, write_embeddings
 from pipeline.config import EmbedConfig, TextConfig, load_params
 from pipeline.encoder import encode, load_encoder, pick_device
-from pipeline.interactions import UserItemVectors
-from pipeline.preprocess import Processed
 from pipeline.text import user_texts
-
-OUTPUT_DIR = Path("data/embed")
-FINETUNED_MODEL_DIR = Path("data/finetune/model")
-VARIANTS = {"finetuned": "", "zero_shot": "zero_shot_"}
-
-
-Embeddings = UserItemVectors
-"""Text vectors, float32 unit rows (a zero row for a user without history)."""
 
 
 def run(
@@ -47,37 +38,22 @@ def run(
     )
 
 
-def write(variant: str, embeddings: Embeddings, output_dir: Path = OUTPUT_DIR) -> None:
-    prefix = VARIANTS[variant]
-    io.write_npy(output_dir / f"{prefix}user_embeddings.npy", embeddings.users)
-    io.write_npy(output_dir / f"{prefix}item_embeddings.npy", embeddings.items)
-
-
-def read(variant: str = "finetuned", input_dir: Path = OUTPUT_DIR) -> Embeddings:
-    prefix = VARIANTS[variant]
-    return Embeddings(
-        users=io.read_npy(input_dir / f"{prefix}user_embeddings.npy", "embed"),
-        items=io.read_npy(input_dir / f"{prefix}item_embeddings.npy", "embed"),
-    )
-
-
-def main() -> None:
-    from pipeline import preprocess
-
-    params = load_params()
-    processed = preprocess.read()
-    io.require(FINETUNED_MODEL_DIR, "finetune")
-    sources = {"finetuned": str(FINETUNED_MODEL_DIR), "zero_shot": params.finetune.base_model}
+def main(root: Path = Path(".")) -> None:
+    layout = Layout(root)
+    params = load_params(layout.params)
+    processed = read_processed(layout)
+    io.require(layout.encoder, "finetune")
+    sources = {"finetuned": str(layout.encoder), "zero_shot": params.finetune.base_model}
     for variant, model_name in sources.items():
         started = time.perf_counter()
         embeddings = run(model_name, processed, params.text, params.embed)
-        write(variant, embeddings)
+        write_embeddings(variant, embeddings, layout)
         print(
             f"embed: {variant}: {embeddings.users.shape[0]} users and {embeddings.items.shape[0]} "
             f"items, {embeddings.items.shape[1]}-d, {time.perf_counter() - started:.1f} s"
         )
     io.write_json(
-        OUTPUT_DIR / "config.json",
+        layout.embed / "config.json",
         {
             "text": params.text.model_dump(mode="json"),
             "embed": params.embed.model_dump(mode="json"),

@@ -13,14 +13,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from pipeline import io
+from pipeline.artifacts import Factors, Layout, read_processed, write_factors
 from pipeline.config import FactorizeConfig, load_params
-from pipeline.interactions import UserItemVectors, interaction_matrix
-
-OUTPUT_DIR = Path("data/factorize")
-
-
-Factors = UserItemVectors
-"""ALS/BPR user and item factors, float32 [n, embedding_size]."""
+from pipeline.interactions import interaction_matrix
 
 
 def run(train: sp.csr_matrix, cfg: FactorizeConfig) -> Factors:
@@ -67,27 +62,13 @@ def _fit(train: sp.csr_matrix, cfg: FactorizeConfig, implicit: Any) -> Any:
     return model
 
 
-def write(factors: Factors, cfg: FactorizeConfig, output_dir: Path = OUTPUT_DIR) -> None:
-    io.write_npy(output_dir / "user_factors.npy", factors.users)
-    io.write_npy(output_dir / "item_factors.npy", factors.items)
-    io.write_json(output_dir / "config.json", cfg.model_dump(mode="json"))
-
-
-def read(input_dir: Path = OUTPUT_DIR) -> Factors:
-    return Factors(
-        users=io.read_npy(input_dir / "user_factors.npy", "factorize"),
-        items=io.read_npy(input_dir / "item_factors.npy", "factorize"),
-    )
-
-
-def main() -> None:
-    from pipeline import preprocess
-
-    params = load_params()
-    processed = preprocess.read()
+def main(root: Path = Path(".")) -> None:
+    layout = Layout(root)
+    params = load_params(layout.params)
+    processed = read_processed(layout)
     train = interaction_matrix(processed.train, processed.users.height, processed.items.height)
     factors = run(train, params.factorize)
-    write(factors, params.factorize)
+    write_factors(factors, params.factorize.model_dump(mode="json"), layout)
     print(
         f"factorize: {params.factorize.algorithm} with {factors.users.shape[1]} factors on "
         f"{train.nnz} training interactions"

@@ -8,9 +8,10 @@ other positive in the batch. The script reads as the usual sentence-transformers
 5. training arguments, 6. trainer, 7. save.
 
 The in-training metric is validation NDCG@10 / HR@10 on a seeded sample of `finetune.eval_users`
-users, ranked over the whole warm catalogue exactly like `evaluate` does (seen items masked, cold
-items never candidates), so the curve in `metrics/plots/finetune_validation.json` says whether
-fine-tuning helps the task we care about, not just whether the loss goes down.
+users, through the evaluation protocol `evaluate` reports with (`pipeline.protocol`: seen items
+masked, cold items never candidates, ties broken at random), so the curve in
+`metrics/plots/finetune_validation.json` says whether fine-tuning helps the task we care about,
+not just whether the loss goes down.
 
 Outputs: `data/finetune/model/` (sentence-transformers directory, `model.safetensors` and the
 tokenizer), `data/finetune/config.json` (the effective config next to the model),
@@ -25,7 +26,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import datasets
 import numpy as np
@@ -44,21 +45,15 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 from transformers import TrainerCallback
 
 from pipeline import io
+from pipeline.artifacts import Layout, Processed, read_processed
 from pipeline.config import FinetuneConfig, TextConfig, load_params
 from pipeline.encoder import encode, load_encoder, pick_device
-from pipeline.interactions import interaction_matrix
-from pipeline.metrics import EvaluationResult, evaluate_scorer
+from pipeline.metrics import EvaluationResult
+from pipeline.protocol import SplitMatrices, evaluate_model
 from pipeline.text import training_pairs, user_texts
+from recli import contract
 from recli.errors import RecliError
 
-if TYPE_CHECKING:
-    from pipeline.preprocess import Processed
-
-OUTPUT_DIR = Path("data/finetune")
-METRICS_FILE = Path("metrics/finetune.json")
-LOSS_PLOT_FILE = Path("metrics/plots/finetune_loss.json")
-VALIDATION_PLOT_FILE = Path("metrics/plots/finetune_validation.json")
-MODEL_SUBDIR = "model"
 CUTOFF = 10
 """Validation metrics are NDCG@10 and HR@10, the headline cut-off of `evaluate`."""
 METRIC_NAMES = (f"ndcg@{CUTOFF}", f"hr@{CUTOFF}")
@@ -113,14 +108,6 @@ class PopularityCorrectedRankingLoss(torch.nn.Module):
         return {"scale": self.scale, "correction": "log q"}
 
 
-def cold_item_mask(items: pl.DataFrame) -> np.ndarray:
-    """Boolean per item index: held out of training entirely (`cold`); all False when absent."""
-    ordered = items.sort("item_idx")
-    if "cold" not in ordered.columns:
-        return np.zeros(ordered.height, dtype=bool)
-    return ordered["cold"].fill_null(False).to_numpy().astype(bool)
-
-
 def mixed_precision(device: str) -> dict[str, bool]:
     """bf16 on CUDA cards that support it, else fp16 on CUDA; full precision on CPU and MPS."""
     if device != "cuda":
@@ -136,29 +123,25 @@ def mixed_precision(device: str) -> dict[str, bool]:
 class RecommendationEvaluator(BaseEvaluator):
     """Validation NDCG@10 and HR@10 of "user history text · item text" on a seeded user sample.
 
-    Scores are dot products of L2-normalised embeddings (cosine), every warm unseen item is a
-    candidate, training items are masked as seen and cold items get -inf (they are never
-    candidates in the warm evaluation). Validation events on cold items are dropped from the
-    relevant set for the same reason.
+    Scores are dot products of L2-normalised embeddings (cosine), ranked by the evaluation
+    protocol (`pipeline.protocol.evaluate_model`) exactly as `evaluate` ranks them.
     """
 
-    def __init__(self, processed: Processed, text_cfg: TextConfig, n_users: int, seed: int) -> None:
+    def __init__(
+        self, processed: Processed, text_cfg: TextConfig, n_users: int, seed: int, tie_seed: int = 0
+    ) -> None:
         super().__init__()
         self.primary_metric = f"ndcg@{CUTOFF}"
         self.greater_is_better = True
-        n_all_users, n_items = processed.users.height, processed.items.height
-        self.cold = cold_item_mask(processed.items)
-        warm_validation = processed.validation.filter(
-            ~pl.col("item_idx").is_in(np.flatnonzero(self.cold).tolist())
-        )
-        self.seen = interaction_matrix(processed.train, n_all_users, n_items)
-        self.relevant = interaction_matrix(warm_validation, n_all_users, n_items)
+        self.matrices = SplitMatrices.from_processed(processed)
+        self.tie_seed = tie_seed
+        n_all_users = processed.users.height
 
         histories = user_texts(
             processed.train, processed.items, n_all_users, text_cfg.history_items
         )
         has_history = np.array([bool(text) for text in histories])
-        has_relevant = np.diff(self.relevant.indptr) > 0
+        has_relevant = np.diff(self.matrices.validation.indptr) > 0
         candidates = np.flatnonzero(has_history & has_relevant)
         if candidates.size == 0:
             raise RecliError(
@@ -178,16 +161,14 @@ class RecommendationEvaluator(BaseEvaluator):
         """Top-10 lists and per-user metrics of `model` for the sampled users."""
         user_vectors = encode(model, self.user_texts, ENCODE_BATCH_SIZE)
         item_vectors = encode(model, self.item_texts, ENCODE_BATCH_SIZE)
-        row_of_user = np.full(self.seen.shape[0], -1, dtype=np.int64)
+        row_of_user = np.full(self.matrices.train.shape[0], -1, dtype=np.int64)
         row_of_user[self.users] = np.arange(self.users.size)
 
         def scorer(users: np.ndarray) -> np.ndarray:
-            scores = user_vectors[row_of_user[users]] @ item_vectors.T
-            scores[:, self.cold] = -np.inf
-            return scores
+            return user_vectors[row_of_user[users]] @ item_vectors.T
 
-        return evaluate_scorer(
-            scorer, self.seen, self.relevant, ks=[CUTOFF], coverage_k=CUTOFF, users=self.users
+        return evaluate_model(
+            scorer, self.matrices, "validation", [CUTOFF], CUTOFF, self.tie_seed, users=self.users
         )
 
     def __call__(
@@ -273,10 +254,17 @@ class FinetuneResult:
 
 
 def run(
-    processed: Processed, text_cfg: TextConfig, cfg: FinetuneConfig, output_dir: Path = OUTPUT_DIR
+    processed: Processed,
+    text_cfg: TextConfig,
+    cfg: FinetuneConfig,
+    output_dir: Path,
+    tie_seed: int = 0,
 ) -> FinetuneResult:
-    """Fine-tune `cfg.base_model` on the training split; save the model and its config."""
+    """Fine-tune `cfg.base_model` on the training split; save the model (under `output_dir`, in
+    the folder the serving contract names) and its config. `tie_seed` is the evaluation
+    protocol's seed for breaking exact score ties."""
     output_dir = Path(output_dir)
+    model_dir = output_dir / contract.ENCODER_DIR.name
     device = pick_device(cfg.device)
 
     # 1. Model. Seeded first: dropout masks and the batch order draw from these generators.
@@ -303,7 +291,7 @@ def run(
     )
 
     # 4. Evaluator, and the zero-shot baseline before any step.
-    evaluator = RecommendationEvaluator(processed, text_cfg, cfg.eval_users, cfg.seed)
+    evaluator = RecommendationEvaluator(processed, text_cfg, cfg.eval_users, cfg.seed, tie_seed)
     curves = CurveRecorder()
     baseline = evaluator(model)
     curves.record_validation(0, baseline)
@@ -365,7 +353,7 @@ def run(
         steps = 0
 
     # 7. Save the model (safetensors, tokenizer included) and the effective config beside it.
-    with io.atomic_directory(output_dir / MODEL_SUBDIR) as staging:
+    with io.atomic_directory(model_dir) as staging:
         # No model card: it embeds dates and training logs, so identical runs would give
         # different bytes (and a DVC output that never matches its cache).
         model.save(str(staging), create_model_card=False, safe_serialization=True)
@@ -383,7 +371,7 @@ def run(
         },
     )
     return FinetuneResult(
-        model_dir=output_dir / MODEL_SUBDIR,
+        model_dir=model_dir,
         device=device,
         training_pairs=pairs.height,
         eval_users=int(evaluator.users.size),
@@ -396,24 +384,20 @@ def run(
     )
 
 
-def write_metrics(
-    result: FinetuneResult,
-    metrics_file: Path = METRICS_FILE,
-    loss_plot_file: Path = LOSS_PLOT_FILE,
-    validation_plot_file: Path = VALIDATION_PLOT_FILE,
-) -> None:
-    io.write_json(metrics_file, result.metrics())
-    io.write_json(loss_plot_file, result.loss_curve)
-    io.write_json(validation_plot_file, result.validation_curve)
+def write_metrics(result: FinetuneResult, layout: Layout) -> None:
+    io.write_json(layout.metrics_file("finetune"), result.metrics())
+    io.write_json(layout.plot_file("finetune_loss"), result.loss_curve)
+    io.write_json(layout.plot_file("finetune_validation"), result.validation_curve)
 
 
-def main() -> None:
-    from pipeline import preprocess
-
-    params = load_params()
-    processed = preprocess.read()
-    result = run(processed, params.text, params.finetune, OUTPUT_DIR)
-    write_metrics(result)
+def main(root: Path = Path(".")) -> None:
+    layout = Layout(root)
+    params = load_params(layout.params)
+    processed = read_processed(layout)
+    result = run(
+        processed, params.text, params.finetune, layout.finetune, params.preprocess.split.seed
+    )
+    write_metrics(result, layout)
     baseline = result.baseline[f"ndcg@{CUTOFF}"]
     final = result.final[f"ndcg@{CUTOFF}"] if result.final else baseline
     print(

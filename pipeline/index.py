@@ -1,9 +1,7 @@
 """Stage `index`: fuse text and collaborative vectors, index the items, write the serving catalogue.
 
-Fusion: user = [a·u_text, b·u_cf], item = [a·i_text, b·i_cf], so one dot product is
-a²·(text score) + b²·(collaborative score). The two scores live on different scales (cosine vs
-ALS's unbounded dot), so each is first divided by its standard deviation over users × items; the
-text share `w` then sets a² = w / σ_text and b² = (1 − w) / σ_cf. `w` is picked on validation.
+How the two sides are fused and weighted is `pipeline.fusion`; this stage packages the result for
+serving.
 
 Outputs under `data/index/`: `items.ann` (Annoy over fused item vectors), `catalogue.sqlite` (what
 the CLI reads), `fused_{user,item}_vectors.npy` (for the evaluation), and `metrics/index.json`:
@@ -12,11 +10,9 @@ the chosen weight, ANN recall@10 against exact search on the same vectors, and q
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,96 +20,25 @@ import numpy as np
 import polars as pl
 
 from pipeline import io
-from pipeline.config import EvaluateConfig, IndexConfig, load_params
-from pipeline.embed import Embeddings
-from pipeline.evaluate import SplitMatrices, restricted
-from pipeline.factorize import Factors
-from pipeline.interactions import UserItemVectors
-from pipeline.metrics import evaluate_scorer, top_k
-from pipeline.preprocess import Processed
-from recli import catalogue
+from pipeline.artifacts import (
+    Layout,
+    Processed,
+    clustering_files,
+    item_embeddings_file,
+    item_factors_file,
+    read_clustering,
+    read_embeddings,
+    read_factors,
+    read_processed,
+    write_fused,
+)
+from pipeline.config import IndexConfig, load_params
+from pipeline.fusion import tune_fusion
+from pipeline.metrics import top_k
+from pipeline.protocol import SplitMatrices
+from recli import catalogue, contract
 
-ARTIFACTS_ROOT = Path("data")
-OUTPUT_DIR = ARTIFACTS_ROOT / "index"
-METRICS_FILE = Path("metrics/index.json")
 RECALL_K = 10
-# Users sampled to estimate score scales: plenty for a standard deviation, cheap on any catalogue.
-SCALE_SAMPLE_USERS = 500
-
-
-@dataclass(frozen=True)
-class Fusion:
-    text_weight: float
-    text_scale: float
-    """a: multiplies the text vectors."""
-    cf_scale: float
-    """b: multiplies the collaborative vectors."""
-
-    def fuse(self, text: np.ndarray, collaborative: np.ndarray) -> np.ndarray:
-        return np.hstack([self.text_scale * text, self.cf_scale * collaborative]).astype(np.float32)
-
-    def fuse_all(self, text: UserItemVectors, cf: UserItemVectors) -> UserItemVectors:
-        return UserItemVectors(self.fuse(text.users, cf.users), self.fuse(text.items, cf.items))
-
-
-def write_fused(fused: UserItemVectors, output_dir: Path = OUTPUT_DIR) -> None:
-    io.write_npy(output_dir / "fused_user_vectors.npy", fused.users)
-    io.write_npy(output_dir / "fused_item_vectors.npy", fused.items)
-
-
-def read_fused(input_dir: Path = OUTPUT_DIR) -> UserItemVectors:
-    """The fused vectors the index was built from (what `evaluate` scores as "fused")."""
-    return UserItemVectors(
-        users=io.read_npy(input_dir / "fused_user_vectors.npy", "index"),
-        items=io.read_npy(input_dir / "fused_item_vectors.npy", "index"),
-    )
-
-
-def score_spreads(text: Embeddings, cf: Factors, seed: int) -> tuple[float, float]:
-    """Standard deviation of text and collaborative scores over a sample of users × all items."""
-    rng = np.random.default_rng(seed)
-    users = rng.choice(
-        len(text.users), size=min(SCALE_SAMPLE_USERS, len(text.users)), replace=False
-    )
-    text_spread = float(np.std(text.score(users)))
-    cf_spread = float(np.std(cf.score(users)))
-    # A degenerate side (all-zero vectors) must not divide by zero.
-    return max(text_spread, 1e-12), max(cf_spread, 1e-12)
-
-
-def make_fusion(text_weight: float, spreads: tuple[float, float]) -> Fusion:
-    text_spread, cf_spread = spreads
-    return Fusion(
-        text_weight=text_weight,
-        text_scale=float(np.sqrt(text_weight / text_spread)),
-        cf_scale=float(np.sqrt((1.0 - text_weight) / cf_spread)),
-    )
-
-
-def tune_fusion(
-    text: Embeddings,
-    cf: Factors,
-    matrices: SplitMatrices,
-    cfg: IndexConfig,
-    evaluate_cfg: EvaluateConfig,
-) -> tuple[Fusion, dict[str, float]]:
-    """Pick the text weight by validation NDCG@10 (or take the fixed one); report every weight."""
-    spreads = score_spreads(text, cf, cfg.seed)
-    weights = cfg.weight_grid if cfg.text_weight == "auto" else [float(cfg.text_weight)]
-    by_weight: dict[str, float] = {}
-    best: tuple[float, float] | None = None
-    for weight in weights:
-        fused = make_fusion(weight, spreads).fuse_all(text, cf)
-        scorer = restricted(fused.score, ~matrices.cold_items)
-        result = evaluate_scorer(
-            scorer, matrices.train, matrices.validation, [10], evaluate_cfg.coverage_k
-        )
-        ndcg = float(result.summary()["ndcg@10"])
-        by_weight[str(weight)] = round(ndcg, 5)
-        if best is None or ndcg > best[1]:
-            best = (weight, ndcg)
-    assert best is not None  # the config guarantees at least one weight
-    return make_fusion(best[0], spreads), by_weight
 
 
 def build_annoy(items: np.ndarray, cfg: IndexConfig, path: Path) -> None:
@@ -175,7 +100,7 @@ def measure_ann(
 
 
 def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return contract.file_digest(path)[: contract.DIGEST_CHARS]
 
 
 def write_catalogue(
@@ -189,7 +114,7 @@ def write_catalogue(
 ) -> None:
     """Everything the CLI shows, in one SQLite file, written atomically.
 
-    `interests` are the users' own profiles (`cluster.user_interests` rows), stored per user as
+    `interests` are the users' own profiles (`profiles.user_interests` rows), stored per user as
     JSON in rank order.
     """
     own: dict[int, list[dict[str, Any]]] = {}
@@ -251,26 +176,27 @@ def write_catalogue(
             connection.close()
 
 
-def main() -> None:
-    from pipeline import cluster, embed, factorize, preprocess
-
-    params = load_params()
-    processed = preprocess.read()
+def main(root: Path = Path(".")) -> None:
+    layout = Layout(root)
+    params = load_params(layout.params)
+    processed = read_processed(layout)
     matrices = SplitMatrices.from_processed(processed)
-    text, cf = embed.read("finetuned"), factorize.read()
-    fusion, by_weight = tune_fusion(text, cf, matrices, params.index, params.evaluate)
+    text, cf = read_embeddings("finetuned", layout), read_factors(layout)
+    fusion, by_weight = tune_fusion(
+        text, cf, matrices, params.index, seed=params.preprocess.split.seed
+    )
     fused = fusion.fuse_all(text, cf)
     fused_users, fused_items = fused.users, fused.items
-    write_fused(fused)
+    write_fused(fused, layout)
 
-    index_path = OUTPUT_DIR / catalogue.INDEX_FILE
+    index_path = layout.index / contract.INDEX_FILE
     build_annoy(fused_items, params.index, index_path)
     seen = [set() for _ in range(processed.users.height)]
     for user, item in processed.train.select("user_idx", "item_idx").iter_rows():
         seen[user].add(item)
     ann = measure_ann(index_path, fused_users, fused_items, seen, params.index)
 
-    clustering = cluster.read()
+    clustering = read_clustering(layout)
     assignments = dict(clustering.assignments.select("user_idx", "cluster").iter_rows())
     profiles = clustering.profiles
     meta = {
@@ -286,20 +212,19 @@ def main() -> None:
         "index_bytes": index_path.stat().st_size,
         # Paths relative to the artifacts folder (`data/`), so `recli doctor` can re-hash them.
         "built_from": {
-            path.relative_to(ARTIFACTS_ROOT).as_posix(): _file_digest(path)
+            path.relative_to(layout.artifacts).as_posix(): _file_digest(path)
             for path in (
-                preprocess.OUTPUT_DIR / "train.parquet",
-                preprocess.OUTPUT_DIR / "items.parquet",
-                embed.OUTPUT_DIR / "item_embeddings.npy",
-                factorize.OUTPUT_DIR / "item_factors.npy",
-                cluster.OUTPUT_DIR / "assignments.parquet",
-                cluster.OUTPUT_DIR / "interests.parquet",
+                layout.processed / "train.parquet",
+                layout.processed / "items.parquet",
+                item_embeddings_file(layout),
+                item_factors_file(layout),
+                *clustering_files(layout),
             )
         },
-        "encoder": str(embed.FINETUNED_MODEL_DIR),
+        "encoder": (contract.DEFAULT_ARTIFACTS / contract.ENCODER_DIR).as_posix(),
     }
     write_catalogue(
-        OUTPUT_DIR / catalogue.CATALOGUE_FILE,
+        layout.index / contract.CATALOGUE_FILE,
         processed,
         fused_users,
         assignments,
@@ -308,7 +233,7 @@ def main() -> None:
         clustering.interests,
     )
     io.write_json(
-        METRICS_FILE,
+        layout.metrics_file("index"),
         {
             "text_weight": fusion.text_weight,
             "validation_ndcg@10_by_text_weight": by_weight,

@@ -10,19 +10,19 @@ Memory, for n items: ItemKNN builds its similarity in blocks of target items (ab
 float32 at a time) and keeps only `neighbors` entries per item, so 10k items is cheap. EASE needs
 one dense n x n float64 buffer (Gram matrix, inverted in place) plus the n x n float32 weights:
 measured peak ~0.2 GB at ML-100K's 1,682 items and ~1.7 GB at ml-latest-small's 9,742 (fit
-~12 s on 2 cores); `tune_ease` also keeps the Gram matrix (+0.8 GB at 9,742). Acceptable here.
+~12 s on 2 cores); `ease_grid` also keeps the Gram matrix (+0.8 GB at 9,742). Acceptable here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Protocol, Self
 
 import numpy as np
 import scipy.linalg.lapack
 from scipy.sparse import csr_matrix, issparse
 
-from pipeline.metrics import METRIC_NAMES, check_user_indices, evaluate_scorer, top_k
+from pipeline.metrics import Scorer, check_user_indices, top_k
 
 # Dense scratch blocks are sized to about this many entries (x4 bytes for float32, x8 float64).
 _BLOCK_ENTRIES = 16_000_000
@@ -229,7 +229,7 @@ class EASE(_Fitted):
         return self._fit_from_gram(matrix, _gram(matrix), keep_gram=False)
 
     def _fit_from_gram(self, matrix: csr_matrix, gram: np.ndarray, *, keep_gram: bool) -> Self:
-        # Split out so `tune_ease` can compute the Gram matrix once for the whole grid.
+        # Split out so `ease_grid` can compute the Gram matrix once for the whole grid.
         self.train = matrix
         self.weights = _ease_weights(gram, self.reg, keep_gram=keep_gram)
         return self
@@ -239,39 +239,27 @@ class EASE(_Fitted):
         return np.asarray(rows @ self.weights, dtype=np.float32)
 
 
-def tune_ease(
-    train: csr_matrix,
-    validation: csr_matrix,
-    seen_for_validation: csr_matrix,
-    grid: Sequence[float],
-    metric: str = "ndcg@10",
-) -> tuple[float, dict[float, float]]:
-    """Pick EASE's reg on validation: fit each value on `train`, score `validation`.
+def ease_grid(train: csr_matrix, grid: Sequence[float]) -> Iterator[tuple[float, Scorer]]:
+    """(reg, scorer) for each reg of `grid`, EASE fit on `train`, for the protocol's tuning loop.
 
-    Returns the best reg and the mean validation `metric` for every reg tried. Ties go to the
-    first value in `grid` order. Test data never enters here; the caller refits/reports on test.
+    The Gram matrix is computed once for the whole grid, and each model is fit only when the
+    loop asks for it, so at most one set of weights is alive at a time.
     """
     regs = [float(reg) for reg in grid]
     if not regs:
         raise ValueError("the EASE reg grid is empty")
     if any(not reg > 0 for reg in regs):
         raise ValueError(f"every EASE reg must be positive, got {regs}")
-    name, _, cut = metric.partition("@")
-    if name not in METRIC_NAMES or not cut.isdigit() or int(cut) < 1:
-        raise ValueError(
-            f"metric must look like 'ndcg@10' with one of {', '.join(METRIC_NAMES)}; got {metric!r}"
-        )
-    k = int(cut)
-
     matrix = _as_train(train)
-    for label, other in (("validation", validation), ("seen_for_validation", seen_for_validation)):
-        if getattr(other, "shape", None) != matrix.shape:
-            raise ValueError(f"{label} must have train's shape {matrix.shape}")
     gram = _gram(matrix)
-    results: dict[float, float] = {}
     for reg in regs:
-        model = EASE(reg)._fit_from_gram(matrix, gram, keep_gram=True)
-        evaluation = evaluate_scorer(model.score, seen_for_validation, validation, [k], k)
-        results[reg] = evaluation.summary()[metric]
-    best = max(regs, key=lambda reg: results[reg])  # max() keeps the first of equal values
-    return best, results
+        yield reg, EASE(reg)._fit_from_gram(matrix, gram, keep_gram=True).score
+
+
+def itemknn_grid(train: csr_matrix, grid: Sequence[int]) -> Iterator[tuple[int, Scorer]]:
+    """(neighbours, scorer) for each neighbourhood size of `grid`, ItemKNN fit on `train`."""
+    sizes = [int(size) for size in grid]
+    if not sizes:
+        raise ValueError("the ItemKNN neighbours grid is empty")
+    for size in sizes:
+        yield size, ItemKNN(neighbors=size).fit(train).score

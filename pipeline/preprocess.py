@@ -14,48 +14,16 @@ by a random key drawn from `preprocess.split.seed`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
 from pipeline import io
+from pipeline.artifacts import INTERACTION_SCHEMA, SPLITS, Layout, Processed, write_processed
 from pipeline.config import PreprocessConfig, SplitConfig, load_params
 from pipeline.data import RawData, load_source
 from recli.errors import RecliError
-
-OUTPUT_DIR = Path("data/processed")
-SUMMARY_FILE = Path("metrics/preprocess.json")
-SPLITS = ("train", "validation", "test")
-INTERACTION_SCHEMA = {
-    "user_idx": pl.Int32,
-    "item_idx": pl.Int32,
-    "rating": pl.Float32,
-    "timestamp": pl.Int64,
-}
-
-
-@dataclass(frozen=True)
-class Processed:
-    """Everything the downstream stages read."""
-
-    train: pl.DataFrame
-    validation: pl.DataFrame
-    test: pl.DataFrame
-    cold: pl.DataFrame
-    """Every event with a cold item (never in train/validation/test): the cold-item slice."""
-    items: pl.DataFrame
-    users: pl.DataFrame
-    summary: dict[str, int | str] = field(default_factory=dict)
-
-    def split(self, name: str) -> pl.DataFrame:
-        return {
-            "train": self.train,
-            "validation": self.validation,
-            "test": self.test,
-            "cold": self.cold,
-        }[name]
 
 
 def _ordered_ids(values: pl.Series) -> pl.Series:
@@ -352,28 +320,12 @@ def run(raw: RawData, cfg: PreprocessConfig) -> Processed:
     )
 
 
-def write(processed: Processed, output_dir: Path = OUTPUT_DIR) -> None:
-    for name in (*SPLITS, "cold"):
-        io.write_parquet(output_dir / f"{name}.parquet", processed.split(name))
-    io.write_parquet(output_dir / "items.parquet", processed.items)
-    io.write_parquet(output_dir / "users.parquet", processed.users)
-
-
-def read(input_dir: Path = OUTPUT_DIR) -> Processed:
-    """Load the stage's outputs (for downstream stages and notebooks)."""
-    tables = {
-        name: io.read_parquet(input_dir / f"{name}.parquet", "preprocess")
-        for name in (*SPLITS, "cold", "items", "users")
-    }
-    return Processed(**tables)
-
-
-def main() -> None:
-    params = load_params()
-    raw = load_source(params.data)
+def main(root: Path = Path(".")) -> None:
+    layout = Layout(root)
+    params = load_params(layout.params)
+    raw = load_source(params.data, root)
     processed = run(raw, params.preprocess)
-    write(processed)
-    io.write_json(SUMMARY_FILE, processed.summary)
+    write_processed(processed, layout)
     print(
         f"preprocess: {processed.summary['users']} users, {processed.summary['items']} items, "
         f"train/validation/test = {processed.train.height}/{processed.validation.height}/"

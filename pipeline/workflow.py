@@ -1,10 +1,11 @@
 """The whole pipeline in-process, into any folder: what notebooks and scratch projects build on.
 
 `dvc repro` runs each stage's `main()` from the project root, reading `params.yaml` and writing
-`data/` and `metrics/`. `run_all` runs the very same `main()`s, in `dvc.yaml` order, from another
-folder after writing the given params there, so the outputs have the layout DVC gives them
-(`<root>/data/...`, `<root>/metrics/...`) and every reader (`preprocess.read`, `recli --artifacts`)
-works on them unchanged. It does no caching and no dependency tracking: that is DVC's job.
+`data/` and `metrics/`. `run_all` runs the very same `main(root)`s, in `dvc.yaml` order, for
+another folder after writing the given params there, so the outputs have the layout DVC gives
+them (`<root>/data/...`, `<root>/metrics/...`, `pipeline.artifacts.Layout`) and every reader
+(`artifacts.read_processed(Layout(root))`, `recli --artifacts`) works on them unchanged. It does
+no caching and no dependency tracking: that is DVC's job.
 
 The helpers around it build a small configuration that runs in about a minute on two CPU cores:
 `sample` (a seeded slice of a source), `write_files` (a source as bring-your-own CSV files, with
@@ -184,10 +185,12 @@ def run_all(
 ) -> dict[str, dict[str, Any]]:
     """Run `stages` (default: all, in `dvc.yaml` order) in `root` as `dvc repro` would run them.
 
-    Writes `root/params.yaml`, then calls each stage's `main()` with `root` as the working
-    directory, so relative paths in `params` (input files, `data.cache_dir`) are relative to
-    `root`. Returns, per stage, the wall time (`seconds`) and what the stage printed (`output`).
-    `quiet` keeps progress bars and warnings (stderr) out of the way; they are dropped.
+    Writes `root/params.yaml`, then calls each stage's `main(root)`: every path a stage reads or
+    writes comes from the project root it is given (`pipeline.artifacts.Layout`), and relative
+    paths in `params` (input files, `data.cache_dir`) are relative to `root` too. The current
+    directory is never changed. Returns, per stage, the wall time (`seconds`) and what the stage
+    printed (`output`). `quiet` keeps progress bars and warnings (stderr) out of the way; they
+    are dropped.
     """
     unknown = [stage for stage in stages if stage not in STAGES]
     if unknown:
@@ -195,18 +198,17 @@ def run_all(
     root = Path(root)
     write_params(params, root)
     report: dict[str, dict[str, Any]] = {}
-    with contextlib.chdir(root):
-        for stage in stages:
-            module = importlib.import_module(f"pipeline.{stage}")
-            printed = io.StringIO()
-            errors: contextlib.AbstractContextManager[Any] = (
-                contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext()
-            )
-            started = time.perf_counter()
-            with contextlib.redirect_stdout(printed), errors:
-                module.main()
-            report[stage] = {
-                "seconds": round(time.perf_counter() - started, 2),
-                "output": printed.getvalue().strip(),
-            }
+    for stage in stages:
+        module = importlib.import_module(f"pipeline.{stage}")
+        printed = io.StringIO()
+        errors: contextlib.AbstractContextManager[Any] = (
+            contextlib.redirect_stderr(io.StringIO()) if quiet else contextlib.nullcontext()
+        )
+        started = time.perf_counter()
+        with contextlib.redirect_stdout(printed), errors:
+            module.main(root)
+        report[stage] = {
+            "seconds": round(time.perf_counter() - started, 2),
+            "output": printed.getvalue().strip(),
+        }
     return report

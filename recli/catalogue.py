@@ -3,7 +3,8 @@
 Written by the `index` stage next to the Annoy index, it holds everything `recli` shows: items and
 their text fields, each user's training history, fused user vectors, interest clusters and their
 profiles, id maps back to the original ids, and the versions of the artifacts it was built from.
-Standard library only, so reading it costs a few milliseconds.
+Standard library only, so reading it costs a few milliseconds. Where the file lives is part of
+the serving contract (`recli.contract.INDEX_DIR` / `CATALOGUE_FILE`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from typing import Any
 from recli.errors import RecliError
 
 SCHEMA_VERSION = 2
-CATALOGUE_FILE = "catalogue.sqlite"
-INDEX_FILE = "items.ann"
+"""Bumped whenever a table or meta key changes meaning: `connect` refuses any other version."""
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,6 +51,7 @@ def pack_vector(values: Any) -> bytes:
 
 
 def unpack_vector(blob: bytes) -> list[float]:
+    """The inverse of `pack_vector`, as a plain list (Annoy takes lists; no numpy needed)."""
     unpacked = array.array("f")
     unpacked.frombytes(blob)
     if sys.byteorder != "little":
@@ -62,15 +63,19 @@ def connect(path: Path) -> sqlite3.Connection:
     """Open a catalogue read-only, checking it exists, is SQLite, and has our schema version."""
     if not path.exists():
         raise RecliError(f"{path} not found: run `dvc repro` to build the index and catalogue")
+    connection: sqlite3.Connection | None = None
     try:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         rows = dict(connection.execute("SELECT key, value FROM meta").fetchall())
     except sqlite3.DatabaseError:
+        if connection is not None:
+            connection.close()
         raise RecliError(
             f"{path} is corrupted or not a catalogue: run `dvc repro -f index`"
         ) from None
     version = int(rows.get("schema_version", "0"))
     if version != SCHEMA_VERSION:
+        connection.close()
         raise RecliError(
             f"{path} has schema version {version}, this recli reads {SCHEMA_VERSION}: "
             "run `dvc repro index` to rebuild it"
@@ -79,6 +84,14 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def read_meta(connection: sqlite3.Connection) -> dict[str, Any]:
+    """The meta table, each value JSON-decoded (the index stage writes them as JSON)."""
     return {
         key: json.loads(value) for key, value in connection.execute("SELECT key, value FROM meta")
     }
+
+
+def meta_value(meta: dict[str, Any], key: str, path: Path) -> Any:
+    """A value the catalogue at `path` must record: its absence means an older or partial build."""
+    if key not in meta:
+        raise RecliError(f"{path} has no '{key}' in its meta table: run `dvc repro -f index`")
+    return meta[key]

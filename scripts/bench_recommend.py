@@ -37,7 +37,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from recli import serve
+from recli import contract, serve
 
 BASELINE = [sys.executable, "-c", "import typer, rich.table"]
 # For reference only: what any Typer command that prints a 10-row rich table pays (a Console, a
@@ -106,7 +106,7 @@ def time_queries(artifacts: Path, users: list[str], k: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--artifacts", type=Path, default=serve.DEFAULT_ARTIFACTS)
+    parser.add_argument("--artifacts", type=Path, default=contract.DEFAULT_ARTIFACTS)
     parser.add_argument("--runs", type=int, default=15, help="runs of each command")
     parser.add_argument("--users", type=int, default=200, help="users for in-process timing")
     parser.add_argument("-k", type=int, default=10)

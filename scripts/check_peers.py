@@ -30,7 +30,8 @@ from typing import Any
 from pipeline import factorize, preprocess
 from pipeline.config import Params, load_params
 from pipeline.data import RawData, load_source
-from pipeline.evaluate import SplitMatrices, evaluate_model, peer_scorers
+from pipeline.evaluate import peer_scorers
+from pipeline.protocol import SplitMatrices, evaluate_model
 from pipeline.workflow import override
 
 PROTOCOLS: dict[str, dict[str, Any]] = {
@@ -58,11 +59,13 @@ def run_seed(raw: RawData, base: Params, protocol: str, seed: int) -> dict[str, 
     processed = preprocess.run(raw, params.preprocess)
     matrices = SplitMatrices.from_processed(processed)
     factors = factorize.run(matrices.train, params.factorize)
-    scorers, tuning = peer_scorers(matrices, params.evaluate, factors)
+    scorers, tuning = peer_scorers(matrices, params.evaluate, factors, seed)
     test = {
         name: round(
             float(
-                evaluate_model(scorer, matrices, params.evaluate, "test", seed).summary()[METRIC]
+                evaluate_model(
+                    scorer, matrices, "test", params.evaluate.k, params.evaluate.coverage_k, seed
+                ).summary()[METRIC]
             ),
             5,
         )

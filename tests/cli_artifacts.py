@@ -16,10 +16,12 @@ import numpy as np
 from synthetic import make_block_raw
 
 from pipeline import index
-from pipeline.cluster import user_interests
+from pipeline.artifacts import Processed
 from pipeline.config import IndexConfig, PreprocessConfig
-from pipeline.preprocess import Processed, run
-from recli import catalogue
+from pipeline.fusion import Fusion
+from pipeline.preprocess import run
+from pipeline.profiles import user_interests
+from recli import catalogue, contract
 
 ITEMS_PER_BLOCK = 15
 USERS_PER_BLOCK = 20
@@ -55,7 +57,7 @@ def _vectors(
         block = int(int(user_id) >= USERS_PER_BLOCK)
         user_text[user_idx, block] = 1.0
         user_cf[user_idx, block] = 1.0
-    fusion = index.Fusion(text_weight=0.5, text_scale=TEXT_SCALE, cf_scale=CF_SCALE)
+    fusion = Fusion(text_weight=0.5, text_scale=TEXT_SCALE, cf_scale=CF_SCALE)
     return fusion.fuse(user_text, user_cf), fusion.fuse(text, cf), strength
 
 
@@ -123,7 +125,7 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
     output = root / "index"
     output.mkdir(parents=True, exist_ok=True)
     cfg = IndexConfig(n_trees=10, seed=seed)
-    index_path = output / catalogue.INDEX_FILE
+    index_path = output / contract.INDEX_FILE
     index.build_annoy(fused_items, cfg, index_path)
     assignments = {
         row_idx: int(int(row_id) >= USERS_PER_BLOCK)
@@ -138,14 +140,14 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         "text_weight": 0.5,
         "text_scale": TEXT_SCALE,
         "cf_scale": CF_SCALE,
-        "index_sha256": index._file_digest(index_path),
+        "index_sha256": contract.file_digest(index_path)[: contract.DIGEST_CHARS],
         "built_from": {"processed/train.parquet": "0" * 16},
-        "encoder": "finetune/model",
+        "encoder": contract.ENCODER_DIR.as_posix(),
     }
     interests = user_interests(processed.train, processed.items, keep=5)
     first_interest = interests.filter(interests["user_idx"] == user_idx).row(0, named=True)
     index.write_catalogue(
-        output / catalogue.CATALOGUE_FILE,
+        output / contract.CATALOGUE_FILE,
         processed,
         fused_users,
         assignments,

@@ -152,6 +152,40 @@ def test_metrics_still_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert "| ease | 0.0800 | 0.1200 |" in result.stdout
 
 
+def test_metrics_against_a_git_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    metrics_file = tmp_path / "metrics" / "evaluation.json"
+    metrics_file.parent.mkdir()
+    metrics_file.write_text(json.dumps({"test": {"ease": {"ndcg@10": 0.05}}}))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "init", "-q"], check=True)
+    subprocess.run(["git", "add", "metrics"], check=True)
+    subprocess.run([*git, "commit", "-qm", "baseline"], check=True)
+    metrics_file.write_text(json.dumps({"test": {"ease": {"ndcg@10": 0.08}}}))
+    result = runner.invoke(app, ["metrics", "--rev", "HEAD"], env=ENV)
+    assert result.exit_code == 0, result.output
+    assert "0.0800 (+0.0300)" in result.stdout and "changes are against HEAD" in result.stdout
+    line = one_error_line(runner.invoke(app, ["metrics", "--rev", "no-such-rev"], env=ENV))
+    assert "no metrics/evaluation.json at git revision 'no-such-rev'" in line
+
+
+def test_metrics_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(runner.invoke(app, ["metrics"], env=ENV))
+    assert "metrics/evaluation.json not found: run `dvc repro` first" in line
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "evaluation.json").write_text("{not json")
+    line = one_error_line(runner.invoke(app, ["metrics"], env=ENV))
+    assert "is corrupted: run `dvc repro -f evaluate`" in line
+    (tmp_path / "metrics" / "evaluation.json").write_text(json.dumps({"test": {"m": {"hr@5": 1}}}))
+    assert "unknown split 'train'" in one_error_line(
+        runner.invoke(app, ["metrics", "--split", "train"], env=ENV)
+    )
+    assert "no metrics at --k 10" in one_error_line(runner.invoke(app, ["metrics"], env=ENV))
+    result = runner.invoke(app, ["metrics", "--k", "5", "--markdown"], env=ENV)
+    assert result.exit_code == 0 and "| m | 1.0000 |" in result.stdout
+
+
 # --------------------------------------------------------------------------------------------
 # Errors: one line, exit 1; usage errors exit 2
 # --------------------------------------------------------------------------------------------

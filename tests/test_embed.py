@@ -6,31 +6,14 @@ import numpy as np
 from synthetic import make_raw
 
 from pipeline import embed, preprocess
+from pipeline.artifacts import Layout, read_embeddings, write_embeddings
 from pipeline.config import EmbedConfig, PreprocessConfig, TextConfig
-from pipeline.text import HISTORY_PREFIX, training_pairs, user_texts
+from pipeline.encoder import encode, load_encoder
+from pipeline.text import user_texts
 
 
 def _processed():
     return preprocess.run(make_raw(n_users=12, n_items=20, per_user=6), PreprocessConfig())
-
-
-def test_user_text_is_the_most_recent_titles_most_recent_first() -> None:
-    processed = _processed()
-    texts = user_texts(processed.train, processed.items, processed.users.height, history_items=2)
-    user_events = processed.train.filter(processed.train["user_idx"] == 0)  # sorted by time
-    titles = processed.items.sort("item_idx")["title"].to_list()
-    last, before = user_events["item_idx"][-1], user_events["item_idx"][-2]
-    assert texts[0] == f"{HISTORY_PREFIX}{titles[last]}; {titles[before]}"
-
-
-def test_training_pairs_pair_history_with_the_next_item() -> None:
-    processed = _processed()
-    pairs = training_pairs(processed.train, processed.items, history_items=3, seed=0)
-    per_user = processed.train.group_by("user_idx").len()["len"]
-    assert pairs.height == int((per_user - 1).sum())
-    assert all(anchor.startswith(HISTORY_PREFIX) for anchor in pairs["anchor"])
-    assert pairs.equals(training_pairs(processed.train, processed.items, 3, seed=0))
-    assert not pairs.equals(training_pairs(processed.train, processed.items, 3, seed=1))
 
 
 def test_embeddings_have_one_unit_row_per_user_and_item(tiny_encoder_dir: Path, tmp_path) -> None:
@@ -44,10 +27,28 @@ def test_embeddings_have_one_unit_row_per_user_and_item(tiny_encoder_dir: Path, 
     np.testing.assert_allclose(np.linalg.norm(result.items, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(result.users, axis=1), 1.0, rtol=1e-5)
     assert result.score(np.array([0, 1])).shape == (2, processed.items.height)
-    embed.write("zero_shot", result, tmp_path)
-    loaded = embed.read("zero_shot", tmp_path)
+    write_embeddings("zero_shot", result, Layout(tmp_path))
+    loaded = read_embeddings("zero_shot", Layout(tmp_path))
     np.testing.assert_array_equal(loaded.users, result.users)
     again = embed.run(
         str(tiny_encoder_dir), processed, TextConfig(max_seq_length=32), EmbedConfig()
     )
     np.testing.assert_allclose(again.users, result.users, rtol=1e-5, atol=1e-6)
+
+
+def test_each_vector_is_the_encoding_of_that_users_and_items_text(tiny_encoder_dir: Path) -> None:
+    processed = _processed()
+    text_cfg = TextConfig(max_seq_length=32, history_items=3)
+    result = embed.run(str(tiny_encoder_dir), processed, text_cfg, EmbedConfig())
+    model = load_encoder(str(tiny_encoder_dir), "cpu", text_cfg.max_seq_length)
+    histories = user_texts(processed.train, processed.items, processed.users.height, 3)
+    for user in (0, 5, processed.users.height - 1):
+        expected = encode(model, [histories[user]])[0]
+        np.testing.assert_allclose(result.users[user], expected, rtol=1e-4, atol=1e-5)
+    items = processed.items.sort("item_idx")
+    for item in (0, 7):
+        expected = encode(model, [items["text"][item]])[0]
+        np.testing.assert_allclose(result.items[item], expected, rtol=1e-4, atol=1e-5)
+    # Different users with different histories do not share one vector.
+    assert histories[0] != histories[1]
+    assert not np.allclose(result.users[0], result.users[1])

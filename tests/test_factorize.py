@@ -5,6 +5,7 @@ import pytest
 from synthetic import make_block_raw
 
 from pipeline import factorize, preprocess
+from pipeline.artifacts import Layout, read_factors, write_factors
 from pipeline.config import FactorizeConfig, PreprocessConfig
 from pipeline.interactions import interaction_matrix
 
@@ -53,7 +54,8 @@ def test_write_read_round_trip(tmp_path, block_train) -> None:
     matrix, _, _ = block_train
     cfg = FactorizeConfig(embedding_size=4, epochs=2)
     factors = factorize.run(matrix, cfg)
-    factorize.write(factors, cfg, tmp_path)
-    loaded = factorize.read(tmp_path)
+    layout = Layout(tmp_path)
+    write_factors(factors, cfg.model_dump(mode="json"), layout)
+    loaded = read_factors(layout)
     np.testing.assert_array_equal(loaded.items, factors.items)
-    assert (tmp_path / "config.json").read_text().count("embedding_size") == 1
+    assert (layout.factorize / "config.json").read_text().count("embedding_size") == 1

@@ -16,10 +16,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline import finetune, io, preprocess
+from pipeline import finetune, preprocess
+from pipeline.artifacts import Layout
 from pipeline.config import FinetuneConfig, PreprocessConfig, TextConfig
 from pipeline.data import RawData
 from pipeline.encoder import encode, load_encoder
+from pipeline.protocol import evaluate_model
 from pipeline.text import training_pairs
 from recli.errors import RecliError
 
@@ -140,8 +142,13 @@ def test_outputs_model_config_metrics_and_plots(
     assert saved["training_pairs"] == pairs.height == result.training_pairs
     assert saved["device"] == "cpu" and saved["torch_version"]
 
-    files = [tmp_path / name for name in ("finetune.json", "loss.json", "validation.json")]
-    finetune.write_metrics(result, *files)
+    layout = Layout(tmp_path)
+    finetune.write_metrics(result, layout)
+    files = [
+        layout.metrics_file("finetune"),
+        layout.plot_file("finetune_loss"),
+        layout.plot_file("finetune_validation"),
+    ]
     metrics, loss, validation = (json.loads(path.read_text()) for path in files)
     assert metrics["validation"]["baseline"] == result.baseline
     assert metrics["validation"]["final"] == result.final
@@ -194,22 +201,34 @@ def test_same_seed_same_weights_on_cpu(
     assert not np.allclose(probe(first.model_dir), probe(other.model_dir))
 
 
-def test_cold_items_are_never_candidates_nor_relevant(
+def test_the_evaluator_ranks_through_the_protocol(
     processed: preprocess.Processed, tiny_encoder_dir: Path
 ) -> None:
-    # Items from before preprocess wrote `cold`: a missing column means no cold item.
-    without_column = processed.items.drop("cold", strict=False)
-    assert not finetune.cold_item_mask(without_column).any()
+    # Cold items are the protocol's business: marked cold, they never reach a validation list.
     cold = np.zeros(processed.items.height, dtype=bool)
     cold[[0, 3, 17, 22]] = True
     with_cold = dataclasses.replace(
-        processed, items=without_column.with_columns(pl.Series("cold", cold))
+        processed, items=processed.items.with_columns(pl.Series("cold", cold))
     )
-    evaluator = finetune.RecommendationEvaluator(with_cold, TEXT, n_users=40, seed=0)
-    ranked = evaluator.rank(load_encoder(str(tiny_encoder_dir), "cpu", TEXT.max_seq_length))
+    evaluator = finetune.RecommendationEvaluator(with_cold, TEXT, n_users=40, seed=0, tie_seed=3)
+    model = load_encoder(str(tiny_encoder_dir), "cpu", TEXT.max_seq_length)
+    ranked = evaluator.rank(model)
+    assert np.array_equal(evaluator.matrices.cold_items, cold)
     assert not np.isin(ranked.recommended, np.flatnonzero(cold)).any()
-    assert not evaluator.relevant[:, cold].nnz
-    assert set(evaluator(load_encoder(str(tiny_encoder_dir), "cpu"))) == {"ndcg@10", "hr@10"}
+    # The in-training number is exactly the protocol's number for the same vectors and users.
+    users = encode(model, evaluator.user_texts)
+    items = encode(model, evaluator.item_texts)
+    row = {user: position for position, user in enumerate(evaluator.users)}
+    direct = evaluate_model(
+        lambda batch: users[[row[int(user)] for user in batch]] @ items.T,
+        evaluator.matrices,
+        "validation",
+        [10],
+        10,
+        seed=3,
+        users=evaluator.users,
+    )
+    assert evaluator(model)["ndcg@10"] == pytest.approx(direct.summary()["ndcg@10"], abs=1e-6)
 
 
 def test_evaluator_sample_is_seeded_and_capped(processed: preprocess.Processed) -> None:
@@ -227,20 +246,17 @@ def test_batch_larger_than_the_data_is_a_clear_error(
         finetune.run(processed, TEXT, config(tiny_encoder_dir, batch_size=10_000), tmp_path)
 
 
-def test_atomic_directory_replaces_only_a_complete_directory(tmp_path: Path) -> None:
-    destination = tmp_path / "model"
-    with io.atomic_directory(destination) as staging:
-        (staging / "weights").write_text("old")
-    with pytest.raises(RuntimeError), io.atomic_directory(destination) as staging:
-        (staging / "weights").write_text("half")
-        raise RuntimeError("killed midway")
-    assert (destination / "weights").read_text() == "old"
-    with io.atomic_directory(destination) as staging:
-        (staging / "weights").write_text("new")
-    assert (destination / "weights").read_text() == "new"
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["model"]
-
-
 def test_mixed_precision_only_on_cuda() -> None:
     assert finetune.mixed_precision("cpu") == {"bf16": False, "fp16": False}
     assert finetune.mixed_precision("mps") == {"bf16": False, "fp16": False}
+
+
+@pytest.mark.parametrize(("bf16_supported", "expected"), [(True, "bf16"), (False, "fp16")])
+def test_mixed_precision_on_cuda_prefers_bf16(
+    monkeypatch: pytest.MonkeyPatch, bf16_supported: bool, expected: str
+) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16_supported)
+    chosen = finetune.mixed_precision("cuda")
+    assert chosen == {"bf16": expected == "bf16", "fp16": expected == "fp16"}

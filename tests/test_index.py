@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 from synthetic import make_block_raw
 
-from pipeline import evaluate, factorize, index, preprocess
-from pipeline.config import EvaluateConfig, FactorizeConfig, IndexConfig, PreprocessConfig
-from pipeline.embed import Embeddings
+from pipeline import factorize, index, preprocess
+from pipeline.artifacts import Embeddings
+from pipeline.config import FactorizeConfig, IndexConfig, PreprocessConfig
+from pipeline.fusion import make_fusion, score_spreads
+from pipeline.protocol import SplitMatrices
 from recli import catalogue
 
 
@@ -20,7 +22,7 @@ def _unit(rows: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def setup():
     processed = preprocess.run(make_block_raw(), PreprocessConfig(min_user_interactions=3))
-    matrices = evaluate.SplitMatrices.from_processed(processed)
+    matrices = SplitMatrices.from_processed(processed)
     cf = factorize.run(
         matrices.train, FactorizeConfig(embedding_size=8, reg=0.1, alpha=10.0, epochs=30)
     )
@@ -33,33 +35,9 @@ def setup():
     return processed, matrices, cf, text
 
 
-def test_fused_dot_product_is_the_weighted_sum_of_scaled_scores(setup) -> None:
-    _, _, cf, text = setup
-    spreads = index.score_spreads(text, cf, seed=0)
-    fusion = index.make_fusion(0.3, spreads)
-    users, items = fusion.fuse(text.users, cf.users), fusion.fuse(text.items, cf.items)
-    expected = (
-        0.3 * text.score(np.arange(3)) / spreads[0] + 0.7 * cf.score(np.arange(3)) / spreads[1]
-    )
-    np.testing.assert_allclose(users[:3] @ items.T, expected, rtol=1e-4, atol=1e-4)
-
-
-def test_tuning_prefers_the_informative_side(setup) -> None:
-    _, matrices, cf, text = setup
-    cfg = IndexConfig(weight_grid=[0.0, 0.5, 1.0])
-    fusion, by_weight = index.tune_fusion(text, cf, matrices, cfg, EvaluateConfig())
-    assert list(by_weight) == ["0.0", "0.5", "1.0"]
-    assert fusion.text_weight == 0.0  # random text only hurts
-    assert by_weight["0.0"] > by_weight["1.0"]
-    fixed, only = index.tune_fusion(
-        text, cf, matrices, IndexConfig(text_weight=0.5), EvaluateConfig()
-    )
-    assert fixed.text_weight == 0.5 and list(only) == ["0.5"]
-
-
 def test_annoy_dot_index_matches_exact_search(setup, tmp_path: Path) -> None:
     processed, _, cf, text = setup
-    fusion = index.make_fusion(0.5, index.score_spreads(text, cf, seed=0))
+    fusion = make_fusion(0.5, score_spreads(text, cf, seed=0))
     users, items = fusion.fuse(text.users, cf.users), fusion.fuse(text.items, cf.items)
     cfg = IndexConfig(n_trees=20)
     index.build_annoy(items, cfg, tmp_path / "items.ann")
@@ -73,7 +51,7 @@ def test_annoy_dot_index_matches_exact_search(setup, tmp_path: Path) -> None:
 
 def test_catalogue_round_trip(setup, tmp_path: Path) -> None:
     processed, _, cf, text = setup
-    fused = index.make_fusion(0.5, (1.0, 1.0)).fuse(text.users, cf.users)
+    fused = make_fusion(0.5, (1.0, 1.0)).fuse(text.users, cf.users)
     profiles = [{"cluster": 0, "label": "A", "size": 20}, {"cluster": 1, "label": "B", "size": 20}]
     assignments = {user: int(user >= 20) for user in range(processed.users.height)}
     path = tmp_path / "catalogue.sqlite"

@@ -9,8 +9,8 @@ import pytest
 from scipy.sparse import csr_matrix
 
 from pipeline import peers
-from pipeline.metrics import evaluate_scorer, rank_users, top_k
-from pipeline.peers import EASE, ItemKNN, Popularity, tune_ease
+from pipeline.metrics import rank_users, top_k
+from pipeline.peers import EASE, ItemKNN, Popularity, ease_grid, itemknn_grid
 
 
 def _csr(rows: list[list[int]], n_items: int) -> csr_matrix:
@@ -153,33 +153,35 @@ def test_ease_recommends_within_the_users_block() -> None:
             assert best in own
 
 
-def test_tune_ease_picks_the_reg_that_is_best_on_validation() -> None:
+def test_ease_grid_fits_each_reg_exactly_as_a_separate_fit() -> None:
     train = _random_binary(80, 30, seed=6)
-    users = np.arange(80)
-    small, large = 1.0, 5000.0
-    # Validation = each user's top-1 under one reg, so that reg scores HR@1 = 1 exactly.
-    for target, other in ((small, large), (large, small)):
-        picks = rank_users(EASE(reg=target).fit(train).score, users, train, k=1)[:, 0]
-        validation = csr_matrix((np.ones(80, dtype=np.float32), (users, picks)), shape=train.shape)
-        best, per_reg = tune_ease(train, validation, train, [other, target, 200.0], "hr@1")
-        assert best == target
-        assert per_reg[target] == 1.0
-        assert per_reg[other] < 1.0  # the construction really separates the two
-        assert list(per_reg) == [other, target, 200.0]
-        # Each value is exactly what a separate fit and evaluation gives.
-        direct = evaluate_scorer(EASE(reg=200.0).fit(train).score, train, validation, [1], 1)
-        assert per_reg[200.0] == pytest.approx(direct.summary()["hr@1"])
+    users = np.arange(10)
+    grid = ease_grid(train, [1.0, 5000.0])
+    regs = []
+    for reg, scorer in grid:
+        regs.append(reg)
+        np.testing.assert_allclose(
+            scorer(users), EASE(reg=reg).fit(train).score(users), rtol=1e-5, atol=1e-6
+        )
+    assert regs == [1.0, 5000.0]
 
 
-def test_tune_ease_input_checks() -> None:
+def test_itemknn_grid_fits_each_size() -> None:
+    train = _random_binary(40, 20, seed=2)
+    users = np.arange(5)
+    for size, scorer in itemknn_grid(train, [2, 7]):
+        np.testing.assert_array_equal(
+            scorer(users), ItemKNN(neighbors=size).fit(train).score(users)
+        )
+
+
+def test_grid_input_checks() -> None:
     with pytest.raises(ValueError, match="empty"):
-        tune_ease(TINY, TINY, TINY, [])
+        next(ease_grid(TINY, []))
     with pytest.raises(ValueError, match="positive"):
-        tune_ease(TINY, TINY, TINY, [0.0])
-    with pytest.raises(ValueError, match="metric"):
-        tune_ease(TINY, TINY, TINY, [1.0], metric="precision@3")
-    with pytest.raises(ValueError, match="shape"):
-        tune_ease(TINY, TINY[:2], TINY, [1.0])
+        next(ease_grid(TINY, [0.0]))
+    with pytest.raises(ValueError, match="empty"):
+        next(itemknn_grid(TINY, []))
 
 
 def test_constructor_checks() -> None:

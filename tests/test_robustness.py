@@ -33,6 +33,7 @@ from synthetic import make_raw
 from typer.testing import CliRunner
 
 from pipeline import cluster, evaluate, factorize, index, io, preprocess
+from pipeline.artifacts import Embeddings, Layout, write_processed
 from pipeline.config import (
     ClusterConfig,
     EvaluateConfig,
@@ -46,10 +47,11 @@ from pipeline.config import (
     parse_params,
 )
 from pipeline.data import load_files
-from pipeline.embed import Embeddings
+from pipeline.fusion import tune_fusion
+from pipeline.protocol import SplitMatrices
 from recli.cli import app
+from recli.contract import file_digest
 from recli.errors import RecliError
-from recli.serve import file_digest
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -333,7 +335,7 @@ def test_params_errors_name_the_exact_key(raw: dict[str, Any], expected: str) ->
 def cluster_project(project: Path) -> tuple[Path, int]:
     """`project` with real preprocess outputs and embeddings, ready for the cluster stage."""
     processed = preprocess.run(make_raw(n_users=12, n_items=20, per_user=6), PreprocessConfig())
-    preprocess.write(processed, project / "data/processed")
+    write_processed(processed, Layout(project))
     rng = np.random.default_rng(0)
     for prefix in ("", "zero_shot_"):
         for name, rows in (("user", processed.users.height), ("item", processed.items.height)):
@@ -553,7 +555,7 @@ def small_pipeline(
             min_user_interactions=3, cold_item_fraction=0.1, split=SplitConfig(seed=split_seed)
         ),
     )
-    matrices = evaluate.SplitMatrices.from_processed(processed)
+    matrices = SplitMatrices.from_processed(processed)
     factors = factorize.run(
         matrices.train, FactorizeConfig(embedding_size=8, epochs=5, seed=factorize_seed)
     )
@@ -565,13 +567,13 @@ def small_pipeline(
     clustering = cluster.run(text.users, text.items, processed, ClusterConfig(k=3, seed=7))
     evaluate_cfg = EvaluateConfig(ease_reg_grid=[1.0, 10.0], activity_buckets=[5, 10])
     index_cfg = IndexConfig(weight_grid=[0.0, 0.5, 1.0], n_trees=5, seed=3)
-    fusion, by_weight = index.tune_fusion(text, factors, matrices, index_cfg, evaluate_cfg)
+    fusion, by_weight = tune_fusion(text, factors, matrices, index_cfg, seed=split_seed)
     fused_items = fusion.fuse(text.items, factors.items)
     annoy_digest = None
     if workdir is not None:
         index.build_annoy(fused_items, index_cfg, workdir / "items.ann")
         annoy_digest = file_digest(workdir / "items.ann")
-    scorers, tuning = evaluate.peer_scorers(matrices, evaluate_cfg, factors)
+    scorers, tuning = evaluate.peer_scorers(matrices, evaluate_cfg, factors, seed=split_seed)
     scorers["fused"] = lambda users: fusion.fuse(text.users, factors.users)[users] @ fused_items.T
     report = evaluate.run(matrices, scorers, evaluate_cfg, seed=split_seed)
     return json.loads(

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -8,17 +7,9 @@ from typing import Any
 
 import pytest
 
-from pipeline import index
-from pipeline.config import IndexConfig
-from recli import serve
+from recli import contract, explain, inputs, serve
 from recli.errors import RecliError
-
-
-def _set_meta(root: Path, key: str, value: str) -> None:
-    connection = sqlite3.connect(root / "index" / "catalogue.sqlite")
-    connection.execute("UPDATE meta SET value = ? WHERE key = ?", (value, key))
-    connection.commit()
-    connection.close()
+from recli.results import Item
 
 
 def test_recommend_gives_the_known_answer(facts: dict[str, Any]) -> None:
@@ -48,11 +39,11 @@ def test_recommend_gives_the_known_answer(facts: dict[str, Any]) -> None:
 def test_because_is_the_most_similar_history_item(facts: dict[str, Any]) -> None:
     with serve.Served(facts["root"]) as served:
         result = served.recommend(facts["user_id"], k=3)
-        history = served._history_indices(served.user(facts["user_id"]).user_idx)
+        history = served.history_indices(served.user(facts["user_id"]).user_idx)
         for recommendation in result.items:
             best = max(
                 served.index.get_distance(recommendation.item.item_idx, h)
-                for h in history[: serve.WHY_HISTORY_ITEMS]
+                for h in history[: explain.WHY_HISTORY_ITEMS]
             )
             assert recommendation.because is not None
             assert recommendation.because.similarity == pytest.approx(best)
@@ -76,14 +67,14 @@ def test_similar_and_search_stay_in_the_block(facts: dict[str, Any]) -> None:
         text = [1.0] + [0.0] * (facts["text_dimension"] - 1)  # block A's text axis
         query = served.text_query(text)
         assert len(query) == served.meta["dimension"]
-        assert not any(query[facts["text_dimension"] :])  # no collaborative part
+        assert not any(contract.collaborative_part(query, facts["text_dimension"]))
         found = served.search(text, k=3)
         assert {n.item.item_id for n in found} <= facts["block_a_item_ids"]
         with pytest.raises(RecliError, match="encoder gives 3-d vectors"):
             served.text_query([1.0, 0.0, 0.0])
 
 
-def _terms_of(item: serve.Item) -> set[str]:
+def _terms_of(item: Item) -> set[str]:
     """Genres, `#tags` and the release era, spelled as the profiles spell them."""
     era = (
         []
@@ -102,7 +93,7 @@ def test_user_interests_are_their_own_lifts(facts: dict[str, Any]) -> None:
     assert user.interests, "the fixture user over-represents something"
     lifts = []
     for term in user.interests:
-        name = serve.term_text(term)
+        name = contract.term_text(term)
         carried = sum(name in _terms_of(item) for item in history)
         overall = sum(item.train_count for item in catalogue_items if name in _terms_of(item))
         # Hand-computed: the user's share of events carrying the term over everyone's.
@@ -142,7 +133,7 @@ def test_bad_user_ids(facts: dict[str, Any], given: str, message: str) -> None:
 
 
 def test_non_numeric_catalogue_suggests_close_ids() -> None:
-    error = serve._unknown_id("user", "alce", ["alice", "bob", "carol"], "recommend")
+    error = inputs.unknown_id("user", "alce", ["alice", "bob", "carol"], "recommend")
     assert "nearest: alice" in str(error)
 
 
@@ -167,32 +158,6 @@ def test_truncated_index_is_caught_cheaply(copy: Path, facts: dict[str, Any]) ->
         path.write_bytes(data[:size])
         with serve.Served(copy) as served, pytest.raises(RecliError, match="dvc repro -f index"):
             served.recommend(facts["user_id"])
-
-
-def test_index_from_another_run_is_caught_by_doctor(copy: Path, facts: dict[str, Any]) -> None:
-    checks = {check.name: check for check in serve.doctor(copy)}
-    assert {check.status for check in checks.values()} <= {"ok", "warning", "skipped"}
-    # Same item count and dimension, different vectors: only the hash can tell.
-    with serve.Served(copy) as served:
-        vectors = [served.index.get_item_vector(i) for i in range(served.n_items)]
-    import numpy as np
-
-    index.build_annoy(np.array(vectors)[::-1], IndexConfig(n_trees=3), copy / "index" / "items.ann")
-    checks = {check.name: check for check in serve.doctor(copy)}
-    assert checks["index sha256"].status == "problem"
-    assert "dvc repro -f index" in checks["index sha256"].detail
-    with serve.Served(copy) as served:  # the cheap check does not hash: it still serves
-        served.recommend(facts["user_id"])
-
-
-def test_doctor_reports_schema_and_missing_index(copy: Path) -> None:
-    (copy / "index" / "items.ann").unlink()
-    checks = {check.name: check for check in serve.doctor(copy)}
-    assert checks["index"].status == "problem"
-    _set_meta(copy, "schema_version", "99")
-    checks = {check.name: check for check in serve.doctor(copy)}
-    assert checks["catalogue"].status == "problem"
-    assert "schema version 99" in checks["catalogue"].detail
 
 
 def test_serving_imports_no_numpy(facts: dict[str, Any]) -> None:

@@ -1,0 +1,307 @@
+"""The stage contracts: every artifact the stages hand each other, where it lives, what it holds,
+and how it is written and read.
+
+Stages import this module, never each other: a stage's code then depends only on what it reads,
+and `dvc.yaml`'s `deps` can say exactly that (a test derives each stage's imports and checks).
+
+Where: `Layout(root)` names every path of a project rooted at `root` (the folder holding
+`params.yaml` and `dvc.yaml`): `dvc repro` runs stages with root `.`, `workflow.run_all` with any
+folder, and the stage outputs listed in `STAGE_OUTPUTS` are the `outs`/`metrics` of `dvc.yaml`
+(checked by a test). The folder names the CLI relies on come from the serving contract
+(`recli.contract`), which the pipeline depends on and never the other way round.
+
+What: one frozen dataclass per stage output (`Processed`, `Clustering`) or the shared vector pair
+(`UserItemVectors` for text embeddings, factors and fused vectors), each with a `write_*` and a
+`read_*`. Reads name the stage to re-run when an artifact is missing or damaged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from pipeline import io
+from pipeline.config import PARAMS_FILE
+from pipeline.interactions import UserItemVectors
+from recli import contract
+
+SPLITS = ("train", "validation", "test")
+"""The evaluation splits; `cold` (events of held-out items) is written beside them."""
+INTERACTION_SCHEMA = {
+    "user_idx": pl.Int32,
+    "item_idx": pl.Int32,
+    "rating": pl.Float32,
+    "timestamp": pl.Int64,
+}
+"""Columns and types of every interaction table (train, validation, test, cold)."""
+EMBEDDING_VARIANTS = {"finetuned": "", "zero_shot": "zero_shot_"}
+"""Text vectors come from two encoders: the fine-tuned one and the base model (file prefix)."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every path of a project rooted at `root`."""
+
+    root: Path = Path(".")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    # inputs
+    @property
+    def params(self) -> Path:
+        return self.root / PARAMS_FILE
+
+    # stage output folders (`recli.contract` names them)
+    @property
+    def artifacts(self) -> Path:
+        return self.root / contract.DEFAULT_ARTIFACTS
+
+    @property
+    def processed(self) -> Path:
+        return self.artifacts / contract.PROCESSED_DIR
+
+    @property
+    def finetune(self) -> Path:
+        return self.artifacts / contract.FINETUNE_DIR
+
+    @property
+    def encoder(self) -> Path:
+        """The fine-tuned encoder (inside `finetune`), what `recli search` loads."""
+        return self.artifacts / contract.ENCODER_DIR
+
+    @property
+    def embed(self) -> Path:
+        return self.artifacts / contract.EMBED_DIR
+
+    @property
+    def cluster(self) -> Path:
+        return self.artifacts / contract.CLUSTER_DIR
+
+    @property
+    def factorize(self) -> Path:
+        return self.artifacts / contract.FACTORIZE_DIR
+
+    @property
+    def index(self) -> Path:
+        return self.artifacts / contract.INDEX_DIR
+
+    # metrics and plot data (tracked by git, not the DVC cache)
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics"
+
+    def metrics_file(self, name: str) -> Path:
+        """`metrics/<name>.json`."""
+        return self.metrics / f"{name}.json"
+
+    @property
+    def evaluation(self) -> Path:
+        """The evaluate stage's table, where `recli metrics` reads it."""
+        return self.root / contract.METRICS_FILE
+
+    def plot_file(self, name: str) -> Path:
+        """`metrics/plots/<name>.json`."""
+        return self.metrics / "plots" / f"{name}.json"
+
+
+def stage_outputs(layout: Layout) -> dict[str, list[Path]]:
+    """What each stage writes (its DVC `outs` and `metrics`), as paths under `layout.root`."""
+    return {
+        "preprocess": [layout.processed, layout.metrics_file("preprocess")],
+        "finetune": [
+            layout.finetune,
+            layout.plot_file("finetune_loss"),
+            layout.plot_file("finetune_validation"),
+            layout.metrics_file("finetune"),
+        ],
+        "embed": [layout.embed],
+        "cluster": [
+            layout.cluster,
+            layout.plot_file("cluster_sizes"),
+            layout.metrics_file("cluster"),
+        ],
+        "factorize": [layout.factorize],
+        "index": [layout.index, layout.metrics_file("index")],
+        "evaluate": [
+            layout.plot_file("ndcg_by_activity"),
+            layout.plot_file("ndcg_by_cluster"),
+            layout.evaluation,
+            layout.metrics_file("evaluation_by_cluster"),
+        ],
+    }
+
+
+STAGE_OUTPUTS = {
+    stage: [path.as_posix() for path in paths] for stage, paths in stage_outputs(Layout()).items()
+}
+"""`stage_outputs` of a project run from its own root, as `dvc.yaml` spells them."""
+
+
+# --------------------------------------------------------------------------------------------
+# preprocess
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Processed:
+    """The cleaned, re-indexed, split interactions and the item and user tables."""
+
+    train: pl.DataFrame
+    validation: pl.DataFrame
+    test: pl.DataFrame
+    cold: pl.DataFrame
+    """Every event with a cold item (never in train/validation/test): the cold-item slice."""
+    items: pl.DataFrame
+    """`item_idx`, `item_id`, title, year, genres, tags, description, `text`, `train_count`,
+    `cold`."""
+    users: pl.DataFrame
+    """`user_idx`, `user_id`, `train_count`, demographics when the source has them."""
+    summary: dict[str, int | str] = field(default_factory=dict)
+    """Rows read, kept and dropped by reason (written as `metrics/preprocess.json`)."""
+
+    def split(self, name: str) -> pl.DataFrame:
+        return {
+            "train": self.train,
+            "validation": self.validation,
+            "test": self.test,
+            "cold": self.cold,
+        }[name]
+
+
+def write_processed(processed: Processed, layout: Layout) -> None:
+    for name in (*SPLITS, "cold"):
+        io.write_parquet(layout.processed / f"{name}.parquet", processed.split(name))
+    io.write_parquet(layout.processed / "items.parquet", processed.items)
+    io.write_parquet(layout.processed / "users.parquet", processed.users)
+    io.write_json(layout.metrics_file("preprocess"), processed.summary)
+
+
+def read_processed(layout: Layout) -> Processed:
+    tables = {
+        name: io.read_parquet(layout.processed / f"{name}.parquet", "preprocess")
+        for name in (*SPLITS, "cold", "items", "users")
+    }
+    return Processed(**tables)
+
+
+# --------------------------------------------------------------------------------------------
+# embed: text vectors of users and items, per encoder
+# --------------------------------------------------------------------------------------------
+Embeddings = UserItemVectors
+"""Text vectors, float32 unit rows (a zero row for a user without history)."""
+
+
+def _embedding_files(layout: Layout, variant: str) -> tuple[Path, Path]:
+    if variant not in EMBEDDING_VARIANTS:
+        raise ValueError(f"unknown embedding variant {variant!r}: use {list(EMBEDDING_VARIANTS)}")
+    prefix = EMBEDDING_VARIANTS[variant]
+    return (
+        layout.embed / f"{prefix}user_embeddings.npy",
+        layout.embed / f"{prefix}item_embeddings.npy",
+    )
+
+
+def write_embeddings(variant: str, embeddings: Embeddings, layout: Layout) -> None:
+    users, items = _embedding_files(layout, variant)
+    io.write_npy(users, embeddings.users)
+    io.write_npy(items, embeddings.items)
+
+
+def read_embeddings(variant: str, layout: Layout) -> Embeddings:
+    users, items = _embedding_files(layout, variant)
+    return Embeddings(users=io.read_npy(users, "embed"), items=io.read_npy(items, "embed"))
+
+
+def item_embeddings_file(layout: Layout) -> Path:
+    """The fine-tuned item vectors' file (the index records its digest)."""
+    return _embedding_files(layout, "finetuned")[1]
+
+
+# --------------------------------------------------------------------------------------------
+# factorize
+# --------------------------------------------------------------------------------------------
+Factors = UserItemVectors
+"""ALS/BPR factors: float32 [n_users, d] and [n_items, d]; a score is their dot product."""
+
+
+def write_factors(factors: Factors, config: dict[str, Any], layout: Layout) -> None:
+    io.write_npy(layout.factorize / "user_factors.npy", factors.users)
+    io.write_npy(layout.factorize / "item_factors.npy", factors.items)
+    io.write_json(layout.factorize / "config.json", config)
+
+
+def read_factors(layout: Layout) -> Factors:
+    return Factors(
+        users=io.read_npy(layout.factorize / "user_factors.npy", "factorize"),
+        items=io.read_npy(layout.factorize / "item_factors.npy", "factorize"),
+    )
+
+
+def item_factors_file(layout: Layout) -> Path:
+    return layout.factorize / "item_factors.npy"
+
+
+# --------------------------------------------------------------------------------------------
+# cluster
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Clustering:
+    """Interest groups of users and each user's own over-represented terms."""
+
+    assignments: pl.DataFrame
+    """`user_idx` Int32, `cluster` Int32, `distance` Float32 (Euclidean distance to the centroid,
+    the quantity KMeans minimises); null cluster and distance for users without history."""
+    centroids: np.ndarray
+    """float32 [k, d]: KMeans centroids (means of unit vectors, so their norm is below 1)."""
+    profiles: list[dict[str, Any]]
+    """One JSON-ready profile per cluster, ordered by cluster id."""
+    metrics: dict[str, Any]
+    interests: pl.DataFrame
+    """Each user's own over-represented terms, for every user with history."""
+
+
+def write_clustering(clustering: Clustering, config: dict[str, Any], layout: Layout) -> None:
+    io.write_parquet(layout.cluster / "assignments.parquet", clustering.assignments)
+    io.write_parquet(layout.cluster / "interests.parquet", clustering.interests)
+    io.write_npy(layout.cluster / "centroids.npy", clustering.centroids)
+    io.write_json(layout.cluster / "profiles.json", clustering.profiles)
+    io.write_json(layout.cluster / "config.json", config)
+    io.write_json(layout.metrics_file("cluster"), clustering.metrics)
+    io.write_json(
+        layout.plot_file("cluster_sizes"),
+        [{"cluster": p["label"], "users": p["size"]} for p in clustering.profiles],
+    )
+
+
+def read_clustering(layout: Layout) -> Clustering:
+    return Clustering(
+        assignments=io.read_parquet(layout.cluster / "assignments.parquet", "cluster"),
+        centroids=io.read_npy(layout.cluster / "centroids.npy", "cluster"),
+        profiles=io.read_json(layout.cluster / "profiles.json", "cluster"),
+        metrics=io.read_json(layout.metrics_file("cluster"), "cluster"),
+        interests=io.read_parquet(layout.cluster / "interests.parquet", "cluster"),
+    )
+
+
+def clustering_files(layout: Layout) -> list[Path]:
+    """The cluster outputs the serving catalogue is built from (their digests are recorded)."""
+    return [layout.cluster / "assignments.parquet", layout.cluster / "interests.parquet"]
+
+
+# --------------------------------------------------------------------------------------------
+# index: the fused vectors the Annoy index holds
+# --------------------------------------------------------------------------------------------
+def write_fused(fused: UserItemVectors, layout: Layout) -> None:
+    io.write_npy(layout.index / "fused_user_vectors.npy", fused.users)
+    io.write_npy(layout.index / "fused_item_vectors.npy", fused.items)
+
+
+def read_fused(layout: Layout) -> UserItemVectors:
+    """The fused vectors the index was built from (what `evaluate` scores as "fused")."""
+    return UserItemVectors(
+        users=io.read_npy(layout.index / "fused_user_vectors.npy", "index"),
+        items=io.read_npy(layout.index / "fused_item_vectors.npy", "index"),
+    )

@@ -1,0 +1,196 @@
+"""The evaluation protocol: the one way any number about ranking quality is produced.
+
+Every tuned choice (EASE's λ, ItemKNN's neighbours, the fusion weight, the fine-tuning curve) and
+every reported number goes through `evaluate_model`, so what is chosen on validation is chosen
+under exactly the rules the table reports with:
+
+- **Split.** Models are fit on the training split. Validation ranks every item the user has not
+  interacted with in training; test ranks every item not in training or validation (the
+  validation event is known by then, so recommending it again would be a free hit).
+- **Candidates.** Full ranking, no sampled negatives. Cold items (held out of training entirely,
+  `preprocess.cold_item_fraction`) are not candidates in the warm splits; the cold-item slice
+  ranks only them, for the users who interacted with them.
+- **Ties.** Exactly equal scores are put in a seeded random order (see `with_random_ties`):
+  ranking ties by item index would reward catalogue order, which is not neutral.
+- **Metrics.** HR, NDCG, MRR and Recall at each K and item coverage (`pipeline.metrics`).
+
+`select_on_validation` is the one tuning loop: it scores each candidate setting on validation
+through `evaluate_model` and keeps the best (the first of equal ones).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal, TypeVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from pipeline.artifacts import Processed
+from pipeline.interactions import interaction_matrix
+from pipeline.metrics import METRIC_NAMES, EvaluationResult, Scorer, evaluate_scorer
+
+Split = Literal["validation", "test", "cold"]
+TUNING_METRIC = "ndcg@10"
+"""What every tuning loop maximises on validation."""
+
+
+@dataclass(frozen=True)
+class SplitMatrices:
+    """The binary user × item matrices every model is evaluated against."""
+
+    train: sp.csr_matrix
+    validation: sp.csr_matrix
+    test: sp.csr_matrix
+    cold: sp.csr_matrix
+    """Every event with a cold item: the relevant set of the cold-item slice."""
+    cold_items: np.ndarray = field(repr=False)
+    """bool [n_items]: items held out of training entirely."""
+
+    @cached_property
+    def train_counts(self) -> np.ndarray:
+        """Training events per user (activity buckets)."""
+        return np.diff(self.train.indptr)
+
+    @cached_property
+    def seen_for_test(self) -> sp.csr_matrix:
+        seen = (self.train + self.validation).tocsr()
+        seen.data[:] = 1.0
+        return seen
+
+    @property
+    def n_items(self) -> int:
+        return int(self.train.shape[1])
+
+    @classmethod
+    def from_processed(cls, processed: Processed) -> SplitMatrices:
+        shape = (processed.users.height, processed.items.height)
+        items = processed.items.sort("item_idx")
+        cold_items = (
+            items["cold"].fill_null(False).to_numpy().astype(bool)
+            if "cold" in items.columns
+            else np.zeros(items.height, dtype=bool)
+        )
+        return cls(
+            train=interaction_matrix(processed.train, *shape),
+            validation=interaction_matrix(processed.validation, *shape),
+            test=interaction_matrix(processed.test, *shape),
+            cold=interaction_matrix(processed.cold, *shape),
+            cold_items=cold_items,
+        )
+
+    def seen(self, split: Split) -> sp.csr_matrix:
+        """What a user is known to have done before `split`'s events: masked when ranking."""
+        return self.seen_for_test if split == "test" else self.train
+
+    def relevant(self, split: Split) -> sp.csr_matrix:
+        return {"validation": self.validation, "test": self.test, "cold": self.cold}[split]
+
+    def candidates(self, split: Split) -> np.ndarray:
+        """bool [n_items]: the items a model may rank for `split`."""
+        return self.cold_items if split == "cold" else ~self.cold_items
+
+
+def restricted(scorer: Scorer, candidates: np.ndarray) -> Scorer:
+    """`scorer` with every item outside the boolean `candidates` mask scored -inf."""
+    if candidates.all():
+        return scorer
+    excluded = ~candidates
+
+    def score(users: np.ndarray) -> np.ndarray:
+        scores = np.array(scorer(users), dtype=np.float32, copy=True)
+        scores[:, excluded] = -np.inf
+        return scores
+
+    return score
+
+
+def with_random_ties(scorer: Scorer, seed: int) -> Scorer:
+    """`scorer` with exactly equal scores put in a seeded random order; other orders unchanged.
+
+    A model that cannot tell items apart (ALS on items it never saw, popularity among items with
+    the same count) would otherwise be ranked by item index, and catalogue order is not neutral:
+    MovieLens numbers older, more popular films first. Each tie gets noise below half the
+    smallest gap between distinct scores in that user's row, so no real preference flips. The
+    noise depends on (seed, user) only, so a user's ranking does not depend on its batch.
+    """
+
+    def score(users: np.ndarray) -> np.ndarray:
+        scores = np.array(scorer(users), dtype=np.float64, copy=True)
+        for row, user in zip(scores, users, strict=True):
+            finite = np.unique(row[np.isfinite(row)])
+            gap = float(np.min(np.diff(finite))) if len(finite) > 1 else 1.0
+            noise = np.random.default_rng([seed, int(user)]).random(len(row))
+            row += 0.5 * gap * noise
+        return scores
+
+    return score
+
+
+def random_scorer(n_items: int, seed: int) -> Scorer:
+    """Seeded uniform scores, the same for a user whatever batch it comes in: the floor."""
+
+    def score(users: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [np.random.default_rng([seed, int(user)]).random(n_items) for user in users]
+        ).astype(np.float32)
+
+    return score
+
+
+def evaluate_model(
+    scorer: Scorer,
+    matrices: SplitMatrices,
+    split: Split,
+    ks: Sequence[int] = (10,),
+    coverage_k: int = 10,
+    seed: int = 0,
+    users: np.ndarray | None = None,
+) -> EvaluationResult:
+    """Per-user results of one model on `split`, under the protocol above.
+
+    `users` restricts the evaluation to some users (e.g. a seeded sample during fine-tuning);
+    by default every user with an event in the split is evaluated.
+    """
+    if split not in ("validation", "test", "cold"):
+        raise ValueError(f"unknown split {split!r}: use 'validation', 'test' or 'cold'")
+    prepared = with_random_ties(restricted(scorer, matrices.candidates(split)), seed)
+    return evaluate_scorer(
+        prepared, matrices.seen(split), matrices.relevant(split), ks, coverage_k, users=users
+    )
+
+
+Setting = TypeVar("Setting")
+
+
+def _metric_cutoff(metric: str) -> int:
+    name, _, cut = metric.partition("@")
+    if name not in METRIC_NAMES or not cut.isdigit() or int(cut) < 1:
+        raise ValueError(
+            f"metric must look like 'ndcg@10' with one of {', '.join(METRIC_NAMES)}; got {metric!r}"
+        )
+    return int(cut)
+
+
+def select_on_validation(
+    candidates: Iterable[tuple[Setting, Scorer]],
+    matrices: SplitMatrices,
+    seed: int = 0,
+    metric: str = TUNING_METRIC,
+) -> tuple[Setting, dict[Setting, float]]:
+    """The setting whose scorer has the best validation `metric`, and every setting's value.
+
+    `candidates` may be a generator, so each model is fit only when its turn comes (and can be
+    dropped after). Ties go to the first setting. Test data never enters here.
+    """
+    k = _metric_cutoff(metric)
+    results: dict[Setting, float] = {}
+    for setting, scorer in candidates:
+        evaluation = evaluate_model(scorer, matrices, "validation", [k], k, seed)
+        results[setting] = float(evaluation.summary()[metric])
+    if not results:
+        raise ValueError("nothing to select from: the grid is empty")
+    best = max(results, key=results.__getitem__)  # max() keeps the first of equal values
+    return best, results

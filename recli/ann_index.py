@@ -1,0 +1,72 @@
+"""Opening the Annoy index that the catalogue describes, with the checks that cost nothing.
+
+A missing, empty or truncated file, a catalogue that records no dimension or a metric Annoy does
+not know, and a file Annoy cannot map each raise a `RecliError` naming the file and the fix,
+instead of Annoy's exception and the copy its C++ prints on the process's stderr. Whether the
+index holds the catalogue's items is checked by the caller (`recli.serve.Served.index`); whether
+it is the very file the catalogue was built with takes a full sha256 and is `recli doctor`'s job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from annoy import AnnoyIndex
+
+from recli import catalogue
+from recli.errors import RecliError
+
+REBUILD = "run `dvc repro -f index`"
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Annoy's C++ prints its own copy of a load error on file descriptor 2; ours is enough."""
+    try:
+        sys.stderr.flush()
+        saved: int | None = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to silence
+        saved = None
+    if saved is None:
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def load_index(path: Path, meta: dict[str, Any], catalogue_path: Path) -> AnnoyIndex:
+    """Map the index at `path` with the dimension and metric the catalogue's `meta` records.
+
+    A size that differs from `meta["index_bytes"]` (when recorded) means a truncated copy.
+    """
+    if not path.exists():
+        raise RecliError(f"{path} not found: run `dvc repro` to build the index and catalogue")
+    size = path.stat().st_size
+    expected_size = meta.get("index_bytes")
+    if size == 0 or (expected_size is not None and size != int(expected_size)):
+        raise RecliError(f"{path} is truncated ({size} bytes): {REBUILD}")
+    dimension = int(catalogue.meta_value(meta, "dimension", catalogue_path))
+    metric = str(meta.get("metric", "dot"))
+    try:
+        index = AnnoyIndex(dimension, metric)
+    except ValueError:
+        raise RecliError(
+            f"{catalogue_path} names an unknown metric '{metric}': {REBUILD}"
+        ) from None
+    try:
+        with _native_stderr_silenced():
+            index.load(str(path))
+    except OSError:
+        raise RecliError(f"{path} is truncated or corrupted: {REBUILD}") from None
+    return index

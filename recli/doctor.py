@@ -1,0 +1,143 @@
+"""`recli doctor`: every check the served artifacts can fail, one line each.
+
+`Served` checks only what costs nothing on each query (present, right schema, the index's size and
+item count). The doctor also reads every byte: the index's sha256 against the one the catalogue
+recorded (an index from another run has the same size and items but other vectors), the
+upstream files the index was built from (a stage re-ran but `index` did not), the encoder
+`recli search` needs, and one real query. It reports instead of raising, so one broken artifact
+does not hide the state of the others.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from recli.contract import DEFAULT_ARTIFACTS, DIGEST_CHARS, ENCODER_DIR, file_digest
+from recli.errors import RecliError
+from recli.results import Check
+from recli.serve import Served
+
+REQUIRED_META = ("dimension", "text_dimension", "metric", "text_scale", "index_sha256")
+"""Meta keys without which the catalogue cannot serve or be checked."""
+
+
+def doctor(artifacts: Path = DEFAULT_ARTIFACTS) -> list[Check]:
+    """Every check the served artifacts can fail, including the full-file hashes."""
+    checks: list[Check] = []
+    artifacts = Path(artifacts)
+    if not artifacts.is_dir():
+        return [Check("artifacts folder", "problem", f"{artifacts} not found: run `dvc repro`")]
+    checks.append(Check("artifacts folder", "ok", str(artifacts)))
+    try:
+        served = Served(artifacts)
+    except RecliError as error:
+        checks.append(Check("catalogue", "problem", str(error)))
+        return checks
+    with served:
+        meta = served.meta
+        checks.append(
+            Check(
+                "catalogue",
+                "ok",
+                f"schema {meta.get('schema_version')}, {served.n_users} users, "
+                f"{served.n_items} items, {len(served.clusters())} clusters",
+            )
+        )
+        missing = [key for key in REQUIRED_META if key not in meta]
+        checks.append(
+            Check(
+                "catalogue meta",
+                "problem",
+                f"missing {', '.join(missing)}: run `dvc repro -f index`",
+            )
+            if missing
+            else Check(
+                "catalogue meta",
+                "ok",
+                f"{meta['dimension']}-d ({meta['text_dimension']} text), metric {meta['metric']}, "
+                f"text weight {meta.get('text_weight')}",
+            )
+        )
+        try:
+            index = served.index
+            checks.append(Check("index", "ok", f"{index.get_n_items()} items, {index.f}-d"))
+        except RecliError as error:
+            checks.append(Check("index", "problem", str(error)))
+        checks.append(_hash_check(served))
+        checks.extend(_upstream_checks(served))
+        if not any(check.status == "problem" for check in checks):
+            checks.append(_query_check(served))
+    encoder = artifacts / ENCODER_DIR
+    checks.append(
+        Check("encoder", "ok", str(encoder))
+        if encoder.exists()
+        else Check(
+            "encoder",
+            "warning",
+            f"{encoder} not found: only `recli search` needs it (`dvc repro finetune`)",
+        )
+    )
+    return checks
+
+
+def _hash_check(served: Served) -> Check:
+    expected = served.meta.get("index_sha256")
+    if not served.index_path.exists():
+        return Check("index sha256", "skipped", "no index file")
+    if expected is None:
+        return Check("index sha256", "warning", "the catalogue records no index_sha256")
+    actual = file_digest(served.index_path)
+    expected = str(expected)
+    if not expected or not actual.startswith(expected):
+        return Check(
+            "index sha256",
+            "problem",
+            f"{actual[: len(expected) or DIGEST_CHARS]} but the catalogue expects {expected}: "
+            "the index and catalogue are from different runs, run `dvc repro -f index`",
+        )
+    return Check("index sha256", "ok", f"{expected} matches")
+
+
+def _upstream_checks(served: Served) -> list[Check]:
+    built_from = served.meta.get("built_from") or {}
+    if not isinstance(built_from, dict) or not built_from:
+        return [Check("upstream files", "skipped", "the catalogue records no built_from digests")]
+    stale, checked, absent = [], 0, 0
+    # Keys are paths relative to the artifacts folder: digests of the files the index was built
+    # from, which tell a stale catalogue from a fresh one.
+    for relative, expected in built_from.items():
+        path = served.artifacts / relative
+        if not path.exists():
+            absent += 1
+            continue
+        checked += 1
+        if not expected or not file_digest(path).startswith(str(expected)):
+            stale.append(relative)
+    if stale:
+        return [
+            Check(
+                "upstream files",
+                "problem",
+                f"changed since the index was built ({', '.join(stale)}): run `dvc repro`",
+            )
+        ]
+    if not checked:
+        return [Check("upstream files", "skipped", "none of the pipeline's files are present")]
+    note = f" ({absent} not present)" if absent else ""
+    return [Check("upstream files", "ok", f"{checked} match the catalogue{note}")]
+
+
+def _query_check(served: Served) -> Check:
+    user_id = served.first_user_id()
+    started = time.perf_counter()
+    try:
+        result = served.recommend(user_id, min(10, served.n_items))
+    except RecliError as error:
+        return Check("test query", "problem", str(error))
+    elapsed = 1000 * (time.perf_counter() - started)
+    return Check(
+        "test query",
+        "ok",
+        f"recommend {user_id}: {len(result.items)} items in {elapsed:.1f} ms",
+    )

@@ -1,0 +1,372 @@
+"""How the CLI's answers look in a terminal: rich panels and tables, one builder per view.
+
+Each view takes the result types of `recli.results` (or the metrics table) and returns what to
+print, so the commands in `recli.cli` only fetch and print, and a view can be checked without
+running a command. Titles, labels and ids are data and are escaped: a `[bold]` or `:x:` in a
+title is shown as written. Colour is added explicitly; rich's automatic highlighting is off.
+
+Imports only rich and stdlib-only recli modules (no Annoy): `--help` and the error paths stay
+light.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from recli.contract import METRICS_FILE, term_text
+from recli.errors import RecliError
+from recli.explain import WHY_HISTORY_ITEMS
+
+if TYPE_CHECKING:
+    from recli.metrics_source import MetricsTable
+    from recli.results import (
+        Check,
+        Cluster,
+        Item,
+        Neighbour,
+        Recommendations,
+        User,
+        UserProfile,
+    )
+
+NONE = "[dim]—[/]"
+"""An empty cell."""
+CHECK_COLOURS = {"ok": "green", "problem": "red", "warning": "yellow", "skipped": "dim"}
+"""`recli doctor`'s status column."""
+
+
+# --------------------------------------------------------------------------------------------
+# Consoles
+# --------------------------------------------------------------------------------------------
+def console(stderr: bool = False) -> Console:
+    """A console for one command's output.
+
+    Built per command, not at import: a Console reads the terminal width (and COLUMNS) when
+    created. No emoji codes or automatic highlighting: titles are data (a `:x:` or a number in a
+    title is not ours to restyle); colour is added explicitly.
+    """
+    return Console(stderr=stderr, emoji=False, highlight=False)
+
+
+def error_console() -> Console:
+    """stderr, for errors and progress (stdout stays clean for `--json` and pipes)."""
+    return console(stderr=True)
+
+
+def print_error(error: RecliError) -> None:
+    """A project error as one red line on stderr."""
+    error_console().print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+
+
+def show(parts: Iterable[Any]) -> None:
+    """Print a view's parts (panels, tables, paragraphs) in order on stdout."""
+    out = console()
+    for part in parts:
+        out.print(part)
+
+
+# --------------------------------------------------------------------------------------------
+# Cells
+# --------------------------------------------------------------------------------------------
+def genres_markup(item: Item) -> str:
+    """The item's genres, comma-separated, or a dim dash."""
+    return escape(", ".join(item.genres)) if item.genres else NONE
+
+
+def title_markup(item: Item) -> str:
+    """The item's title, marked `(new)` when it was held out of training (a cold item)."""
+    cold = " [dim](new)[/]" if item.cold else ""
+    return escape(item.title) + cold
+
+
+def terms_markup(cluster: Cluster, limit: int = 5) -> str:
+    """The group's top terms (`Action, #tag1`), or a dim dash."""
+    names = cluster.term_names(limit)
+    return escape(", ".join(names)) if names else NONE
+
+
+def interests_markup(user: User, limit: int = 5) -> str:
+    """The user's own over-represented terms with their lift, or why there are none."""
+    names = user.interest_names(limit, with_lift=True)
+    if names:
+        return escape(", ".join(names))
+    return "[dim]none stands out (no genre or tag over-represented in enough events)[/]"
+
+
+def _table(title: str) -> Table:
+    return Table(title=title, header_style="bold", title_justify="left")
+
+
+def _panel(lines: list[str], title: str) -> Any:
+    from rich.panel import Panel  # only the views with a header need it
+
+    return Panel("\n".join(lines), title=title, title_align="left", expand=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Views
+# --------------------------------------------------------------------------------------------
+def items_table(title: str, neighbours: list[Neighbour]) -> Table:
+    """`recli similar` and `recli search`: ranked items with their dot products."""
+    table = _table(title)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("item", no_wrap=True)
+    table.add_column("title")
+    table.add_column("genres")
+    table.add_column("score", justify="right", no_wrap=True)
+    for neighbour in neighbours:
+        table.add_row(
+            str(neighbour.rank),
+            escape(neighbour.item.item_id),
+            title_markup(neighbour.item),
+            genres_markup(neighbour.item),
+            f"{neighbour.score:.3f}",
+        )
+    return table
+
+
+def explanation(result: Recommendations) -> str:
+    """The `--explain` paragraph: how the score and each reason in the table are formed."""
+    weight = result.text_weight
+    shares = (
+        f"weighted {weight:.0%} text and {1 - weight:.0%} collaborative (index.text_weight)"
+        if weight is not None
+        else "weighted by index.text_weight"
+    )
+    return (
+        "[bold]How the score is formed.[/] The score is one dot product between the user's and "
+        "the item's fused vectors \\[a·text, b·collaborative], so it is the sum of a [cyan]text[/] "
+        "part (how close the fine-tuned encoder puts the user's history text and the item's text) "
+        "and a [magenta]collaborative[/] part (matrix-factorisation factors learned from who "
+        "interacted with what). Each part is first divided by its spread over users × items, "
+        f"then {shares}. 'because' is the item among the user's {WHY_HISTORY_ITEMS} most recent "
+        "whose fused vector is closest (dot product) to the recommendation; 'group ×N' marks an "
+        "item the user's interest group likes N times more than everyone does, and 'group likes' "
+        "lists the item's genres/tags the group over-represents."
+    )
+
+
+def recommendations_view(result: Recommendations, explain: bool) -> list[Any]:
+    """`recli recommend`: who the user is, then the items with their reasons (and, with
+    `explain`, each score's text and collaborative parts and a paragraph on how they are formed).
+    """
+    lines = [
+        f"[bold]user {escape(result.user.user_id)}[/] · {result.user.train_count} training events"
+    ]
+    if result.cluster is not None:
+        share = f" ({result.cluster.share:.0%} of users)" if result.cluster.share else ""
+        lines.append(
+            f"interest group {result.cluster.cluster}: [bold]{escape(result.cluster.label)}[/]"
+            f"{share}"
+        )
+    else:
+        lines.append("interest group: [dim]none (no clustered history)[/]")
+    lines.append(f"interests: {interests_markup(result.user)}")
+    if result.recent:
+        recent = "; ".join(escape(entry.item.title) for entry in result.recent)
+        lines.append(f"recently: {recent}")
+    header = _panel(lines, "recli recommend")
+
+    table = Table(header_style="bold")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("title")
+    table.add_column("genres")
+    table.add_column("score", justify="right", no_wrap=True)
+    if explain:
+        table.add_column("text", justify="right", no_wrap=True, style="cyan")
+        table.add_column("collab", justify="right", no_wrap=True, style="magenta")
+    table.add_column("why")
+    for recommendation in result.items:
+        why = []
+        if recommendation.because is not None:
+            why.append(f"because {escape(recommendation.because.item.title)}")
+        if recommendation.cluster_lift is not None:
+            why.append(f"[green]group ×{recommendation.cluster_lift:.1f}[/]")
+        if recommendation.cluster_terms:
+            why.append(f"[green]group likes {escape(', '.join(recommendation.cluster_terms))}[/]")
+        cells = [
+            str(recommendation.rank),
+            title_markup(recommendation.item),
+            genres_markup(recommendation.item),
+            f"{recommendation.score:.3f}",
+        ]
+        if explain:
+            cells += [
+                f"{recommendation.text_score:.3f}",
+                f"{recommendation.collaborative_score:.3f}",
+            ]
+        table.add_row(*cells, "\n".join(why) or NONE)
+    view: list[Any] = [header, table]
+    if explain:
+        view.append(explanation(result))
+    return view
+
+
+def user_view(profile: UserProfile) -> list[Any]:
+    """`recli user`: the user's group, interests and most frequent terms, then their history."""
+    user = profile.user
+    lines = [f"[bold]user {escape(user.user_id)}[/] · {user.train_count} training events"]
+    if profile.cluster is not None:
+        lines.append(
+            f"interest group {profile.cluster.cluster}: [bold]{escape(profile.cluster.label)}[/]"
+        )
+    else:
+        lines.append("interest group: [dim]none[/]")
+    lines.append(f"interests: {interests_markup(user)}")
+    if profile.cluster is not None:
+        lines.append(f"group terms: {terms_markup(profile.cluster)}")
+    if profile.top_genres:
+        own = ", ".join(f"{genre} ({count})" for genre, count in profile.top_genres)
+        lines.append(f"most watched genres: {escape(own)}")
+    if profile.top_tags:
+        tags = [(term_text({"kind": "tag", "term": tag}), count) for tag, count in profile.top_tags]
+        tagged = ", ".join(f"{tag} ({count})" for tag, count in tags)
+        lines.append(f"most frequent tags: {escape(tagged)}")
+    table = _table("history, most recent first")
+    table.add_column("date", no_wrap=True)
+    table.add_column("item", no_wrap=True)
+    table.add_column("title")
+    table.add_column("genres")
+    table.add_column("rating", justify="right", no_wrap=True)
+    for entry in profile.history:
+        rating = "—" if entry.rating is None else f"{entry.rating:g}"
+        table.add_row(
+            entry.date,
+            escape(entry.item.item_id),
+            title_markup(entry.item),
+            genres_markup(entry.item),
+            rating,
+        )
+    return [_panel(lines, "recli user"), table]
+
+
+def clusters_table(groups: list[Cluster]) -> Table:
+    """`recli clusters`: every group with its size, share of users and top terms."""
+    table = _table("interest groups")
+    table.add_column("id", justify="right", no_wrap=True)
+    table.add_column("label")
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("share", justify="right", no_wrap=True)
+    table.add_column("top terms")
+    for group in groups:
+        share = "—" if group.share is None else f"{group.share:.1%}"
+        table.add_row(
+            str(group.cluster), escape(group.label), str(group.size), share, terms_markup(group)
+        )
+    return table
+
+
+def _share(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def cluster_view(group: Cluster, member_ids: list[str]) -> list[Any]:
+    """`recli cluster`: the group's header and members, its over-represented terms with their
+    lift and shares, and its exemplar and favourite items (tables only for what the profile
+    has)."""
+    share = "" if group.share is None else f" · {group.share:.1%} of users"
+    more = " …" if len(member_ids) < group.size and member_ids else ""
+    view: list[Any] = [
+        _panel(
+            [
+                f"[bold]{escape(group.label)}[/]",
+                f"{group.size} users{share}",
+                f"members: {escape(', '.join(member_ids)) or '—'}{more}",
+            ],
+            f"interest group {group.cluster}",
+        )
+    ]
+    if group.top_terms:
+        terms = _table("over-represented terms")
+        terms.add_column("term")
+        terms.add_column("lift", justify="right", no_wrap=True)
+        terms.add_column("share in group", justify="right", no_wrap=True)
+        terms.add_column("share overall", justify="right", no_wrap=True)
+        for term in group.top_terms:
+            if "term" not in term:
+                continue
+            lift = f"×{term['lift']:.2f}" if term.get("lift") is not None else "—"
+            terms.add_row(
+                escape(term_text(term)),
+                lift,
+                _share(term.get("share")),
+                _share(term.get("share_overall")),
+            )
+        view.append(terms)
+    for title, entries in (("exemplars", group.exemplars), ("favourites", group.top_items)):
+        if not entries:
+            continue
+        table = _table(title)
+        table.add_column("item", no_wrap=True)
+        table.add_column("title")
+        table.add_column("liked by", justify="right", no_wrap=True)
+        for entry in entries:
+            liked = "—" if entry.get("users") is None else f"{entry['users']} users"
+            if entry.get("lift") is not None:
+                liked += f" (×{entry['lift']:.1f})"
+            table.add_row(
+                escape(str(entry.get("item_id", "—"))), escape(str(entry.get("title", "—"))), liked
+            )
+        view.append(table)
+    return view
+
+
+def checks_table(checks: list[Check], artifacts: Path) -> Table:
+    """`recli doctor`: one coloured line per check."""
+    table = _table(f"recli doctor ({artifacts})")
+    table.add_column("check", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("detail")
+    for check in checks:
+        colour = CHECK_COLOURS.get(check.status, "white")
+        table.add_row(check.name, f"[{colour}]{check.status}[/]", escape(check.detail))
+    return table
+
+
+def metrics_markdown(table: MetricsTable) -> list[str]:
+    """`recli metrics --markdown`: the table as Markdown lines, four decimals."""
+    lines = [
+        "| model | " + " | ".join(table.columns) + " |",
+        "|---|" + "---:|" * len(table.columns),
+    ]
+    for model, row in table.rows.items():
+        cells = [f"{row[column]:.4f}" if column in row else "—" for column in table.columns]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def metrics_view(table: MetricsTable, rev: str | None = None) -> list[Any]:
+    """`recli metrics`: each column's best value in bold green and, against `rev`, each value's
+    change since that revision."""
+    columns, baseline = table.columns, table.baseline
+    best = {
+        column: max(row.get(column, float("-inf")) for row in table.rows.values())
+        for column in columns
+    }
+    grid = Table(title=f"{table.split} metrics ({METRICS_FILE})", header_style="bold")
+    grid.add_column("model", no_wrap=True)
+    for column in columns:
+        grid.add_column(column, justify="right", no_wrap=True)
+    for model, row in table.rows.items():
+        cells = []
+        for column in columns:
+            value = row.get(column)
+            text = "—" if value is None else f"{value:.4f}"
+            if value is not None and value == best[column]:
+                text = f"[bold green]{text}[/]"
+            if baseline is not None and value is not None and column in baseline.get(model, {}):
+                delta = value - baseline[model][column]
+                colour = "green" if delta > 0 else "red" if delta < 0 else "dim"
+                text += f" [{colour}]({delta:+.4f})[/]"
+            cells.append(text)
+        grid.add_row(model, *cells)
+    parts: list[Any] = [grid]
+    if rev is not None:
+        parts.append(f"[dim]changes are against {rev}[/]")
+    return parts

@@ -1,0 +1,193 @@
+"""What the served artifacts answer with: one immutable record type per kind of answer.
+
+Items, users, their history and interest clusters as the catalogue stores them; a query's results
+(`Recommendations`, `Neighbour`s, a `UserProfile`); and the `Check` lines of `recli doctor`. Each
+knows how it prints as JSON or as short text, so the terminal views, the `--json` output and the
+notebooks spell a term or a date the same way.
+
+Standard library only (plus the serving contract): the CLI's renderers import these types without
+importing Annoy.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple
+
+from recli.contract import term_text
+
+
+class Item(NamedTuple):
+    """A catalogue item with the text fields every view shows."""
+
+    item_idx: int
+    item_id: str
+    title: str
+    year: int | None
+    genres: list[str]
+    tags: list[str]
+    cold: bool
+    """Held out of training: only the text side can score it."""
+    train_count: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields a script needs to name the item (the `--json` outputs)."""
+        return {"item_id": self.item_id, "title": self.title, "genres": self.genres}
+
+
+class HistoryEntry(NamedTuple):
+    """One training event of a user."""
+
+    item: Item
+    timestamp: int | None
+    rating: float | None
+
+    @property
+    def date(self) -> str:
+        """`YYYY-MM-DD` (UTC) for Unix-second or -millisecond timestamps, `—` without one."""
+        if self.timestamp is None:
+            return "—"
+        seconds = self.timestamp / 1000 if self.timestamp > 10**11 else self.timestamp
+        return time.strftime("%Y-%m-%d", time.gmtime(seconds))
+
+
+class Cluster(NamedTuple):
+    """An interest group and the profile the cluster stage wrote for it."""
+
+    cluster: int
+    label: str
+    size: int
+    share: float | None
+    top_terms: list[dict[str, Any]]
+    """Over-represented genres/tags, highest lift first (`term`, `kind`, `lift`, …)."""
+    exemplars: list[dict[str, Any]]
+    """Items the group liked that set it apart (`item_idx`, `item_id`, `title`, …)."""
+    top_items: list[dict[str, Any]]
+    """Items the group over-represents most (`item_idx`, `item_id`, `title`, `lift`, …)."""
+
+    def term_names(self, limit: int | None = None) -> list[str]:
+        """The top terms as shown (`Drama`, `#dark comedy`), highest lift first."""
+        return [term_text(term) for term in self.top_terms[:limit] if "term" in term]
+
+    def to_json(self) -> dict[str, Any]:
+        """The group as `recli recommend --json` prints it."""
+        return {
+            "cluster": self.cluster,
+            "label": self.label,
+            "size": self.size,
+            "share": self.share,
+            "top_terms": self.term_names(),
+        }
+
+
+class User(NamedTuple):
+    """A catalogue user: their fused vector and their own over-represented terms."""
+
+    user_idx: int
+    user_id: str
+    cluster: int | None
+    train_count: int
+    vector: list[float]
+    interests: list[dict[str, Any]]
+    """The genres/tags/eras the user's own history over-represents, highest lift first
+    (`term`, `kind`, `lift`, `share`, `share_overall`, `interactions`)."""
+
+    def interest_names(self, limit: int | None = None, with_lift: bool = False) -> list[str]:
+        """The interests as shown, optionally with their lift (`#tag1 ×1.8`)."""
+        return [
+            f"{term_text(term)} ×{term['lift']:.1f}" if with_lift else term_text(term)
+            for term in self.interests[:limit]
+        ]
+
+
+class Because(NamedTuple):
+    """The history item most similar to a recommendation (largest dot product)."""
+
+    item: Item
+    similarity: float
+
+
+class Recommendation(NamedTuple):
+    """One recommended item with everything that explains it."""
+
+    rank: int
+    item: Item
+    score: float
+    """The fused dot product: `text_score + collaborative_score`."""
+    text_score: float
+    collaborative_score: float
+    because: Because | None
+    cluster_lift: float | None
+    """How much more the user's cluster liked this item than everyone did (when profiled)."""
+    cluster_terms: list[str]
+    """The item's genres/tags that the user's cluster over-represents."""
+
+    def to_json(self) -> dict[str, Any]:
+        """One entry of `recli recommend --json`'s `recommendations` (scores to 6 places)."""
+        return {
+            "rank": self.rank,
+            **self.item.to_json(),
+            "score": round(self.score, 6),
+            "text_score": round(self.text_score, 6),
+            "collaborative_score": round(self.collaborative_score, 6),
+            "because": None
+            if self.because is None
+            else {
+                "item_id": self.because.item.item_id,
+                "title": self.because.item.title,
+                "similarity": round(self.because.similarity, 6),
+            },
+            "cluster_lift": self.cluster_lift,
+            "cluster_terms": self.cluster_terms,
+        }
+
+
+class Recommendations(NamedTuple):
+    """What `recli recommend` shows: who the user is, and their top-k items."""
+
+    user: User
+    cluster: Cluster | None
+    recent: list[HistoryEntry]
+    """The user's most recent training events, newest first."""
+    items: list[Recommendation]
+    text_weight: float | None
+    """Share of the fused score that comes from the text side (meta `text_weight`)."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole of `recli recommend --json`."""
+        return {
+            "user": self.user.user_id,
+            "interests": self.user.interest_names(),
+            "cluster": None if self.cluster is None else self.cluster.to_json(),
+            "text_weight": self.text_weight,
+            "recommendations": [recommendation.to_json() for recommendation in self.items],
+        }
+
+
+class Neighbour(NamedTuple):
+    """An item found near a query (an item or a text), with its dot product."""
+
+    rank: int
+    item: Item
+    score: float
+
+
+class UserProfile(NamedTuple):
+    """What `recli user` shows."""
+
+    user: User
+    cluster: Cluster | None
+    history: list[HistoryEntry]
+    """A sample of training events, newest first."""
+    top_genres: list[tuple[str, int]]
+    """The user's own most frequent genres over their whole training history, with counts."""
+    top_tags: list[tuple[str, int]]
+
+
+class Check(NamedTuple):
+    """One line of `recli doctor`."""
+
+    name: str
+    status: str
+    """`ok`, `problem` (serving is wrong or impossible), `warning` or `skipped`."""
+    detail: str

@@ -1,0 +1,130 @@
+"""`recli doctor`'s checks, called as a library: each damage shows up as the check that names it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cli_artifacts import CF_DIMENSION
+
+from pipeline import index
+from pipeline.config import IndexConfig
+from recli import contract, serve
+from recli.doctor import doctor
+from recli.results import Check
+
+ALL_CHECKS = [
+    "artifacts folder",
+    "catalogue",
+    "catalogue meta",
+    "index",
+    "index sha256",
+    "upstream files",
+    "test query",
+    "encoder",
+]
+
+
+def _set_meta(root: Path, key: str, value: Any) -> None:
+    connection = sqlite3.connect(root / contract.INDEX_DIR / contract.CATALOGUE_FILE)
+    connection.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps(value), key))
+    connection.commit()
+    connection.close()
+
+
+def _delete_meta(root: Path, key: str) -> None:
+    connection = sqlite3.connect(root / contract.INDEX_DIR / contract.CATALOGUE_FILE)
+    connection.execute("DELETE FROM meta WHERE key = ?", (key,))
+    connection.commit()
+    connection.close()
+
+
+def _by_name(checks: list[Check]) -> dict[str, Check]:
+    return {check.name: check for check in checks}
+
+
+def test_fresh_artifacts_pass_every_check(facts: dict[str, Any]) -> None:
+    checks = doctor(facts["root"])
+    assert [check.name for check in checks] == ALL_CHECKS
+    by_name = _by_name(checks)
+    assert {check.status for check in checks} <= {"ok", "warning", "skipped"}
+    assert by_name["catalogue"].detail == (
+        f"schema 2, {facts['n_users']} users, {facts['n_items']} items, 2 clusters"
+    )
+    dimension = facts["text_dimension"] + CF_DIMENSION
+    assert by_name["index"].detail == f"{facts['n_items']} items, {dimension}-d"
+    assert by_name["index sha256"].status == "ok"
+    assert by_name["test query"].detail.startswith("recommend 0: 10 items in ")
+    # The fixture records an upstream file it does not ship, and has no encoder.
+    assert by_name["upstream files"].status == "skipped"
+    assert by_name["encoder"].status == "warning"
+    assert "only `recli search` needs it" in by_name["encoder"].detail
+
+
+def test_missing_artifacts_folder_is_the_only_check(tmp_path: Path) -> None:
+    (check,) = doctor(tmp_path / "nowhere")
+    assert check == Check(
+        "artifacts folder", "problem", f"{tmp_path / 'nowhere'} not found: run `dvc repro`"
+    )
+
+
+def test_index_from_another_run_is_caught_by_doctor(copy: Path, facts: dict[str, Any]) -> None:
+    # Same item count and dimension, different vectors: only the hash can tell.
+    with serve.Served(copy) as served:
+        vectors = [served.index.get_item_vector(i) for i in range(served.n_items)]
+    index_path = copy / contract.INDEX_DIR / contract.INDEX_FILE
+    index.build_annoy(np.array(vectors)[::-1], IndexConfig(n_trees=3), index_path)
+    checks = _by_name(doctor(copy))
+    assert checks["index sha256"].status == "problem"
+    assert "dvc repro -f index" in checks["index sha256"].detail
+    assert "test query" not in checks  # no query once something is wrong
+    with serve.Served(copy) as served:  # the cheap check does not hash: it still serves
+        served.recommend(facts["user_id"])
+
+
+def test_doctor_reports_schema_and_missing_index(copy: Path) -> None:
+    (copy / contract.INDEX_DIR / contract.INDEX_FILE).unlink()
+    checks = _by_name(doctor(copy))
+    assert checks["index"].status == "problem"
+    assert checks["index sha256"] == Check("index sha256", "skipped", "no index file")
+    _set_meta(copy, "schema_version", 99)
+    checks = _by_name(doctor(copy))
+    assert checks["catalogue"].status == "problem"
+    assert "schema version 99" in checks["catalogue"].detail
+    assert "index" not in checks  # nothing to check the index against
+
+
+def test_missing_meta_keys_are_named(copy: Path) -> None:
+    _delete_meta(copy, "text_scale")
+    _delete_meta(copy, "index_sha256")
+    checks = _by_name(doctor(copy))
+    assert checks["catalogue meta"] == Check(
+        "catalogue meta", "problem", "missing text_scale, index_sha256: run `dvc repro -f index`"
+    )
+    assert checks["index sha256"] == Check(
+        "index sha256", "warning", "the catalogue records no index_sha256"
+    )
+
+
+def test_upstream_files_present_and_absent(copy: Path) -> None:
+    upstream = copy / contract.PROCESSED_DIR / "train.parquet"
+    upstream.parent.mkdir()
+    upstream.write_bytes(b"the training split the index was built from")
+    recorded = contract.file_digest(upstream)[: contract.DIGEST_CHARS]
+    _set_meta(copy, "built_from", {"processed/train.parquet": recorded, "embed/x.npy": "ab"})
+    assert _by_name(doctor(copy))["upstream files"] == Check(
+        "upstream files", "ok", "1 match the catalogue (1 not present)"
+    )
+    upstream.write_bytes(b"a newer training split")
+    check = _by_name(doctor(copy))["upstream files"]
+    assert check.status == "problem"
+    assert "changed since the index was built (processed/train.parquet)" in check.detail
+
+
+def test_encoder_present(copy: Path) -> None:
+    encoder = copy / contract.ENCODER_DIR
+    encoder.mkdir(parents=True)  # the doctor checks it is there; `recli search` loads it
+    assert _by_name(doctor(copy))["encoder"] == Check("encoder", "ok", str(encoder))

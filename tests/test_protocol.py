@@ -1,0 +1,154 @@
+"""The evaluation protocol: split matrices, candidate masking, ties, and the one tuning loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.sparse import csr_matrix
+from synthetic import make_raw
+
+from pipeline import preprocess
+from pipeline.config import PreprocessConfig
+from pipeline.metrics import evaluate_scorer
+from pipeline.protocol import (
+    SplitMatrices,
+    evaluate_model,
+    random_scorer,
+    restricted,
+    select_on_validation,
+    with_random_ties,
+)
+
+
+@pytest.fixture(scope="module")
+def cold_setup():
+    processed = preprocess.run(
+        make_raw(n_users=40, n_items=60, per_user=15),
+        PreprocessConfig(min_user_interactions=3, cold_item_fraction=0.2),
+    )
+    return processed, SplitMatrices.from_processed(processed)
+
+
+def test_test_ranking_excludes_validation_items() -> None:
+    processed = preprocess.run(make_raw(), PreprocessConfig(min_user_interactions=3))
+    matrices = SplitMatrices.from_processed(processed)
+    seen = matrices.seen("test").toarray()
+    assert (seen[matrices.validation.toarray() > 0] == 1).all()
+    assert (seen[matrices.test.toarray() > 0] == 0).all()
+    assert (matrices.seen("validation") != matrices.train).nnz == 0
+    assert matrices.train_counts.sum() == processed.train.height
+
+
+@pytest.mark.parametrize("split", ["validation", "test"])
+def test_a_scorer_that_loves_cold_items_never_gets_one_into_the_warm_lists(
+    cold_setup, split: str
+) -> None:
+    _, matrices = cold_setup
+    cold = matrices.cold_items
+    assert cold.sum() == 12
+    result = evaluate_model(
+        lambda users: np.tile(cold.astype(np.float32), (len(users), 1)),
+        matrices,
+        split,
+        ks=[10],
+        coverage_k=10,
+    )
+    assert result.users.size > 0
+    assert not cold[result.recommended].any()
+    # ...and nothing the user was already known to have done comes back either.
+    seen = matrices.seen(split)
+    for row, user in zip(result.recommended, result.users, strict=True):
+        assert not set(row) & set(seen[user].indices)
+
+
+def test_the_cold_slice_ranks_only_cold_items(cold_setup) -> None:
+    processed, matrices = cold_setup
+    result = evaluate_model(random_scorer(matrices.n_items, 1), matrices, "cold", [5], 5)
+    assert matrices.cold_items[result.recommended].all()
+    assert result.users.size == len(set(processed.cold["user_idx"]))
+
+
+def test_unknown_split_is_refused(cold_setup) -> None:
+    with pytest.raises(ValueError, match="unknown split"):
+        evaluate_model(random_scorer(60, 0), cold_setup[1], "train")
+
+
+def test_restricted_scores_excluded_items_minus_infinity() -> None:
+    candidates = np.array([True, False, True])
+    scores = restricted(lambda users: np.ones((len(users), 3), np.float32), candidates)(
+        np.arange(2)
+    )
+    assert np.isneginf(scores[:, 1]).all() and (scores[:, [0, 2]] == 1).all()
+
+
+def test_random_floor_is_the_same_whatever_the_batch() -> None:
+    scorer = random_scorer(20, seed=5)
+    np.testing.assert_array_equal(scorer(np.array([3, 4]))[1], scorer(np.array([4]))[0])
+
+
+def test_ties_are_broken_at_random_and_real_preferences_kept() -> None:
+    flat = with_random_ties(lambda users: np.zeros((len(users), 50), np.float32), seed=1)
+    first_choices = {int(np.argmax(flat(np.array([user]))[0])) for user in range(20)}
+    assert len(first_choices) > 5  # not always item 0
+    graded = np.array([[3.0, 1.0, 1.0, 2.0, -np.inf, 1.0 + 1e-6]], dtype=np.float64)
+    broken = with_random_ties(lambda users: graded, seed=1)(np.array([0]))[0]
+    assert list(np.argsort(-broken)[:2]) == [0, 3]
+    assert broken[5] > max(broken[1], broken[2])  # a tiny real difference survives
+    assert np.isneginf(broken[4])
+    np.testing.assert_array_equal(broken, with_random_ties(lambda u: graded, 1)(np.array([0]))[0])
+
+
+def test_evaluation_breaks_ties_the_same_way_in_tuning_and_reporting(cold_setup) -> None:
+    # A constant scorer is all ties: its validation lists must be the seeded random order, the
+    # same in a tuning loop and in a report, and not the catalogue order.
+    _, matrices = cold_setup
+    constant = lambda users: np.zeros((len(users), matrices.n_items), np.float32)  # noqa: E731
+    reported = evaluate_model(constant, matrices, "validation", [10], 10, seed=4)
+    _, tuned = select_on_validation([("constant", constant)], matrices, seed=4)
+    assert tuned["constant"] == reported.summary()["ndcg@10"]
+    first_items = set(reported.recommended[:, 0].tolist())
+    assert len(first_items) > 3
+
+
+def _random_binary(n_users: int, n_items: int, seed: int) -> csr_matrix:
+    rng = np.random.default_rng(seed)
+    dense = (rng.random((n_users, n_items)) < 0.2).astype(np.float32)
+    dense[np.arange(n_users), rng.integers(0, n_items, n_users)] = 1.0
+    return csr_matrix(dense)
+
+
+def test_select_on_validation_picks_the_setting_that_is_best_on_validation() -> None:
+    train = _random_binary(60, 25, seed=6)
+    users = np.arange(60)
+    rng = np.random.default_rng(0)
+    good = rng.random((60, 25)).astype(np.float32)
+    bad = rng.random((60, 25)).astype(np.float32)
+    # Validation = each user's unseen top-1 under `good`, so `good` scores HR@1 = 1 exactly.
+    masked = np.where(train.toarray() > 0, -np.inf, good)
+    picks = masked.argmax(axis=1)
+    validation = csr_matrix((np.ones(60, np.float32), (users, picks)), shape=train.shape)
+    empty = csr_matrix(train.shape, dtype=np.float32)
+    matrices = SplitMatrices(
+        train=train, validation=validation, test=empty, cold=empty, cold_items=np.zeros(25, bool)
+    )
+    candidates = [
+        ("bad", lambda u: bad[u]),
+        ("good", lambda u: good[u]),
+        ("also", lambda u: bad[u]),
+    ]
+    best, values = select_on_validation(candidates, matrices, metric="hr@1")
+    assert best == "good" and values["good"] == 1.0 and values["bad"] < 1.0
+    assert list(values) == ["bad", "good", "also"]
+    # The first of equal values wins.
+    assert select_on_validation(candidates[::2], matrices, metric="hr@1")[0] == "bad"
+    # Each value is exactly what a separate evaluation gives.
+    direct = evaluate_scorer(lambda u: bad[u], train, validation, [1], 1)
+    assert values["bad"] == pytest.approx(direct.summary()["hr@1"])
+
+
+def test_select_on_validation_input_checks(cold_setup) -> None:
+    matrices = cold_setup[1]
+    with pytest.raises(ValueError, match="empty"):
+        select_on_validation([], matrices)
+    with pytest.raises(ValueError, match="metric"):
+        select_on_validation([("x", random_scorer(60, 0))], matrices, metric="precision@3")

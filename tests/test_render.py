@@ -1,0 +1,161 @@
+"""The terminal views, built from hand-made results: what they show, and that data stays data."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from recli import render
+from recli.metrics_source import MetricsTable
+from recli.results import (
+    Because,
+    Check,
+    Cluster,
+    HistoryEntry,
+    Item,
+    Neighbour,
+    Recommendation,
+    Recommendations,
+    User,
+    UserProfile,
+)
+
+TRICKY = "[bold]Brazil[/] :x: 1985"
+"""A title with rich markup and an emoji code in it: both must print as written."""
+
+
+def _text(parts: list[Any]) -> str:
+    console = Console(file=io.StringIO(), record=True, width=200, emoji=False, highlight=False)
+    for part in parts:
+        console.print(part)
+    return console.export_text()
+
+
+def _item(item_id: str, title: str, cold: bool = False, tags: list[str] | None = None) -> Item:
+    return Item(0, item_id, title, 1985, ["Comedy", "Sci-Fi"], tags or [], cold, 3)
+
+
+def _user(interests: list[dict[str, Any]] | None = None) -> User:
+    return User(0, "7", 0, 12, [1.0, 0.0], interests or [])
+
+
+CLUSTER = Cluster(
+    cluster=0,
+    label="Dystopias",
+    size=10,
+    share=0.25,
+    top_terms=[
+        {"term": "Sci-Fi", "kind": "genre", "lift": 1.5, "share": 0.4, "share_overall": 0.2},
+        {"term": "dystopia", "kind": "tag", "lift": 2.25},
+        {"kind": "tag"},  # a term without a name is skipped
+    ],
+    exemplars=[{"item_id": "1", "title": TRICKY, "users": 4}],
+    top_items=[],
+)
+
+
+def _recommendations() -> Recommendations:
+    source = _item("2", "Metropolis")
+    recommendation = Recommendation(
+        rank=1,
+        item=_item("1", TRICKY, cold=True),
+        score=0.9,
+        text_score=0.6,
+        collaborative_score=0.3,
+        because=Because(source, 0.8),
+        cluster_lift=2.0,
+        cluster_terms=["Sci-Fi", "#dystopia"],
+    )
+    recent = [HistoryEntry(source, 0, 4.0)]
+    return Recommendations(_user(), CLUSTER, recent, [recommendation], text_weight=0.7)
+
+
+def test_titles_are_shown_as_written() -> None:
+    neighbours = [Neighbour(1, _item("1", TRICKY), 0.5)]
+    text = _text([render.items_table("items like [bold]this[/]", neighbours)])
+    assert TRICKY in text  # a cell is data, escaped by the view
+    assert "items like this" in text  # the title is markup, escaped by the caller
+    assert "❌" not in text
+
+
+def test_recommendations_view_shows_each_reason() -> None:
+    text = _text(render.recommendations_view(_recommendations(), explain=False))
+    assert "user 7 · 12 training events" in text
+    assert "interest group 0: Dystopias (25% of users)" in text
+    assert "recently: Metropolis" in text
+    assert f"{TRICKY} (new)" in text  # a cold item is marked
+    assert "because Metropolis" in text
+    assert "group ×2.0" in text and "group likes Sci-Fi, #dystopia" in text
+    assert "collab" not in text and "How the score is formed" not in text
+
+
+def test_explain_adds_the_score_parts_and_the_paragraph() -> None:
+    parts = render.recommendations_view(_recommendations(), explain=True)
+    assert len(parts) == 3
+    text = _text(parts)
+    assert "0.600" in text and "0.300" in text and "collab" in text
+    assert "weighted 70% text and 30% collaborative" in text
+    assert "among the user's 50 most recent" in text
+
+
+def test_a_user_without_interests_says_why() -> None:
+    assert "none stands out" in render.interests_markup(_user())
+    user = _user([{"term": "dystopia", "kind": "tag", "lift": 1.84}])
+    assert render.interests_markup(user) == "#dystopia ×1.8"
+
+
+def test_user_view_spells_tags_as_tags() -> None:
+    profile = UserProfile(
+        user=_user(),
+        cluster=CLUSTER,
+        history=[HistoryEntry(_item("1", TRICKY), 86_400, None)],
+        top_genres=[("Comedy", 3)],
+        top_tags=[("dystopia", 2)],
+    )
+    text = _text(render.user_view(profile))
+    assert "most frequent tags: #dystopia (2)" in text
+    assert "most watched genres: Comedy (3)" in text
+    assert "group terms: Sci-Fi, #dystopia" in text
+    assert "1970-01-02" in text and "—" in text  # the date, and a missing rating
+
+
+def test_cluster_view_skips_empty_tables_and_nameless_terms() -> None:
+    text = _text(render.cluster_view(CLUSTER, ["1", "2"]))
+    assert "members: 1, 2 …" in text  # 2 of 10 shown
+    assert "×1.50" in text and "40.0%" in text and "#dystopia" in text
+    assert "exemplars" in text and "4 users" in text and TRICKY in text
+    assert "favourites" not in text  # the profile has no top items
+
+
+def test_checks_table_colours_the_status() -> None:
+    checks = [Check("index", "problem", "[x] broken"), Check("encoder", "warning", "absent")]
+    table = render.checks_table(checks, Path("data"))
+    statuses = list(table.columns[1].cells)
+    assert statuses == ["[red]problem[/]", "[yellow]warning[/]"]
+    assert "[x] broken" in _text([table])
+
+
+ROWS = {"als": {"ndcg@10": 0.07, "hr@10": 0.13}, "ease": {"ndcg@10": 0.08}}
+
+
+def test_metrics_markdown() -> None:
+    table = MetricsTable("test", ROWS, ["ndcg@10", "hr@10"], baseline=None)
+    assert render.metrics_markdown(table) == [
+        "| model | ndcg@10 | hr@10 |",
+        "|---|---:|---:|",
+        "| als | 0.0700 | 0.1300 |",
+        "| ease | 0.0800 | — |",
+    ]
+
+
+def test_metrics_view_marks_the_best_and_the_changes() -> None:
+    baseline = {"als": {"ndcg@10": 0.06}, "ease": {"ndcg@10": 0.09}}
+    table = MetricsTable("test", ROWS, ["ndcg@10"], baseline)
+    grid, note = render.metrics_view(table, rev="HEAD~1")
+    cells = list(grid.columns[1].cells)
+    assert cells == ["0.0700 [green](+0.0100)[/]", "[bold green]0.0800[/] [red](-0.0100)[/]"]
+    assert note == "[dim]changes are against HEAD~1[/]"
+    assert len(render.metrics_view(table._replace(baseline=None))) == 1

@@ -1,0 +1,112 @@
+"""Every model recli scores with honours the scorer contract: peers, ALS, both text encoders and
+the fused model, all fit on one small split that has cold items."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scorer_contract import ScorerContract
+from synthetic import make_raw
+
+from pipeline import embed, factorize, finetune, preprocess
+from pipeline.config import (
+    EmbedConfig,
+    FactorizeConfig,
+    FinetuneConfig,
+    IndexConfig,
+    PreprocessConfig,
+    TextConfig,
+)
+from pipeline.fusion import tune_fusion
+from pipeline.peers import EASE, ItemKNN, Popularity
+from pipeline.protocol import SplitMatrices
+
+TEXT = TextConfig(history_items=3, max_seq_length=32)
+EMBED = EmbedConfig(batch_size=16, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def processed():
+    return preprocess.run(
+        make_raw(n_users=24, n_items=30, per_user=10),
+        PreprocessConfig(min_user_interactions=3, cold_item_fraction=0.2),
+    )
+
+
+@pytest.fixture(scope="module")
+def matrices(processed) -> SplitMatrices:
+    matrices = SplitMatrices.from_processed(processed)
+    assert matrices.cold_items.any()  # the masking checks need something to mask
+    return matrices
+
+
+@pytest.fixture(scope="module")
+def zero_shot(processed, tiny_encoder_dir: Path):
+    return embed.run(str(tiny_encoder_dir), processed, TEXT, EMBED)
+
+
+@pytest.fixture(scope="module")
+def finetuned(processed, tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    cfg = FinetuneConfig(
+        base_model=str(tiny_encoder_dir),
+        max_steps=3,
+        batch_size=8,
+        eval_steps=3,
+        eval_users=10,
+        device="cpu",
+    )
+    result = finetune.run(processed, TEXT, cfg, tmp_path_factory.mktemp("finetune"))
+    return embed.run(str(result.model_dir), processed, TEXT, EMBED)
+
+
+@pytest.fixture(scope="module")
+def factors(matrices):
+    return factorize.run(matrices.train, FactorizeConfig(embedding_size=4, epochs=3, reg=0.1))
+
+
+class TestPopularity(ScorerContract):
+    @pytest.fixture
+    def scorer(self, matrices):
+        return Popularity().fit(matrices.train).score
+
+
+class TestItemKNN(ScorerContract):
+    @pytest.fixture
+    def scorer(self, matrices):
+        return ItemKNN(neighbors=5).fit(matrices.train).score
+
+
+class TestEASE(ScorerContract):
+    @pytest.fixture
+    def scorer(self, matrices):
+        return EASE(reg=10.0).fit(matrices.train).score
+
+
+class TestALS(ScorerContract):
+    @pytest.fixture
+    def scorer(self, factors):
+        return factors.score
+
+
+class TestZeroShotText(ScorerContract):
+    @pytest.fixture
+    def scorer(self, zero_shot):
+        return zero_shot.score
+
+
+class TestFinetunedText(ScorerContract):
+    @pytest.fixture
+    def scorer(self, finetuned):
+        return finetuned.score
+
+    def test_fine_tuning_changed_the_vectors(self, finetuned, zero_shot) -> None:
+        assert not np.allclose(finetuned.items, zero_shot.items)
+
+
+class TestFused(ScorerContract):
+    @pytest.fixture
+    def scorer(self, finetuned, factors, matrices):
+        fusion, _ = tune_fusion(finetuned, factors, matrices, IndexConfig(weight_grid=[0.0, 0.5]))
+        return fusion.fuse_all(finetuned, factors).score
