@@ -231,9 +231,11 @@ def _items_per_cluster(
     for cluster, size in enumerate(sizes.tolist()):
         if size == 0:
             continue
+        # Sorted: group_by gives rows in any order, and the float products below must not
+        # depend on it (a last-bit difference would reorder exact ties between runs).
         supported = liked.filter(
             (pl.col("cluster") == cluster) & (pl.col("users") >= _min_item_users(size))
-        )
+        ).sort("item_idx")
         if supported.is_empty():
             continue
         item_idx = supported["item_idx"].to_numpy()
