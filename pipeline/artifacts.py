@@ -11,8 +11,9 @@ folder, and the stage outputs listed in `STAGE_OUTPUTS` are the `outs`/`metrics`
 (`recli.contract`), which the pipeline depends on and never the other way round.
 
 What: one frozen dataclass per stage output (`Processed`, `Clustering`) or the shared vector pair
-(`UserItemVectors` for text embeddings, factors and fused vectors), each with a `write_*` and a
-`read_*`. Reads name the stage to re-run when an artifact is missing or damaged.
+(`UserItemVectors` for text embeddings, factors and fused vectors, with the user vectors of the
+training history and, as `*_at_test.npy`, of the training + validation history), each with a
+`write_*` and a `read_*`. Reads name the stage to re-run when an artifact is missing or damaged.
 """
 
 from __future__ import annotations
@@ -87,6 +88,10 @@ class Layout:
         return self.artifacts / contract.FACTORIZE_DIR
 
     @property
+    def sequence(self) -> Path:
+        return self.artifacts / contract.SEQUENCE_DIR
+
+    @property
     def index(self) -> Path:
         return self.artifacts / contract.INDEX_DIR
 
@@ -126,6 +131,11 @@ def stage_outputs(layout: Layout) -> dict[str, list[Path]]:
             layout.metrics_file("cluster"),
         ],
         "factorize": [layout.factorize],
+        "sequence": [
+            layout.sequence,
+            layout.plot_file("sequence_validation"),
+            layout.metrics_file("sequence"),
+        ],
         "index": [layout.index, layout.metrics_file("index")],
         "evaluate": [
             layout.plot_file("ndcg_by_activity"),
@@ -170,6 +180,13 @@ class Processed:
             "cold": self.cold,
         }[name]
 
+    @property
+    def history_at_test(self) -> pl.DataFrame:
+        """Each user's events before the test event: training then validation, in time order."""
+        return pl.concat([self.train, self.validation]).sort(
+            "user_idx", "timestamp", maintain_order=True
+        )
+
 
 def write_processed(processed: Processed, layout: Layout) -> None:
     for name in (*SPLITS, "cold"):
@@ -194,6 +211,30 @@ Embeddings = UserItemVectors
 """Text vectors, float32 unit rows (a zero row for a user without history)."""
 
 
+AT_TEST_SUFFIX = "_at_test"
+"""File-name suffix of user vectors derived from the training + validation history."""
+
+
+def _write_vectors(vectors: UserItemVectors, users: Path, items: Path) -> None:
+    io.write_npy(users, vectors.users)
+    io.write_npy(items, vectors.items)
+    if vectors.users_at_test is not None:
+        io.write_npy(_at_test(users), vectors.users_at_test)
+
+
+def _read_vectors(users: Path, items: Path, stage: str) -> UserItemVectors:
+    at_test = _at_test(users)
+    return UserItemVectors(
+        users=io.read_npy(users, stage),
+        items=io.read_npy(items, stage),
+        users_at_test=io.read_npy(at_test, stage) if at_test.exists() else None,
+    )
+
+
+def _at_test(users: Path) -> Path:
+    return users.with_name(users.stem + AT_TEST_SUFFIX + users.suffix)
+
+
 def _embedding_files(layout: Layout, variant: str) -> tuple[Path, Path]:
     if variant not in EMBEDDING_VARIANTS:
         raise ValueError(f"unknown embedding variant {variant!r}: use {list(EMBEDDING_VARIANTS)}")
@@ -205,14 +246,11 @@ def _embedding_files(layout: Layout, variant: str) -> tuple[Path, Path]:
 
 
 def write_embeddings(variant: str, embeddings: Embeddings, layout: Layout) -> None:
-    users, items = _embedding_files(layout, variant)
-    io.write_npy(users, embeddings.users)
-    io.write_npy(items, embeddings.items)
+    _write_vectors(embeddings, *_embedding_files(layout, variant))
 
 
 def read_embeddings(variant: str, layout: Layout) -> Embeddings:
-    users, items = _embedding_files(layout, variant)
-    return Embeddings(users=io.read_npy(users, "embed"), items=io.read_npy(items, "embed"))
+    return _read_vectors(*_embedding_files(layout, variant), "embed")
 
 
 def item_embeddings_file(layout: Layout) -> Path:
@@ -228,20 +266,44 @@ Factors = UserItemVectors
 
 
 def write_factors(factors: Factors, config: dict[str, Any], layout: Layout) -> None:
-    io.write_npy(layout.factorize / "user_factors.npy", factors.users)
-    io.write_npy(layout.factorize / "item_factors.npy", factors.items)
+    _write_vectors(
+        factors, layout.factorize / "user_factors.npy", layout.factorize / "item_factors.npy"
+    )
     io.write_json(layout.factorize / "config.json", config)
 
 
 def read_factors(layout: Layout) -> Factors:
-    return Factors(
-        users=io.read_npy(layout.factorize / "user_factors.npy", "factorize"),
-        items=io.read_npy(layout.factorize / "item_factors.npy", "factorize"),
+    return _read_vectors(
+        layout.factorize / "user_factors.npy", layout.factorize / "item_factors.npy", "factorize"
     )
 
 
 def item_factors_file(layout: Layout) -> Path:
     return layout.factorize / "item_factors.npy"
+
+
+# --------------------------------------------------------------------------------------------
+# sequence: order-aware user models
+# --------------------------------------------------------------------------------------------
+SEQUENCE_MODELS = ("sasrec", "text")
+"""The SASRec peer (item ids only) and recli's text-grounded sequence model."""
+
+
+def _sequence_files(layout: Layout, model: str) -> tuple[Path, Path]:
+    if model not in SEQUENCE_MODELS:
+        raise ValueError(f"unknown sequence model {model!r}: use {list(SEQUENCE_MODELS)}")
+    return (
+        layout.sequence / f"{model}_user_vectors.npy",
+        layout.sequence / f"{model}_item_vectors.npy",
+    )
+
+
+def write_sequence_vectors(model: str, vectors: UserItemVectors, layout: Layout) -> None:
+    _write_vectors(vectors, *_sequence_files(layout, model))
+
+
+def read_sequence_vectors(model: str, layout: Layout) -> UserItemVectors:
+    return _read_vectors(*_sequence_files(layout, model), "sequence")
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,13 +357,13 @@ def clustering_files(layout: Layout) -> list[Path]:
 # index: the fused vectors the Annoy index holds
 # --------------------------------------------------------------------------------------------
 def write_fused(fused: UserItemVectors, layout: Layout) -> None:
-    io.write_npy(layout.index / "fused_user_vectors.npy", fused.users)
-    io.write_npy(layout.index / "fused_item_vectors.npy", fused.items)
+    _write_vectors(
+        fused, layout.index / "fused_user_vectors.npy", layout.index / "fused_item_vectors.npy"
+    )
 
 
 def read_fused(layout: Layout) -> UserItemVectors:
     """The fused vectors the index was built from (what `evaluate` scores as "fused")."""
-    return UserItemVectors(
-        users=io.read_npy(layout.index / "fused_user_vectors.npy", "index"),
-        items=io.read_npy(layout.index / "fused_item_vectors.npy", "index"),
+    return _read_vectors(
+        layout.index / "fused_user_vectors.npy", layout.index / "fused_item_vectors.npy", "index"
     )

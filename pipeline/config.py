@@ -169,7 +169,8 @@ class FactorizeConfig(_Section):
     """L2 regularisation. ALS wants it large (chosen on validation NDCG@10 over 0.05/1/10 on both
     leave-last-out and random holdout); BPR wants it small (about 0.01)."""
     alpha: Annotated[float, Field(gt=0)] = 1.0
-    """ALS confidence scaling: confidence = 1 + alpha * value."""
+    """ALS confidence scaling as `implicit` applies it: an observed item's confidence is
+    alpha × its value, an unobserved one's is 1."""
     learning_rate: Annotated[float, Field(gt=0)] = 0.05
     """BPR only."""
     seed: int = 42
@@ -257,6 +258,36 @@ class ClusterConfig(_Section):
 
 
 # --------------------------------------------------------------------------------------------
+# sequence: order-aware user models (SASRec, and recli's text-grounded one)
+# --------------------------------------------------------------------------------------------
+class SequenceConfig(_Section):
+    """Causal transformers over each user's item sequence, trained on the training split and
+    stopped early on validation NDCG@10; the same settings for the SASRec peer (item ids only)
+    and recli's model (ids plus a learned map of the items' text vectors)."""
+
+    max_length: Annotated[int, Field(ge=1)] = 50
+    """Most recent items read per user (RecBole's SASRec default)."""
+    embedding_size: Annotated[int, Field(ge=1)] = 64
+    """Width of the user and item vectors the index holds."""
+    layers: Annotated[int, Field(ge=1)] = 2
+    heads: Annotated[int, Field(ge=1)] = 2
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    learning_rate: Annotated[float, Field(gt=0)] = 1.0e-3
+    batch_size: Annotated[int, Field(ge=1)] = 128
+    """Training windows (of up to `max_length` targets each) per step."""
+    epochs: Annotated[int, Field(ge=1)] = 200
+    """Upper bound; early stopping on validation NDCG@10 ends training sooner."""
+    patience: Annotated[int, Field(ge=1)] = 5
+    """Validation checks without improvement before training stops."""
+    eval_every: Annotated[int, Field(ge=1)] = 1
+    """Epochs between validation checks."""
+    text_encoder: Literal["finetuned", "zero_shot"] = "finetuned"
+    """Whose item text vectors recli's model reads (from `embed`)."""
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    seed: int = 42
+
+
+# --------------------------------------------------------------------------------------------
 # index: fused vectors, Annoy, the serving catalogue
 # --------------------------------------------------------------------------------------------
 class IndexConfig(_Section):
@@ -268,6 +299,11 @@ class IndexConfig(_Section):
     weight_grid: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] = [
         0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0
     ]  # fmt: skip
+    sequence_share_grid: Annotated[
+        list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)
+    ] = [0.0, 0.25, 0.5, 0.75, 1.0]
+    """Share of the behaviour side that comes from recli's sequence model rather than ALS, tried
+    with every text weight; the pair with the best validation NDCG@10 is served."""
     metric: Literal["dot", "angular", "euclidean"] = "dot"
     """Annoy metric. Fused scores are dot products: only `dot` matches exact search."""
     n_trees: Annotated[int, Field(ge=1)] = 50
@@ -318,6 +354,7 @@ class Params(_Section):
     embed: EmbedConfig = EmbedConfig()
     cluster: ClusterConfig = ClusterConfig()
     factorize: FactorizeConfig = FactorizeConfig()
+    sequence: SequenceConfig = SequenceConfig()
     index: IndexConfig = IndexConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
 

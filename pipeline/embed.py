@@ -2,9 +2,11 @@
 
 An item's vector encodes its text (title, year, genres, tags). A user's vector encodes their
 history text, the titles of their most recent training items (`pipeline.text`): the very input the
-fine-tuned encoder was trained to place next to the item a user picks next. Averaging the user's
-item vectors would instead describe everything they ever watched, equally weighted, which the
-encoder never learnt to use. Users without training events get a zero vector.
+fine-tuned encoder was trained to place next to the item a user picks next. The same text is
+also encoded from the history up to the test event (training + validation items): what the model
+reads when the test event is predicted (`user_embeddings_at_test.npy`; the encoder is the same).
+Averaging the user's item vectors would instead describe everything they ever watched, equally
+weighted, which the encoder never learnt to use. Users without training events get a zero vector.
 
 Both the base encoder (`finetune.base_model`, "zero-shot") and the fine-tuned one are run, so the
 evaluation can show what fine-tuning adds. Outputs under `data/embed/`: `{item,user}_embeddings.npy`
@@ -26,15 +28,17 @@ from pipeline.text import user_texts
 def run(
     model_name: str, processed: Processed, text_cfg: TextConfig, cfg: EmbedConfig
 ) -> Embeddings:
-    """Encode every item's text and every user's history text with one encoder."""
+    """Encode every item's text and every user's history text (training history, and the history
+    up to the test event) with one encoder."""
     model = load_encoder(model_name, cfg.device, text_cfg.max_seq_length)
     item_texts = processed.items.sort("item_idx")["text"].to_list()
-    histories = user_texts(
-        processed.train, processed.items, processed.users.height, text_cfg.history_items
-    )
+    n_users, recent = processed.users.height, text_cfg.history_items
+    histories = user_texts(processed.train, processed.items, n_users, recent)
+    histories_at_test = user_texts(processed.history_at_test, processed.items, n_users, recent)
     return Embeddings(
         users=encode(model, histories, cfg.batch_size, progress=True),
         items=encode(model, item_texts, cfg.batch_size, progress=True),
+        users_at_test=encode(model, histories_at_test, cfg.batch_size, progress=True),
     )
 
 

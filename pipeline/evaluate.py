@@ -2,7 +2,8 @@
 
 Every number goes through `pipeline.protocol` (split, candidates, ties, metrics), the same
 rules every tuning loop uses. Each model is fit on the training split only; hyper-parameters
-(EASE's λ, ItemKNN's neighbours) are chosen on validation; test numbers are reported.
+(EASE's λ, ItemKNN's neighbours) are chosen on validation; test numbers are reported, each model
+reading the history up to the test event (training + validation events; nothing refit).
 
 Cold items (`preprocess.cold_item_fraction`) never reach training. The cold-item slice ranks only
 them, for the users who interacted with them, so collaborative models (which have nothing to go
@@ -31,20 +32,30 @@ from pipeline.artifacts import (
     read_factors,
     read_fused,
     read_processed,
+    read_sequence_vectors,
 )
 from pipeline.config import EvaluateConfig, load_params
-from pipeline.metrics import EvaluationResult, Scorer, activity_buckets
-from pipeline.peers import Popularity, ease_grid, itemknn_grid
+from pipeline.metrics import EvaluationResult, activity_buckets
+from pipeline.peers import EASE, ItemKNN, Popularity, ease_grid, itemknn_grid
 from pipeline.protocol import (
+    Model,
     SplitMatrices,
+    SplitScorers,
     evaluate_model,
     random_scorer,
     select_on_validation,
 )
 
 PLOT_METRIC = "ndcg@10"
-# Models that take part in the cold-item slice: the floor, one collaborative model, the text models.
-COLD_SLICE_MODELS = ("random", "als", "zero_shot", "finetuned", "fused")
+# Models that take part in the cold-item slice: the floor, the collaborative and sequence models
+# (which have nothing to go on for an unseen item), the models that read text.
+COLD_SLICE_MODELS = (
+    "random", "als", "sasrec", "zero_shot", "finetuned", "text_sequence", "fused"
+)  # fmt: skip
+SERVED = "fused"
+"""The model `recli recommend` serves, compared pairwise with every peer."""
+PEERS = ("popularity", "itemknn", "ease", "als", "sasrec")
+"""The well-known models recli is compared with (the rest are recli's own)."""
 
 
 def _round(summary: dict[str, float]) -> dict[str, float | int]:
@@ -61,22 +72,26 @@ def _bucket_key(label: str) -> str:
 
 def peer_scorers(
     matrices: SplitMatrices, cfg: EvaluateConfig, factors: Factors | None, seed: int = 0
-) -> tuple[dict[str, Scorer], dict[str, Any]]:
-    """Fit the peers on the training split, tuning them on validation; return their scorers and
-    what tuning chose (every value tried, for the record)."""
+) -> tuple[dict[str, Model], dict[str, Any]]:
+    """Fit the peers on the training split, tuning them on validation; return them (each scoring
+    the test split from the training + validation history) and what tuning chose (every value
+    tried, for the record)."""
     train = matrices.train
     best_reg, by_reg = select_on_validation(ease_grid(train, cfg.ease_reg_grid), matrices, seed)
     best_neighbors, by_neighbors = select_on_validation(
         itemknn_grid(train, cfg.itemknn_neighbors_grid), matrices, seed
     )
     # Refit the winners: the tuning loop keeps no model alive.
-    scorers: dict[str, Scorer] = {
-        "popularity": Popularity().fit(train).score,
-        "itemknn": dict(itemknn_grid(train, [best_neighbors]))[best_neighbors],
-        "ease": dict(ease_grid(train, [best_reg]))[best_reg],
+    history_at_test = matrices.seen("test")
+    knn = ItemKNN(neighbors=best_neighbors).fit(train)
+    ease = EASE(reg=best_reg).fit(train)
+    scorers: dict[str, Model] = {
+        "popularity": Popularity().fit(train).score,  # the same list whatever the history
+        "itemknn": SplitScorers(knn.score, knn.with_history(history_at_test)),
+        "ease": SplitScorers(ease.score, ease.with_history(history_at_test)),
     }
     if factors is not None:
-        scorers["als"] = factors.score
+        scorers["als"] = SplitScorers.from_vectors(factors)
     tuning = {
         "ease_reg": best_reg,
         "ease_validation_ndcg@10": {str(reg): round(score, 5) for reg, score in by_reg.items()},
@@ -130,7 +145,7 @@ def _plot_rows(key: str, tables: dict[str, dict[str, dict[str, Any]]], labels: l
 
 def run(
     matrices: SplitMatrices,
-    scorers: dict[str, Scorer],
+    scorers: dict[str, Model],
     cfg: EvaluateConfig,
     clusters: list[tuple[str, np.ndarray]] | None = None,
     seed: int = 0,
@@ -144,9 +159,11 @@ def run(
     buckets = activity_buckets(matrices.train_counts, cfg.activity_buckets)
     buckets = [(_bucket_key(label), mask) for label, mask in buckets]
     by_cluster: dict[str, Any] = {}
+    tests: dict[str, EvaluationResult] = {}
     for name, scorer in scorers.items():
         validation = evaluate_model(scorer, matrices, "validation", cfg.k, cfg.coverage_k, seed)
         test = evaluate_model(scorer, matrices, "test", cfg.k, cfg.coverage_k, seed)
+        tests[name] = test
         metrics["validation"][name] = _round(validation.summary())
         metrics["test"][name] = _round(test.summary())
         metrics["test_by_activity"][name] = _by_group(test, buckets)
@@ -154,7 +171,10 @@ def run(
             by_cluster[name] = _by_group(test, clusters)
 
     if matrices.cold.nnz:
-        cold_scorers = {"random": random_scorer(matrices.n_items, seed), **scorers}
+        cold_scorers: dict[str, Model] = {
+            "random": random_scorer(matrices.n_items, seed),
+            **scorers,
+        }
         metrics["cold_items"] = {
             name: _round(
                 evaluate_model(
@@ -164,6 +184,8 @@ def run(
             for name in COLD_SLICE_MODELS
             if name in cold_scorers
         }
+    if SERVED in tests:
+        metrics["paired_test"] = paired_differences(tests, SERVED, PLOT_METRIC)
     activity_rows = _plot_rows("bucket", metrics["test_by_activity"], [b for b, _ in buckets])
     for row, (_, mask) in zip(activity_rows, buckets, strict=True):
         # A numeric x for DVC's line templates (bucket labels are categories).
@@ -175,6 +197,31 @@ def run(
         by_cluster=by_cluster,
         cluster_rows=_plot_rows("cluster", by_cluster, [label for label, _ in clusters or []]),
     )
+
+
+def paired_differences(
+    results: dict[str, EvaluationResult], served: str, metric: str
+) -> dict[str, dict[str, float | int]]:
+    """Per-user `metric` of `served` minus each other model's, on the same users: mean, standard
+    error and their ratio (a paired comparison is far tighter than two separate error bars,
+    since both lists are judged on the same test item of the same user)."""
+    mine = results[served]
+    table: dict[str, dict[str, float | int]] = {}
+    for name, other in results.items():
+        if name == served:
+            continue
+        if not np.array_equal(mine.users, other.users):
+            raise ValueError(f"{served} and {name} were evaluated on different users")
+        difference = mine.per_user[metric] - other.per_user[metric]
+        error = float(np.std(difference, ddof=1) / np.sqrt(difference.size))
+        mean = float(np.mean(difference))
+        table[name] = {
+            f"{metric}_difference": round(mean, 5),
+            "standard_error": round(error, 5),
+            "z": round(mean / error, 2) if error > 0 else 0.0,
+            "users": int(difference.size),
+        }
+    return table
 
 
 def cluster_groups(
@@ -194,9 +241,11 @@ def main(root: Path = Path(".")) -> None:
     matrices = SplitMatrices.from_processed(processed)
     scorers, tuning = peer_scorers(matrices, params.evaluate, read_factors(layout), seed)
     clustering = read_clustering(layout)
-    scorers["zero_shot"] = read_embeddings("zero_shot", layout).score
-    scorers["finetuned"] = read_embeddings("finetuned", layout).score
-    scorers["fused"] = read_fused(layout).score
+    for variant in ("zero_shot", "finetuned"):
+        scorers[variant] = SplitScorers.from_vectors(read_embeddings(variant, layout))
+    scorers["sasrec"] = SplitScorers.from_vectors(read_sequence_vectors("sasrec", layout))
+    scorers["text_sequence"] = SplitScorers.from_vectors(read_sequence_vectors("text", layout))
+    scorers["fused"] = SplitScorers.from_vectors(read_fused(layout))
     report = run(
         matrices,
         scorers,

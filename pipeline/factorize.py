@@ -1,73 +1,56 @@
 """Stage `factorize`: ALS or BPR on the implicit-feedback training matrix (the `implicit` library).
 
-Outputs (under `data/factorize/`): `user_factors.npy`, `item_factors.npy` (float32, no pickle) and
+Outputs (under `data/factorize/`): `user_factors.npy`, `item_factors.npy` (float32, no pickle),
+`user_factors_at_test.npy` (each user's factor folded in again from the training + validation
+history, item factors fixed: what the model knows when the test event is predicted) and
 `config.json`, the effective config next to the factors. Score of user u for item i = u · i.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from pipeline import io
 from pipeline.artifacts import Factors, Layout, read_processed, write_factors
+from pipeline.collaborative import fold_in, make_model
 from pipeline.config import FactorizeConfig, load_params
 from pipeline.interactions import interaction_matrix
 
 
-def run(train: sp.csr_matrix, cfg: FactorizeConfig) -> Factors:
-    """Fit the configured model on `train` (users × items) and return its factors."""
+def run(
+    train: sp.csr_matrix, cfg: FactorizeConfig, history_at_test: sp.csr_matrix | None = None
+) -> Factors:
+    """Fit the configured model on `train` (users × items) and return its factors; with
+    `history_at_test`, also the user factors that history implies (nothing refit)."""
     import implicit
     from threadpoolctl import threadpool_limits
 
+    use_gpu = implicit.gpu.HAS_CUDA
     # implicit parallelises over users itself; BLAS threads on top of that only contend.
     with threadpool_limits(limits=1, user_api="blas"):
-        model = _fit(train, cfg, implicit)
-    if implicit.gpu.HAS_CUDA:
+        model = make_model(cfg, use_gpu)
+        model.fit(train.astype(np.float32).tocsr(), show_progress=False)
+    if use_gpu:
         model = model.to_cpu()
     # For BPR, implicit appends an item-bias column (and a constant 1 to the users), so the plain
     # dot product already includes the bias.
     users = np.asarray(model.user_factors, dtype=np.float32)
     items = np.asarray(model.item_factors, dtype=np.float32)
-    return Factors(users=users, items=items)
-
-
-def _fit(train: sp.csr_matrix, cfg: FactorizeConfig, implicit: Any) -> Any:
-    use_gpu = implicit.gpu.HAS_CUDA
-    if cfg.algorithm == "als":
-        model = implicit.als.AlternatingLeastSquares(
-            factors=cfg.embedding_size,
-            regularization=cfg.reg,
-            alpha=cfg.alpha,
-            iterations=cfg.epochs,
-            random_state=cfg.seed,
-            use_gpu=use_gpu,
-            calculate_training_loss=False,
-        )
-    else:
-        # BPR's parallel SGD is not reproducible across thread schedules: one thread on CPU.
-        model = implicit.bpr.BayesianPersonalizedRanking(
-            factors=cfg.embedding_size,
-            learning_rate=cfg.learning_rate,
-            regularization=cfg.reg,
-            iterations=cfg.epochs,
-            random_state=cfg.seed,
-            use_gpu=use_gpu,
-            num_threads=0 if use_gpu else 1,
-        )
-    model.fit(train.astype(np.float32).tocsr(), show_progress=False)
-    return model
+    at_test = None if history_at_test is None else fold_in(items, users, history_at_test, cfg)
+    return Factors(users=users, items=items, users_at_test=at_test)
 
 
 def main(root: Path = Path(".")) -> None:
     layout = Layout(root)
     params = load_params(layout.params)
     processed = read_processed(layout)
-    train = interaction_matrix(processed.train, processed.users.height, processed.items.height)
-    factors = run(train, params.factorize)
+    shape = (processed.users.height, processed.items.height)
+    train = interaction_matrix(processed.train, *shape)
+    history_at_test = interaction_matrix(processed.history_at_test, *shape)
+    factors = run(train, params.factorize, history_at_test)
     write_factors(factors, params.factorize.model_dump(mode="json"), layout)
     print(
         f"factorize: {params.factorize.algorithm} with {factors.users.shape[1]} factors on "

@@ -1,10 +1,15 @@
-"""Fusion of the text and collaborative sides into one vector per user and item.
+"""Fusion of the text and behaviour sides into one vector per user and item.
 
 user = [a·u_text, b·u_cf], item = [a·i_text, b·i_cf] (the layout `recli.contract` fixes), so one
 dot product is a²·(text score) + b²·(collaborative score). The two scores live on different
 scales (cosine vs ALS's unbounded dot), so each is first divided by its standard deviation over
-users × items; the text share `w` then sets a² = w / σ_text and b² = (1 − w) / σ_cf. `w` is
-picked on validation through the evaluation protocol.
+users × items; the text share `w` then sets a² = w / σ_text and b² = (1 − w) / σ_cf.
+
+The collaborative side may itself be two models read from behaviour, ALS and a sequence model:
+`behaviour(cf, sequence, s)` is [√((1 − s)/σ_als)·als | √(s/σ_seq)·sequence], whose dot product
+is (1 − s)·ALS/σ_als + s·sequence/σ_seq, so the served score stays one dot product and
+`--explain` still splits it into text and behaviour. `w` and `s` are picked together on
+validation through the evaluation protocol.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ SCALE_SAMPLE_USERS = 500
 @dataclass(frozen=True)
 class Fusion:
     text_weight: float
+    """Share of the (scale-normalised) score from the text side."""
     text_scale: float
     """a: multiplies the text vectors."""
     cf_scale: float
@@ -39,20 +45,63 @@ class Fusion:
         fused[:, contract.collaborative_slice(text_dimension)] = self.cf_scale * collaborative
         return fused
 
+    sequence_share: float = 0.0
+    """Share of the behaviour side that comes from the sequence model (0: ALS alone)."""
+    sequence_model: str | None = None
+    """Which sequence model the behaviour side holds (None: ALS alone)."""
+
     def fuse_all(self, text: UserItemVectors, cf: UserItemVectors) -> UserItemVectors:
-        return UserItemVectors(self.fuse(text.users, cf.users), self.fuse(text.items, cf.items))
+        """Both sides fused, for each history either side has user vectors for."""
+        at_test = None
+        if text.users_at_test is not None or cf.users_at_test is not None:
+            text_users = text.users if text.users_at_test is None else text.users_at_test
+            cf_users = cf.users if cf.users_at_test is None else cf.users_at_test
+            at_test = self.fuse(text_users, cf_users)
+        return UserItemVectors(
+            self.fuse(text.users, cf.users), self.fuse(text.items, cf.items), at_test
+        )
+
+
+def _spread(vectors: UserItemVectors, users: np.ndarray) -> float:
+    # A degenerate side (all-zero vectors) must not divide by zero.
+    return max(float(np.std(vectors.score(users))), 1e-12)
+
+
+def _sample(n_users: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.choice(n_users, size=min(SCALE_SAMPLE_USERS, n_users), replace=False)
 
 
 def score_spreads(text: Embeddings, cf: Factors, seed: int) -> tuple[float, float]:
     """Standard deviation of text and collaborative scores over a sample of users × all items."""
-    rng = np.random.default_rng(seed)
-    users = rng.choice(
-        len(text.users), size=min(SCALE_SAMPLE_USERS, len(text.users)), replace=False
+    users = _sample(len(text.users), seed)
+    return _spread(text, users), _spread(cf, users)
+
+
+def _scaled(vectors: np.ndarray | None, scale: float) -> np.ndarray | None:
+    return None if vectors is None else (scale * vectors).astype(np.float32)
+
+
+def behaviour(cf: Factors, sequence: UserItemVectors, share: float, seed: int) -> UserItemVectors:
+    """ALS and a sequence model as one side: [√((1 − share)/σ_als)·als | √(share/σ_seq)·seq]."""
+    users = _sample(len(cf.users), seed)
+    scales = (
+        float(np.sqrt((1.0 - share) / _spread(cf, users))),
+        float(np.sqrt(share / _spread(sequence, users))),
     )
-    text_spread = float(np.std(text.score(users)))
-    cf_spread = float(np.std(cf.score(users)))
-    # A degenerate side (all-zero vectors) must not divide by zero.
-    return max(text_spread, 1e-12), max(cf_spread, 1e-12)
+
+    def joined(left: np.ndarray | None, right: np.ndarray | None, base: str) -> np.ndarray | None:
+        if left is None and right is None:
+            return None
+        left = getattr(cf, base) if left is None else left
+        right = getattr(sequence, base) if right is None else right
+        return np.hstack([_scaled(left, scales[0]), _scaled(right, scales[1])])
+
+    return UserItemVectors(
+        users=joined(cf.users, sequence.users, "users"),
+        items=joined(cf.items, sequence.items, "items"),
+        users_at_test=joined(cf.users_at_test, sequence.users_at_test, "users"),
+    )
 
 
 def make_fusion(text_weight: float, spreads: tuple[float, float]) -> Fusion:
@@ -70,13 +119,30 @@ def tune_fusion(
     matrices: SplitMatrices,
     cfg: IndexConfig,
     seed: int = 0,
-) -> tuple[Fusion, dict[str, float]]:
-    """Pick the text weight by validation NDCG@10 through the evaluation protocol (or take the
-    fixed one); report every weight tried."""
-    spreads = score_spreads(text, cf, cfg.seed)
+    sequences: dict[str, UserItemVectors] | None = None,
+) -> tuple[Fusion, UserItemVectors, dict[str, float]]:
+    """Pick the text weight (and, given `sequences`, which sequence model joins ALS on the
+    behaviour side and with what share) by validation NDCG@10 through the evaluation protocol,
+    or take the fixed ones. Returns the fusion, the behaviour side it fuses with the text, and
+    every setting's validation score (keyed `text_weight` or `text_weight/model/share`)."""
     weights = cfg.weight_grid if cfg.text_weight == "auto" else [float(cfg.text_weight)]
-    candidates = (
-        (weight, make_fusion(weight, spreads).fuse_all(text, cf).score) for weight in weights
-    )
-    best, by_weight = select_on_validation(candidates, matrices, seed)
-    return make_fusion(best, spreads), {str(w): round(v, 5) for w, v in by_weight.items()}
+    sides: dict[tuple[str | None, float], Factors] = {(None, 0.0): cf}
+    for name, sequence in (sequences or {}).items():
+        for share in cfg.sequence_share_grid:
+            if share > 0:  # share 0 is ALS alone, whichever sequence model
+                sides[(name, share)] = behaviour(cf, sequence, share, cfg.seed)
+    spreads = {key: score_spreads(text, side, cfg.seed) for key, side in sides.items()}
+
+    def candidates():
+        for key, side in sides.items():
+            for weight in weights:
+                yield (weight, *key), make_fusion(weight, spreads[key]).fuse_all(text, side).score
+
+    (weight, name, share), by_setting = select_on_validation(candidates(), matrices, seed)
+    scaled = make_fusion(weight, spreads[(name, share)])
+    chosen = Fusion(scaled.text_weight, scaled.text_scale, scaled.cf_scale, share, name)
+    table = {
+        (str(w) if not sequences else f"{w}/{n or 'als'}/{s}"): round(v, 5)
+        for (w, n, s), v in by_setting.items()
+    }
+    return chosen, sides[(name, share)], table

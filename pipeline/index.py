@@ -21,6 +21,7 @@ import polars as pl
 
 from pipeline import io
 from pipeline.artifacts import (
+    SEQUENCE_MODELS,
     Layout,
     Processed,
     clustering_files,
@@ -30,6 +31,7 @@ from pipeline.artifacts import (
     read_embeddings,
     read_factors,
     read_processed,
+    read_sequence_vectors,
     write_fused,
 )
 from pipeline.config import IndexConfig, load_params
@@ -182,10 +184,11 @@ def main(root: Path = Path(".")) -> None:
     processed = read_processed(layout)
     matrices = SplitMatrices.from_processed(processed)
     text, cf = read_embeddings("finetuned", layout), read_factors(layout)
-    fusion, by_weight = tune_fusion(
-        text, cf, matrices, params.index, seed=params.preprocess.split.seed
+    sequences = {name: read_sequence_vectors(name, layout) for name in SEQUENCE_MODELS}
+    fusion, behaviour, by_weight = tune_fusion(
+        text, cf, matrices, params.index, params.preprocess.split.seed, sequences
     )
-    fused = fusion.fuse_all(text, cf)
+    fused = fusion.fuse_all(text, behaviour)
     fused_users, fused_items = fused.users, fused.items
     write_fused(fused, layout)
 
@@ -206,6 +209,8 @@ def main(root: Path = Path(".")) -> None:
         "metric": params.index.metric,
         "search_k": params.index.search_k,
         "text_weight": fusion.text_weight,
+        "sequence_share": fusion.sequence_share,
+        "sequence_model": fusion.sequence_model,
         "text_scale": fusion.text_scale,
         "cf_scale": fusion.cf_scale,
         "index_sha256": _file_digest(index_path),
@@ -236,12 +241,16 @@ def main(root: Path = Path(".")) -> None:
         layout.metrics_file("index"),
         {
             "text_weight": fusion.text_weight,
-            "validation_ndcg@10_by_text_weight": by_weight,
+            "sequence_model": fusion.sequence_model,
+            "sequence_share": fusion.sequence_share,
+            "validation_ndcg@10_by_text_weight/sequence_model/share": by_weight,
             **ann,
         },
     )
     print(
-        f"index: text weight {fusion.text_weight}, {fused_items.shape[1]}-d, "
+        f"index: text weight {fusion.text_weight}, behaviour side ALS + "
+        f"{fusion.sequence_model} at share {fusion.sequence_share}, "
+        f"{fused_items.shape[1]}-d, "
         f"ANN recall@{RECALL_K} {ann[f'ann_recall@{RECALL_K}']:.3f}, "
         f"{ann['ann_query_ms_median']:.3f} ms/query (exact {ann['exact_query_ms_median']:.3f} ms)"
     )

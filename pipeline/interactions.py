@@ -29,13 +29,22 @@ def interaction_matrix(events: pl.DataFrame, n_users: int, n_items: int) -> sp.c
 class UserItemVectors:
     """A user vector and an item vector per index; a score is their dot product.
 
-    ALS factors, text embeddings and the fused vectors all have this shape.
+    ALS factors, text embeddings and the fused vectors all have this shape. `users` are derived
+    from each user's training history; `users_at_test` (when the model can recompute them) from
+    the history up to the test event, training and validation events both, with nothing refit:
+    what the model knows when it predicts the test event.
     """
 
     users: np.ndarray
-    """float32 [n_users, d]."""
+    """float32 [n_users, d], from the training history."""
     items: np.ndarray
     """float32 [n_items, d]."""
+    users_at_test: np.ndarray | None = None
+    """float32 [n_users, d], from the training and validation history; None: same as `users`."""
 
     def score(self, users: np.ndarray) -> np.ndarray:
         return self.users[users] @ self.items.T
+
+    def score_at_test(self, users: np.ndarray) -> np.ndarray:
+        at_test = self.users if self.users_at_test is None else self.users_at_test
+        return at_test[users] @ self.items.T

@@ -2,8 +2,9 @@
 
 All three share one small contract (`Recommender`): `fit(train)` on a users x items CSR matrix of
 implicit positives, then `score(users)` -> float32 [len(users), n_items]. Each model keeps the
-matrix it was fit on as `train` and scores users from their rows in it, so a model is always
-evaluated on the history it learnt from. Masking already-seen items is the evaluator's job
+matrix it was fit on as `train` and scores users from their rows in it; `with_history(matrix)`
+scores them from another history with the same fitted weights (at test time: training plus
+validation events, nothing refit). Masking already-seen items is the evaluator's job
 (`pipeline.metrics.rank_users`), not the model's.
 
 Memory, for n items: ItemKNN builds its similarity in blocks of target items (about 64 MB of
@@ -35,6 +36,8 @@ class Recommender(Protocol):
 
     def score(self, users: np.ndarray) -> np.ndarray: ...
 
+    def with_history(self, history: csr_matrix) -> Scorer: ...
+
 
 def _as_train(train: csr_matrix) -> csr_matrix:
     """A private float32 CSR copy, so later edits to the caller's matrix cannot change the model."""
@@ -56,15 +59,34 @@ def _binary(matrix: csr_matrix) -> csr_matrix:
 
 
 class _Fitted:
-    """Shared bookkeeping: the training matrix and the user-range check."""
+    """Shared bookkeeping: the training matrix, the user-range check, scoring another history."""
 
     train: csr_matrix | None = None
 
-    def _rows(self, users: np.ndarray) -> tuple[csr_matrix, np.ndarray]:
+    def _rows(
+        self, users: np.ndarray, history: csr_matrix | None = None
+    ) -> tuple[csr_matrix, np.ndarray]:
         if self.train is None:
             raise RuntimeError(f"{type(self).__name__} must be fit before it can score")
-        users = check_user_indices(users, self.train.shape[0])
-        return self.train[users], users
+        source = self.train if history is None else history
+        users = check_user_indices(users, source.shape[0])
+        return source[users], users
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        return self.score_history(users, None)
+
+    def score_history(self, users: np.ndarray, history: csr_matrix | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def with_history(self, history: csr_matrix) -> Scorer:
+        """A scorer that reads each user's row of `history` (e.g. training + validation events)
+        with the weights fit on the training split: a longer input, nothing refit."""
+        if self.train is None:
+            raise RuntimeError(f"{type(self).__name__} must be fit before it can score")
+        if getattr(history, "shape", None) != self.train.shape:
+            raise ValueError(f"history must have the training matrix's shape {self.train.shape}")
+        rows = _binary(_as_train(history))
+        return lambda users: self.score_history(users, rows)
 
 
 class Popularity(_Fitted):
@@ -81,8 +103,8 @@ class Popularity(_Fitted):
         self.counts = self.train.getnnz(axis=0).astype(np.float32)
         return self
 
-    def score(self, users: np.ndarray) -> np.ndarray:
-        _, users = self._rows(users)
+    def score_history(self, users: np.ndarray, history: csr_matrix | None) -> np.ndarray:
+        _, users = self._rows(users, history)
         # A real array, not a broadcast view: callers are free to write into the scores.
         return np.repeat(self.counts[None, :], users.size, axis=0)
 
@@ -149,8 +171,8 @@ class ItemKNN(_Fitted):
         )
         return self
 
-    def score(self, users: np.ndarray) -> np.ndarray:
-        rows, _ = self._rows(users)
+    def score_history(self, users: np.ndarray, history: csr_matrix | None) -> np.ndarray:
+        rows, _ = self._rows(users, history)
         return np.asarray((rows @ self.similarity).toarray(), dtype=np.float32)
 
 
@@ -234,8 +256,8 @@ class EASE(_Fitted):
         self.weights = _ease_weights(gram, self.reg, keep_gram=keep_gram)
         return self
 
-    def score(self, users: np.ndarray) -> np.ndarray:
-        rows, _ = self._rows(users)
+    def score_history(self, users: np.ndarray, history: csr_matrix | None) -> np.ndarray:
+        rows, _ = self._rows(users, history)
         return np.asarray(rows @ self.weights, dtype=np.float32)
 
 

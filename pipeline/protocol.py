@@ -4,9 +4,12 @@ Every tuned choice (EASE's λ, ItemKNN's neighbours, the fusion weight, the fine
 every reported number goes through `evaluate_model`, so what is chosen on validation is chosen
 under exactly the rules the table reports with:
 
-- **Split.** Models are fit on the training split. Validation ranks every item the user has not
-  interacted with in training; test ranks every item not in training or validation (the
-  validation event is known by then, so recommending it again would be a free hit).
+- **Split.** Models are fit on the training split only. Validation ranks every item the user has
+  not interacted with in training, from the training history. Test ranks every item not in
+  training or validation, from the history up to the test event: the validation event is part
+  of the model's input (an ALS user factor is folded in again, a text or sequence state is
+  recomputed, an item-item model reads the longer row; nothing is refit), as the sequential
+  literature and serving both do, and it is masked (recommending it again would be a free hit).
 - **Candidates.** Full ranking, no sampled negatives. Cold items (held out of training entirely,
   `preprocess.cold_item_fraction`) are not candidates in the warm splits; the cold-item slice
   ranks only them, for the users who interacted with them.
@@ -29,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from pipeline.artifacts import Processed
-from pipeline.interactions import interaction_matrix
+from pipeline.interactions import UserItemVectors, interaction_matrix
 from pipeline.metrics import METRIC_NAMES, EvaluationResult, Scorer, evaluate_scorer
 
 Split = Literal["validation", "test", "cold"]
@@ -82,7 +85,8 @@ class SplitMatrices:
         )
 
     def seen(self, split: Split) -> sp.csr_matrix:
-        """What a user is known to have done before `split`'s events: masked when ranking."""
+        """What a user is known to have done before `split`'s events: the history a model reads
+        to predict them, and what is masked when ranking."""
         return self.seen_for_test if split == "test" else self.train
 
     def relevant(self, split: Split) -> sp.csr_matrix:
@@ -91,6 +95,35 @@ class SplitMatrices:
     def candidates(self, split: Split) -> np.ndarray:
         """bool [n_items]: the items a model may rank for `split`."""
         return self.cold_items if split == "cold" else ~self.cold_items
+
+
+@dataclass(frozen=True)
+class SplitScorers:
+    """A model as the protocol sees it: how it scores users from each history.
+
+    `validation` reads the training history (it also serves the cold-item slice, whose history
+    is the training split); `test` reads the training and validation history. A model whose
+    scores do not depend on the user's history (popularity) passes the same scorer twice.
+    """
+
+    validation: Scorer
+    test: Scorer
+
+    @classmethod
+    def from_vectors(cls, vectors: UserItemVectors) -> SplitScorers:
+        return cls(validation=vectors.score, test=vectors.score_at_test)
+
+
+Model = Scorer | SplitScorers
+"""Anything `evaluate_model` ranks: a plain scorer (the same history for every split, e.g. in a
+tuning loop on validation) or a scorer per history."""
+
+
+def scorer_for(model: Model, split: Split) -> Scorer:
+    """The scorer that reads the history `split` is predicted from."""
+    if isinstance(model, SplitScorers):
+        return model.test if split == "test" else model.validation
+    return model
 
 
 def restricted(scorer: Scorer, candidates: np.ndarray) -> Scorer:
@@ -141,7 +174,7 @@ def random_scorer(n_items: int, seed: int) -> Scorer:
 
 
 def evaluate_model(
-    scorer: Scorer,
+    model: Model,
     matrices: SplitMatrices,
     split: Split,
     ks: Sequence[int] = (10,),
@@ -151,11 +184,13 @@ def evaluate_model(
 ) -> EvaluationResult:
     """Per-user results of one model on `split`, under the protocol above.
 
-    `users` restricts the evaluation to some users (e.g. a seeded sample during fine-tuning);
-    by default every user with an event in the split is evaluated.
+    `model` is a `SplitScorers` (test scored from the training + validation history) or a plain
+    scorer (used for every split). `users` restricts the evaluation to some users (e.g. a seeded
+    sample during fine-tuning); by default every user with an event in the split is evaluated.
     """
     if split not in ("validation", "test", "cold"):
         raise ValueError(f"unknown split {split!r}: use 'validation', 'test' or 'cold'")
+    scorer = scorer_for(model, split)
     prepared = with_random_ties(restricted(scorer, matrices.candidates(split)), seed)
     return evaluate_scorer(
         prepared, matrices.seen(split), matrices.relevant(split), ks, coverage_k, users=users

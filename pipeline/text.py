@@ -20,14 +20,20 @@ def history_text(titles: list[str]) -> str:
 
 
 def user_texts(
-    train: pl.DataFrame, items: pl.DataFrame, n_users: int, history_items: int
+    events: pl.DataFrame, items: pl.DataFrame, n_users: int, history_items: int
 ) -> list[str]:
-    """One history text per user index (`""` for a user without training events)."""
+    """One history text per user index (`""` for a user without events).
+
+    `events` are in each user's time order (preprocess orders equal timestamps by a seeded key;
+    training events come before validation ones when both are passed), and that order decides
+    which items are the most recent: re-sorting here would break timestamp ties another way.
+    """
     titles = items.sort("item_idx")["title"].to_list()
     recent = (
-        train.sort("user_idx", "timestamp", descending=[False, True])
+        events.with_row_index("_order")
+        .sort("user_idx", "timestamp", "_order")
         .group_by("user_idx", maintain_order=True)
-        .agg(pl.col("item_idx").head(history_items))
+        .agg(pl.col("item_idx").tail(history_items).reverse())
     )
     texts = [""] * n_users
     for user, item_indices in recent.iter_rows():

@@ -30,7 +30,16 @@ from pipeline.config import PARAMS_FILE, DataConfig, Params, parse_params
 from pipeline.data import RawData, load_source
 from recli.errors import RecliError
 
-STAGES = ("preprocess", "finetune", "embed", "cluster", "factorize", "index", "evaluate")
+STAGES = (
+    "preprocess",
+    "finetune",
+    "embed",
+    "cluster",
+    "factorize",
+    "sequence",
+    "index",
+    "evaluate",
+)
 """Every stage, in the order of `dvc.yaml` (each one's inputs come from stages before it)."""
 
 INPUT_DIR = Path("data/input")
@@ -44,6 +53,8 @@ slice), small enough that encoding every text takes seconds on a CPU."""
 
 SMALL_OVERRIDES: dict[str, Any] = {
     "finetune.max_steps": 10,  # the real run takes 400; ten show the loop without the wait
+    "sequence.epochs": 3,  # the real run stops on validation after tens of epochs
+    "sequence.embedding_size": 16,
     "finetune.batch_size": 16,
     "finetune.eval_steps": 10,
     "finetune.eval_users": 50,

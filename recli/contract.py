@@ -29,6 +29,7 @@ FINETUNE_DIR = "finetune"
 EMBED_DIR = "embed"
 CLUSTER_DIR = "cluster"
 FACTORIZE_DIR = "factorize"
+SEQUENCE_DIR = "sequence"
 INDEX_DIR = "index"
 
 ENCODER_DIR = Path(FINETUNE_DIR) / "model"

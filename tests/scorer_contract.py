@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.protocol import SplitMatrices, evaluate_model
+from pipeline.protocol import SplitMatrices, SplitScorers, evaluate_model
 
 
 class ScorerContract:
@@ -50,3 +50,25 @@ class ScorerContract:
         first = evaluate_model(scorer, matrices, "test", ks=[5], coverage_k=5, seed=2)
         again = evaluate_model(scorer, matrices, "test", ks=[5], coverage_k=5, seed=2)
         np.testing.assert_array_equal(first.recommended, again.recommended)
+
+
+class HistoryContract:
+    """For a model that reads the user's history (`model`: its `SplitScorers`): the test split
+    is scored from the training + validation history, and only that changes."""
+
+    def test_the_test_scorer_reads_the_validation_event(
+        self, model: SplitScorers, matrices: SplitMatrices
+    ) -> None:
+        users = np.flatnonzero(np.diff(matrices.validation.indptr) > 0)[:8]
+        before, after = model.validation(users), model.test(users)
+        assert after.shape == before.shape and after.dtype == np.float32
+        changed = [not np.allclose(b, a, atol=1e-6) for b, a in zip(before, after, strict=True)]
+        assert all(changed), "a user's test-time scores ignore their validation event"
+
+    def test_the_test_lists_mask_the_validation_event(
+        self, model: SplitScorers, matrices: SplitMatrices
+    ) -> None:
+        result = evaluate_model(model, matrices, "test", ks=[5], coverage_k=5)
+        validation = matrices.validation
+        for row, user in zip(result.recommended, result.users, strict=True):
+            assert not set(row.tolist()) & set(validation[user].indices.tolist())

@@ -79,3 +79,19 @@ def test_reading_before_the_stage_ran_names_the_stage(tmp_path: Path) -> None:
     ):
         with pytest.raises(RecliError, match=rf"run `dvc repro {stage}`"):
             read(layout)
+
+
+def test_test_time_user_vectors_round_trip_beside_the_training_ones(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    users = np.ones((3, 2), np.float32)
+    vectors = UserItemVectors(users, np.ones((4, 2), np.float32), users_at_test=users * 3)
+    artifacts.write_factors(vectors, {}, layout)
+    loaded = artifacts.read_factors(layout)
+    np.testing.assert_array_equal(loaded.users_at_test, users * 3)
+    assert (layout.factorize / "user_factors_at_test.npy").exists()
+    np.testing.assert_array_equal(loaded.score_at_test(np.array([0])), [[6.0] * 4])
+    # Vectors written without them read back without them: test scores fall back to training.
+    artifacts.write_fused(UserItemVectors(users, np.ones((4, 2), np.float32)), layout)
+    fused = artifacts.read_fused(layout)
+    assert fused.users_at_test is None
+    np.testing.assert_array_equal(fused.score_at_test(np.array([1])), fused.score(np.array([1])))

@@ -9,7 +9,7 @@ from synthetic import make_block_raw
 from pipeline import factorize, preprocess
 from pipeline.artifacts import Embeddings
 from pipeline.config import FactorizeConfig, IndexConfig, PreprocessConfig
-from pipeline.fusion import make_fusion, score_spreads, tune_fusion
+from pipeline.fusion import behaviour, make_fusion, score_spreads, tune_fusion
 from pipeline.protocol import SplitMatrices
 from recli import contract
 
@@ -48,11 +48,12 @@ def test_fused_dot_product_is_the_weighted_sum_of_scaled_scores(setup) -> None:
 def test_tuning_prefers_the_informative_side(setup) -> None:
     _, matrices, cf, text = setup
     cfg = IndexConfig(weight_grid=[0.0, 0.5, 1.0])
-    fusion, by_weight = tune_fusion(text, cf, matrices, cfg)
+    fusion, side, by_weight = tune_fusion(text, cf, matrices, cfg)
+    assert side is cf and fusion.sequence_model is None
     assert list(by_weight) == ["0.0", "0.5", "1.0"]
     assert fusion.text_weight == 0.0  # random text only hurts
     assert by_weight["0.0"] > by_weight["1.0"]
-    fixed, only = tune_fusion(text, cf, matrices, IndexConfig(text_weight=0.5))
+    fixed, _, only = tune_fusion(text, cf, matrices, IndexConfig(text_weight=0.5))
     assert fixed.text_weight == 0.5 and list(only) == ["0.5"]
 
 
@@ -66,3 +67,43 @@ def test_fused_vectors_follow_the_serving_layout(setup) -> None:
         np.testing.assert_allclose(
             contract.collaborative_part(row, width), fusion.cf_scale * cf_row
         )
+
+
+def test_behaviour_side_scores_are_the_weighted_sum_of_scaled_als_and_sequence(setup) -> None:
+    cf = setup[2]
+    rng = np.random.default_rng(3)
+    sequence = Embeddings(
+        users=rng.normal(size=cf.users.shape).astype(np.float32),
+        items=rng.normal(size=cf.items.shape).astype(np.float32),
+    )
+    side = behaviour(cf, sequence, 0.25, seed=0)
+    users = np.arange(4)
+    # Each part is divided by its own score spread, over the same sampled users.
+    sample = np.random.default_rng(0).choice(len(cf.users), size=len(cf.users), replace=False)
+    expected = 0.75 * cf.score(users) / np.std(cf.score(sample)) + 0.25 * sequence.score(
+        users
+    ) / np.std(sequence.score(sample))
+    np.testing.assert_allclose(side.score(users), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_tuning_picks_the_sequence_model_that_helps_on_validation(setup) -> None:
+    _, matrices, cf, text = setup
+    rng = np.random.default_rng(5)
+    # An oracle "sequence model" that knows each user's validation item, and a useless one.
+    oracle_users = matrices.validation.toarray().astype(np.float32)
+    oracle = Embeddings(users=oracle_users, items=np.eye(matrices.n_items, dtype=np.float32))
+    noise = Embeddings(
+        users=rng.normal(size=(oracle_users.shape[0], 8)).astype(np.float32),
+        items=rng.normal(size=(matrices.n_items, 8)).astype(np.float32),
+    )
+    cfg = IndexConfig(weight_grid=[0.0, 0.5], sequence_share_grid=[0.0, 0.5, 1.0])
+    fusion, side, table = tune_fusion(
+        text, cf, matrices, cfg, sequences={"oracle": oracle, "noise": noise}
+    )
+    assert fusion.sequence_model == "oracle" and fusion.sequence_share > 0
+    assert side.users.shape[1] == cf.users.shape[1] + oracle_users.shape[1]
+    assert set(table) == {
+        f"{w}/{name}/{s}"
+        for w in (0.0, 0.5)
+        for name, s in [("als", 0.0), *((m, s) for m in ("oracle", "noise") for s in (0.5, 1.0))]
+    }

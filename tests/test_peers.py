@@ -193,3 +193,20 @@ def test_constructor_checks() -> None:
         EASE(reg=0.0)
     with pytest.raises(ValueError, match="sparse"):
         EASE().fit(np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("model", [ItemKNN(neighbors=5), EASE(reg=10.0)], ids=["itemknn", "ease"])
+def test_with_history_reads_the_longer_history_without_refitting(model) -> None:
+    train = _random_binary(30, 15, seed=4)
+    model.fit(train)
+    users = np.arange(30)
+    # The training history itself gives back exactly the training scores.
+    np.testing.assert_allclose(model.with_history(train)(users), model.score(users), atol=1e-6)
+    longer = train.tolil(copy=True)
+    unseen = int(np.flatnonzero(train[0].toarray()[0] == 0)[0])
+    longer[0, unseen] = 1.0
+    changed = model.with_history(csr_matrix(longer))(users)
+    assert not np.allclose(changed[0], model.score(users)[0])
+    np.testing.assert_allclose(changed[1:], model.score(users)[1:], atol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        model.with_history(train[:3])

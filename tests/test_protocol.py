@@ -12,6 +12,7 @@ from pipeline.config import PreprocessConfig
 from pipeline.metrics import evaluate_scorer
 from pipeline.protocol import (
     SplitMatrices,
+    SplitScorers,
     evaluate_model,
     random_scorer,
     restricted,
@@ -152,3 +153,20 @@ def test_select_on_validation_input_checks(cold_setup) -> None:
         select_on_validation([], matrices)
     with pytest.raises(ValueError, match="metric"):
         select_on_validation([("x", random_scorer(60, 0))], matrices, metric="precision@3")
+
+
+def test_the_test_split_is_scored_from_the_test_time_history(cold_setup) -> None:
+    # A model whose test-time scorer knows each user's test item (as the validation event lets a
+    # sequential model know the next one) and whose training-history scorer knows nothing.
+    _, matrices = cold_setup
+    test_items = matrices.test.toarray().astype(np.float32)
+    model = SplitScorers(
+        validation=lambda users: np.zeros((len(users), matrices.n_items), np.float32),
+        test=lambda users: test_items[users],
+    )
+    assert evaluate_model(model, matrices, "test", [1], 1).summary()["hr@1"] == 1.0
+    assert evaluate_model(model, matrices, "validation", [1], 1).summary()["hr@1"] < 0.5
+    # The cold slice is predicted from the training history, like validation.
+    cold = evaluate_model(model, matrices, "cold", [1], 1, seed=2)
+    flat = evaluate_model(model.validation, matrices, "cold", [1], 1, seed=2)
+    np.testing.assert_array_equal(cold.recommended, flat.recommended)

@@ -567,7 +567,7 @@ def small_pipeline(
     clustering = cluster.run(text.users, text.items, processed, ClusterConfig(k=3, seed=7))
     evaluate_cfg = EvaluateConfig(ease_reg_grid=[1.0, 10.0], activity_buckets=[5, 10])
     index_cfg = IndexConfig(weight_grid=[0.0, 0.5, 1.0], n_trees=5, seed=3)
-    fusion, by_weight = tune_fusion(text, factors, matrices, index_cfg, seed=split_seed)
+    fusion, _, by_weight = tune_fusion(text, factors, matrices, index_cfg, seed=split_seed)
     fused_items = fusion.fuse(text.items, factors.items)
     annoy_digest = None
     if workdir is not None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scorer_contract import ScorerContract
+from scorer_contract import HistoryContract, ScorerContract
 from synthetic import make_raw
 
 from pipeline import embed, factorize, finetune, preprocess
@@ -21,7 +21,7 @@ from pipeline.config import (
 )
 from pipeline.fusion import tune_fusion
 from pipeline.peers import EASE, ItemKNN, Popularity
-from pipeline.protocol import SplitMatrices
+from pipeline.protocol import SplitMatrices, SplitScorers
 
 TEXT = TextConfig(history_items=3, max_seq_length=32)
 EMBED = EmbedConfig(batch_size=16, device="cpu")
@@ -63,7 +63,8 @@ def finetuned(processed, tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPa
 
 @pytest.fixture(scope="module")
 def factors(matrices):
-    return factorize.run(matrices.train, FactorizeConfig(embedding_size=4, epochs=3, reg=0.1))
+    cfg = FactorizeConfig(embedding_size=4, epochs=3, reg=0.1)
+    return factorize.run(matrices.train, cfg, history_at_test=matrices.seen("test"))
 
 
 class TestPopularity(ScorerContract):
@@ -72,31 +73,53 @@ class TestPopularity(ScorerContract):
         return Popularity().fit(matrices.train).score
 
 
-class TestItemKNN(ScorerContract):
+class TestItemKNN(ScorerContract, HistoryContract):
     @pytest.fixture
-    def scorer(self, matrices):
-        return ItemKNN(neighbors=5).fit(matrices.train).score
+    def model(self, matrices):
+        knn = ItemKNN(neighbors=5).fit(matrices.train)
+        return SplitScorers(knn.score, knn.with_history(matrices.seen("test")))
 
-
-class TestEASE(ScorerContract):
     @pytest.fixture
-    def scorer(self, matrices):
-        return EASE(reg=10.0).fit(matrices.train).score
+    def scorer(self, model):
+        return model.validation
 
 
-class TestALS(ScorerContract):
+class TestEASE(ScorerContract, HistoryContract):
+    @pytest.fixture
+    def model(self, matrices):
+        ease = EASE(reg=10.0).fit(matrices.train)
+        return SplitScorers(ease.score, ease.with_history(matrices.seen("test")))
+
+    @pytest.fixture
+    def scorer(self, model):
+        return model.validation
+
+
+class TestALS(ScorerContract, HistoryContract):
+    @pytest.fixture
+    def model(self, factors):
+        return SplitScorers.from_vectors(factors)
+
     @pytest.fixture
     def scorer(self, factors):
         return factors.score
 
 
-class TestZeroShotText(ScorerContract):
+class TestZeroShotText(ScorerContract, HistoryContract):
+    @pytest.fixture
+    def model(self, zero_shot):
+        return SplitScorers.from_vectors(zero_shot)
+
     @pytest.fixture
     def scorer(self, zero_shot):
         return zero_shot.score
 
 
-class TestFinetunedText(ScorerContract):
+class TestFinetunedText(ScorerContract, HistoryContract):
+    @pytest.fixture
+    def model(self, finetuned):
+        return SplitScorers.from_vectors(finetuned)
+
     @pytest.fixture
     def scorer(self, finetuned):
         return finetuned.score
@@ -105,8 +128,18 @@ class TestFinetunedText(ScorerContract):
         assert not np.allclose(finetuned.items, zero_shot.items)
 
 
-class TestFused(ScorerContract):
+class TestFused(ScorerContract, HistoryContract):
     @pytest.fixture
-    def scorer(self, finetuned, factors, matrices):
-        fusion, _ = tune_fusion(finetuned, factors, matrices, IndexConfig(weight_grid=[0.0, 0.5]))
-        return fusion.fuse_all(finetuned, factors).score
+    def fused(self, finetuned, factors, matrices):
+        fusion, side, _ = tune_fusion(
+            finetuned, factors, matrices, IndexConfig(weight_grid=[0.0, 0.5])
+        )
+        return fusion.fuse_all(finetuned, side)
+
+    @pytest.fixture
+    def model(self, fused):
+        return SplitScorers.from_vectors(fused)
+
+    @pytest.fixture
+    def scorer(self, fused):
+        return fused.score

@@ -30,3 +30,29 @@ def test_training_pairs_pair_history_with_the_next_item() -> None:
     assert all(anchor.startswith(HISTORY_PREFIX) for anchor in pairs["anchor"])
     assert pairs.equals(training_pairs(processed.train, processed.items, 3, seed=0))
     assert not pairs.equals(training_pairs(processed.train, processed.items, 3, seed=1))
+
+
+def test_the_test_time_history_text_leads_with_the_validation_item() -> None:
+    processed = _processed()
+    titles = processed.items.sort("item_idx")["title"].to_list()
+    n_users = processed.users.height
+    at_test = user_texts(processed.history_at_test, processed.items, n_users, history_items=2)
+    training = user_texts(processed.train, processed.items, n_users, history_items=2)
+    validation = dict(processed.validation.select("user_idx", "item_idx").iter_rows())
+    last_training = processed.train.group_by("user_idx", maintain_order=True).last()
+    last_item = dict(last_training.select("user_idx", "item_idx").iter_rows())
+    for user in range(n_users):
+        expected = f"{HISTORY_PREFIX}{titles[validation[user]]}; {titles[last_item[user]]}"
+        assert at_test[user] == expected
+        assert training[user].startswith(f"{HISTORY_PREFIX}{titles[last_item[user]]}")
+
+
+def test_timestamp_ties_keep_the_splits_order() -> None:
+    # make_raw gives half the users three events at one timestamp: the most recent among them
+    # is the one preprocess put last (its seeded tie-break), whatever the item ids.
+    processed = _processed()
+    titles = processed.items.sort("item_idx")["title"].to_list()
+    texts = user_texts(processed.train, processed.items, processed.users.height, 1)
+    last = processed.train.group_by("user_idx", maintain_order=True).last()
+    for user, item in last.select("user_idx", "item_idx").iter_rows():
+        assert texts[user] == f"{HISTORY_PREFIX}{titles[item]}"

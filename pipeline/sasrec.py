@@ -1,0 +1,469 @@
+"""SASRec: a causal transformer over each user's item sequence (Kang & McAuley 2018), scored by a
+dot product, and a text-grounded variant whose item vectors come (partly) from the text encoder.
+
+Why it is shaped like this:
+
+- **One dot product.** The user vector is the transformer's output at the user's last real
+  position and an item's vector is the very representation the transformer reads as input (tied
+  weights), so a score is `user · item` and the pair is a `UserItemVectors`: it goes through
+  `pipeline.protocol.evaluate_model` and into one Annoy index like the factors and text vectors.
+- **Item representation.** `e_i = ID embedding (use_ids) + LayerNorm(Linear(text_i)) (use_text)`,
+  with the text vectors frozen. A cold item (never in training) gets no ID part at all: with ids
+  only it is the zero vector (every cold item ties, the protocol breaks ties at random), with text
+  it is scored by its text alone. Cold items are also left out of the training softmax, since a
+  model trained before they existed could not have pushed them down.
+- **Training.** Every training event is a target once per epoch: each user's training sequence is
+  cut, from its end, into windows of at most `max_length + 1` items that overlap by one, and the
+  cross-entropy over all (warm) items is taken at every position of every window (SASRec trained
+  like RecBole's `loss_type=CE`). Adam, seeded: the same inputs and seed give the same weights.
+- **Early stopping.** After every `eval_every` epochs an optional `validate` callback scores the
+  current vectors (users = states from the training histories); the best weights are kept.
+- **Test time.** `FittedSequence.vectors(histories)` recomputes user states from any histories
+  without refitting, so the test ranking can read train + validation (`append_histories`).
+
+Sequences are right-padded: under the causal mask a real position never attends to a later one,
+so padding never reaches a real position's output and no padding mask is needed (a fully masked
+attention row, which left padding would need, gives NaN).
+
+Not a stage module: it reads nothing from disk and imports no stage.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+from torch.nn import functional
+
+from pipeline.interactions import UserItemVectors
+
+PAD = 0
+"""Input token of an empty position; item `i` is token `i + 1`."""
+IGNORE = -100
+"""Target of a padded position (`cross_entropy`'s default `ignore_index`)."""
+FEEDFORWARD_FACTOR = 4
+"""Feed-forward width as a multiple of `embedding_size` (256 for 64-d, RecBole's default)."""
+INIT_STD = 0.02
+"""Std of the normal initialisation of embeddings and linear maps (BERT/RecBole): with N(0, 1)
+embeddings the tied output logits would start far too large for a 64-d dot product."""
+NORM_FIRST = False
+"""Post-LayerNorm blocks with a LayerNorm on the input embedding, as in RecBole's SASRec, where
+the reference numbers come from (pre-LN with a final LayerNorm is the original paper's choice)."""
+
+Validate = Callable[[UserItemVectors], float]
+
+
+@dataclass(frozen=True)
+class SequenceSettings:
+    """Architecture and training of one SASRec model (defaults: the RecBole reference)."""
+
+    max_length: int = 50
+    """Most recent items the model reads per user (and the training window, plus one target)."""
+    embedding_size: int = 64
+    """Width of item, position and user vectors: what the dot product and the index hold."""
+    layers: int = 2
+    """Transformer blocks."""
+    heads: int = 2
+    """Attention heads per block (must divide `embedding_size`)."""
+    dropout: float = 0.2
+    """Dropout on the input embeddings, attention weights and block outputs: ML-100K is small."""
+    learning_rate: float = 1e-3
+    """Adam step size."""
+    batch_size: int = 128
+    """Training windows per step (each holds up to `max_length` targets)."""
+    epochs: int = 200
+    """Upper bound on passes over the training events; early stopping usually ends sooner."""
+    patience: int = 5
+    """Epochs without a better validation score before training stops (checked every
+    `eval_every` epochs; ignored without a `validate` callback)."""
+    eval_every: int = 1
+    """Epochs between validation scores: scoring every user costs about an epoch on ML-100K."""
+    weight_decay: float = 0.0
+    """Adam's L2 penalty on every weight."""
+    seed: int = 42
+    """Seeds initialisation, dropout and the window order: same inputs, same weights (on CPU)."""
+    use_ids: bool = True
+    """Give every warm item a free ID embedding (plain SASRec)."""
+    use_text: bool = False
+    """Add a learned linear map of the item's frozen text vector (the text-grounded variant)."""
+    device: str = "cpu"
+    """Torch device for training and inference."""
+
+    def __post_init__(self) -> None:
+        if not (self.use_ids or self.use_text):
+            raise ValueError("an item needs a representation: set use_ids, use_text or both")
+        for name in ("max_length", "embedding_size", "layers", "heads", "batch_size", "epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.embedding_size % self.heads:
+            raise ValueError(
+                f"heads ({self.heads}) must divide embedding_size ({self.embedding_size})"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.patience < 1 or self.eval_every < 1:
+            raise ValueError("patience and eval_every must be at least 1")
+
+
+# --------------------------------------------------------------------------------------------
+# histories
+# --------------------------------------------------------------------------------------------
+def histories(events: pl.DataFrame, n_users: int) -> list[np.ndarray]:
+    """Each user's item indices in time order (int64); an empty array for a user without events.
+
+    Rows are ordered by `timestamp` with a stable sort, so events with equal timestamps keep the
+    order they have in `events`: `preprocess` writes them in the seeded tie-break order that
+    decided the split, and ordering ties by item id instead would leak catalogue order.
+    """
+    users = events["user_idx"].to_numpy().astype(np.int64)
+    items = events["item_idx"].to_numpy().astype(np.int64)
+    if users.size and (users.min() < 0 or users.max() >= n_users):
+        raise ValueError(f"user_idx must be in 0..{n_users - 1}")
+    if "timestamp" in events.columns:
+        order = np.lexsort((events["timestamp"].to_numpy(), users))  # lexsort is stable
+    else:
+        order = np.argsort(users, kind="stable")
+    counts = np.bincount(users, minlength=n_users)
+    return [part.copy() for part in np.split(items[order], np.cumsum(counts)[:-1])]
+
+
+def append_histories(
+    earlier: Sequence[np.ndarray], later: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """Per user, `earlier` then `later` (train then validation: the test-time input)."""
+    if len(earlier) != len(later):
+        raise ValueError(f"{len(earlier)} and {len(later)} users: the histories must align")
+    return [
+        np.concatenate([np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)])
+        for a, b in zip(earlier, later, strict=True)
+    ]
+
+
+def training_windows(
+    train_histories: Sequence[np.ndarray], max_length: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(input tokens, target items), both int64 [windows, max_length], right-padded.
+
+    Each sequence is cut from its end into windows of at most `max_length + 1` items; a window's
+    first item is the previous window's last target, so every event but a user's first is a
+    target exactly once, and the most recent events get the longest context.
+    """
+    inputs: list[np.ndarray] = []
+    targets: list[np.ndarray] = []
+    for sequence in train_histories:
+        sequence = np.asarray(sequence, dtype=np.int64)
+        end = sequence.size
+        while end >= 2:
+            start = max(0, end - (max_length + 1))
+            window = sequence[start:end]
+            width = window.size - 1
+            tokens = np.full(max_length, PAD, dtype=np.int64)
+            tokens[:width] = window[:-1] + 1
+            wanted = np.full(max_length, IGNORE, dtype=np.int64)
+            wanted[:width] = window[1:]
+            inputs.append(tokens)
+            targets.append(wanted)
+            end = start + 1
+    if not inputs:
+        raise ValueError("no user has two training events: nothing to learn an order from")
+    return np.stack(inputs), np.stack(targets)
+
+
+def _recent_tokens(batch: Sequence[np.ndarray], max_length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Right-padded tokens of each history's last `max_length` items, and their lengths."""
+    lengths = np.array([min(len(h), max_length) for h in batch], dtype=np.int64)
+    tokens = np.full((len(batch), max(int(lengths.max(initial=0)), 1)), PAD, dtype=np.int64)
+    for row, (history, length) in enumerate(zip(batch, lengths, strict=True)):
+        if length:
+            tokens[row, :length] = np.asarray(history[-length:], dtype=np.int64) + 1
+    return tokens, lengths
+
+
+# --------------------------------------------------------------------------------------------
+# the model
+# --------------------------------------------------------------------------------------------
+class SequenceModel(nn.Module):
+    """Causal self-attention over item sequences; item vectors shared by input and output."""
+
+    def __init__(
+        self,
+        n_items: int,
+        settings: SequenceSettings,
+        text_vectors: np.ndarray | None = None,
+        cold_items: np.ndarray | None = None,
+    ) -> None:
+        super().__init__()
+        d = settings.embedding_size
+        self.n_items = n_items
+        self.max_length = settings.max_length
+        cold = _cold_mask(cold_items, n_items)
+        self.register_buffer("cold", torch.from_numpy(cold))
+        self.register_buffer("warm", torch.from_numpy((~cold).astype(np.float32))[:, None])
+
+        self.item_ids = nn.Embedding(n_items, d) if settings.use_ids else None
+        if settings.use_text:
+            if text_vectors is None:
+                raise ValueError("use_text needs text_vectors [n_items, dim]")
+            text = np.asarray(text_vectors, dtype=np.float32)
+            if text.ndim != 2 or text.shape[0] != n_items:
+                raise ValueError(f"text_vectors must be [{n_items}, dim], got {text.shape}")
+            self.register_buffer("text", torch.from_numpy(text.copy()))
+            self.adapter: nn.Module | None = nn.Sequential(
+                nn.Linear(text.shape[1], d), nn.LayerNorm(d)
+            )
+        else:
+            self.text = None
+            self.adapter = None
+
+        self.positions = nn.Embedding(settings.max_length, d)
+        self.input_norm = nn.LayerNorm(d)
+        self.input_dropout = nn.Dropout(settings.dropout)
+        block = nn.TransformerEncoderLayer(
+            d,
+            settings.heads,
+            dim_feedforward=FEEDFORWARD_FACTOR * d,
+            dropout=settings.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=NORM_FIRST,
+        )
+        # No dropout between the two feed-forward layers, as in RecBole's SASRec: dropout stays on
+        # the attention weights and on each sub-block's output, and the widest (costliest) dropout
+        # mask is not drawn.
+        block.dropout = nn.Identity()
+        self.encoder = nn.TransformerEncoder(
+            block,
+            settings.layers,
+            norm=nn.LayerNorm(d) if NORM_FIRST else None,
+            enable_nested_tensor=False,
+        )
+        causal = torch.triu(torch.ones(settings.max_length, settings.max_length), 1).bool()
+        self.register_buffer("causal", causal, persistent=False)
+        self.apply(_init_weights)
+
+    def item_vectors(self) -> torch.Tensor:
+        """[n_items, d]: what the transformer reads for an item and what a user is scored with."""
+        vectors = torch.zeros(
+            self.n_items, self.positions.embedding_dim, device=self.positions.weight.device
+        )
+        if self.item_ids is not None:
+            # Multiplying by the mask (not only never training the rows) keeps a cold item's ID
+            # part exactly zero whatever its initial or decayed weights are.
+            vectors = vectors + self.item_ids.weight * self.warm
+        if self.adapter is not None:
+            vectors = vectors + self.adapter(self.text)
+        return vectors
+
+    def forward(self, tokens: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states [batch, length, d] of right-padded `tokens` (item + 1, 0 = padding).
+
+        Position t depends only on tokens 0..t. `items` (from `item_vectors`) saves recomputing
+        the item table when the caller also needs it for the output.
+        """
+        length = tokens.shape[1]
+        if length > self.max_length:
+            raise ValueError(f"sequences are at most {self.max_length} long, got {length}")
+        if items is None:
+            items = self.item_vectors()
+        table = torch.cat([items.new_zeros(1, items.shape[1]), items])
+        hidden = functional.embedding(tokens, table) + self.positions.weight[:length]
+        hidden = self.input_dropout(self.input_norm(hidden))
+        return self.encoder(hidden, mask=self.causal[:length, :length], is_causal=True)
+
+    def states(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, items: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[batch, d]: the output at each sequence's last real position (`lengths` ≥ 1)."""
+        hidden = self(tokens, items)
+        return hidden[torch.arange(tokens.shape[0], device=tokens.device), lengths - 1]
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, nn.Linear | nn.Embedding):
+        nn.init.normal_(module.weight, std=INIT_STD)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.MultiheadAttention):
+        # Its fused input projection is a bare Parameter, not an nn.Linear.
+        nn.init.normal_(module.in_proj_weight, std=INIT_STD)
+        nn.init.zeros_(module.in_proj_bias)
+
+
+def _cold_mask(cold_items: np.ndarray | None, n_items: int) -> np.ndarray:
+    """bool [n_items] from a bool mask or an array of item indices (None: no cold item)."""
+    if cold_items is None:
+        return np.zeros(n_items, dtype=bool)
+    cold_items = np.asarray(cold_items)
+    if cold_items.dtype == bool:
+        if cold_items.shape != (n_items,):
+            raise ValueError(f"a cold mask must have shape ({n_items},), got {cold_items.shape}")
+        return cold_items.copy()
+    indices = cold_items.astype(np.int64)
+    if indices.size and (indices.min() < 0 or indices.max() >= n_items):
+        raise ValueError(f"cold item indices must be in 0..{n_items - 1}")
+    mask = np.zeros(n_items, dtype=bool)
+    mask[indices] = True
+    return mask
+
+
+# --------------------------------------------------------------------------------------------
+# fitting and scoring
+# --------------------------------------------------------------------------------------------
+@dataclass
+class FittedSequence:
+    """A trained model (eval mode, best validation weights) and how training went."""
+
+    model: SequenceModel
+    settings: SequenceSettings
+    log: list[dict[str, float | int | None]] = field(default_factory=list)
+    """Per epoch: `epoch`, mean training `loss`, `validation` score (None when not scored),
+    training `seconds`, `validation_seconds`, optimiser `steps`."""
+    best_epoch: int = 0
+    """The epoch whose weights the model holds (the last one without a `validate` callback)."""
+    best_score: float | None = None
+
+    def item_vectors(self) -> np.ndarray:
+        """float32 [n_items, d]."""
+        self.model.eval()
+        with torch.no_grad():
+            return self.model.item_vectors().cpu().numpy().astype(np.float32)
+
+    def user_states(
+        self, user_histories: Sequence[np.ndarray], batch_size: int = 512
+    ) -> np.ndarray:
+        """float32 [n_users, d]: each history's state (zero for an empty history)."""
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        states = np.zeros((len(user_histories), self.settings.embedding_size), dtype=np.float32)
+        filled = [u for u, history in enumerate(user_histories) if len(history)]
+        with torch.no_grad():
+            items = self.model.item_vectors()
+            for start in range(0, len(filled), batch_size):
+                rows = filled[start : start + batch_size]
+                tokens, lengths = _recent_tokens(
+                    [user_histories[u] for u in rows], self.settings.max_length
+                )
+                last = self.model.states(
+                    torch.from_numpy(tokens).to(device), torch.from_numpy(lengths).to(device), items
+                )
+                states[rows] = last.cpu().numpy()
+        return states
+
+    def vectors(
+        self, user_histories: Sequence[np.ndarray], batch_size: int = 512
+    ) -> UserItemVectors:
+        """User states for `user_histories` and the item vectors: a dot-product scorer.
+
+        Nothing is refit: pass train + validation histories at test time to let the model read
+        the validation event.
+        """
+        return UserItemVectors(
+            users=self.user_states(user_histories, batch_size), items=self.item_vectors()
+        )
+
+
+def fit(
+    train_histories: Sequence[np.ndarray],
+    n_items: int,
+    settings: SequenceSettings,
+    text_vectors: np.ndarray | None = None,
+    cold_items: np.ndarray | None = None,
+    validate: Validate | None = None,
+) -> FittedSequence:
+    """Train SASRec on `train_histories` (one int array of item indices per user, in time order).
+
+    `cold_items` (bool mask or indices) get no ID embedding and no place in the training softmax;
+    they must not appear in the histories. With `validate`, training stops after `patience`
+    epochs without a better score and the best epoch's weights are kept.
+    """
+    cold = _cold_mask(cold_items, n_items)
+    for history in train_histories:
+        history = np.asarray(history)
+        if history.size and (history.min() < 0 or history.max() >= n_items):
+            raise ValueError(f"history item indices must be in 0..{n_items - 1}")
+        if history.size and cold[history].any():
+            raise ValueError("a cold item appears in a training history: it cannot be cold")
+    inputs, targets = training_windows(train_histories, settings.max_length)
+    device = torch.device(settings.device)
+    rng = np.random.default_rng(settings.seed)
+    devices = [device.index or 0] if device.type == "cuda" else []
+
+    # Forking keeps the caller's global torch RNG untouched while dropout draws from a seeded one.
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(settings.seed)
+        model = SequenceModel(n_items, settings, text_vectors, cold).to(device)
+        fitted = FittedSequence(model=model, settings=settings)
+        optimiser = torch.optim.Adam(
+            model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay
+        )
+        inputs_t = torch.from_numpy(inputs)
+        targets_t = torch.from_numpy(targets)
+        cold_t = model.cold if cold.any() else None
+        best_state: dict[str, torch.Tensor] | None = None
+        for epoch in range(1, settings.epochs + 1):
+            model.train()
+            started = time.perf_counter()
+            order = torch.from_numpy(rng.permutation(len(inputs)))
+            total, count, steps = 0.0, 0, 0
+            for start in range(0, len(order), settings.batch_size):
+                batch = order[start : start + settings.batch_size]
+                loss, n_targets = _batch_loss(
+                    model, inputs_t[batch].to(device), targets_t[batch].to(device), cold_t
+                )
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                total += float(loss.detach()) * n_targets
+                count += n_targets
+                steps += 1
+            entry: dict[str, float | int | None] = {
+                "epoch": epoch,
+                "loss": total / max(count, 1),
+                "validation": None,
+                "seconds": time.perf_counter() - started,
+                "validation_seconds": 0.0,
+                "steps": steps,
+            }
+            fitted.log.append(entry)
+            if not math.isfinite(total):
+                raise FloatingPointError(f"training loss is {total} at epoch {epoch}")
+            if validate is None or epoch % settings.eval_every:
+                continue
+            started = time.perf_counter()
+            score = float(validate(fitted.vectors(train_histories)))
+            entry["validation"] = score
+            entry["validation_seconds"] = time.perf_counter() - started
+            if fitted.best_score is None or score > fitted.best_score:
+                fitted.best_score, fitted.best_epoch = score, epoch
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            elif epoch - fitted.best_epoch >= settings.patience:
+                break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        else:
+            fitted.best_epoch = len(fitted.log)
+    model.eval()
+    return fitted
+
+
+def _batch_loss(
+    model: SequenceModel,
+    tokens: torch.Tensor,
+    targets: torch.Tensor,
+    cold: torch.Tensor | None,
+) -> tuple[torch.Tensor, int]:
+    """Mean cross-entropy over all warm items at every real position, and the target count."""
+    items = model.item_vectors()
+    hidden = model(tokens, items)
+    real = targets != IGNORE
+    logits = hidden[real] @ items.T
+    if cold is not None:
+        logits = logits.masked_fill(cold, float("-inf"))
+    wanted = targets[real]
+    return functional.cross_entropy(logits, wanted), int(wanted.numel())

@@ -1,0 +1,156 @@
+"""Stage `sequence`: order-aware user models, trained on the training split, stopped on validation.
+
+Leave-last-out asks for the *next* item, and the models that read order win there. Two causal
+transformers over each user's item sequence (`pipeline.sasrec`) are trained with the same
+settings (`params.yaml: sequence`):
+
+- `sasrec`, the peer: SASRec with free item-id embeddings, as the field runs it;
+- `text`, recli's own: the same network whose item vectors add a learned map of the items'
+  fine-tuned text vectors to the id embeddings, so an item the model never saw in training
+  (cold) is still placed by what it is, and a rarely seen one borrows from similar texts.
+
+Each is stopped early on validation NDCG@10 through the evaluation protocol. A user's vector is
+the state at their last event; an item's vector is what the network reads for that item; a score
+is their dot product, so either model can join the fused vectors of the one index. User states
+are computed from the training history and, for the test split, from the training + validation
+history (nothing refit).
+
+Outputs under `data/sequence/`: `{sasrec,text}_{user,item}_vectors.npy` and
+`{sasrec,text}_user_vectors_at_test.npy`, `config.json`; `metrics/sequence.json` (epochs, best
+validation NDCG@10, time) and the plot data `metrics/plots/sequence_validation.json`.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import io
+from pipeline.artifacts import (
+    Layout,
+    Processed,
+    read_embeddings,
+    read_processed,
+    write_sequence_vectors,
+)
+from pipeline.config import SequenceConfig, load_params
+from pipeline.encoder import pick_device
+from pipeline.interactions import UserItemVectors
+from pipeline.protocol import SplitMatrices, evaluate_model
+from pipeline.sasrec import SequenceSettings, append_histories, fit, histories
+
+MODELS = {
+    "sasrec": {"use_ids": True, "use_text": False},
+    "text": {"use_ids": True, "use_text": True},
+}
+"""The two variants: the SASRec peer (ids only) and recli's text-grounded model."""
+
+
+def settings(cfg: SequenceConfig, use_ids: bool, use_text: bool) -> SequenceSettings:
+    """The library's settings for one variant of `cfg`."""
+    return SequenceSettings(
+        max_length=cfg.max_length,
+        embedding_size=cfg.embedding_size,
+        layers=cfg.layers,
+        heads=cfg.heads,
+        dropout=cfg.dropout,
+        learning_rate=cfg.learning_rate,
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs,
+        patience=cfg.patience,
+        eval_every=cfg.eval_every,
+        seed=cfg.seed,
+        use_ids=use_ids,
+        use_text=use_text,
+        device=pick_device(cfg.device),
+    )
+
+
+def run(
+    processed: Processed,
+    item_text_vectors: np.ndarray,
+    cfg: SequenceConfig,
+    seed: int = 0,
+    models: dict[str, dict[str, bool]] = MODELS,
+) -> tuple[dict[str, UserItemVectors], dict[str, Any]]:
+    """Fit every model in `models`; return its vectors (with test-time users) and what training
+    measured. `seed` is the evaluation protocol's tie-break seed."""
+    matrices = SplitMatrices.from_processed(processed)
+    n_users, n_items = processed.users.height, processed.items.height
+    train = histories(processed.train, n_users)
+    at_test = append_histories(train, histories(processed.validation, n_users))
+
+    def validate(vectors: UserItemVectors) -> float:
+        result = evaluate_model(vectors.score, matrices, "validation", [10], 10, seed)
+        return float(result.summary()["ndcg@10"])
+
+    vectors: dict[str, UserItemVectors] = {}
+    report: dict[str, Any] = {}
+    for name, flags in models.items():
+        started = time.perf_counter()
+        fitted = fit(
+            train,
+            n_items,
+            settings(cfg, **flags),
+            text_vectors=item_text_vectors if flags["use_text"] else None,
+            cold_items=matrices.cold_items,
+            validate=validate,
+        )
+        trained = fitted.vectors(train)
+        vectors[name] = UserItemVectors(
+            users=trained.users,
+            items=trained.items,
+            users_at_test=fitted.user_states(at_test),
+        )
+        report[name] = {
+            "best_epoch": fitted.best_epoch,
+            "epochs": len(fitted.log),
+            "validation_ndcg@10": None
+            if fitted.best_score is None
+            else round(float(fitted.best_score), 5),
+            "seconds": round(time.perf_counter() - started, 1),
+            "curve": [
+                {"epoch": entry["epoch"], "validation": entry["validation"], "loss": entry["loss"]}
+                for entry in fitted.log
+            ],
+        }
+    return vectors, report
+
+
+def main(root: Path = Path(".")) -> None:
+    layout = Layout(root)
+    params = load_params(layout.params)
+    processed = read_processed(layout)
+    text = read_embeddings(params.sequence.text_encoder, layout)
+    vectors, report = run(processed, text.items, params.sequence, params.preprocess.split.seed)
+    for name, model_vectors in vectors.items():
+        write_sequence_vectors(name, model_vectors, layout)
+    io.write_json(layout.sequence / "config.json", params.sequence.model_dump(mode="json"))
+    io.write_json(
+        layout.metrics_file("sequence"),
+        {name: {k: v for k, v in entry.items() if k != "curve"} for name, entry in report.items()},
+    )
+    epochs = sorted({point["epoch"] for entry in report.values() for point in entry["curve"]})
+    curves = {
+        name: {point["epoch"]: point["validation"] for point in entry["curve"]}
+        for name, entry in report.items()
+    }
+    io.write_json(
+        layout.plot_file("sequence_validation"),
+        [
+            {"epoch": epoch, **{name: curve.get(epoch) for name, curve in curves.items()}}
+            for epoch in epochs
+        ],
+    )
+    for name, entry in report.items():
+        print(
+            f"sequence: {name}: {entry['epochs']} epochs (best {entry['best_epoch']}), "
+            f"validation NDCG@10 {entry['validation_ndcg@10']}, {entry['seconds']:.0f} s"
+        )
+
+
+if __name__ == "__main__":
+    io.run_stage(main)
