@@ -26,7 +26,9 @@ on the default split's training events, which all precede both splits' validatio
 It prints a table and writes `--out` (metrics/bench_sequence.json): every number, the settings,
 epochs run, the per-epoch log, wall time and training steps per second. Trials are appended to
 the file's `tried` list (settings and validation NDCG@10 on the reference split), so a tuning
-history survives re-runs; `--fresh` starts it over.
+history survives re-runs; `--fresh` starts it over. `--resume` reuses the runs the file already
+holds with the same settings and seed (training is deterministic), so a stopped benchmark goes on
+where it stopped.
 """
 
 from __future__ import annotations
@@ -206,6 +208,11 @@ def main(argv: list[str] | None = None) -> None:
         "step about four times slower)",
     )
     parser.add_argument("--fresh", action="store_true", help="forget earlier trials in --out")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="reuse the runs --out already holds with the same settings and seed",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -219,8 +226,10 @@ def main(argv: list[str] | None = None) -> None:
         weight_decay=args.weight_decay,
     )
     tried: list[dict[str, Any]] = []
+    previous: dict[str, Any] = {}
     if args.out.exists() and not args.fresh:
-        tried = json.loads(args.out.read_text(encoding="utf-8")).get("tried", [])
+        previous = json.loads(args.out.read_text(encoding="utf-8"))
+        tried = previous.get("tried", [])
 
     started = time.perf_counter()
     # Every split is built before the first model: the runs take a while, and params.yaml or the
@@ -257,7 +266,14 @@ def main(argv: list[str] | None = None) -> None:
             for seed in args.seeds:
                 print(f"{protocol} / {variant} / seed {seed}: fitting ...", flush=True)
                 seeded = dataclasses.replace(settings, seed=seed)
-                runs[str(seed)] = run_model(data, seeded, text)
+                earlier = _earlier_run(previous, protocol, variant, seed) if args.resume else None
+                if earlier is not None and earlier.get("settings") == dataclasses.asdict(seeded):
+                    # Same settings and seed give the same weights: the run is not repeated.
+                    runs[str(seed)] = earlier
+                    print("  (reused from --out)")
+                    continue
+                runs[str(seed)] = {"settings": dataclasses.asdict(seeded)}
+                runs[str(seed)].update(run_model(data, seeded, text))
                 _print_run(protocol, variant, seed, runs[str(seed)])
                 section[variant]["mean"] = _mean(runs)
                 if protocol == "reference":
@@ -276,6 +292,13 @@ def main(argv: list[str] | None = None) -> None:
     report["wall_seconds"] = time.perf_counter() - started
     io.write_json(args.out, report)
     print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+
+
+def _earlier_run(
+    previous: dict[str, Any], protocol: str, variant: str, seed: int
+) -> dict[str, Any] | None:
+    runs = previous.get("protocols", {}).get(protocol, {}).get(variant, {}).get("runs", {})
+    return runs.get(str(seed))
 
 
 def _mean(runs: dict[str, dict[str, Any]]) -> dict[str, float]:
