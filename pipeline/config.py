@@ -297,8 +297,10 @@ class IndexConfig(_Section):
     """Share of the fused score that comes from the text side (after putting both scores on one
     scale); `auto` picks it from `weight_grid` by validation NDCG@10."""
     weight_grid: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] = [
-        0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0
+        0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0
     ]  # fmt: skip
+    """Text weights tried. 0 is left out: the text part is the only one that can place an item
+    nobody interacted with in training (at 0 every cold item ties at the random floor)."""
     sequence_share_grid: Annotated[
         list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)
     ] = [0.0, 0.25, 0.5, 0.75, 1.0]

@@ -52,6 +52,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) ->
         base_model=str(tiny_encoder_dir), max_steps=4, batch_size=8, eval_steps=2, eval_users=20
     )
     params["cluster"]["k"] = 3
+    params["sequence"].update(epochs=4, embedding_size=16)
     params["index"]["n_trees"] = 10
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], root)
@@ -68,11 +69,16 @@ def test_repro_produces_metrics_for_every_model(project: Path) -> None:
         "itemknn",
         "ease",
         "als",
+        "sasrec",
         "zero_shot",
         "finetuned",
+        "text_sequence",
         "fused",
     }
-    assert set(metrics["cold_items"]) == {"random", "als", "zero_shot", "finetuned", "fused"}
+    assert set(metrics["cold_items"]) == {
+        "random", "als", "sasrec", "zero_shot", "finetuned", "text_sequence", "fused"
+    }  # fmt: skip
+    assert set(metrics["paired_test"]) == set(metrics["test"]) - {"fused"}
     assert (project / "data/index/catalogue.sqlite").exists()
     assert (project / "data/finetune/model").is_dir()
     assert metrics["test"]["ease"]["users"] == 40
@@ -116,7 +122,8 @@ def test_editing_a_stage_module_makes_only_that_stage_and_later_ones_stale(proje
         # Every stage reads or writes through the stage contracts: all of them depend on it.
         contracts.write_text(original + "\n# a change to how artifacts are read\n")
         assert _stale_stages(project) == {
-            "preprocess", "finetune", "embed", "cluster", "factorize", "index", "evaluate"
+            "preprocess", "finetune", "embed", "cluster", "factorize", "sequence", "index",
+            "evaluate"
         }  # fmt: skip
     finally:
         contracts.write_text(original)
