@@ -36,6 +36,10 @@ class Fusion:
     """a: multiplies the text vectors."""
     cf_scale: float
     """b: multiplies the collaborative vectors."""
+    sequence_share: float = 0.0
+    """Share of the behaviour side that comes from the sequence model (0: ALS alone)."""
+    sequence_model: str | None = None
+    """Which sequence model the behaviour side holds (None: ALS alone)."""
 
     def fuse(self, text: np.ndarray, collaborative: np.ndarray) -> np.ndarray:
         """Rows laid out as the serving contract says: `[text part | collaborative part]`."""
@@ -45,21 +49,20 @@ class Fusion:
         fused[:, contract.collaborative_slice(text_dimension)] = self.cf_scale * collaborative
         return fused
 
-    sequence_share: float = 0.0
-    """Share of the behaviour side that comes from the sequence model (0: ALS alone)."""
-    sequence_model: str | None = None
-    """Which sequence model the behaviour side holds (None: ALS alone)."""
-
     def fuse_all(self, text: UserItemVectors, cf: UserItemVectors) -> UserItemVectors:
-        """Both sides fused, for each history either side has user vectors for."""
-        at_test = None
-        if text.users_at_test is not None or cf.users_at_test is not None:
-            text_users = text.users if text.users_at_test is None else text.users_at_test
-            cf_users = cf.users if cf.users_at_test is None else cf.users_at_test
-            at_test = self.fuse(text_users, cf_users)
+        """Both sides fused, with test-time users wherever either side derived some."""
         return UserItemVectors(
-            self.fuse(text.users, cf.users), self.fuse(text.items, cf.items), at_test
+            self.fuse(text.users, cf.users),
+            self.fuse(text.items, cf.items),
+            _test_users(self.fuse, text, cf),
         )
+
+
+def _test_users(join, left: UserItemVectors, right: UserItemVectors) -> np.ndarray | None:
+    """`join` of both sides' test-time users, or None when neither side derived any."""
+    if left.users_at_test is None and right.users_at_test is None:
+        return None
+    return join(left.test_users, right.test_users)
 
 
 def _spread(vectors: UserItemVectors, users: np.ndarray) -> float:
@@ -78,10 +81,6 @@ def score_spreads(text: Embeddings, cf: Factors, seed: int) -> tuple[float, floa
     return _spread(text, users), _spread(cf, users)
 
 
-def _scaled(vectors: np.ndarray | None, scale: float) -> np.ndarray | None:
-    return None if vectors is None else (scale * vectors).astype(np.float32)
-
-
 def behaviour(cf: Factors, sequence: UserItemVectors, share: float, seed: int) -> UserItemVectors:
     """ALS and a sequence model as one side: [√((1 − share)/σ_als)·als | √(share/σ_seq)·seq]."""
     users = _sample(len(cf.users), seed)
@@ -90,17 +89,15 @@ def behaviour(cf: Factors, sequence: UserItemVectors, share: float, seed: int) -
         float(np.sqrt(share / _spread(sequence, users))),
     )
 
-    def joined(left: np.ndarray | None, right: np.ndarray | None, base: str) -> np.ndarray | None:
-        if left is None and right is None:
-            return None
-        left = getattr(cf, base) if left is None else left
-        right = getattr(sequence, base) if right is None else right
-        return np.hstack([_scaled(left, scales[0]), _scaled(right, scales[1])])
+    def joined(als: np.ndarray, ordered: np.ndarray) -> np.ndarray:
+        return np.hstack(
+            [(scales[0] * als).astype(np.float32), (scales[1] * ordered).astype(np.float32)]
+        )
 
     return UserItemVectors(
-        users=joined(cf.users, sequence.users, "users"),
-        items=joined(cf.items, sequence.items, "items"),
-        users_at_test=joined(cf.users_at_test, sequence.users_at_test, "users"),
+        users=joined(cf.users, sequence.users),
+        items=joined(cf.items, sequence.items),
+        users_at_test=_test_users(joined, cf, sequence),
     )
 
 
@@ -131,7 +128,10 @@ def tune_fusion(
         for share in cfg.sequence_share_grid:
             if share > 0:  # share 0 is ALS alone, whichever sequence model
                 sides[(name, share)] = behaviour(cf, sequence, share, cfg.seed)
-    spreads = {key: score_spreads(text, side, cfg.seed) for key, side in sides.items()}
+    # The text side is the same for every candidate: its spread is measured once.
+    users = _sample(len(text.users), cfg.seed)
+    text_spread = _spread(text, users)
+    spreads = {key: (text_spread, _spread(side, users)) for key, side in sides.items()}
 
     def candidates():
         for key, side in sides.items():

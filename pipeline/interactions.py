@@ -42,9 +42,13 @@ class UserItemVectors:
     users_at_test: np.ndarray | None = None
     """float32 [n_users, d], from the training and validation history; None: same as `users`."""
 
+    @property
+    def test_users(self) -> np.ndarray:
+        """The user vectors the test split is scored with (`users` when none were derived)."""
+        return self.users if self.users_at_test is None else self.users_at_test
+
     def score(self, users: np.ndarray) -> np.ndarray:
         return self.users[users] @ self.items.T
 
     def score_at_test(self, users: np.ndarray) -> np.ndarray:
-        at_test = self.users if self.users_at_test is None else self.users_at_test
-        return at_test[users] @ self.items.T
+        return self.test_users[users] @ self.items.T

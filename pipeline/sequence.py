@@ -51,18 +51,9 @@ MODELS = {
 
 def settings(cfg: SequenceConfig, use_ids: bool, use_text: bool) -> SequenceSettings:
     """The library's settings for one variant of `cfg`."""
+    # The config's fields are the library's, less where text comes from and the device choice.
     return SequenceSettings(
-        max_length=cfg.max_length,
-        embedding_size=cfg.embedding_size,
-        layers=cfg.layers,
-        heads=cfg.heads,
-        dropout=cfg.dropout,
-        learning_rate=cfg.learning_rate,
-        batch_size=cfg.batch_size,
-        epochs=cfg.epochs,
-        patience=cfg.patience,
-        eval_every=cfg.eval_every,
-        seed=cfg.seed,
+        **cfg.model_dump(exclude={"text_encoder", "device"}),
         use_ids=use_ids,
         use_text=use_text,
         device=pick_device(cfg.device),

@@ -80,3 +80,28 @@ def make_block_raw(
         users=None,
         source="synthetic-blocks",
     )
+
+
+def blocks_with_random_text(seed: int = 0):
+    """(processed, matrices, ALS factors, text vectors) on the two-block data, where the text
+    knows nothing (random unit vectors) and ALS finds the blocks: fusion should prefer ALS."""
+    from pipeline import factorize, preprocess
+    from pipeline.artifacts import Embeddings
+    from pipeline.config import FactorizeConfig, PreprocessConfig
+    from pipeline.protocol import SplitMatrices
+
+    processed = preprocess.run(make_block_raw(), PreprocessConfig(min_user_interactions=3))
+    matrices = SplitMatrices.from_processed(processed)
+    cf = factorize.run(
+        matrices.train, FactorizeConfig(embedding_size=8, reg=0.1, alpha=10.0, epochs=30)
+    )
+    rng = np.random.default_rng(seed)
+
+    def unit(rows: np.ndarray) -> np.ndarray:
+        return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+    text = Embeddings(
+        users=unit(rng.normal(size=(processed.users.height, 16))),
+        items=unit(rng.normal(size=(processed.items.height, 16))),
+    )
+    return processed, matrices, cf, text

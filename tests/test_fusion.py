@@ -4,34 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from synthetic import make_block_raw
+from synthetic import blocks_with_random_text
 
-from pipeline import factorize, preprocess
 from pipeline.artifacts import Embeddings
-from pipeline.config import FactorizeConfig, IndexConfig, PreprocessConfig
+from pipeline.config import IndexConfig
 from pipeline.fusion import behaviour, make_fusion, score_spreads, tune_fusion
-from pipeline.protocol import SplitMatrices
 from recli import contract
-
-
-def _unit(rows: np.ndarray) -> np.ndarray:
-    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
 def setup():
-    processed = preprocess.run(make_block_raw(), PreprocessConfig(min_user_interactions=3))
-    matrices = SplitMatrices.from_processed(processed)
-    cf = factorize.run(
-        matrices.train, FactorizeConfig(embedding_size=8, reg=0.1, alpha=10.0, epochs=30)
-    )
-    rng = np.random.default_rng(0)
-    # Text that knows nothing: random unit vectors.
-    text = Embeddings(
-        users=_unit(rng.normal(size=(processed.users.height, 16))),
-        items=_unit(rng.normal(size=(processed.items.height, 16))),
-    )
-    return processed, matrices, cf, text
+    return blocks_with_random_text()
 
 
 def test_fused_dot_product_is_the_weighted_sum_of_scaled_scores(setup) -> None:
