@@ -57,47 +57,114 @@ def build_annoy(items: np.ndarray, cfg: IndexConfig, path: Path) -> None:
     index.unload()
 
 
+def exact_top(
+    users: np.ndarray, items: np.ndarray, seen: list[set[int]], rows: np.ndarray
+) -> np.ndarray:
+    """Exact top `RECALL_K` unseen items of each user in `rows`, scored in batches."""
+    tops = []
+    for start in range(0, len(rows), 1024):
+        batch = rows[start : start + 1024]
+        scores = users[batch] @ items.T
+        for position, user in enumerate(batch):
+            if seen[user]:
+                scores[position, list(seen[user])] = -np.inf
+        tops.append(top_k(scores, RECALL_K))
+    return np.concatenate(tops) if tops else np.empty((0, RECALL_K), dtype=np.int64)
+
+
+def ann_recall(
+    index: Any,
+    users: np.ndarray,
+    seen: list[set[int]],
+    rows: np.ndarray,
+    exact: np.ndarray,
+    search_k: int,
+) -> tuple[float, float]:
+    """Recall@10 of the served query against `exact`, and the median query time in ms.
+
+    The served query asks Annoy for 10 + |seen| neighbours and drops the user's history, exactly
+    as `recli recommend` does, so this is the recall users get.
+    """
+    overlaps, seconds = [], []
+    for user, truth in zip(rows.tolist(), exact, strict=True):
+        exclude = seen[user]
+        query = users[user].tolist()
+        started = time.perf_counter()
+        neighbours = index.get_nns_by_vector(query, RECALL_K + len(exclude), search_k=search_k)
+        approximate = [i for i in neighbours if i not in exclude][:RECALL_K]
+        seconds.append(time.perf_counter() - started)
+        overlaps.append(len(set(approximate) & set(truth.tolist())) / RECALL_K)
+    return float(np.mean(overlaps)), 1000 * float(np.median(seconds))
+
+
+def search_ladder(n_trees: int, n_items: int) -> list[int]:
+    """Search efforts tried by `search_k: auto`: Annoy's default (n_trees × 10), doubled until
+    every leaf of every tree can be visited (n_trees × items), where Annoy is exact."""
+    ceiling = n_trees * max(n_items, RECALL_K)
+    ladder = [n_trees * RECALL_K]
+    while ladder[-1] < ceiling:
+        ladder.append(min(2 * ladder[-1], ceiling))
+    return ladder
+
+
 def measure_ann(
     index_path: Path,
     users: np.ndarray,
     items: np.ndarray,
     seen: list[set[int]],
     cfg: IndexConfig,
-) -> dict[str, float]:
-    """Recall@10 of the served query (ANN, then drop seen items) against exact search, and latency.
+) -> dict[str, Any]:
+    """Choose the search effort (`search_k: auto`) and measure the recall and latency it serves.
 
-    The served query asks Annoy for 10 + |seen| neighbours and drops the user's history, exactly
-    as `recli recommend` does, so this is the recall users get. Cold items are candidates when
-    serving: new items are exactly what the text side is for.
+    Users with a zero vector cannot be queried and are left out. The rest are sampled (seeded, at
+    most `cfg.recall_users`) and split in two halves: the effort is chosen on the first (the
+    smallest on `search_ladder` reaching `cfg.recall_target`; the largest if none does) and the
+    recall reported is the second half's, so the reported number is not the one tuned. Cold items
+    are candidates, as when serving: new items are exactly what the text side is for.
     """
     from annoy import AnnoyIndex
 
+    queryable = np.flatnonzero(np.abs(users).sum(axis=1) > 0)
+    rng = np.random.default_rng(cfg.seed)
+    sample = rng.permutation(queryable)[: cfg.recall_users]
+    tuning, reporting = (sample[::2], sample[1::2]) if len(sample) > 1 else (sample, sample)
+
     index = AnnoyIndex(items.shape[1], cfg.metric)
     index.load(str(index_path))
-    overlaps, ann_seconds, exact_seconds = [], [], []
-    for user, vector in enumerate(users):
-        if not vector.any():
-            continue
-        exclude = seen[user]
-        query = vector.tolist()
-        started = time.perf_counter()
-        neighbours = index.get_nns_by_vector(query, RECALL_K + len(exclude), search_k=cfg.search_k)
-        approximate = [i for i in neighbours if i not in exclude][:RECALL_K]
-        ann_seconds.append(time.perf_counter() - started)
+    by_search_k: dict[str, float] = {}
+    if cfg.search_k == "auto":
+        exact = exact_top(users, items, seen, tuning)
+        search_k = None
+        for effort in search_ladder(cfg.n_trees, items.shape[0]):
+            recall, _ = ann_recall(index, users, seen, tuning, exact, effort)
+            by_search_k[str(effort)] = round(recall, 5)
+            if recall >= cfg.recall_target:
+                search_k = effort
+                break
+        if search_k is None:
+            search_k = effort
+    else:
+        search_k = cfg.search_k
 
-        started = time.perf_counter()
-        scores = items @ vector
-        if exclude:
-            scores[list(exclude)] = -np.inf
-        exact = top_k(scores[None, :], RECALL_K)[0]
-        exact_seconds.append(time.perf_counter() - started)
-        overlaps.append(len(set(approximate) & set(exact.tolist())) / RECALL_K)
+    exact = exact_top(users, items, seen, reporting)
+    recall, ann_ms = ann_recall(index, users, seen, reporting, exact, search_k)
     index.unload()
+    exact_seconds = []
+    for user in reporting[:200].tolist():
+        started = time.perf_counter()
+        scores = items @ users[user]
+        if seen[user]:
+            scores[list(seen[user])] = -np.inf
+        top_k(scores[None, :], RECALL_K)
+        exact_seconds.append(time.perf_counter() - started)
     return {
-        f"ann_recall@{RECALL_K}": round(float(np.mean(overlaps)), 5),
-        "ann_query_ms_median": round(1000 * float(np.median(ann_seconds)), 4),
+        "search_k": int(search_k),
+        "recall_target": cfg.recall_target,
+        f"ann_recall@{RECALL_K}": round(recall, 5),
+        f"tuning_recall@{RECALL_K}_by_search_k": by_search_k,
+        "ann_query_ms_median": round(ann_ms, 4),
         "exact_query_ms_median": round(1000 * float(np.median(exact_seconds)), 4),
-        "users_measured": len(overlaps),
+        "users_measured": len(reporting),
     }
 
 
@@ -198,6 +265,12 @@ def main(root: Path = Path(".")) -> None:
     for user, item in processed.train.select("user_idx", "item_idx").iter_rows():
         seen[user].add(item)
     ann = measure_ann(index_path, fused_users, fused_items, seen, params.index)
+    if ann[f"ann_recall@{RECALL_K}"] < params.index.recall_target:
+        print(
+            f"index: warning: recall@{RECALL_K} {ann[f'ann_recall@{RECALL_K}']:.3f} is below "
+            f"index.recall_target {params.index.recall_target} even at search_k "
+            f"{ann['search_k']}: raise index.n_trees"
+        )
 
     clustering = read_clustering(layout)
     assignments = dict(clustering.assignments.select("user_idx", "cluster").iter_rows())
@@ -207,7 +280,7 @@ def main(root: Path = Path(".")) -> None:
         "dimension": int(fused_items.shape[1]),
         "text_dimension": int(text.items.shape[1]),
         "metric": params.index.metric,
-        "search_k": params.index.search_k,
+        "search_k": ann["search_k"],
         "text_weight": fusion.text_weight,
         "sequence_share": fusion.sequence_share,
         "sequence_model": fusion.sequence_model,
@@ -250,7 +323,7 @@ def main(root: Path = Path(".")) -> None:
     print(
         f"index: text weight {fusion.text_weight}, behaviour side ALS + "
         f"{fusion.sequence_model} at share {fusion.sequence_share}, "
-        f"{fused_items.shape[1]}-d, "
+        f"{fused_items.shape[1]}-d, search_k {ann['search_k']}, "
         f"ANN recall@{RECALL_K} {ann[f'ann_recall@{RECALL_K}']:.3f}, "
         f"{ann['ann_query_ms_median']:.3f} ms/query (exact {ann['exact_query_ms_median']:.3f} ms)"
     )

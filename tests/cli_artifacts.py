@@ -136,7 +136,7 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         "dimension": int(fused_items.shape[1]),
         "text_dimension": text_dimension,
         "metric": cfg.metric,
-        "search_k": cfg.search_k,
+        "search_k": 10000,
         "text_weight": 0.5,
         "text_scale": TEXT_SCALE,
         "cf_scale": CF_SCALE,

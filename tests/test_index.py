@@ -18,18 +18,45 @@ def setup():
     return blocks_with_random_text()
 
 
-def test_annoy_dot_index_matches_exact_search(setup, tmp_path: Path) -> None:
+def _built(setup, tmp_path: Path, cfg: IndexConfig):
     processed, _, cf, text = setup
     fusion = make_fusion(0.5, score_spreads(text, cf, seed=0))
     users, items = fusion.fuse(text.users, cf.users), fusion.fuse(text.items, cf.items)
-    cfg = IndexConfig(n_trees=20)
     index.build_annoy(items, cfg, tmp_path / "items.ann")
     seen = [set() for _ in range(len(users))]
     for user, item in processed.train.select("user_idx", "item_idx").iter_rows():
         seen[user].add(item)
+    return users, items, seen
+
+
+def test_annoy_dot_index_matches_exact_search(setup, tmp_path: Path) -> None:
+    cfg = IndexConfig(n_trees=20, search_k=10000)
+    users, items, seen = _built(setup, tmp_path, cfg)
     measured = index.measure_ann(tmp_path / "items.ann", users, items, seen, cfg)
     assert measured["ann_recall@10"] >= 0.98
-    assert measured["users_measured"] == len(users)
+    assert measured["search_k"] == 10000 and measured["tuning_recall@10_by_search_k"] == {}
+    # Half of the users choose the effort, the other half report it.
+    assert measured["users_measured"] == len(users) // 2
+
+
+def test_search_ladder_doubles_up_to_an_exhaustive_search() -> None:
+    assert index.search_ladder(n_trees=10, n_items=100) == [100, 200, 400, 800, 1000]
+    assert index.search_ladder(n_trees=3, n_items=5) == [30]  # never below Annoy's default
+
+
+def test_auto_search_k_is_the_smallest_effort_reaching_the_target(setup, tmp_path: Path) -> None:
+    # One tree is a poor index: the default effort misses neighbours, so the ladder has to climb.
+    cfg = IndexConfig(n_trees=1, recall_target=0.999)
+    users, items, seen = _built(setup, tmp_path, cfg)
+    measured = index.measure_ann(tmp_path / "items.ann", users, items, seen, cfg)
+    tried = measured["tuning_recall@10_by_search_k"]
+    efforts = [int(effort) for effort in tried]
+    assert efforts == index.search_ladder(1, items.shape[0])[: len(efforts)]
+    assert measured["search_k"] == efforts[-1]
+    assert tried[str(efforts[-1])] >= 0.999
+    assert all(recall < 0.999 for recall in list(tried.values())[:-1])
+    assert len(efforts) > 1, "the test needs an index whose default effort misses the target"
+    assert measured["ann_recall@10"] >= 0.98
 
 
 def test_catalogue_round_trip(setup, tmp_path: Path) -> None:
