@@ -186,6 +186,13 @@ def run(
         }
     if SERVED in tests:
         metrics["paired_test"] = paired_differences(tests, SERVED, PLOT_METRIC)
+        # Per bucket too: a bucket of a hundred users moves NDCG@10 by hundredths, so "loses in
+        # this bucket" means something only next to its standard error.
+        metrics["paired_test_by_activity"] = {
+            label: paired_differences(tests, SERVED, PLOT_METRIC, mask)
+            for label, mask in buckets
+            if mask[tests[SERVED].users].any()
+        }
     activity_rows = _plot_rows("bucket", metrics["test_by_activity"], [b for b, _ in buckets])
     for row, (_, mask) in zip(activity_rows, buckets, strict=True):
         # A numeric x for DVC's line templates (bucket labels are categories).
@@ -200,20 +207,29 @@ def run(
 
 
 def paired_differences(
-    results: dict[str, EvaluationResult], served: str, metric: str
+    results: dict[str, EvaluationResult],
+    served: str,
+    metric: str,
+    user_mask: np.ndarray | None = None,
 ) -> dict[str, dict[str, float | int]]:
     """Per-user `metric` of `served` minus each other model's, on the same users: mean, standard
     error and their ratio (a paired comparison is far tighter than two separate error bars,
-    since both lists are judged on the same test item of the same user)."""
+    since both lists are judged on the same test item of the same user). `user_mask` (over all
+    users) restricts the comparison to some users, e.g. an activity bucket."""
     mine = results[served]
+    selected = np.ones(mine.users.size, dtype=bool) if user_mask is None else user_mask[mine.users]
     table: dict[str, dict[str, float | int]] = {}
     for name, other in results.items():
         if name == served:
             continue
         if not np.array_equal(mine.users, other.users):
             raise ValueError(f"{served} and {name} were evaluated on different users")
-        difference = mine.per_user[metric] - other.per_user[metric]
-        error = float(np.std(difference, ddof=1) / np.sqrt(difference.size))
+        difference = (mine.per_user[metric] - other.per_user[metric])[selected]
+        error = (
+            float(np.std(difference, ddof=1) / np.sqrt(difference.size))
+            if difference.size > 1
+            else 0.0
+        )
         mean = float(np.mean(difference))
         table[name] = {
             f"{metric}_difference": round(mean, 5),
