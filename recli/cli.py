@@ -61,6 +61,12 @@ ArtifactsOption = Annotated[
     ),
 ]
 CountOption = Annotated[int, typer.Option("-k", "--k", help="How many items to show.")]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the answer as JSON on stdout, nothing else.")
+]
+IdArguments = {"ignore_unknown_options": True}
+"""For commands that take an id: `-1` is an id to look up (and report as unknown), not an
+option Click has never heard of."""
 
 
 def _version(value: bool) -> None:
@@ -99,6 +105,10 @@ def _artifacts(ctx: typer.Context, artifacts: Path | None) -> Path:
     return (ctx.find_root().obj or {}).get("artifacts", DEFAULT_ARTIFACTS)
 
 
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, ensure_ascii=False, indent=2))
+
+
 def _open(ctx: typer.Context, artifacts: Path | None) -> "Served":
     from recli.serve import Served
 
@@ -108,7 +118,7 @@ def _open(ctx: typer.Context, artifacts: Path | None) -> "Served":
 # --------------------------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------------------------
-@app.command()
+@app.command(context_settings=IdArguments)
 def recommend(
     ctx: typer.Context,
     user_id: Annotated[str, typer.Argument(help="The user's id as in the dataset (e.g. 196).")],
@@ -116,69 +126,84 @@ def recommend(
     explain: Annotated[
         bool, typer.Option("--explain", help="Split each score into text and collaborative parts.")
     ] = False,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print JSON (user, cluster, recommendations) only.")
-    ] = False,
+    as_json: JsonOption = False,
     artifacts: ArtifactsOption = None,
 ) -> None:
     """A user's interest group and their top-k recommendations, each with the reason behind it."""
     with _open(ctx, artifacts) as served:
         result = served.recommend(user_id, k)
     if as_json:
-        typer.echo(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
+        _print_json(result.to_json())
         return
     render.show(render.recommendations_view(result, explain))
 
 
-@app.command()
+@app.command(context_settings=IdArguments)
 def user(
     ctx: typer.Context,
     user_id: Annotated[str, typer.Argument(help="The user's id as in the dataset.")],
     history: Annotated[
         int, typer.Option("--history", "-n", help="How many history events to show.")
     ] = 10,
+    as_json: JsonOption = False,
     artifacts: ArtifactsOption = None,
 ) -> None:
     """A user's profile: interest group, interest tags and recent history."""
     with _open(ctx, artifacts) as served:
         profile = served.user_profile(user_id, history)
+    if as_json:
+        _print_json(profile.to_json())
+        return
     render.show(render.user_view(profile))
 
 
 @app.command()
-def clusters(ctx: typer.Context, artifacts: ArtifactsOption = None) -> None:
+def clusters(
+    ctx: typer.Context, as_json: JsonOption = False, artifacts: ArtifactsOption = None
+) -> None:
     """Every interest group: id, label, size, share of users and top terms."""
     with _open(ctx, artifacts) as served:
         groups = served.clusters()
     if not groups:
         raise RecliError("the catalogue has no interest clusters: run `dvc repro cluster index`")
+    if as_json:
+        _print_json([group.to_json() for group in groups])
+        return
     render.show([render.clusters_table(groups)])
 
 
-@app.command()
+@app.command(context_settings=IdArguments)
 def cluster(
     ctx: typer.Context,
     cluster_id: Annotated[int, typer.Argument(help="The group's id (see `recli clusters`).")],
     members: Annotated[int, typer.Option(help="How many member user ids to show.")] = 10,
+    as_json: JsonOption = False,
     artifacts: ArtifactsOption = None,
 ) -> None:
     """One interest group: its over-represented terms, exemplar items and some members."""
     with _open(ctx, artifacts) as served:
         group = served.cluster(cluster_id)
         member_ids = served.cluster_members(cluster_id, max(members, 0))
+    if as_json:
+        _print_json(group.to_json_detailed(member_ids))
+        return
     render.show(render.cluster_view(group, member_ids))
 
 
-@app.command()
+@app.command(context_settings=IdArguments)
 def similar(
     ctx: typer.Context,
     item_id: Annotated[str, typer.Argument(help="The item's id as in the dataset.")],
     k: CountOption = 10,
+    as_json: JsonOption = False,
     artifacts: ArtifactsOption = None,
 ) -> None:
     """Items nearest to an item in the fused (text + collaborative) space."""
     with _open(ctx, artifacts) as served:
         item, neighbours = served.similar(item_id, k)
+    if as_json:
+        _print_json({"item": item.to_json(), "similar": [n.to_json() for n in neighbours]})
+        return
     title = f"items like {escape(item.title)} ({escape(item.item_id)})"
     render.show([render.items_table(title, neighbours)])
 
@@ -195,11 +220,16 @@ def search(
             show_default=False,
         ),
     ] = None,
+    as_json: JsonOption = False,
     artifacts: ArtifactsOption = None,
 ) -> None:
     """Cold start: recommend from a free-text description, with the fine-tuned encoder."""
     if not text.strip():
         raise RecliError('empty search text: describe a taste, e.g. recli search "space opera"')
+    from recli.inputs import is_text, not_text
+
+    if not is_text(text):
+        raise not_text("search text", text, 'recli search "space opera"')
     with _open(ctx, artifacts) as served:
         from recli.inputs import check_k
 
@@ -217,17 +247,25 @@ def search(
             model = load_encoder(str(location), device="cpu")
         vector = encode(model, [text])[0].tolist()
         neighbours = served.search(vector, k)
-    render.show([render.items_table(f"items for “{escape(text)}”", neighbours)])
+    if as_json:
+        _print_json({"query": text, "items": [n.to_json() for n in neighbours]})
+        return
+    render.show([render.items_table(f"items for “{escape(render.shortened(text))}”", neighbours)])
 
 
 @app.command()
-def doctor(ctx: typer.Context, artifacts: ArtifactsOption = None) -> None:
+def doctor(
+    ctx: typer.Context, as_json: JsonOption = False, artifacts: ArtifactsOption = None
+) -> None:
     """Check the served artifacts: present, right versions, index hash, fresh, answering."""
     from recli.doctor import doctor as run_checks
 
     artifacts = _artifacts(ctx, artifacts)
     checks = run_checks(artifacts)
-    render.show([render.checks_table(checks, artifacts)])
+    if as_json:
+        _print_json([check.to_json() for check in checks])
+    else:
+        render.show([render.checks_table(checks, artifacts)])
     problems = [check for check in checks if check.status == "problem"]
     if problems:
         names = ", ".join(check.name for check in problems)
@@ -247,11 +285,22 @@ def metrics(
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print a Markdown table (for READMEs and reports).")
     ] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """Show the evaluation table (every model, same split), optionally against a git revision."""
     from recli.metrics_source import load_table
 
     table = load_table(split, rev, cutoff)
+    if as_json:
+
+        def shown(rows: Any) -> Any:  # the columns the table would show (`--k`)
+            return {m: {c: row[c] for c in table.columns if c in row} for m, row in rows.items()}
+
+        baseline = None if table.baseline is None else shown(table.baseline)
+        _print_json(
+            {"split": table.split, "models": shown(table.rows), "rev": rev, "at_rev": baseline}
+        )
+        return
     if markdown:
         for line in render.metrics_markdown(table):
             typer.echo(line)

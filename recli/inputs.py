@@ -21,6 +21,30 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def printable(text: str) -> str:
+    """`text` as it can always be printed: bytes that are not UTF-8 (a shell passes them to
+    Python as lone surrogates) shown as `\\xff` escapes."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def is_text(given: str) -> bool:
+    """Whether `given` is valid text. Ids and queries are matched as UTF-8; bytes that are not
+    (`recli recommend $'\\xff'`) can match nothing and cannot even be looked up."""
+    try:
+        given.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def not_text(kind: str, given: str, example: str) -> RecliError:
+    """The error for an argument that is not valid UTF-8; `example` is a command that works."""
+    return RecliError(
+        f"{kind} '{printable(given)}' is not valid UTF-8 text: pass it as the dataset spells it, "
+        f"e.g. `{example}`"
+    )
+
+
 def check_k(k: int, n_items: int) -> None:
     """Raise unless `1 <= k <= n_items`: Annoy would silently return fewer items."""
     if k < 1:

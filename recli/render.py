@@ -39,6 +39,11 @@ NONE = "[dim]—[/]"
 """An empty cell."""
 CHECK_COLOURS = {"ok": "green", "problem": "red", "warning": "yellow", "skipped": "dim"}
 """`recli doctor`'s status column."""
+NARROW = 70
+"""Terminals narrower than this (columns) get each table as stacked records: a squeezed table
+wraps every cell to a few letters."""
+TITLE_CHARS = 60
+"""A query echoed in a title is cut to this many characters."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,10 +70,51 @@ def print_error(error: RecliError) -> None:
 
 
 def show(parts: Iterable[Any]) -> None:
-    """Print a view's parts (panels, tables, paragraphs) in order on stdout."""
+    """Print a view's parts (panels, tables, paragraphs) in order on stdout; on a terminal
+    narrower than `NARROW` columns, tables are printed as stacked records."""
     out = console()
     for part in parts:
-        out.print(part)
+        out.print(part.stacked() if isinstance(part, Grid) and out.width < NARROW else part)
+
+
+class Grid(Table):
+    """A rich table that remembers its headers and cells, so a narrow terminal can show it as
+    stacked records (`stacked`) instead of columns a few letters wide."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.headers: list[str] = []
+        self.records: list[list[str]] = []
+
+    def add_column(self, header: Any = "", *args: Any, **kwargs: Any) -> None:
+        self.headers.append(str(header))
+        super().add_column(header, *args, **kwargs)
+
+    def add_row(self, *cells: Any, **kwargs: Any) -> None:
+        self.records.append([cell if isinstance(cell, str) else "" for cell in cells])
+        super().add_row(*cells, **kwargs)
+
+    def stacked(self) -> str:
+        """Each row as a block: its first cell in bold (`#3`, `id 4`), then one `header: value`
+        line per other cell (multi-line cells indented), blocks separated by a blank line."""
+        blocks = [f"[bold]{self.title}[/]"] if self.title else []
+        first = self.headers[0] if self.headers else ""
+        for record in self.records:
+            if not record:
+                continue
+            heading = f"#{record[0]}" if first == "#" else f"{escape(first)} {record[0]}".strip()
+            lines = [f"[bold]{heading}[/]"]
+            for header, cell in zip(self.headers[1:], record[1:], strict=False):
+                value = cell.replace("\n", "\n    ")
+                lines.append(f"  {escape(header)}: {value}")
+            blocks.append("\n".join(lines))
+        return "\n\n".join(blocks)
+
+
+def shortened(text: str, limit: int = TITLE_CHARS) -> str:
+    """`text` on one line, cut to `limit` characters with an ellipsis (for titles)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 # --------------------------------------------------------------------------------------------
@@ -99,8 +145,8 @@ def interests_markup(user: User, limit: int = 5) -> str:
     return "[dim]none stands out (no genre or tag over-represented in enough events)[/]"
 
 
-def _table(title: str) -> Table:
-    return Table(title=title, header_style="bold", title_justify="left")
+def _table(title: str) -> Grid:
+    return Grid(title=title, header_style="bold", title_justify="left")
 
 
 def _panel(lines: list[str], title: str) -> Any:
@@ -112,7 +158,7 @@ def _panel(lines: list[str], title: str) -> Any:
 # --------------------------------------------------------------------------------------------
 # Views
 # --------------------------------------------------------------------------------------------
-def items_table(title: str, neighbours: list[Neighbour]) -> Table:
+def items_table(title: str, neighbours: list[Neighbour]) -> Grid:
     """`recli similar` and `recli search`: ranked items with their dot products."""
     table = _table(title)
     table.add_column("#", justify="right", no_wrap=True)
@@ -175,7 +221,7 @@ def recommendations_view(result: Recommendations, explain: bool) -> list[Any]:
         lines.append(f"recently: {recent}")
     header = _panel(lines, "recli recommend")
 
-    table = Table(header_style="bold")
+    table = Grid(header_style="bold")
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("title")
     table.add_column("genres")
@@ -248,7 +294,7 @@ def user_view(profile: UserProfile) -> list[Any]:
     return [_panel(lines, "recli user"), table]
 
 
-def clusters_table(groups: list[Cluster]) -> Table:
+def clusters_table(groups: list[Cluster]) -> Grid:
     """`recli clusters`: every group with its size, share of users and top terms."""
     table = _table("interest groups")
     table.add_column("id", justify="right", no_wrap=True)
@@ -319,7 +365,7 @@ def cluster_view(group: Cluster, member_ids: list[str]) -> list[Any]:
     return view
 
 
-def checks_table(checks: list[Check], artifacts: Path) -> Table:
+def checks_table(checks: list[Check], artifacts: Path) -> Grid:
     """`recli doctor`: one coloured line per check."""
     table = _table(f"recli doctor ({artifacts})")
     table.add_column("check", no_wrap=True)
@@ -351,7 +397,7 @@ def metrics_view(table: MetricsTable, rev: str | None = None) -> list[Any]:
         column: max(row.get(column, float("-inf")) for row in table.rows.values())
         for column in columns
     }
-    grid = Table(title=f"{table.split} metrics ({METRICS_FILE})", header_style="bold")
+    grid = Grid(title=f"{table.split} metrics ({METRICS_FILE})", header_style="bold")
     grid.add_column("model", no_wrap=True)
     for column in columns:
         grid.add_column(column, justify="right", no_wrap=True)

@@ -50,6 +50,15 @@ class HistoryEntry(NamedTuple):
         seconds = self.timestamp / 1000 if self.timestamp > 10**11 else self.timestamp
         return time.strftime("%Y-%m-%d", time.gmtime(seconds))
 
+    def to_json(self) -> dict[str, Any]:
+        """One event of `recli user --json`'s history."""
+        return {
+            **self.item.to_json(),
+            "date": None if self.timestamp is None else self.date,
+            "timestamp": self.timestamp,
+            "rating": self.rating,
+        }
+
 
 class Cluster(NamedTuple):
     """An interest group and the profile the cluster stage wrote for it."""
@@ -70,7 +79,7 @@ class Cluster(NamedTuple):
         return [term_text(term) for term in self.top_terms[:limit] if "term" in term]
 
     def to_json(self) -> dict[str, Any]:
-        """The group as `recli recommend --json` prints it."""
+        """The group as `recli recommend --json` and `recli clusters --json` print it."""
         return {
             "cluster": self.cluster,
             "label": self.label,
@@ -78,6 +87,32 @@ class Cluster(NamedTuple):
             "share": self.share,
             "top_terms": self.term_names(),
         }
+
+    def to_json_detailed(self, members: list[str]) -> dict[str, Any]:
+        """The whole profile, as `recli cluster --json` prints it: each term with its lift and
+        shares, the exemplar and favourite items, and some member ids."""
+        return {
+            **self.to_json(),
+            "top_terms": [_term_json(term) for term in self.top_terms if "term" in term],
+            "exemplars": [_entry_json(entry) for entry in self.exemplars],
+            "favourites": [_entry_json(entry) for entry in self.top_items],
+            "members": members,
+        }
+
+
+def _term_json(term: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "term": term_text(term),
+        "kind": term.get("kind"),
+        "lift": term.get("lift"),
+        "share": term.get("share"),
+        "share_overall": term.get("share_overall"),
+    }
+
+
+def _entry_json(entry: dict[str, Any]) -> dict[str, Any]:
+    keys = ("item_id", "title", "users", "lift")
+    return {key: entry[key] for key in keys if key in entry}
 
 
 class User(NamedTuple):
@@ -171,6 +206,10 @@ class Neighbour(NamedTuple):
     item: Item
     score: float
 
+    def to_json(self) -> dict[str, Any]:
+        """One row of `recli similar --json` or `recli search --json`."""
+        return {"rank": self.rank, **self.item.to_json(), "score": round(self.score, 6)}
+
 
 class UserProfile(NamedTuple):
     """What `recli user` shows."""
@@ -183,6 +222,18 @@ class UserProfile(NamedTuple):
     """The user's own most frequent genres over their whole training history, with counts."""
     top_tags: list[tuple[str, int]]
 
+    def to_json(self) -> dict[str, Any]:
+        """The whole of `recli user --json`."""
+        return {
+            "user": self.user.user_id,
+            "train_count": self.user.train_count,
+            "interests": [_term_json(term) for term in self.user.interests if "term" in term],
+            "cluster": None if self.cluster is None else self.cluster.to_json(),
+            "top_genres": [{"genre": g, "events": n} for g, n in self.top_genres],
+            "top_tags": [{"tag": t, "events": n} for t, n in self.top_tags],
+            "history": [entry.to_json() for entry in self.history],
+        }
+
 
 class Check(NamedTuple):
     """One line of `recli doctor`."""
@@ -191,3 +242,7 @@ class Check(NamedTuple):
     status: str
     """`ok`, `problem` (serving is wrong or impossible), `warning` or `skipped`."""
     detail: str
+
+    def to_json(self) -> dict[str, str]:
+        """One entry of `recli doctor --json`."""
+        return {"name": self.name, "status": self.status, "detail": self.detail}

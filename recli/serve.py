@@ -36,7 +36,7 @@ from recli.contract import (
     fuse_parts,
 )
 from recli.errors import RecliError
-from recli.inputs import check_k, unknown_id
+from recli.inputs import check_k, is_text, not_text, unknown_id
 from recli.results import (
     Because,
     Cluster,
@@ -51,6 +51,18 @@ from recli.results import (
 
 RECENT_SHOWN = 5
 """History titles shown in the `recommend` header."""
+SHOWN_LIFT = 1.1
+"""The least lift shown as "over-represented" (a group's or user's share of a term at least 10%
+above everyone's): a term at ×1.01 is not something a group likes."""
+
+
+def over_represented(terms: Any) -> list[dict[str, Any]]:
+    """The terms whose lift reaches `SHOWN_LIFT` (terms without a recorded lift are kept)."""
+    return [
+        term
+        for term in (terms if isinstance(terms, list) else [])
+        if isinstance(term, dict) and (term.get("lift") is None or term["lift"] >= SHOWN_LIFT)
+    ]
 
 
 class Served:
@@ -174,6 +186,9 @@ class Served:
 
     def item(self, item_id: str) -> Item:
         """An item by its dataset id; an unknown id's error suggests the nearest ones."""
+        if not is_text(item_id):
+            first = self._query("SELECT item_id FROM items ORDER BY item_idx LIMIT 1")
+            raise not_text("item id", item_id, f"recli similar {first[0][0] if first else 'ID'}")
         rows = self._query("SELECT item_idx FROM items WHERE item_id = ?", (item_id,))
         if not rows:
             known = [row[0] for row in self._query("SELECT item_id FROM items ORDER BY item_idx")]
@@ -182,6 +197,8 @@ class Served:
 
     def user(self, user_id: str) -> User:
         """A user by their dataset id; an unknown id's error suggests the nearest ones."""
+        if not is_text(user_id):
+            raise not_text("user id", user_id, f"recli recommend {self.first_user_id()}")
         rows = self._query(
             "SELECT user_idx, user_id, cluster, train_count, vector, interests FROM users "
             "WHERE user_id = ?",
@@ -201,7 +218,7 @@ class Served:
             cluster,
             train_count,
             catalogue.unpack_vector(blob),
-            interests if isinstance(interests, list) else [],
+            over_represented(interests),
         )
 
     def first_user_id(self) -> str:
@@ -255,7 +272,7 @@ class Served:
             label=label,
             size=size,
             share=profile.get("share"),
-            top_terms=list(profile.get("top_terms") or []),
+            top_terms=over_represented(profile.get("top_terms")),
             exemplars=list(profile.get("exemplars") or []),
             top_items=list(profile.get("top_items") or []),
         )
@@ -321,12 +338,23 @@ class Served:
             )
         seen_order = self.history_indices(user.user_idx)
         seen = set(seen_order)
+        unseen = self.n_items - len(seen)
+        if k > unseen:
+            raise RecliError(
+                f"-k {k} is more than the {unseen} items user '{user.user_id}' has not interacted "
+                f"with: use -k between 1 and {unseen}"
+            )
         index = self.index
         wanted = min(k + len(seen), self.n_items)
-        neighbours, scores = index.get_nns_by_vector(
-            user.vector, wanted, search_k=self.search_k, include_distances=True
-        )
-        chosen = [(i, s) for i, s in zip(neighbours, scores, strict=True) if i not in seen][:k]
+        chosen: list[tuple[int, float]] = []
+        # An approximate search can come back short; then every leaf is visited (exact).
+        for effort in (self.search_k, index.get_n_trees() * self.n_items):
+            neighbours, scores = index.get_nns_by_vector(
+                user.vector, wanted, search_k=effort, include_distances=True
+            )
+            chosen = [(i, s) for i, s in zip(neighbours, scores, strict=True) if i not in seen][:k]
+            if len(chosen) == k:
+                break
 
         because_of = explain.closest_history(index, [i for i, _ in chosen], seen_order)
         items = self.items(

@@ -80,6 +80,8 @@ def _profiles(processed: Processed, top_item: dict[str, Any]) -> list[dict[str, 
                     "interactions": 40,
                 },
                 {"term": "tag1", "kind": "tag", "lift": 1.2, "share": 0.3},
+                # Barely above everyone's share: not shown as something the group likes.
+                {"term": "Comedy", "kind": "genre", "lift": 1.01, "share": 0.2},
             ],
             "exemplars": [{**top_item, "similarity": 0.9, "users": 6}],
             "top_items": [{**top_item, "lift": 2.0, "users": 6}],

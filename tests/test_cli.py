@@ -300,3 +300,100 @@ def test_benchmark_script_runs(facts: dict[str, Any], tmp_path: Path) -> None:
     )
     result = json.loads(out.read_text())
     assert result["ratio"] > 0 and result["in_process"]["users"] == 3
+
+
+# --------------------------------------------------------------------------------------------
+# Edges a real terminal reaches
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["recommend", "user", "similar"])
+def test_an_id_that_is_not_utf8_is_one_error_line(facts: dict[str, Any], command: str) -> None:
+    # A shell passes the byte 0xff to Python as the lone surrogate U+DCFF.
+    line = one_error_line(invoke(facts["root"], command, "\udcff"))
+    assert "'\\xff' is not valid UTF-8 text" in line and f"recli {command}" not in line[:20]
+
+
+def test_search_text_that_is_not_utf8_is_one_error_line(facts: dict[str, Any]) -> None:
+    line = one_error_line(invoke(facts["root"], "search", "robots \udcff"))
+    assert "search text 'robots \\xff' is not valid UTF-8" in line
+
+
+def test_negative_ids_are_looked_up_not_taken_for_options(facts: dict[str, Any]) -> None:
+    assert "unknown cluster -1" in one_error_line(invoke(facts["root"], "cluster", "-1"))
+    line = one_error_line(invoke(facts["root"], "recommend", "-5"))
+    assert "unknown user id '-5'" in line
+
+
+def test_k_is_checked_against_the_items_the_user_has_not_seen(facts: dict[str, Any]) -> None:
+    unseen = 30 - len(facts["history_item_ids"])
+    result = invoke(facts["root"], "recommend", facts["user_id"], "-k", str(unseen), "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["recommendations"]) == unseen
+    line = one_error_line(invoke(facts["root"], "recommend", facts["user_id"], "-k", "29"))
+    assert f"more than the {unseen} items user '{facts['user_id']}' has not" in line
+    assert f"use -k between 1 and {unseen}" in line
+
+
+@pytest.mark.parametrize(
+    ("args", "check"),
+    [
+        (["user", "USER", "-n", "2"], lambda p: len(p["history"]) == 2 and p["cluster"]),
+        (["clusters"], lambda p: [c["label"] for c in p] == ["Block A · Action", "Block B"]),
+        (
+            ["cluster", "0", "--members", "2"],
+            lambda p: (
+                p["members"] == ["0", "1"]
+                and [t["term"] for t in p["top_terms"]] == ["Action", "#tag1"]
+                and p["exemplars"][0]["title"]
+            ),
+        ),
+        (["similar", "ITEM", "-k", "2"], lambda p: [n["rank"] for n in p["similar"]] == [1, 2]),
+        (["doctor"], lambda p: all(check["status"] != "problem" for check in p)),
+    ],
+)
+def test_every_command_that_prints_data_has_json(
+    facts: dict[str, Any], args: list[str], check: Any
+) -> None:
+    args = [{"USER": facts["user_id"], "ITEM": facts["item_id"]}.get(a, a) for a in args]
+    result = invoke(facts["root"], *args, "--json")
+    assert result.exit_code == 0, result.output
+    assert check(json.loads(result.stdout))
+
+
+def test_metrics_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "evaluation.json").write_text(
+        json.dumps({"test": {"m": {"ndcg@10": 0.5, "ndcg@20": 0.6}}})
+    )
+    result = runner.invoke(app, ["metrics", "--json"], env=ENV)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["models"] == {"m": {"ndcg@10": 0.5}}
+
+
+def test_weak_terms_are_not_shown_as_over_represented(facts: dict[str, Any]) -> None:
+    result = invoke(facts["root"], "cluster", "0")
+    assert result.exit_code == 0, result.output
+    assert "Comedy" not in result.stdout  # lift ×1.01 in the profile
+
+
+def test_a_narrow_terminal_gets_stacked_records(facts: dict[str, Any]) -> None:
+    result = invoke(facts["root"], "recommend", facts["user_id"], "-k", "3", env={"COLUMNS": "40"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line) <= 40 for line in lines)
+    assert {"#1", "#2", "#3"} <= set(lines)
+    assert any(line.startswith("  title: ") for line in lines)
+    wide = invoke(facts["root"], "recommend", facts["user_id"], "-k", "3")
+    assert "#1" not in wide.stdout.splitlines()  # a table there
+
+
+def test_a_long_search_query_is_shortened_in_the_title(copy: Path, tiny_encoder_dir: Path) -> None:
+    (copy / "finetune").mkdir()
+    (copy / "finetune" / "model").symlink_to(tiny_encoder_dir, target_is_directory=True)
+    query = "space opera with robots " * 500
+    result = invoke(copy, "search", query, "-k", "2")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) < 15
+    assert "space opera with robots space opera" in result.stdout and "…" in result.stdout
+    payload = json.loads(invoke(copy, "search", query, "-k", "2", "--json").stdout)
+    assert payload["query"] == query and len(payload["items"]) == 2
