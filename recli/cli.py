@@ -6,8 +6,8 @@ with a view from `recli.render`; `recli doctor` runs `recli.doctor` and `recli m
 
 Only stdlib, typer, rich and stdlib-only recli modules are imported at module level, and the
 serving module (stdlib + annoy) is imported inside the commands that query: `recli recommend`
-starts in about the time Python needs to import typer and rich. `recli search` is the one command
-that loads torch (lazily).
+starts in about the time Python needs to import typer and rich. `recli search` encodes its query
+with `recli.query_encoder` (numpy and tokenizers, imported lazily), never torch.
 
 No `from __future__ import annotations` here, unlike the rest of the project: Typer reads every
 command's annotations at each start, and string annotations cost it an `eval` per parameter
@@ -235,17 +235,11 @@ def search(
 
         check_k(k, served.n_items)
         location = served.encoder_path(encoder)
-        with render.error_console().status("loading the encoder…"):
-            try:
-                from pipeline.encoder import encode, load_encoder
-            except ImportError as error:
-                raise RecliError(
-                    f"`recli search` needs the pipeline's encoder dependencies ({error.name}): "
-                    'pip install -e "."'
-                ) from None
-            # One query: the CPU answers before a GPU would finish initialising.
-            model = load_encoder(str(location), device="cpu")
-        vector = encode(model, [text])[0].tolist()
+        with render.error_console().status("encoding the query…"):
+            # numpy + tokenizers, exact to the pipeline's encoder: no torch start-up.
+            from recli.query_encoder import QueryEncoder
+
+            vector = QueryEncoder.load(location).encode([text])[0].tolist()
         neighbours = served.search(vector, k)
     if as_json:
         _print_json({"query": text, "items": [n.to_json() for n in neighbours]})
