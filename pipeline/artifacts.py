@@ -187,6 +187,14 @@ class Processed:
             "user_idx", "timestamp", maintain_order=True
         )
 
+    @property
+    def history_served(self) -> pl.DataFrame:
+        """Every event of every user, in time order: the splits and the cold-item events. What
+        serving knows (the splits exist for measuring, not to hide events from users)."""
+        return pl.concat([self.train, self.validation, self.test, self.cold]).sort(
+            "user_idx", "timestamp", maintain_order=True
+        )
+
 
 def write_processed(processed: Processed, layout: Layout) -> None:
     for name in (*SPLITS, "cold"):
@@ -213,26 +221,31 @@ Embeddings = UserItemVectors
 
 AT_TEST_SUFFIX = "_at_test"
 """File-name suffix of user vectors derived from the training + validation history."""
+SERVED_SUFFIX = "_served"
+"""File-name suffix of user vectors derived from every event (what serving uses)."""
 
 
 def _write_vectors(vectors: UserItemVectors, users: Path, items: Path) -> None:
     io.write_npy(users, vectors.users)
     io.write_npy(items, vectors.items)
     if vectors.users_at_test is not None:
-        io.write_npy(_at_test(users), vectors.users_at_test)
+        io.write_npy(_suffixed(users, AT_TEST_SUFFIX), vectors.users_at_test)
+    if vectors.users_served is not None:
+        io.write_npy(_suffixed(users, SERVED_SUFFIX), vectors.users_served)
 
 
 def _read_vectors(users: Path, items: Path, stage: str) -> UserItemVectors:
-    at_test = _at_test(users)
+    at_test, served = _suffixed(users, AT_TEST_SUFFIX), _suffixed(users, SERVED_SUFFIX)
     return UserItemVectors(
         users=io.read_npy(users, stage),
         items=io.read_npy(items, stage),
         users_at_test=io.read_npy(at_test, stage) if at_test.exists() else None,
+        users_served=io.read_npy(served, stage) if served.exists() else None,
     )
 
 
-def _at_test(users: Path) -> Path:
-    return users.with_name(users.stem + AT_TEST_SUFFIX + users.suffix)
+def _suffixed(users: Path, suffix: str) -> Path:
+    return users.with_name(users.stem + suffix + users.suffix)
 
 
 def _embedding_files(layout: Layout, variant: str) -> tuple[Path, Path]:

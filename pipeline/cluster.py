@@ -16,7 +16,8 @@ and `main`; describing the groups is `pipeline.profiles`' job.
 
 Outputs (under `data/cluster/`): `assignments.parquet` (`user_idx, cluster, distance`),
 `centroids.npy` (float32 [k, d]), `profiles.json` (one profile per cluster, by cluster id),
-`interests.parquet` (each user's own over-represented terms, the same lift per user) and
+`interests.parquet` (each user's own over-represented terms, the same lift per user, over every
+event the user has: what `recli user` shows) and
 `config.json` (the effective config); `metrics/cluster.json` and the plot data
 `metrics/plots/cluster_sizes.json`.
 
@@ -255,7 +256,7 @@ def run(
         centroids=centroids,
         profiles=profiles,
         metrics=metrics,
-        interests=user_interests(processed.train, processed.items, cfg.top_terms),
+        interests=user_interests(processed.history_served, processed.items, cfg.top_terms),
     )
 
 

@@ -4,7 +4,8 @@ An item's vector encodes its text (title, year, genres, tags). A user's vector e
 history text, the titles of their most recent training items (`pipeline.text`): the very input the
 fine-tuned encoder was trained to place next to the item a user picks next. The same text is
 also encoded from the history up to the test event (training + validation items): what the model
-reads when the test event is predicted (`user_embeddings_at_test.npy`; the encoder is the same).
+reads when the test event is predicted (`user_embeddings_at_test.npy`; the encoder is the same),
+and from every event of the user (`user_embeddings_served.npy`): what serving uses.
 Averaging the user's item vectors would instead describe everything they ever watched, equally
 weighted, which the encoder never learnt to use. Users without training events get a zero vector.
 
@@ -28,17 +29,19 @@ from pipeline.text import user_texts
 def run(
     model_name: str, processed: Processed, text_cfg: TextConfig, cfg: EmbedConfig
 ) -> Embeddings:
-    """Encode every item's text and every user's history text (training history, and the history
-    up to the test event) with one encoder."""
+    """Encode every item's text and every user's history text (training history, the history up
+    to the test event, and every event for serving) with one encoder."""
     model = load_encoder(model_name, cfg.device, text_cfg.max_seq_length)
     item_texts = processed.items.sort("item_idx")["text"].to_list()
     n_users, recent = processed.users.height, text_cfg.history_items
     histories = user_texts(processed.train, processed.items, n_users, recent)
     histories_at_test = user_texts(processed.history_at_test, processed.items, n_users, recent)
+    histories_served = user_texts(processed.history_served, processed.items, n_users, recent)
     return Embeddings(
         users=encode(model, histories, cfg.batch_size, progress=True),
         items=encode(model, item_texts, cfg.batch_size, progress=True),
         users_at_test=encode(model, histories_at_test, cfg.batch_size, progress=True),
+        users_served=encode(model, histories_served, cfg.batch_size, progress=True),
     )
 
 

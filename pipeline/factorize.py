@@ -2,7 +2,8 @@
 
 Outputs (under `data/factorize/`): `user_factors.npy`, `item_factors.npy` (float32, no pickle),
 `user_factors_at_test.npy` (each user's factor folded in again from the training + validation
-history, item factors fixed: what the model knows when the test event is predicted) and
+history, item factors fixed: what the model knows when the test event is predicted),
+`user_factors_served.npy` (folded in from every event of the user: what serving uses) and
 `config.json`, the effective config next to the factors. Score of user u for item i = u · i.
 """
 
@@ -21,10 +22,14 @@ from pipeline.interactions import interaction_matrix
 
 
 def run(
-    train: sp.csr_matrix, cfg: FactorizeConfig, history_at_test: sp.csr_matrix | None = None
+    train: sp.csr_matrix,
+    cfg: FactorizeConfig,
+    history_at_test: sp.csr_matrix | None = None,
+    history_served: sp.csr_matrix | None = None,
 ) -> Factors:
     """Fit the configured model on `train` (users × items) and return its factors; with
-    `history_at_test`, also the user factors that history implies (nothing refit)."""
+    `history_at_test` and `history_served`, also the user factors those histories imply (folded
+    in with the item factors fixed: nothing refit)."""
     import implicit
     from threadpoolctl import threadpool_limits
 
@@ -40,7 +45,8 @@ def run(
     users = np.asarray(model.user_factors, dtype=np.float32)
     items = np.asarray(model.item_factors, dtype=np.float32)
     at_test = None if history_at_test is None else fold_in(items, users, history_at_test, cfg)
-    return Factors(users=users, items=items, users_at_test=at_test)
+    served = None if history_served is None else fold_in(items, users, history_served, cfg)
+    return Factors(users=users, items=items, users_at_test=at_test, users_served=served)
 
 
 def main(root: Path = Path(".")) -> None:
@@ -50,7 +56,8 @@ def main(root: Path = Path(".")) -> None:
     shape = (processed.users.height, processed.items.height)
     train = interaction_matrix(processed.train, *shape)
     history_at_test = interaction_matrix(processed.history_at_test, *shape)
-    factors = run(train, params.factorize, history_at_test)
+    history_served = interaction_matrix(processed.history_served, *shape)
+    factors = run(train, params.factorize, history_at_test, history_served)
     write_factors(factors, params.factorize.model_dump(mode="json"), layout)
     print(
         f"factorize: {params.factorize.algorithm} with {factors.users.shape[1]} factors on "

@@ -50,19 +50,21 @@ class Fusion:
         return fused
 
     def fuse_all(self, text: UserItemVectors, cf: UserItemVectors) -> UserItemVectors:
-        """Both sides fused, with test-time users wherever either side derived some."""
-        return UserItemVectors(
-            self.fuse(text.users, cf.users),
-            self.fuse(text.items, cf.items),
-            _test_users(self.fuse, text, cf),
-        )
+        """Both sides fused, with test-time and served users wherever either side derived some."""
+        return _joined(self.fuse, text, cf)
 
 
-def _test_users(join, left: UserItemVectors, right: UserItemVectors) -> np.ndarray | None:
-    """`join` of both sides' test-time users, or None when neither side derived any."""
-    if left.users_at_test is None and right.users_at_test is None:
-        return None
-    return join(left.test_users, right.test_users)
+def _joined(join, left: UserItemVectors, right: UserItemVectors) -> UserItemVectors:
+    """`join` of two sides' users and items, and of their test-time and served users where
+    either side derived them (the other side's fallback fills in)."""
+    at_test = left.users_at_test is not None or right.users_at_test is not None
+    served = left.users_served is not None or right.users_served is not None
+    return UserItemVectors(
+        users=join(left.users, right.users),
+        items=join(left.items, right.items),
+        users_at_test=join(left.test_users, right.test_users) if at_test else None,
+        users_served=join(left.served_users, right.served_users) if served else None,
+    )
 
 
 def _spread(vectors: UserItemVectors, users: np.ndarray) -> float:
@@ -94,11 +96,7 @@ def behaviour(cf: Factors, sequence: UserItemVectors, share: float, seed: int) -
             [(scales[0] * als).astype(np.float32), (scales[1] * ordered).astype(np.float32)]
         )
 
-    return UserItemVectors(
-        users=joined(cf.users, sequence.users),
-        items=joined(cf.items, sequence.items),
-        users_at_test=_test_users(joined, cf, sequence),
-    )
+    return _joined(joined, cf, sequence)
 
 
 def make_fusion(text_weight: float, spreads: tuple[float, float]) -> Fusion:

@@ -183,9 +183,13 @@ def write_catalogue(
 ) -> None:
     """Everything the CLI shows, in one SQLite file, written atomically.
 
+    `fused_users` are the served user vectors and the history table holds every event of every
+    user (all splits and the cold-item events): what is served knows everything the user did.
     `interests` are the users' own profiles (`profiles.user_interests` rows), stored per user as
     JSON in rank order.
     """
+    history = processed.history_served
+    events = dict(history.group_by("user_idx").len().iter_rows())
     own: dict[int, list[dict[str, Any]]] = {}
     if interests is not None:
         for row in interests.iter_rows(named=True):
@@ -229,7 +233,7 @@ def write_catalogue(
                         row["user_idx"],
                         row["user_id"],
                         assignments.get(row["user_idx"]),
-                        row["train_count"],
+                        events.get(row["user_idx"], 0),
                         catalogue.pack_vector(fused_users[row["user_idx"]]),
                         json.dumps(own.get(row["user_idx"], [])),
                     )
@@ -238,7 +242,7 @@ def write_catalogue(
             )
             connection.executemany(
                 "INSERT INTO history VALUES (?, ?, ?, ?)",
-                processed.train.select("user_idx", "item_idx", "timestamp", "rating").iter_rows(),
+                history.select("user_idx", "item_idx", "timestamp", "rating").iter_rows(),
             )
             connection.commit()
         finally:
@@ -256,13 +260,14 @@ def main(root: Path = Path(".")) -> None:
         text, cf, matrices, params.index, params.preprocess.split.seed, sequences
     )
     fused = fusion.fuse_all(text, behaviour)
-    fused_users, fused_items = fused.users, fused.items
+    # Served: each user's vector from every event they have; evaluation reads the split ones.
+    fused_users, fused_items = fused.served_users, fused.items
     write_fused(fused, layout)
 
     index_path = layout.index / contract.INDEX_FILE
     build_annoy(fused_items, params.index, index_path)
     seen = [set() for _ in range(processed.users.height)]
-    for user, item in processed.train.select("user_idx", "item_idx").iter_rows():
+    for user, item in processed.history_served.select("user_idx", "item_idx").iter_rows():
         seen[user].add(item)
     ann = measure_ann(index_path, fused_users, fused_items, seen, params.index)
     if ann[f"ann_recall@{RECALL_K}"] < params.index.recall_target:

@@ -32,7 +32,8 @@ class UserItemVectors:
     ALS factors, text embeddings and the fused vectors all have this shape. `users` are derived
     from each user's training history; `users_at_test` (when the model can recompute them) from
     the history up to the test event, training and validation events both, with nothing refit:
-    what the model knows when it predicts the test event.
+    what the model knows when it predicts the test event; `users_served` from every event the
+    user has (test and cold-item events too), again with nothing refit: what serving knows.
     """
 
     users: np.ndarray
@@ -41,6 +42,13 @@ class UserItemVectors:
     """float32 [n_items, d]."""
     users_at_test: np.ndarray | None = None
     """float32 [n_users, d], from the training and validation history; None: same as `users`."""
+    users_served: np.ndarray | None = None
+    """float32 [n_users, d], from every event of the user; None: same as `test_users`."""
+
+    @property
+    def served_users(self) -> np.ndarray:
+        """The user vectors serving uses (`test_users` when none were derived)."""
+        return self.test_users if self.users_served is None else self.users_served
 
     @property
     def test_users(self) -> np.ndarray:

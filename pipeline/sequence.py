@@ -12,12 +12,12 @@ settings (`params.yaml: sequence`):
 Each is stopped early on validation NDCG@10 through the evaluation protocol. A user's vector is
 the state at their last event; an item's vector is what the network reads for that item; a score
 is their dot product, so either model can join the fused vectors of the one index. User states
-are computed from the training history and, for the test split, from the training + validation
-history (nothing refit).
+are computed from the training history, for the test split from the training + validation
+history, and for serving from every event of the user (nothing refit).
 
-Outputs under `data/sequence/`: `{sasrec,text}_{user,item}_vectors.npy` and
-`{sasrec,text}_user_vectors_at_test.npy`, `config.json`; `metrics/sequence.json` (epochs, best
-validation NDCG@10, time) and the plot data `metrics/plots/sequence_validation.json`.
+Outputs under `data/sequence/`: `{sasrec,text}_{user,item}_vectors.npy`,
+`{sasrec,text}_user_vectors_{at_test,served}.npy`, `config.json`; `metrics/sequence.json`
+(epochs, best validation NDCG@10, time) and the plot data `metrics/plots/sequence_validation.json`.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def run(
     n_users, n_items = processed.users.height, processed.items.height
     train = histories(processed.train, n_users)
     at_test = append_histories(train, histories(processed.validation, n_users))
+    served = histories(processed.history_served, n_users)
 
     def validate(vectors: UserItemVectors) -> float:
         result = evaluate_model(vectors.score, matrices, "validation", [10], 10, seed)
@@ -95,6 +96,7 @@ def run(
             users=trained.users,
             items=trained.items,
             users_at_test=fitted.user_states(at_test),
+            users_served=fitted.user_states(served),
         )
         report[name] = {
             "best_epoch": fitted.best_epoch,

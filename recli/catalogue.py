@@ -18,7 +18,7 @@ from typing import Any
 
 from recli.errors import RecliError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Bumped whenever a table or meta key changes meaning: `connect` refuses any other version."""
 
 SCHEMA = """
@@ -33,7 +33,7 @@ CREATE TABLE clusters (
 );
 CREATE TABLE users (
     user_idx INTEGER PRIMARY KEY, user_id TEXT NOT NULL UNIQUE, cluster INTEGER,
-    train_count INTEGER NOT NULL, vector BLOB NOT NULL, interests TEXT NOT NULL
+    events INTEGER NOT NULL, vector BLOB NOT NULL, interests TEXT NOT NULL
 );
 CREATE TABLE history (
     user_idx INTEGER NOT NULL, item_idx INTEGER NOT NULL, timestamp INTEGER, rating REAL

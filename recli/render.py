@@ -204,9 +204,7 @@ def recommendations_view(result: Recommendations, explain: bool) -> list[Any]:
     """`recli recommend`: who the user is, then the items with their reasons (and, with
     `explain`, each score's text and collaborative parts and a paragraph on how they are formed).
     """
-    lines = [
-        f"[bold]user {escape(result.user.user_id)}[/] · {result.user.train_count} training events"
-    ]
+    lines = [f"[bold]user {escape(result.user.user_id)}[/] · {result.user.events} events"]
     if result.cluster is not None:
         share = f" ({result.cluster.share:.0%} of users)" if result.cluster.share else ""
         lines.append(
@@ -259,7 +257,7 @@ def recommendations_view(result: Recommendations, explain: bool) -> list[Any]:
 def user_view(profile: UserProfile) -> list[Any]:
     """`recli user`: the user's group, interests and most frequent terms, then their history."""
     user = profile.user
-    lines = [f"[bold]user {escape(user.user_id)}[/] · {user.train_count} training events"]
+    lines = [f"[bold]user {escape(user.user_id)}[/] · {user.events} events"]
     if profile.cluster is not None:
         lines.append(
             f"interest group {profile.cluster.cluster}: [bold]{escape(profile.cluster.label)}[/]"

@@ -36,7 +36,7 @@ class Item(NamedTuple):
 
 
 class HistoryEntry(NamedTuple):
-    """One training event of a user."""
+    """One event of a user."""
 
     item: Item
     timestamp: int | None
@@ -121,7 +121,8 @@ class User(NamedTuple):
     user_idx: int
     user_id: str
     cluster: int | None
-    train_count: int
+    events: int
+    """Every event the catalogue holds for the user (all of them: what serving knows)."""
     vector: list[float]
     interests: list[dict[str, Any]]
     """The genres/tags/eras the user's own history over-represents, highest lift first
@@ -183,7 +184,7 @@ class Recommendations(NamedTuple):
     user: User
     cluster: Cluster | None
     recent: list[HistoryEntry]
-    """The user's most recent training events, newest first."""
+    """The user's most recent events, newest first."""
     items: list[Recommendation]
     text_weight: float | None
     """Share of the fused score that comes from the text side (meta `text_weight`)."""
@@ -217,16 +218,16 @@ class UserProfile(NamedTuple):
     user: User
     cluster: Cluster | None
     history: list[HistoryEntry]
-    """A sample of training events, newest first."""
+    """The user's most recent events, newest first."""
     top_genres: list[tuple[str, int]]
-    """The user's own most frequent genres over their whole training history, with counts."""
+    """The user's own most frequent genres over their whole history, with counts."""
     top_tags: list[tuple[str, int]]
 
     def to_json(self) -> dict[str, Any]:
         """The whole of `recli user --json`."""
         return {
             "user": self.user.user_id,
-            "train_count": self.user.train_count,
+            "events": self.user.events,
             "interests": [_term_json(term) for term in self.user.interests if "term" in term],
             "cluster": None if self.cluster is None else self.cluster.to_json(),
             "top_genres": [{"genre": g, "events": n} for g, n in self.top_genres],

@@ -127,7 +127,7 @@ class Served:
 
     @property
     def n_users(self) -> int:
-        """Users in the catalogue, with or without training history."""
+        """Users in the catalogue, with or without history."""
         return int(self._query("SELECT COUNT(*) FROM users")[0][0])
 
     @property
@@ -200,14 +200,14 @@ class Served:
         if not is_text(user_id):
             raise not_text("user id", user_id, f"recli recommend {self.first_user_id()}")
         rows = self._query(
-            "SELECT user_idx, user_id, cluster, train_count, vector, interests FROM users "
+            "SELECT user_idx, user_id, cluster, events, vector, interests FROM users "
             "WHERE user_id = ?",
             (user_id,),
         )
         if not rows:
             known = [row[0] for row in self._query("SELECT user_id FROM users ORDER BY user_idx")]
             raise unknown_id("user", user_id, known, "recommend")
-        user_idx, stored_id, cluster, train_count, blob, interests_text = rows[0]
+        user_idx, stored_id, cluster, events, blob, interests_text = rows[0]
         try:
             interests = json.loads(interests_text)
         except json.JSONDecodeError:
@@ -216,13 +216,13 @@ class Served:
             user_idx,
             stored_id,
             cluster,
-            train_count,
+            events,
             catalogue.unpack_vector(blob),
             over_represented(interests),
         )
 
     def first_user_id(self) -> str:
-        """The first user (by internal index) with training history: one `recommend` can serve."""
+        """The first user (by internal index) with history: one `recommend` can serve."""
         users = self.user_ids(1)
         if not users:
             raise RecliError(
@@ -231,14 +231,14 @@ class Served:
         return users[0]
 
     def user_ids(self, limit: int | None = None, with_history: bool = True) -> list[str]:
-        """User ids by internal index; by default only those with training history."""
-        where = " WHERE train_count > 0" if with_history else ""
+        """User ids by internal index; by default only those with history."""
+        where = " WHERE events > 0" if with_history else ""
         sql = f"SELECT user_id FROM users{where} ORDER BY user_idx"
         rows = self._query(sql + " LIMIT ?", (limit,)) if limit else self._query(sql)
         return [row[0] for row in rows]
 
     def history(self, user_idx: int, limit: int | None = None) -> list[HistoryEntry]:
-        """Training events, newest first (equal timestamps keep the pipeline's seeded order)."""
+        """Every event, newest first (equal timestamps keep the pipeline's seeded order)."""
         sql = (
             "SELECT item_idx, timestamp, rating FROM history WHERE user_idx = ? "
             "ORDER BY timestamp DESC, rowid DESC"
@@ -252,7 +252,7 @@ class Served:
         return [HistoryEntry(items[row[0]], row[1], row[2]) for row in rows if row[0] in items]
 
     def history_indices(self, user_idx: int) -> list[int]:
-        """Every item in the user's training history, newest first: what `recommend` leaves out
+        """Every item in the user's history, newest first: what `recommend` leaves out
         and picks its `because` items from (the most recent `explain.WHY_HISTORY_ITEMS`)."""
         rows = self._query(
             "SELECT item_idx FROM history WHERE user_idx = ? ORDER BY timestamp DESC, rowid DESC",
@@ -333,7 +333,7 @@ class Served:
         user = self.user(user_id)
         if not any(user.vector):
             raise RecliError(
-                f"user '{user.user_id}' has no training history, so there is nothing to recommend "
+                f"user '{user.user_id}' has no history, so there is nothing to recommend "
                 'from: describe their taste instead with `recli search "..."`'
             )
         seen_order = self.history_indices(user.user_idx)

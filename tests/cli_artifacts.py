@@ -113,7 +113,9 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
 
     user_id = "3"
     user_idx = processed.users.filter(processed.users["user_id"] == user_id)["user_idx"][0]
-    history = set(processed.train.filter(processed.train["user_idx"] == user_idx)["item_idx"])
+    # Serving knows every event of the user, held-out splits included.
+    served = processed.history_served
+    history = set(served.filter(served["user_idx"] == user_idx)["item_idx"])
     item_ids = dict(processed.items.select("item_idx", "item_id").iter_rows())
     block_a = [i for i, item_id in item_ids.items() if _block(item_id) == 0]
     ranked = sorted((i for i in block_a if i not in history), key=lambda i: -strength[i])
@@ -146,7 +148,7 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         "built_from": {"processed/train.parquet": "0" * 16},
         "encoder": contract.ENCODER_DIR.as_posix(),
     }
-    interests = user_interests(processed.train, processed.items, keep=5)
+    interests = user_interests(served, processed.items, keep=5)
     first_interest = interests.filter(interests["user_idx"] == user_idx).row(0, named=True)
     index.write_catalogue(
         output / contract.CATALOGUE_FILE,

@@ -12,7 +12,7 @@ from cli_artifacts import CF_DIMENSION
 
 from pipeline import index
 from pipeline.config import IndexConfig
-from recli import contract, serve
+from recli import catalogue, contract, serve
 from recli.doctor import doctor
 from recli.results import Check
 
@@ -52,7 +52,8 @@ def test_fresh_artifacts_pass_every_check(facts: dict[str, Any]) -> None:
     by_name = _by_name(checks)
     assert {check.status for check in checks} <= {"ok", "warning", "skipped"}
     assert by_name["catalogue"].detail == (
-        f"schema 2, {facts['n_users']} users, {facts['n_items']} items, 2 clusters"
+        f"schema {catalogue.SCHEMA_VERSION}, {facts['n_users']} users, {facts['n_items']} items, "
+        "2 clusters"
     )
     dimension = facts["text_dimension"] + CF_DIMENSION
     assert by_name["index"].detail == f"{facts['n_items']} items, {dimension}-d"

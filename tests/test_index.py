@@ -72,7 +72,7 @@ def test_catalogue_round_trip(setup, tmp_path: Path) -> None:
     vector = connection.execute("SELECT vector FROM users WHERE user_idx = 3").fetchone()[0]
     np.testing.assert_allclose(catalogue.unpack_vector(vector), fused[3], rtol=1e-6)
     (count,) = connection.execute("SELECT COUNT(*) FROM history").fetchone()
-    assert count == processed.train.height
+    assert count == processed.history_served.height  # every event, held-out splits included
     assert connection.execute("SELECT label FROM clusters WHERE cluster = 1").fetchone() == ("B",)
     with pytest.raises(sqlite3.OperationalError):
         connection.execute("INSERT INTO meta VALUES ('x', '1')")  # opened read-only

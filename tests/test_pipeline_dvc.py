@@ -92,6 +92,38 @@ def test_repro_produces_metrics_for_every_model(project: Path) -> None:
     assert (project / "dvc.lock").exists()
 
 
+def test_what_is_served_knows_every_event_of_the_user(project: Path) -> None:
+    # The split is for measuring: serving must never recommend what a user already has, their
+    # held-out validation and test events and cold-item events included.
+    import polars as pl
+
+    from pipeline.artifacts import Layout, read_processed
+    from recli.serve import Served
+
+    processed = read_processed(Layout(project))
+    everything = processed.history_served
+    assert everything.height == sum(
+        processed.split(name).height for name in ("train", "validation", "test", "cold")
+    )
+    item_ids = dict(processed.items.select("item_idx", "item_id").iter_rows())
+    owned: dict[str, set[str]] = {}
+    for user_id, item in (
+        everything.join(processed.users, on="user_idx").select("user_id", "item_idx").iter_rows()
+    ):
+        owned.setdefault(str(user_id), set()).add(item_ids[item])
+    held_out = pl.concat([processed.validation, processed.test]).height
+    assert held_out > 0
+    with Served(project / "data") as served:
+        for user_id, items in owned.items():
+            unseen = served.n_items - len(items)
+            result = served.recommend(user_id, min(10, unseen))
+            recommended = {r.item.item_id for r in result.items}
+            assert recommended and not recommended & items, user_id
+            assert result.user.events == len(
+                everything.filter(pl.col("user_idx") == served.user(user_id).user_idx)
+            )
+
+
 def _find_key(tree: object, key: str) -> dict | None:
     if isinstance(tree, dict):
         if key in tree:

@@ -83,7 +83,7 @@ def test_titles_are_shown_as_written() -> None:
 
 def test_recommendations_view_shows_each_reason() -> None:
     text = _text(render.recommendations_view(_recommendations(), explain=False))
-    assert "user 7 · 12 training events" in text
+    assert "user 7 · 12 events" in text
     assert "interest group 0: Dystopias (25% of users)" in text
     assert "recently: Metropolis" in text
     assert f"{TRICKY} (new)" in text  # a cold item is marked

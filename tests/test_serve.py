@@ -87,15 +87,20 @@ def _terms_of(item: Item) -> set[str]:
 def test_user_interests_are_their_own_lifts(facts: dict[str, Any]) -> None:
     with serve.Served(facts["root"]) as served:
         user = served.user(facts["user_id"])
-        catalogue_items = served.items(range(served.n_items)).values()
         history = [entry.item for entry in served.history(user.user_idx)]
-    total = sum(item.train_count for item in catalogue_items)
+        # Everyone's events, as the catalogue serves them (every split).
+        everyone = [
+            entry.item
+            for other in served.user_ids()
+            for entry in served.history(served.user(other).user_idx)
+        ]
+    total = len(everyone)
     assert user.interests, "the fixture user over-represents something"
     lifts = []
     for term in user.interests:
         name = contract.term_text(term)
         carried = sum(name in _terms_of(item) for item in history)
-        overall = sum(item.train_count for item in catalogue_items if name in _terms_of(item))
+        overall = sum(name in _terms_of(item) for item in everyone)
         # Hand-computed: the user's share of events carrying the term over everyone's.
         assert term["lift"] == pytest.approx((carried / len(history)) / (overall / total), abs=1e-3)
         assert carried >= 3 and term["lift"] > 1
