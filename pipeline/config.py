@@ -138,6 +138,10 @@ class PreprocessConfig(_Section):
     """Items with fewer events are dropped (applied before the user filter)."""
     min_rating: float | None = None
     """Keep only events rated at least this; `null` keeps every event as an implicit positive."""
+    max_unknown_item_share: Annotated[float, Field(ge=0, le=1)] = 0.01
+    """Stop when more than this share of events name items the items file lacks (a mismatch of
+    id spellings, such as `001` against `1`, or a partial items file); below it they are dropped
+    and counted."""
     cold_item_fraction: Annotated[float, Field(ge=0, lt=0.5)] = 0.05
     """Share of items held out of training entirely (seeded by `split.seed`); their events form the
     cold-item slice, where only text can score. 0 disables the slice."""
@@ -418,6 +422,16 @@ def parse_params(raw: dict[str, Any]) -> Params:
         raise RecliError(_format_validation_error(error, raw)) from None
 
 
+def yaml_problem(path: Path, error: yaml.YAMLError) -> str:
+    """One line for a YAML syntax error: the file, line and column, and what the parser found."""
+    mark = getattr(error, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return (
+        f"{where}: not valid YAML ({problem}): fix the syntax there (indentation, a ':' or quotes)"
+    )
+
+
 def load_params(path: Path = PARAMS_FILE) -> Params:
     """Read and validate `params.yaml`."""
     if not path.exists():
@@ -425,7 +439,7 @@ def load_params(path: Path = PARAMS_FILE) -> Params:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
-        raise RecliError(f"{path} is not valid YAML: {error}".splitlines()[0]) from None
+        raise RecliError(yaml_problem(path, error)) from None
     if not isinstance(raw, dict):
         raise RecliError(f"{path} must be a mapping of sections, got {type(raw).__name__}")
     return parse_params(raw)

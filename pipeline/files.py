@@ -183,6 +183,28 @@ def _as_text(frame: pl.DataFrame, column: str | None) -> pl.Series:
     return frame[column].cast(pl.String).str.strip_chars().replace("", None)
 
 
+def _iso_seconds(text: pl.Series) -> pl.Series:
+    """Unix seconds of ISO-8601 dates and datetimes (`2020-01-01`, `2020-01-01 10:00:00`,
+    `2020-01-01T10:00:00Z`, with an offset or fractional seconds); null where a value is not
+    one. A value without an offset is read as UTC."""
+    parsed = pl.Series(values=[None] * len(text), dtype=pl.Int64)
+    for pattern in ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z"):
+        with_zone = text.str.replace(r"Z$", "+00:00").str.to_datetime(
+            pattern, strict=False, time_zone="UTC"
+        )
+        parsed = parsed.fill_null(with_zone.dt.epoch("s"))
+    for pattern in (
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ):
+        naive = text.str.to_datetime(pattern, strict=False, time_unit="ms")
+        parsed = parsed.fill_null(naive.dt.epoch("s"))
+    day = text.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("ms"))
+    return parsed.fill_null(day.dt.epoch("s")).cast(pl.Float64)
+
+
 def _as_number(
     frame: pl.DataFrame, column: str | None, path: Path, field: str, dtype: pl.DataType
 ) -> pl.Series:
@@ -197,12 +219,15 @@ def _as_number(
     if values.dtype == pl.String:
         text = values.str.strip_chars().replace("", None)
         parsed = text.cast(pl.Float64, strict=False)
+        if dtype == pl.Int64 and field == "timestamp":
+            parsed = parsed.fill_null(_iso_seconds(text))
         bad = text.is_not_null() & parsed.is_null()
         if bad.any():
             example = text.filter(bad)[0]
             row = int(bad.arg_max() or 0) + 2  # 1-based, after the header
+            kind = "a number or an ISO-8601 date" if field == "timestamp" else "a number"
             raise RecliError(
-                f"{path}: column '{column}' has a non-number {example!r} (line {row}): "
+                f"{path}: column '{column}' has {example!r}, not {kind} (line {row}): "
                 f"fix the file, or set data.files.columns.{field} to a numeric column or null"
             )
         if dtype == pl.Int64:

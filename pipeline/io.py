@@ -152,6 +152,13 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
+def _red(text: str) -> str:
+    """`text` in red on a terminal; plain where stderr is a file or a pipe (logs, CI), or when
+    NO_COLOR is set."""
+    colour = sys.stderr.isatty() and not os.environ.get("NO_COLOR")
+    return f"\x1b[31m{text}\x1b[0m" if colour else text
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's `main()`, turning a `RecliError` into one red line and exit code 1.
 
@@ -166,7 +173,7 @@ def run_stage(main: Callable[[], None]) -> None:
     try:
         main()
     except RecliError as error:
-        print(f"\x1b[31merror:\x1b[0m {error}", file=sys.stderr)
+        print(f"{_red('error:')} {error}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         print("interrupted: earlier outputs are untouched", file=sys.stderr)

@@ -35,6 +35,70 @@ def _ordered_ids(values: pl.Series) -> pl.Series:
     return unique.sort()
 
 
+UNMATCHED_SHOWN = 3
+"""Unmatched item ids (and the items file's closest spellings) an error shows."""
+
+
+def _require_events(events: pl.DataFrame, why: str) -> None:
+    """Stop, naming the setting or the input that removed the last event."""
+    if events.is_empty():
+        raise RecliError(f"no interactions left: {why}")
+
+
+def _closest_spelling(item_id: str, known: list[str], by_number: dict[int, str]) -> str | None:
+    """The items file's id most like `item_id`: the same number spelled otherwise (`001` and
+    `1`), else the nearest string."""
+    import difflib
+
+    try:
+        same = by_number.get(int(item_id))
+    except ValueError:
+        same = None
+    if same is not None:
+        return same
+    close = difflib.get_close_matches(item_id, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def check_unknown_items(
+    unknown: pl.Series, total: int, known: pl.Series, cfg: PreprocessConfig
+) -> None:
+    """Stop when more than `cfg.max_unknown_item_share` of `total` events name an item the
+    items file lacks (`unknown` are those events' item ids), showing a few unmatched ids and
+    the closest spellings the items file has."""
+    if not total or unknown.len() <= cfg.max_unknown_item_share * total:
+        return
+    ids = known.to_list()
+    by_number: dict[int, str] = {}
+    for value in ids:
+        if value.lstrip("-").isdigit():
+            by_number.setdefault(int(value), value)
+    shown = []
+    for item_id in unknown.unique(maintain_order=True).head(UNMATCHED_SHOWN).to_list():
+        closest = _closest_spelling(item_id, ids, by_number)
+        shown.append(f"'{item_id}'" + (f" (items file has '{closest}')" if closest else ""))
+    raise RecliError(
+        f"{unknown.len()} of {total} events ({unknown.len() / total:.1%}) name items missing from "
+        f"the items file, e.g. {', '.join(shown)}: make both files spell item ids the same way, "
+        f"add the items, or raise preprocess.max_unknown_item_share "
+        f"({cfg.max_unknown_item_share:g}) to drop those events"
+    )
+
+
+def summary_line(summary: dict[str, int | str]) -> str:
+    """What `preprocess` read, kept and dropped (by reason), on one line."""
+    dropped = {
+        key.removeprefix("dropped_").replace("_", " "): int(value)
+        for key, value in summary.items()
+        if key.startswith("dropped_") and int(value)
+    }
+    kept = sum(
+        int(summary.get(f"{name}_interactions", 0)) for name in ("train", "validation", "test")
+    ) + int(summary.get("cold_interactions", 0))
+    reasons = ", ".join(f"{count} {reason}" for reason, count in dropped.items()) or "none"
+    return f"preprocess: read {summary['raw_interactions']} events, kept {kept}; dropped: {reasons}"
+
+
 def clean(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
     """Drop unusable rows, returning (interactions, items, counts of what was dropped and why)."""
     counts: dict[str, int] = {"raw_interactions": raw.interactions.height}
@@ -66,12 +130,23 @@ def clean(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.DataFra
 
     known = events["item_id"].is_in(items["item_id"].implode())
     counts["dropped_unknown_items"] = int((~known).sum())
+    check_unknown_items(events.filter(~known)["item_id"], events.height, items["item_id"], cfg)
     events = events.filter(known)
+    _require_events(
+        events,
+        "every event names an item the items file lacks: check that both "
+        "files spell item ids the same way",
+    )
 
     if cfg.min_rating is not None:
         low = pl.col("rating").is_null() | (pl.col("rating") < cfg.min_rating)
         counts["dropped_below_min_rating"] = events.filter(low).height
         events = events.filter(~low)
+        _require_events(
+            events,
+            f"preprocess.min_rating ({cfg.min_rating:g}) removed every event: lower it, "
+            "or set it to null to keep every event",
+        )
 
     # One event per (user, item): a re-rating is the same interest; keep the most recent event.
     before = events.height
@@ -85,6 +160,11 @@ def clean(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.DataFra
     before = events.height
     events = events.filter(~pl.col("item_id").is_in(rare_items.implode()))
     counts["dropped_rare_item_events"] = before - events.height
+    _require_events(
+        events,
+        f"preprocess.min_item_interactions ({cfg.min_item_interactions}) removed every "
+        "event: lower it",
+    )
 
     user_counts = events.group_by("user_id").len()
     sparse_users = user_counts.filter(pl.col("len") < cfg.min_user_interactions)["user_id"]
@@ -93,11 +173,11 @@ def clean(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.DataFra
     counts["dropped_sparse_user_events"] = before - events.height
     counts["dropped_sparse_users"] = sparse_users.len()
 
-    if events.is_empty():
-        raise RecliError(
-            "no interactions left after cleaning: lower preprocess.min_user_interactions "
-            "or preprocess.min_item_interactions, or check the input file"
-        )
+    _require_events(
+        events,
+        f"preprocess.min_user_interactions ({cfg.min_user_interactions}) removed every "
+        "user: lower it",
+    )
     # The catalogue is every titled item that still has an event.
     items = items.filter(pl.col("item_id").is_in(events["item_id"].unique().implode()))
     return events, items, counts
@@ -326,6 +406,7 @@ def main(root: Path = Path(".")) -> None:
     raw = load_source(params.data, root)
     processed = run(raw, params.preprocess)
     write_processed(processed, layout)
+    print(summary_line(processed.summary))
     print(
         f"preprocess: {processed.summary['users']} users, {processed.summary['items']} items, "
         f"train/validation/test = {processed.train.height}/{processed.validation.height}/"

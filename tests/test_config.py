@@ -43,6 +43,16 @@ def test_missing_and_malformed_file(tmp_path: Path) -> None:
         load_params(bad)
 
 
+def test_a_yaml_syntax_error_names_its_line_and_column(tmp_path: Path) -> None:
+    bad = tmp_path / "params.yaml"
+    bad.write_text("data:\n  source: files\n preprocess:\n  seed: 1\n")  # line 3 is mis-indented
+    with pytest.raises(RecliError) as caught:
+        load_params(bad)
+    message = str(caught.value)
+    assert f"{bad}:3:" in message and "not valid YAML" in message
+    assert "\n" not in message
+
+
 def test_defaults_match_the_committed_file() -> None:
     # params.yaml is the one visible place for defaults: it spells out every default in the code.
     committed = yaml.safe_load((REPO / "params.yaml").read_text())

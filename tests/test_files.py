@@ -294,7 +294,7 @@ def test_wrong_separator_is_hinted(tmp_path: Path) -> None:
     ("row", "column", "bad", "key"),
     [
         ("u1,1,four,10", "rating", "four", "data.files.columns.rating"),
-        ("u1,1,4,2021-03-01", "timestamp", "2021-03-01", "data.files.columns.timestamp"),
+        ("u1,1,4,2021-13-45", "timestamp", "2021-13-45", "data.files.columns.timestamp"),
     ],
 )
 def test_non_numeric_values(tmp_path: Path, row: str, column: str, bad: str, key: str) -> None:

@@ -116,7 +116,8 @@ def test_cleaning_counts_and_contiguous_ids_map_back() -> None:
         ]
     )
     processed = preprocess.run(
-        RawData(messy, raw.items, None, "messy"), PreprocessConfig(min_user_interactions=3)
+        RawData(messy, raw.items, None, "messy"),
+        PreprocessConfig(min_user_interactions=3, max_unknown_item_share=0.1),
     )
     summary = processed.summary
     assert summary["dropped_duplicates"] == 2

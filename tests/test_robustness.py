@@ -55,7 +55,6 @@ from recli.errors import RecliError
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # A small, clean bring-your-own dataset: 8 users × 5 events over 10 items, no ties, no problems.
 HEADER = "user_id,item_id,rating,timestamp\n"
@@ -113,7 +112,8 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    line = ANSI.sub("", lines[0])
+    line = lines[0]
+    assert "\x1b" not in line, "stderr is a pipe here: no colour codes"
     assert line.startswith("error: "), line
     return line
 
@@ -178,8 +178,12 @@ BAD_INTERACTIONS: dict[str, tuple[bytes | None, list[str]]] = {
         ["column 'rating'", "'four'", "line 42", "data.files.columns.rating"],
     ),
     "non-numeric timestamp": (
-        (HEADER + GOOD_ROWS + "3,101,4,2021-03-01\n").encode(),
-        ["column 'timestamp'", "'2021-03-01'", "data.files.columns.timestamp"],
+        (HEADER + GOOD_ROWS + "3,101,4,yesterday\n").encode(),
+        [
+            "column 'timestamp'",
+            "'yesterday', not a number or an ISO-8601 date",
+            "columns.timestamp",
+        ],
     ),
     "empty file": (b"", ["is empty", "data.files.interactions"]),
     "header only": (HEADER.encode(), ["has a header but no rows", "data.files.interactions"]),
@@ -194,7 +198,16 @@ BAD_INTERACTIONS: dict[str, tuple[bytes | None, list[str]]] = {
     "missing file": (None, ["not found", "data.files.interactions"]),
     "only one-event users": (
         (HEADER + "1,100,4,1\n2,101,4,2\n3,102,4,3\n").encode(),
-        ["no interactions left after cleaning", "preprocess.min_user_interactions"],
+        ["no interactions left", "preprocess.min_user_interactions (3) removed every user"],
+    ),
+    # The items file spells ids 100..109; zero-padded ids in the interactions match none.
+    "ids spelled differently": (
+        (HEADER + GOOD_ROWS.replace(",10", ",010")).encode(),
+        ["40 of 40 events (100.0%) name items missing", "'0101' (items file has '101')"],
+    ),
+    "a partial items file": (
+        (HEADER + GOOD_ROWS + "1,999,4,5\n").encode(),
+        ["1 of 41 events (2.4%)", "'999'", "preprocess.max_unknown_item_share (0.01)"],
     ),
 }
 
@@ -225,8 +238,6 @@ COUNTED: dict[str, tuple[str, dict[str, int]]] = {
         "90,100,4,1\n91,101,4,2\n",
         {"dropped_sparse_users": 2, "dropped_sparse_user_events": 2},
     ),
-    # Item 999 has no row in the items file: nothing to show or embed for it.
-    "unknown items": ("1,999,4,5\n2,999,4,6\n", {"dropped_unknown_items": 2}),
 }
 
 
@@ -243,6 +254,41 @@ def test_unusable_rows_are_dropped_and_counted(project: Path, case: str) -> None
     assert counts["train_interactions"] + counts["validation_interactions"] + counts[
         "test_interactions"
     ] == len(GOOD_ROWS.splitlines())
+
+
+def test_a_few_unknown_items_below_the_share_are_dropped_counted_and_said(project: Path) -> None:
+    # Item 999 has no row in the items file: nothing to show or embed for it.
+    write_params(project, preprocess={"max_unknown_item_share": 0.1})
+    (project / "data/input/ratings.csv").write_text(HEADER + GOOD_ROWS + "1,999,4,5\n2,999,4,6\n")
+    result = run_stage(project, "preprocess")
+    assert result.returncode == 0, result.stderr
+    assert summary(project)["dropped_unknown_items"] == 2
+    assert "read 42 events, kept 40; dropped: 2 unknown items" in result.stdout
+
+
+def test_every_run_says_what_it_read_kept_and_dropped(project: Path) -> None:
+    result = run_stage(project, "preprocess")
+    assert result.returncode == 0, result.stderr
+    assert "preprocess: read 40 events, kept 40; dropped: none" in result.stdout
+
+
+def test_min_rating_that_removes_everything_is_named(project: Path) -> None:
+    write_params(project, preprocess={"min_rating": 9.0})
+    line = one_error_line(run_stage(project, "preprocess"))
+    assert "preprocess.min_rating (9) removed every event" in line
+
+
+def test_iso_timestamps_are_read(project: Path) -> None:
+    rows = GOOD_ROWS.splitlines()
+    iso = [
+        f"{u},{i},{r},2020-01-{int(t) // 1000:02d} 10:00:{int(t) % 1000:02d}"
+        for u, i, r, t in (row.split(",") for row in rows)
+    ]
+    (project / "data/input/ratings.csv").write_text(HEADER + "\n".join(iso) + "\n")
+    result = run_stage(project, "preprocess")
+    assert result.returncode == 0, result.stderr
+    train = pl.read_parquet(project / "data/processed/train.parquet")
+    assert train["timestamp"].min() == 1577872800  # 2020-01-01 10:00:00 UTC
 
 
 def test_nan_ids_in_a_parquet_file_are_missing_ids(tmp_path: Path) -> None:

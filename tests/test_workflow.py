@@ -136,7 +136,8 @@ def test_run_all_builds_what_dvc_repro_builds(tmp_path: Path, tiny_encoder_dir: 
     assert Path.cwd() == before
     assert tuple(report) == workflow.STAGES
     assert all(stage["seconds"] >= 0 for stage in report.values())
-    assert report["preprocess"]["output"].startswith("preprocess: 40 users")
+    assert report["preprocess"]["output"].startswith("preprocess: read 480 events, kept 480")
+    assert "preprocess: 40 users" in report["preprocess"]["output"]
     assert load_params(tmp_path / "params.yaml") == params
     metrics = json.loads((tmp_path / "metrics/evaluation.json").read_text(encoding="utf-8"))
     assert {"popularity", "als", "finetuned", "fused"} <= set(metrics["test"])
