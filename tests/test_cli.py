@@ -289,10 +289,12 @@ def test_recommend_imports_nothing_heavy(facts: dict[str, Any]) -> None:
     assert not imported & HEAVY, sorted(imported & HEAVY)
 
 
-def test_benchmark_script_runs(facts: dict[str, Any], tmp_path: Path) -> None:
+def test_benchmark_script_runs(copy: Path, tiny_encoder_dir: Path, tmp_path: Path) -> None:
+    (copy / "finetune").mkdir()
+    (copy / "finetune" / "model").symlink_to(tiny_encoder_dir, target_is_directory=True)
     script = Path(__file__).parents[1] / "scripts" / "bench_recommend.py"
     out = tmp_path / "bench.json"
-    arguments = ["--artifacts", str(facts["root"]), "--runs", "1", "--users", "3"]
+    arguments = ["--artifacts", str(copy), "--runs", "1", "--users", "3"]
     subprocess.run(
         [sys.executable, str(script), *arguments, "--out", str(out), "--no-compile"],
         check=True,
@@ -300,6 +302,7 @@ def test_benchmark_script_runs(facts: dict[str, Any], tmp_path: Path) -> None:
     )
     result = json.loads(out.read_text())
     assert result["ratio"] > 0 and result["in_process"]["users"] == 3
+    assert result["search_ms_median"] > 0 and result["search_target_ms"] == 2000
 
 
 # --------------------------------------------------------------------------------------------
