@@ -22,12 +22,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from check_peers import SERVED, best_peer  # scripts/ is on the path when run as a script
+
 from pipeline.config import load_params
 from pipeline.workflow import INPUT_DIR, override, run_all
-
-SERVED = "fused"
-OURS = {SERVED, "text_sequence", "zero_shot", "finetuned"}
-"""recli's own models: every other row of the evaluation is a peer."""
 
 FILES = {"interactions": "ratings.csv", "items": "movies.csv", "tags": "tags.csv"}
 
@@ -72,8 +70,7 @@ def check(folder: Path, keep: Path | None = None) -> dict[str, Any]:
         preprocessing = json.loads((root / "metrics/preprocess.json").read_text(encoding="utf-8"))
         index = json.loads((root / "metrics/index.json").read_text(encoding="utf-8"))
     test = {name: row["ndcg@10"] for name, row in evaluation["test"].items()}
-    peers = {name: value for name, value in test.items() if name not in OURS}
-    best = max(peers, key=peers.__getitem__)
+    best = best_peer(test)
     return {
         "data": folder.name,
         "preprocess": preprocessing,
@@ -81,7 +78,7 @@ def check(folder: Path, keep: Path | None = None) -> dict[str, Any]:
         "validation_ndcg@10": {n: r["ndcg@10"] for n, r in evaluation["validation"].items()},
         "cold_items_hr@10": {n: r["hr@10"] for n, r in evaluation.get("cold_items", {}).items()},
         "best_peer": best,
-        "served_over_best_peer": round(test[SERVED] / peers[best], 4),
+        "served_over_best_peer": round(test[SERVED] / test[best], 4),
         "paired_vs_best_peer": evaluation["paired_test"][best],
         "fusion": {key: index[key] for key in ("text_weight", "sequence_model", "sequence_share")},
         "ann_recall@10": index["ann_recall@10"],

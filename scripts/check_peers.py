@@ -47,6 +47,12 @@ SERVED = "fused"
 OURS = {SERVED, "text_sequence", "zero_shot", "finetuned"}
 """recli's own models: every other row of the evaluation is a peer."""
 
+
+def best_peer(values: dict[str, float]) -> str:
+    """The peer (any model not in `OURS`) with the highest value."""
+    peers = {name: value for name, value in values.items() if name not in OURS}
+    return max(peers, key=peers.__getitem__)
+
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "leave_last_out": {"preprocess.split.strategy": "leave_last_out"},
     # Per user: 70% train, 10% validation, 20% test.
@@ -102,13 +108,12 @@ def run_seed_full(base: Params, protocol: str, seed: int) -> dict[str, Any]:
         timings = run_all(params, Path(scratch))
         evaluation = json.loads((Path(scratch) / "metrics/evaluation.json").read_text())
     test = {name: row[METRIC] for name, row in evaluation["test"].items()}
-    peers = {name: value for name, value in test.items() if name not in OURS}
-    best = max(peers, key=peers.__getitem__)
+    best = best_peer(test)
     return {
         "seed": seed,
         "test": test,
         "best_peer": best,
-        "served_over_best_peer": round(test[SERVED] / peers[best], 4),
+        "served_over_best_peer": round(test[SERVED] / test[best], 4),
         "paired_vs_best_peer": evaluation["paired_test"][best],
         "paired_vs_sasrec": evaluation["paired_test"].get("sasrec"),
         "seconds": {stage: row["seconds"] for stage, row in timings.items()},
@@ -119,11 +124,11 @@ def summarise_full(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per model mean and sd across seeds, and the served model's gain over the best peer (the
     peer with the best mean), as a mean ratio and a mean paired difference over seeds."""
     summary: dict[str, Any] = {"models": summarise(runs)}
-    peers = {m: s["mean"] for m, s in summary["models"].items() if m not in OURS}
-    best = max(peers, key=peers.__getitem__)
+    means = {model: stats["mean"] for model, stats in summary["models"].items()}
+    best = best_peer(means)
     gains = [run["test"][SERVED] - run["test"][best] for run in runs]
     summary["best_peer"] = best
-    summary["served_over_best_peer"] = round(summary["models"][SERVED]["mean"] / peers[best], 4)
+    summary["served_over_best_peer"] = round(means[SERVED] / means[best], 4)
     summary["mean_difference"] = round(statistics.fmean(gains), 5)
     summary["difference_sd_across_seeds"] = round(
         statistics.stdev(gains) if len(gains) > 1 else 0.0, 5
