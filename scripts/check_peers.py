@@ -53,6 +53,7 @@ def best_peer(values: dict[str, float]) -> str:
     peers = {name: value for name, value in values.items() if name not in OURS}
     return max(peers, key=peers.__getitem__)
 
+
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "leave_last_out": {"preprocess.split.strategy": "leave_last_out"},
     # Per user: 70% train, 10% validation, 20% test.
