@@ -18,6 +18,8 @@ training history and, as `*_at_test.npy`, of the training + validation history),
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,6 +154,26 @@ STAGE_OUTPUTS = {
 """`stage_outputs` of a project run from its own root, as `dvc.yaml` spells them."""
 
 
+def writes(stage: str) -> Callable[[Callable[[Path], None]], Callable[[Path], None]]:
+    """Decorate a stage's `main(root)` so that its `stage_outputs` are replaced as a set.
+
+    Everything the stage writes to its declared outputs goes to its staging folder and is put in
+    place only when `main` returns (`io.stage_outputs`); a failed or interrupted run leaves every
+    earlier output as it was.
+    """
+
+    def decorate(main: Callable[[Path], None]) -> Callable[[Path], None]:
+        @functools.wraps(main)
+        def run(root: Path = Path(".")) -> None:
+            layout = Layout(root)
+            with io.stage_outputs(layout.artifacts, stage, stage_outputs(layout)[stage]):
+                main(root)
+
+        return run
+
+    return decorate
+
+
 # --------------------------------------------------------------------------------------------
 # preprocess
 # --------------------------------------------------------------------------------------------
@@ -239,8 +261,8 @@ def _read_vectors(users: Path, items: Path, stage: str) -> UserItemVectors:
     return UserItemVectors(
         users=io.read_npy(users, stage),
         items=io.read_npy(items, stage),
-        users_at_test=io.read_npy(at_test, stage) if at_test.exists() else None,
-        users_served=io.read_npy(served, stage) if served.exists() else None,
+        users_at_test=io.read_npy(at_test, stage) if io.resolve(at_test).exists() else None,
+        users_served=io.read_npy(served, stage) if io.resolve(served).exists() else None,
     )
 
 

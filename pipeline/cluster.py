@@ -42,6 +42,7 @@ from pipeline.artifacts import (
     read_embeddings,
     read_processed,
     write_clustering,
+    writes,
 )
 from pipeline.config import ClusterConfig, load_params
 from pipeline.interactions import UserItemVectors, interaction_matrix
@@ -260,6 +261,7 @@ def run(
     )
 
 
+@writes("cluster")
 def main(root: Path = Path(".")) -> None:
     """Run the stage for the project rooted at `root`: read, cluster, write, print a summary."""
     layout = Layout(root)

@@ -20,7 +20,14 @@ import time
 from pathlib import Path
 
 from pipeline import io
-from pipeline.artifacts import Embeddings, Layout, Processed, read_processed, write_embeddings
+from pipeline.artifacts import (
+    Embeddings,
+    Layout,
+    Processed,
+    read_processed,
+    write_embeddings,
+    writes,
+)
 from pipeline.config import EmbedConfig, TextConfig, load_params
 from pipeline.encoder import encode, load_encoder, pick_device
 from pipeline.text import user_texts
@@ -45,6 +52,7 @@ def run(
     )
 
 
+@writes("embed")
 def main(root: Path = Path(".")) -> None:
     layout = Layout(root)
     params = load_params(layout.params)

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from pipeline import io
-from pipeline.artifacts import Factors, Layout, read_processed, write_factors
+from pipeline.artifacts import Factors, Layout, read_processed, write_factors, writes
 from pipeline.collaborative import fold_in, make_model
 from pipeline.config import FactorizeConfig, load_params
 from pipeline.interactions import interaction_matrix
@@ -49,6 +49,7 @@ def run(
     return Factors(users=users, items=items, users_at_test=at_test, users_served=served)
 
 
+@writes("factorize")
 def main(root: Path = Path(".")) -> None:
     layout = Layout(root)
     params = load_params(layout.params)

@@ -1,8 +1,12 @@
 """Artifact reads and writes: atomic, typed, never pickle.
 
 Every write goes to a temporary file in the destination's directory and is renamed into place, so a
-stage killed midway leaves the previous good output intact (a rename within one filesystem is
-atomic). Reads check that the artifact exists and say which stage produces it when it does not.
+writer killed midway leaves the previous good output intact (a rename within one filesystem is
+atomic). Inside `stage_outputs` (every stage's `main` runs in one) the writes to the stage's
+declared outputs go to its staging folder instead, and the whole set is committed at the end
+(`recli.transaction`): after any interruption either all old or all new outputs are in place.
+Reads of an output the stage has already written read the staged copy. Reads check that the
+artifact exists and say which stage produces it when it does not.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from recli import transaction
 from recli.errors import RecliError
 
 
@@ -32,10 +37,111 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+class StageOutputs:
+    """The declared outputs of the running stage, and where this run writes each of them."""
+
+    def __init__(self, artifacts: Path, stage: str, outputs: list[Path]) -> None:
+        self.artifacts = Path(os.path.abspath(artifacts))
+        self.stage = stage
+        self.folder = transaction.staging_root(self.artifacts) / stage
+        self.outputs = [Path(os.path.abspath(path)) for path in outputs]
+        self.written: set[int] = set()
+        self.committed = False
+
+    def _slot(self, path: Path) -> tuple[int, Path] | None:
+        path = Path(os.path.abspath(path))
+        for number, output in enumerate(self.outputs):
+            if path == output or output in path.parents:
+                staged = self.folder / transaction.NEW / f"{number}-{output.name}"
+                return number, staged / path.relative_to(output)
+        return None
+
+    def redirect(self, path: Path) -> Path:
+        """Where a write to `path` goes: its staged copy when `path` is a declared output."""
+        slot = self._slot(path)
+        if slot is None:
+            return Path(path)
+        self.written.add(slot[0])
+        return slot[1]
+
+    def resolve(self, path: Path) -> Path:
+        """Where a read of `path` goes: the staged copy once this run has written that output."""
+        slot = self._slot(path)
+        return slot[1] if slot is not None and slot[0] in self.written else Path(path)
+
+    def commit(self) -> None:
+        """Publish the journal and put every written output in place, signals held meanwhile."""
+        journal = {
+            f"{number}-{self.outputs[number].name}": os.path.relpath(
+                self.outputs[number], self.artifacts
+            )
+            for number in sorted(self.written)
+        }
+        held = {signal.SIGINT, signal.SIGTERM}
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        try:
+            transaction.write_journal(self.folder, journal)
+            self.committed = True
+            transaction.roll_forward(self.artifacts, self.stage)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+_RUNNING: StageOutputs | None = None
+_FINISHED: list[str] = []  # stages of this process whose outputs were committed
+
+
+def _strays(output: Path) -> list[Path]:
+    """Temporaries that writers killed by earlier versions left beside or inside `output`."""
+    found = list(output.parent.glob(f".{output.name}.*.tmp"))
+    found += output.parent.glob(f".{output.name}.*.old")
+    if output.is_dir():
+        found += [path for path in output.rglob(".*.tmp")]
+    return found
+
+
+@contextlib.contextmanager
+def stage_outputs(artifacts: Path, stage: str, outputs: list[Path]) -> Iterator[StageOutputs]:
+    """Run a stage so that its `outputs` are replaced as a set, or not at all.
+
+    First finishes any committed swap an interrupted run left (of any stage), deletes this
+    stage's abandoned staging folder and stray temporaries; then redirects the writes to
+    `outputs` into staging until the block ends, and commits them only if it ends normally.
+    """
+    global _RUNNING
+    if _RUNNING is not None:
+        raise RuntimeError(f"stage {stage} started inside stage {_RUNNING.stage}")
+    transaction.roll_forward(artifacts)
+    transaction.discard(artifacts, stage)
+    for output in outputs:
+        for stray in _strays(Path(output)):
+            shutil.rmtree(stray) if stray.is_dir() else stray.unlink(missing_ok=True)
+    running = StageOutputs(artifacts, stage, outputs)
+    running.folder.mkdir(parents=True)
+    _RUNNING = running
+    try:
+        yield running
+        running.commit()
+        _FINISHED.append(stage)
+    finally:
+        _RUNNING = None
+        if not running.committed:
+            shutil.rmtree(running.folder, ignore_errors=True)
+
+
+def resolve(path: Path) -> Path:
+    """The file a read of `path` should open (the staged copy of the running stage's output)."""
+    return _RUNNING.resolve(path) if _RUNNING is not None else Path(path)
+
+
+def _destination(path: Path) -> Path:
+    return _RUNNING.redirect(path) if _RUNNING is not None else Path(path)
+
+
 @contextlib.contextmanager
 def atomic_path(destination: Path) -> Iterator[Path]:
     """Yield a temporary path next to `destination`; rename it into place on success only."""
-    destination = Path(destination)
+    destination = _destination(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
         prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
@@ -58,9 +164,10 @@ def atomic_directory(destination: Path) -> Iterator[Path]:
 
     The old directory is moved aside only once the new one is complete, so a run killed midway
     leaves the previous good output intact. (Two renames, not one: POSIX has no portable atomic
-    directory exchange, so there is a moment with no `destination` - never a half-written one.)
+    directory exchange, so there is a moment with no `destination` - never a half-written one.
+    Inside `stage_outputs` the destination is in staging, where nothing else reads it.)
     """
-    destination = Path(destination)
+    destination = _destination(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(
         tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
@@ -87,9 +194,9 @@ def atomic_directory(destination: Path) -> Iterator[Path]:
 def require(path: Path, produced_by: str) -> Path:
     """Fail with a clear message when an input artifact is missing."""
     path = Path(path)
-    if not path.exists():
+    if not resolve(path).exists():
         raise RecliError(f"{path} is missing: run `dvc repro {produced_by}` to produce it")
-    return path
+    return resolve(path)
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -163,7 +270,8 @@ def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's `main()`, turning a `RecliError` into one red line and exit code 1.
 
     SIGTERM (`kill`, a cancelled CI job) is treated like Ctrl-C, so temporary files are cleaned up
-    on the way out; the outputs of earlier runs are never touched either way.
+    on the way out. Interrupted before its commit, a stage leaves the outputs of earlier runs
+    untouched; the commit itself holds both signals until every new output is in place.
     """
 
     def _terminate(signum: int, frame: object) -> None:
@@ -176,5 +284,9 @@ def run_stage(main: Callable[[], None]) -> None:
         print(f"{_red('error:')} {error}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
-        print("interrupted: earlier outputs are untouched", file=sys.stderr)
+        if _FINISHED:
+            message = f"interrupted after {_FINISHED[-1]} finished: its new outputs are in place"
+        else:
+            message = "interrupted: earlier outputs are untouched"
+        print(message, file=sys.stderr)
         raise SystemExit(130) from None

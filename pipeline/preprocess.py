@@ -20,7 +20,14 @@ import numpy as np
 import polars as pl
 
 from pipeline import io
-from pipeline.artifacts import INTERACTION_SCHEMA, SPLITS, Layout, Processed, write_processed
+from pipeline.artifacts import (
+    INTERACTION_SCHEMA,
+    SPLITS,
+    Layout,
+    Processed,
+    write_processed,
+    writes,
+)
 from pipeline.config import PreprocessConfig, SplitConfig, load_params
 from pipeline.data import RawData, load_source
 from recli.errors import RecliError
@@ -400,6 +407,7 @@ def run(raw: RawData, cfg: PreprocessConfig) -> Processed:
     )
 
 
+@writes("preprocess")
 def main(root: Path = Path(".")) -> None:
     layout = Layout(root)
     params = load_params(layout.params)

@@ -25,7 +25,7 @@ from typing import Any
 
 from annoy import AnnoyIndex
 
-from recli import catalogue, explain
+from recli import catalogue, explain, transaction
 from recli.ann_index import REBUILD, load_index
 from recli.contract import (
     CATALOGUE_FILE,
@@ -65,6 +65,20 @@ def over_represented(terms: Any) -> list[dict[str, Any]]:
     ]
 
 
+def _finish_interrupted_swaps(artifacts: Path) -> None:
+    """Put in place the outputs a stage committed but was killed before moving (all of them)."""
+    pending = transaction.committed(artifacts)
+    if not pending:
+        return
+    try:
+        transaction.roll_forward(artifacts)
+    except OSError as error:
+        raise RecliError(
+            f"stage {pending[0]} was interrupted while putting its new outputs in place and they "
+            f"cannot be moved now ({error.strerror}): run `dvc repro {pending[0]}`"
+        ) from None
+
+
 class Served:
     """An open catalogue plus its Annoy index (loaded on first use, with cheap integrity checks).
 
@@ -78,6 +92,7 @@ class Served:
                 f"artifacts folder {self.artifacts} not found: run `dvc repro` to build it, "
                 "or pass --artifacts PATH"
             )
+        _finish_interrupted_swaps(self.artifacts)
         self.catalogue_path = self.artifacts / INDEX_DIR / CATALOGUE_FILE
         self.index_path = self.artifacts / INDEX_DIR / INDEX_FILE
         self.connection = catalogue.connect(self.catalogue_path)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from kill_points import kill_at_every_write_point, run_stage
 from synthetic import make_raw
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,3 +175,17 @@ def test_param_change_reruns_only_downstream(project: Path) -> None:
     output = _run([sys.executable, "-m", "dvc", "repro"], project).stdout
     assert "Running stage 'factorize'" in output
     assert "Running stage 'preprocess'" not in output
+
+
+def test_index_killed_at_any_write_point_leaves_all_old_or_all_new_outputs(
+    project: Path, tmp_path: Path
+) -> None:
+    before, after = tmp_path / "before", tmp_path / "after"
+    shutil.copytree(project, before, symlinks=True)
+    params = yaml.safe_load((before / "params.yaml").read_text())
+    params["index"]["n_trees"] = 6  # a new index, catalogue and metrics
+    (before / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copytree(before, after, symlinks=True)
+    assert run_stage(after, "index") == 0
+    seen = kill_at_every_write_point(before, after, "index")
+    assert "old" in seen and "new" in seen, seen

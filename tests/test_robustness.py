@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -29,6 +30,8 @@ import polars as pl
 import pytest
 import yaml
 from cli_artifacts import build_artifacts
+from kill_points import kill_at_every_write_point
+from kill_points import run_stage as run_killable
 from synthetic import make_raw
 from typer.testing import CliRunner
 
@@ -577,6 +580,20 @@ def test_atomic_path_cleans_up_after_an_error(tmp_path: Path) -> None:
     io.write_json(destination, {"ndcg@10": 0.2})
     assert json.loads(destination.read_text()) == {"ndcg@10": 0.2}
     assert _others(destination) == []
+
+
+def test_preprocess_killed_at_any_write_point_leaves_all_old_or_all_new_outputs(
+    project: Path, tmp_path: Path
+) -> None:
+    assert run_killable(project, "preprocess") == 0  # the outputs of an earlier run
+    write_params(project, preprocess={"cold_item_fraction": 0.2})  # a run that changes them all
+    after = tmp_path / "after"
+    shutil.copytree(project, after)
+    assert run_killable(after, "preprocess") == 0
+    seen = kill_at_every_write_point(project, after, "preprocess")
+    # Both sides of the commit point were hit: kills before the journal keep the old set, kills
+    # while the new outputs are being moved in are finished by the next reader.
+    assert "old" in seen and "new" in seen, seen
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,140 @@
+"""Stage outputs replaced as a set: the journal, rolling forward, and the stage-side redirect."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pipeline import io
+from recli import transaction
+from recli.cli import app
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and transaction.STAGING_DIR not in path.relative_to(folder).parts
+    }
+
+
+def _committed_swap(root: Path) -> tuple[Path, dict[str, bytes]]:
+    """An artifacts folder with old outputs and a committed, not yet applied, new set."""
+    artifacts = root / "data"
+    (artifacts / "index").mkdir(parents=True)
+    (artifacts / "index" / "a.txt").write_text("old a")
+    (artifacts / "index" / "stale.txt").write_text("only in the old set")
+    (root / "metrics").mkdir()
+    (root / "metrics" / "index.json").write_text("old metrics")
+    stage = transaction.staging_root(artifacts) / "index"
+    (stage / "new" / "0-index").mkdir(parents=True)
+    (stage / "new" / "0-index" / "a.txt").write_text("new a")
+    (stage / "new" / "1-index.json").write_text("new metrics")
+    transaction.write_journal(stage, {"0-index": "index", "1-index.json": "../metrics/index.json"})
+    return artifacts, {"data/index/a.txt": b"new a", "metrics/index.json": b"new metrics"}
+
+
+def test_roll_forward_puts_the_whole_new_set_in_place(tmp_path: Path) -> None:
+    artifacts, expected = _committed_swap(tmp_path)
+    assert transaction.committed(artifacts) == ["index"]
+    assert transaction.roll_forward(artifacts) == ["index"]
+    assert _tree(tmp_path) == expected  # the stale file went with the old set
+    assert transaction.committed(artifacts) == []
+    assert sorted(p.name for p in transaction.staging_root(artifacts).iterdir()) == [".lock"]
+    assert transaction.roll_forward(artifacts) == []
+
+
+@pytest.mark.parametrize("fail_at", [1, 2, 3, 4])
+def test_roll_forward_interrupted_at_any_rename_is_finished_by_the_next(
+    tmp_path: Path, fail_at: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    artifacts, expected = _committed_swap(tmp_path)
+    real_replace, calls = os.replace, []
+
+    def replace(source: object, destination: object) -> None:
+        calls.append(source)
+        if len(calls) == fail_at:
+            raise KeyboardInterrupt  # stands for the process dying here
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(KeyboardInterrupt):
+        transaction.roll_forward(artifacts)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert transaction.committed(artifacts) == ["index"]
+    transaction.roll_forward(artifacts)
+    assert _tree(tmp_path) == expected
+
+
+def test_discard_removes_only_an_uncommitted_staging_folder(tmp_path: Path) -> None:
+    artifacts, _ = _committed_swap(tmp_path)
+    abandoned = transaction.staging_root(artifacts) / "embed" / "new"
+    abandoned.mkdir(parents=True)
+    (abandoned / "0-embed").write_text("half written")
+    assert transaction.discard(artifacts, "embed") is True
+    assert not abandoned.parent.exists()
+    assert transaction.discard(artifacts, "index") is False  # committed: it is rolled forward
+    assert transaction.committed(artifacts) == ["index"]
+
+
+def test_a_recli_command_finishes_a_committed_swap_first(copy: Path, facts: dict) -> None:
+    # The index stage was killed after its commit, before its outputs were moved in.
+    staged = transaction.staging_root(copy) / "index"
+    (staged / "new").mkdir(parents=True)
+    shutil.move(copy / "index", staged / "new" / "0-index")
+    transaction.write_journal(staged, {"0-index": "index"})
+    result = CliRunner().invoke(app, ["recommend", facts["user_id"], "--artifacts", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert facts["expected_top_title"] in result.output
+    assert (copy / "index" / "catalogue.sqlite").exists()
+    assert transaction.committed(copy) == []
+
+
+def _outputs(root: Path) -> tuple[Path, list[Path]]:
+    return root / "data", [root / "data" / "embed", root / "metrics" / "embed.json"]
+
+
+def test_a_stage_reads_what_it_wrote_and_commits_the_set_at_the_end(tmp_path: Path) -> None:
+    artifacts, outputs = _outputs(tmp_path)
+    io.write_npy(outputs[0] / "stale.npy", np.zeros(2))
+    io.write_json(outputs[1], {"old": True})
+    with io.stage_outputs(artifacts, "embed", outputs):
+        io.write_npy(outputs[0] / "items.npy", np.arange(3.0))
+        # Not in place yet, but the stage itself reads its new output.
+        assert not (outputs[0] / "items.npy").exists()
+        assert io.read_npy(outputs[0] / "items.npy", "embed").tolist() == [0.0, 1.0, 2.0]
+        assert io.read_json(outputs[1], "embed") == {"old": True}  # not rewritten yet
+        io.write_json(outputs[1], {"old": False})
+        assert io.read_json(outputs[1], "embed") == {"old": False}
+    assert sorted(path.name for path in outputs[0].iterdir()) == ["items.npy"]
+    assert json.loads(outputs[1].read_text()) == {"old": False}
+    assert transaction.committed(artifacts) == []
+
+
+def test_a_failed_stage_leaves_every_old_output_and_no_staging(tmp_path: Path) -> None:
+    artifacts, outputs = _outputs(tmp_path)
+    io.write_npy(outputs[0] / "items.npy", np.zeros(2))
+    io.write_json(outputs[1], {"old": True})
+    (tmp_path / "metrics" / ".embed.json.x1y2.tmp").write_text("left by a killed writer")
+    before = _tree(tmp_path)
+    with pytest.raises(RuntimeError), io.stage_outputs(artifacts, "embed", outputs):
+        io.write_npy(outputs[0] / "items.npy", np.ones(2))
+        io.write_json(outputs[1], {"old": False})
+        raise RuntimeError("the stage failed after writing everything")
+    assert _tree(tmp_path) == {k: v for k, v in before.items() if not k.endswith(".tmp")}
+    assert [
+        p.name for p in transaction.staging_root(artifacts).iterdir() if p.name != ".lock"
+    ] == []
+
+
+def test_writes_outside_the_declared_outputs_go_straight_to_their_place(tmp_path: Path) -> None:
+    artifacts, outputs = _outputs(tmp_path)
+    with io.stage_outputs(artifacts, "embed", outputs):
+        io.write_json(tmp_path / "data" / "external" / "cache.json", {"download": 1})
+        assert (tmp_path / "data" / "external" / "cache.json").exists()
