@@ -215,6 +215,10 @@ class FinetuneConfig(_Section):
     """Validation NDCG@10 and the loss are logged every this-many steps."""
     eval_users: Annotated[int, Field(ge=1)] = 300
     """Users sampled (seeded) for the in-training validation metric; all would be slow on CPU."""
+    eval_items: Annotated[int, Field(ge=1)] | None = 5000
+    """On a larger catalogue the in-training metric ranks the sampled users' validation items
+    among a seeded sample of warm items, this many in all, so its cost does not grow with the
+    catalogue (ML-100K: every item). None: every item. `evaluate` always ranks every item."""
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     """`auto` picks CUDA, then MPS, then CPU. Mixed precision is used on CUDA."""
     seed: int = 42
@@ -285,6 +289,12 @@ class SequenceConfig(_Section):
     """Epochs without a better validation score before training stops."""
     eval_every: Annotated[int, Field(ge=1)] = 2
     """Epochs between validation checks (on ML-100K one check costs about an epoch)."""
+    max_steps: Annotated[int, Field(ge=1)] = 3000
+    """Optimiser steps over all epochs at most, so large data costs the budget, not a pass per
+    epoch over every event (ML-100K stops early long before: about 23 steps an epoch)."""
+    negatives: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
+    """Warm items drawn per step for the softmax beside the batch's targets; 0: all warm items;
+    auto: all up to 5,000 warm items, else 2,048 (a step then costs the same on any catalogue)."""
     text_encoder: Literal["finetuned", "zero_shot"] = "finetuned"
     """Whose item text vectors recli's model reads (from `embed`)."""
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
@@ -346,6 +356,13 @@ class EvaluateConfig(_Section):
         20, 50, 100, 200
     ]  # fmt: skip
     """ItemKNN: how many most similar items to keep per item, tuned on validation NDCG@10."""
+    max_users: Annotated[int, Field(ge=1)] | None = 20_000
+    """Above this many users every evaluation and tuning loop (here, in `index` and `sequence`)
+    ranks one seeded sample of this many users, the same for every model: full ranking costs
+    users x items. None: always every user."""
+    quadratic_peers_max_items: Annotated[int, Field(ge=1)] | None = 20_000
+    """EASE and ItemKNN hold item x item matrices (EASE inverts one): above this many items they
+    are skipped, and `evaluation.json` says so, instead of running out of memory. None: never."""
 
     # A field validator, not a model one, so the error names `evaluate.activity_buckets`.
     @field_validator("activity_buckets")

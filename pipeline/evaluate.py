@@ -33,6 +33,7 @@ from pipeline.artifacts import (
     read_fused,
     read_processed,
     read_sequence_vectors,
+    writes,
 )
 from pipeline.config import EvaluateConfig, load_params
 from pipeline.metrics import EvaluationResult, activity_buckets
@@ -75,8 +76,19 @@ def peer_scorers(
 ) -> tuple[dict[str, Model], dict[str, Any]]:
     """Fit the peers on the training split, tuning them on validation; return them (each scoring
     the test split from the training + validation history) and what tuning chose (every value
-    tried, for the record)."""
+    tried, for the record). Above `cfg.quadratic_peers_max_items` items EASE and ItemKNN are
+    left out, and the record says why."""
     train = matrices.train
+    scorers: dict[str, Model] = {"popularity": Popularity().fit(train).score}
+    if factors is not None:
+        scorers["als"] = SplitScorers.from_vectors(factors)
+    cap = cfg.quadratic_peers_max_items
+    if cap is not None and matrices.n_items > cap:
+        reason = (
+            f"skipped: {matrices.n_items} items > evaluate.quadratic_peers_max_items {cap} "
+            f"(item x item matrices of {matrices.n_items**2 * 8 / 2**30:.1f} GiB)"
+        )
+        return scorers, {"skipped": {"ease": reason, "itemknn": reason}}
     best_reg, by_reg = select_on_validation(ease_grid(train, cfg.ease_reg_grid), matrices, seed)
     best_neighbors, by_neighbors = select_on_validation(
         itemknn_grid(train, cfg.itemknn_neighbors_grid), matrices, seed
@@ -85,13 +97,12 @@ def peer_scorers(
     history_at_test = matrices.seen("test")
     knn = ItemKNN(neighbors=best_neighbors).fit(train)
     ease = EASE(reg=best_reg).fit(train)
-    scorers: dict[str, Model] = {
-        "popularity": Popularity().fit(train).score,  # the same list whatever the history
+    scorers = {
+        "popularity": scorers["popularity"],  # the same list whatever the history
         "itemknn": SplitScorers(knn.score, knn.with_history(history_at_test)),
         "ease": SplitScorers(ease.score, ease.with_history(history_at_test)),
+        **{name: scorer for name, scorer in scorers.items() if name != "popularity"},
     }
-    if factors is not None:
-        scorers["als"] = SplitScorers.from_vectors(factors)
     tuning = {
         "ease_reg": best_reg,
         "ease_validation_ndcg@10": {str(reg): round(score, 5) for reg, score in by_reg.items()},
@@ -249,12 +260,13 @@ def cluster_groups(
     return [(profile["label"], cluster_of == profile["cluster"]) for profile in profiles]
 
 
+@writes("evaluate")
 def main(root: Path = Path(".")) -> None:
     layout = Layout(root)
     params = load_params(layout.params)
     seed = params.preprocess.split.seed
     processed = read_processed(layout)
-    matrices = SplitMatrices.from_processed(processed)
+    matrices = SplitMatrices.from_processed(processed, params.evaluate.max_users, seed)
     scorers, tuning = peer_scorers(matrices, params.evaluate, read_factors(layout), seed)
     clustering = read_clustering(layout)
     for variant in ("zero_shot", "finetuned"):
@@ -272,6 +284,12 @@ def main(root: Path = Path(".")) -> None:
         seed=seed,
     )
     metrics = {**report.metrics, "tuning": tuning}
+    if matrices.evaluated is not None:
+        metrics["users_evaluated"] = {
+            "sample": int(matrices.evaluated.size),
+            "of": processed.users.height,
+            "why": f"more users than evaluate.max_users ({params.evaluate.max_users})",
+        }
     io.write_json(layout.evaluation, metrics)
     io.write_json(layout.metrics_file("evaluation_by_cluster"), report.by_cluster)
     io.write_json(layout.plot_file("ndcg_by_activity"), report.activity_rows)

@@ -45,7 +45,7 @@ from sentence_transformers.sentence_transformer.losses import MultipleNegativesR
 from transformers import TrainerCallback
 
 from pipeline import io
-from pipeline.artifacts import Layout, Processed, read_processed
+from pipeline.artifacts import Layout, Processed, read_processed, writes
 from pipeline.config import FinetuneConfig, TextConfig, load_params
 from pipeline.encoder import encode, load_encoder, pick_device
 from pipeline.metrics import EvaluationResult
@@ -128,7 +128,13 @@ class RecommendationEvaluator(BaseEvaluator):
     """
 
     def __init__(
-        self, processed: Processed, text_cfg: TextConfig, n_users: int, seed: int, tie_seed: int = 0
+        self,
+        processed: Processed,
+        text_cfg: TextConfig,
+        n_users: int,
+        seed: int,
+        tie_seed: int = 0,
+        n_items: int | None = None,
     ) -> None:
         super().__init__()
         self.primary_metric = f"ndcg@{CUTOFF}"
@@ -153,9 +159,23 @@ class RecommendationEvaluator(BaseEvaluator):
         )
         self.users = np.sort(chosen).astype(np.int64)
         self.user_texts = [histories[user] for user in self.users]
-        self.item_texts = processed.items.sort("item_idx")["text"].to_list()
+        self.items = self._item_pool(n_items, seed)
+        """Items the metric encodes and ranks (sorted): every item, or on a catalogue of more than
+        `n_items` the sampled users' validation items plus a seeded draw of other warm items."""
+        texts = processed.items.sort("item_idx")["text"].to_list()
+        self.item_texts = [texts[item] for item in self.items]
         self.seconds = 0.0
         """Wall time spent evaluating, so training speed can be reported without it."""
+
+    def _item_pool(self, n_items: int | None, seed: int) -> np.ndarray:
+        if n_items is None or self.matrices.n_items <= n_items:
+            return np.arange(self.matrices.n_items)  # cold ones are masked by the protocol
+        warm = np.flatnonzero(self.matrices.candidates("validation"))
+        wanted = np.unique(self.matrices.validation[self.users].indices)
+        others = np.setdiff1d(warm, wanted)
+        extra = max(n_items - wanted.size, 0)
+        drawn = np.random.default_rng(seed).choice(others, size=extra, replace=False)
+        return np.union1d(wanted, drawn).astype(np.int64)
 
     def rank(self, model: SentenceTransformer) -> EvaluationResult:
         """Top-10 lists and per-user metrics of `model` for the sampled users."""
@@ -163,9 +183,12 @@ class RecommendationEvaluator(BaseEvaluator):
         item_vectors = encode(model, self.item_texts, ENCODE_BATCH_SIZE)
         row_of_user = np.full(self.matrices.train.shape[0], -1, dtype=np.int64)
         row_of_user[self.users] = np.arange(self.users.size)
+        n_all_items = self.matrices.n_items
 
         def scorer(users: np.ndarray) -> np.ndarray:
-            return user_vectors[row_of_user[users]] @ item_vectors.T
+            scores = np.full((users.size, n_all_items), -np.inf, dtype=np.float32)
+            scores[:, self.items] = user_vectors[row_of_user[users]] @ item_vectors.T
+            return scores
 
         return evaluate_model(
             scorer, self.matrices, "validation", [CUTOFF], CUTOFF, self.tie_seed, users=self.users
@@ -291,7 +314,9 @@ def run(
     )
 
     # 4. Evaluator, and the zero-shot baseline before any step.
-    evaluator = RecommendationEvaluator(processed, text_cfg, cfg.eval_users, cfg.seed, tie_seed)
+    evaluator = RecommendationEvaluator(
+        processed, text_cfg, cfg.eval_users, cfg.seed, tie_seed, n_items=cfg.eval_items
+    )
     curves = CurveRecorder()
     baseline = evaluator(model)
     curves.record_validation(0, baseline)
@@ -390,6 +415,7 @@ def write_metrics(result: FinetuneResult, layout: Layout) -> None:
     io.write_json(layout.plot_file("finetune_validation"), result.validation_curve)
 
 
+@writes("finetune")
 def main(root: Path = Path(".")) -> None:
     layout = Layout(root)
     params = load_params(layout.params)

@@ -33,6 +33,7 @@ from pipeline.artifacts import (
     read_processed,
     read_sequence_vectors,
     write_fused,
+    writes,
 )
 from pipeline.config import IndexConfig, load_params
 from pipeline.fusion import tune_fusion
@@ -130,7 +131,7 @@ def measure_ann(
     tuning, reporting = (sample[::2], sample[1::2]) if len(sample) > 1 else (sample, sample)
 
     index = AnnoyIndex(items.shape[1], cfg.metric)
-    index.load(str(index_path))
+    index.load(str(io.resolve(index_path)))
     by_search_k: dict[str, float] = {}
     if cfg.search_k == "auto":
         exact = exact_top(users, items, seen, tuning)
@@ -249,11 +250,14 @@ def write_catalogue(
             connection.close()
 
 
+@writes("index")
 def main(root: Path = Path(".")) -> None:
     layout = Layout(root)
     params = load_params(layout.params)
     processed = read_processed(layout)
-    matrices = SplitMatrices.from_processed(processed)
+    matrices = SplitMatrices.from_processed(
+        processed, params.evaluate.max_users, params.preprocess.split.seed
+    )
     text, cf = read_embeddings("finetuned", layout), read_factors(layout)
     sequences = {name: read_sequence_vectors(name, layout) for name in SEQUENCE_MODELS}
     fusion, behaviour, by_weight = tune_fusion(
@@ -291,8 +295,8 @@ def main(root: Path = Path(".")) -> None:
         "sequence_model": fusion.sequence_model,
         "text_scale": fusion.text_scale,
         "cf_scale": fusion.cf_scale,
-        "index_sha256": _file_digest(index_path),
-        "index_bytes": index_path.stat().st_size,
+        "index_sha256": _file_digest(io.resolve(index_path)),
+        "index_bytes": io.resolve(index_path).stat().st_size,
         # Paths relative to the artifacts folder (`data/`), so `recli doctor` can re-hash them.
         "built_from": {
             path.relative_to(layout.artifacts).as_posix(): _file_digest(path)

@@ -40,6 +40,14 @@ TUNING_METRIC = "ndcg@10"
 """What every tuning loop maximises on validation."""
 
 
+def user_sample(n_users: int, max_users: int | None, seed: int) -> np.ndarray | None:
+    """Sorted indices of `max_users` users drawn with `seed`; None when all `n_users` fit."""
+    if max_users is None or n_users <= max_users:
+        return None
+    chosen = np.random.default_rng(seed).choice(n_users, size=max_users, replace=False)
+    return np.sort(chosen).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class SplitMatrices:
     """The binary user × item matrices every model is evaluated against."""
@@ -51,6 +59,9 @@ class SplitMatrices:
     """Every event with a cold item: the relevant set of the cold-item slice."""
     cold_items: np.ndarray = field(repr=False)
     """bool [n_items]: items held out of training entirely."""
+    evaluated: np.ndarray | None = field(default=None, repr=False)
+    """Sorted user indices every evaluation ranks when the data has more users than
+    `max_users` (a seeded sample, the same for every model and split); None: every user."""
 
     @cached_property
     def train_counts(self) -> np.ndarray:
@@ -68,7 +79,10 @@ class SplitMatrices:
         return int(self.train.shape[1])
 
     @classmethod
-    def from_processed(cls, processed: Processed) -> SplitMatrices:
+    def from_processed(
+        cls, processed: Processed, max_users: int | None = None, seed: int = 0
+    ) -> SplitMatrices:
+        """The split's matrices; above `max_users` users, evaluations rank a seeded sample."""
         shape = (processed.users.height, processed.items.height)
         items = processed.items.sort("item_idx")
         cold_items = (
@@ -82,6 +96,7 @@ class SplitMatrices:
             test=interaction_matrix(processed.test, *shape),
             cold=interaction_matrix(processed.cold, *shape),
             cold_items=cold_items,
+            evaluated=user_sample(shape[0], max_users, seed),
         )
 
     def seen(self, split: Split) -> sp.csr_matrix:
@@ -186,8 +201,11 @@ def evaluate_model(
 
     `model` is a `SplitScorers` (test scored from the training + validation history) or a plain
     scorer (used for every split). `users` restricts the evaluation to some users (e.g. a seeded
-    sample during fine-tuning); by default every user with an event in the split is evaluated.
+    sample during fine-tuning); by default every user with an event in the split is evaluated,
+    or those of `matrices.evaluated` on data with more users than the evaluation's cap.
     """
+    if users is None:
+        users = matrices.evaluated
     if split not in ("validation", "test", "cold"):
         raise ValueError(f"unknown split {split!r}: use 'validation', 'test' or 'cold'")
     scorer = scorer_for(model, split)

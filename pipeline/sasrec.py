@@ -16,6 +16,10 @@ Why it is shaped like this:
   cut, from its end, into windows of at most `max_length + 1` items that overlap by one, and the
   cross-entropy over all (warm) items is taken at every position of every window (SASRec trained
   like RecBole's `loss_type=CE`). Adam, seeded: the same inputs and seed give the same weights.
+  On a large catalogue the softmax is sampled (`negatives`): each step scores the batch's own
+  targets plus a shared uniform draw of warm items, so a step costs the same whatever the
+  number of items. `max_steps` bounds the optimiser steps over all epochs, so training time is
+  set by the budget, not by the number of events; the weights at the budget's end are scored.
 - **Early stopping.** After every `eval_every` epochs an optional `validate` callback scores the
   current vectors (users = states from the training histories); the best weights are kept.
 - **Test time.** `FittedSequence.vectors(histories)` recomputes user states from any histories
@@ -57,6 +61,17 @@ NORM_FIRST = False
 the reference numbers come from (pre-LN with a final LayerNorm is the original paper's choice)."""
 
 Validate = Callable[[UserItemVectors], float]
+FULL_SOFTMAX_ITEMS = 5000
+"""`negatives: auto` takes the full softmax up to this many warm items (ML-100K has 1,682)."""
+SAMPLED_NEGATIVES = 2048
+"""`negatives: auto` above `FULL_SOFTMAX_ITEMS`: warm items drawn per step."""
+
+
+def negatives_for(setting: int | str, warm_items: int) -> int:
+    """The number of sampled negatives `setting` means for `warm_items` (0: full softmax)."""
+    if setting == "auto":
+        return 0 if warm_items <= FULL_SOFTMAX_ITEMS else SAMPLED_NEGATIVES
+    return 0 if int(setting) >= warm_items else int(setting)
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,12 @@ class SequenceSettings:
     """Training windows per step (each holds up to `max_length` targets)."""
     epochs: int = 200
     """Upper bound on passes over the training events; early stopping usually ends sooner."""
+    max_steps: int | None = None
+    """Upper bound on optimiser steps over all epochs (None: no bound)."""
+    negatives: int | str = 0
+    """Warm items drawn per step for the softmax beside the batch's targets; 0: every warm item
+    (the full softmax); "auto": full up to `FULL_SOFTMAX_ITEMS` warm items, else
+    `SAMPLED_NEGATIVES`."""
     patience: int = 5
     """Epochs without a better validation score before training stops (checked every
     `eval_every` epochs; ignored without a `validate` callback)."""
@@ -109,6 +130,12 @@ class SequenceSettings:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.patience < 1 or self.eval_every < 1:
             raise ValueError("patience and eval_every must be at least 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
+        if self.negatives != "auto" and not (
+            isinstance(self.negatives, int) and self.negatives >= 0
+        ):
+            raise ValueError(f"negatives must be 'auto' or at least 0, got {self.negatives!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,6 +354,13 @@ class FittedSequence:
     best_epoch: int = 0
     """The epoch whose weights the model holds (the last one without a `validate` callback)."""
     best_score: float | None = None
+    negatives: int = 0
+    """Sampled negatives per step that training used (0: the full softmax)."""
+
+    @property
+    def steps(self) -> int:
+        """Optimiser steps taken over all epochs."""
+        return int(sum(int(entry["steps"] or 0) for entry in self.log))
 
     def item_vectors(self) -> np.ndarray:
         """float32 [n_items, d]."""
@@ -405,6 +439,11 @@ def fit(
         inputs_t = torch.from_numpy(inputs)
         targets_t = torch.from_numpy(targets)
         cold_t = model.cold if cold.any() else None
+        warm = torch.from_numpy(np.flatnonzero(~cold)).to(device)
+        fitted.negatives = negatives_for(settings.negatives, int(warm.numel()))
+        draws = torch.Generator().manual_seed(settings.seed)
+        budget = settings.max_steps if settings.max_steps is not None else math.inf
+        taken = 0
         best_state: dict[str, torch.Tensor] | None = None
         for epoch in range(1, settings.epochs + 1):
             model.train()
@@ -412,9 +451,15 @@ def fit(
             order = torch.from_numpy(rng.permutation(len(inputs)))
             total, count, steps = 0.0, 0, 0
             for start in range(0, len(order), settings.batch_size):
+                if taken >= budget:
+                    break
                 batch = order[start : start + settings.batch_size]
+                sampled = None
+                if fitted.negatives:
+                    picks = torch.randint(warm.numel(), (fitted.negatives,), generator=draws)
+                    sampled = warm[picks.to(device)]
                 loss, n_targets = _batch_loss(
-                    model, inputs_t[batch].to(device), targets_t[batch].to(device), cold_t
+                    model, inputs_t[batch].to(device), targets_t[batch].to(device), cold_t, sampled
                 )
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
@@ -422,6 +467,7 @@ def fit(
                 total += float(loss.detach()) * n_targets
                 count += n_targets
                 steps += 1
+                taken += 1
             entry: dict[str, float | int | None] = {
                 "epoch": epoch,
                 "loss": total / max(count, 1),
@@ -433,7 +479,10 @@ def fit(
             fitted.log.append(entry)
             if not math.isfinite(total):
                 raise FloatingPointError(f"training loss is {total} at epoch {epoch}")
-            if validate is None or epoch % settings.eval_every:
+            out_of_budget = taken >= budget
+            if validate is None or (epoch % settings.eval_every and not out_of_budget):
+                if out_of_budget:
+                    break
                 continue
             started = time.perf_counter()
             score = float(validate(fitted.vectors(train_histories)))
@@ -443,6 +492,8 @@ def fit(
                 fitted.best_score, fitted.best_epoch = score, epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             elif epoch - fitted.best_epoch >= settings.patience:
+                break
+            if out_of_budget:
                 break
         if best_state is not None:
             model.load_state_dict(best_state)
@@ -457,13 +508,22 @@ def _batch_loss(
     tokens: torch.Tensor,
     targets: torch.Tensor,
     cold: torch.Tensor | None,
+    sampled: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
-    """Mean cross-entropy over all warm items at every real position, and the target count."""
+    """Mean cross-entropy at every real position, and the target count.
+
+    Over all warm items, or, given `sampled` warm items, over those and the batch's own targets
+    (each position's target competes with every other target of the batch and the sample).
+    """
     items = model.item_vectors()
     hidden = model(tokens, items)
     real = targets != IGNORE
+    wanted = targets[real]
+    if sampled is not None:
+        candidates, position = torch.unique(torch.cat([wanted, sampled]), return_inverse=True)
+        logits = hidden[real] @ items[candidates].T
+        return functional.cross_entropy(logits, position[: wanted.numel()]), int(wanted.numel())
     logits = hidden[real] @ items.T
     if cold is not None:
         logits = logits.masked_fill(cold, float("-inf"))
-    wanted = targets[real]
     return functional.cross_entropy(logits, wanted), int(wanted.numel())

@@ -35,6 +35,7 @@ from pipeline.artifacts import (
     read_embeddings,
     read_processed,
     write_sequence_vectors,
+    writes,
 )
 from pipeline.config import SequenceConfig, load_params
 from pipeline.encoder import pick_device
@@ -66,10 +67,12 @@ def run(
     cfg: SequenceConfig,
     seed: int = 0,
     models: dict[str, dict[str, bool]] = MODELS,
+    max_users: int | None = None,
 ) -> tuple[dict[str, UserItemVectors], dict[str, Any]]:
     """Fit every model in `models`; return its vectors (with test-time users) and what training
-    measured. `seed` is the evaluation protocol's tie-break seed."""
-    matrices = SplitMatrices.from_processed(processed)
+    measured. `seed` is the evaluation protocol's tie-break seed (and draws the validation users
+    when there are more than `max_users`)."""
+    matrices = SplitMatrices.from_processed(processed, max_users, seed)
     n_users, n_items = processed.users.height, processed.items.height
     train = histories(processed.train, n_users)
     at_test = append_histories(train, histories(processed.validation, n_users))
@@ -101,6 +104,8 @@ def run(
         report[name] = {
             "best_epoch": fitted.best_epoch,
             "epochs": len(fitted.log),
+            "steps": fitted.steps,
+            "negatives": fitted.negatives,
             "validation_ndcg@10": None
             if fitted.best_score is None
             else round(float(fitted.best_score), 5),
@@ -113,12 +118,19 @@ def run(
     return vectors, report
 
 
+@writes("sequence")
 def main(root: Path = Path(".")) -> None:
     layout = Layout(root)
     params = load_params(layout.params)
     processed = read_processed(layout)
     text = read_embeddings(params.sequence.text_encoder, layout)
-    vectors, report = run(processed, text.items, params.sequence, params.preprocess.split.seed)
+    vectors, report = run(
+        processed,
+        text.items,
+        params.sequence,
+        params.preprocess.split.seed,
+        max_users=params.evaluate.max_users,
+    )
     for name, model_vectors in vectors.items():
         write_sequence_vectors(name, model_vectors, layout)
     io.write_json(layout.sequence / "config.json", params.sequence.model_dump(mode="json"))

@@ -149,3 +149,20 @@ def test_paired_differences_are_per_user_means_with_their_standard_error() -> No
     bucket = evaluate.paired_differences(results, "served", "ndcg@10", mask)["peer"]
     assert bucket["ndcg@10_difference"] == 0.5 and bucket["users"] == 2
     assert bucket["standard_error"] == 0.5
+
+
+def test_item_x_item_peers_are_skipped_above_the_item_cap_and_the_record_says_why() -> None:
+    processed = preprocess.run(
+        make_raw(), PreprocessConfig(min_user_interactions=3, cold_item_fraction=0)
+    )
+    matrices = SplitMatrices.from_processed(processed)
+    capped = SMALL.model_copy(update={"quadratic_peers_max_items": matrices.n_items - 1})
+    scorers, tuning = evaluate.peer_scorers(matrices, capped, None)
+    assert sorted(scorers) == ["popularity"]
+    assert set(tuning["skipped"]) == {"ease", "itemknn"}
+    assert (
+        f"{matrices.n_items} items > evaluate.quadratic_peers_max_items"
+        in tuning["skipped"]["ease"]
+    )
+    at_cap = SMALL.model_copy(update={"quadratic_peers_max_items": matrices.n_items})
+    assert {"ease", "itemknn"} <= set(evaluate.peer_scorers(matrices, at_cap, None)[0])

@@ -231,6 +231,24 @@ def test_the_evaluator_ranks_through_the_protocol(
     assert evaluator(model)["ndcg@10"] == pytest.approx(direct.summary()["ndcg@10"], abs=1e-6)
 
 
+def test_on_a_large_catalogue_the_evaluator_ranks_the_targets_among_an_item_sample(
+    processed: preprocess.Processed, tiny_encoder_dir: Path
+) -> None:
+    evaluator = finetune.RecommendationEvaluator(processed, TEXT, n_users=6, seed=0, n_items=12)
+    targets = np.unique(evaluator.matrices.validation[evaluator.users].indices)
+    assert evaluator.items.size == 12 and np.isin(targets, evaluator.items).all()
+    assert len(evaluator.item_texts) == 12  # only these are encoded
+    again = finetune.RecommendationEvaluator(processed, TEXT, n_users=6, seed=0, n_items=12)
+    assert np.array_equal(evaluator.items, again.items)
+    ranked = evaluator.rank(load_encoder(str(tiny_encoder_dir), "cpu", TEXT.max_seq_length))
+    # Items outside the sample are never scored: they only fill a list once the user's unseen
+    # sampled items run out.
+    for row in np.isin(ranked.recommended, evaluator.items):
+        assert not (~row[:-1] & row[1:]).any()
+    whole = finetune.RecommendationEvaluator(processed, TEXT, n_users=6, seed=0, n_items=10_000)
+    assert np.array_equal(whole.items, np.arange(processed.items.height))
+
+
 def test_evaluator_sample_is_seeded_and_capped(processed: preprocess.Processed) -> None:
     first = finetune.RecommendationEvaluator(processed, TEXT, n_users=10, seed=5)
     again = finetune.RecommendationEvaluator(processed, TEXT, n_users=10, seed=5)

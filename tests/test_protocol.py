@@ -170,3 +170,26 @@ def test_the_test_split_is_scored_from_the_test_time_history(cold_setup) -> None
     cold = evaluate_model(model, matrices, "cold", [1], 1, seed=2)
     flat = evaluate_model(model.validation, matrices, "cold", [1], 1, seed=2)
     np.testing.assert_array_equal(cold.recommended, flat.recommended)
+
+
+def test_above_max_users_every_evaluation_ranks_the_same_seeded_sample(cold_setup) -> None:
+    processed, full = cold_setup
+    capped = SplitMatrices.from_processed(processed, max_users=15, seed=7)
+    assert capped.evaluated is not None and capped.evaluated.size == 15
+    assert np.array_equal(capped.evaluated, np.unique(capped.evaluated))  # sorted, no repeats
+    again = SplitMatrices.from_processed(processed, max_users=15, seed=7)
+    assert np.array_equal(capped.evaluated, again.evaluated)
+    other = SplitMatrices.from_processed(processed, max_users=15, seed=8)
+    assert not np.array_equal(capped.evaluated, other.evaluated)
+    assert SplitMatrices.from_processed(processed, max_users=40).evaluated is None
+
+    scorer = random_scorer(full.n_items, seed=1)
+    for split in ("validation", "test"):
+        sampled = evaluate_model(scorer, capped, split, [10], 10, seed=3)
+        everyone = evaluate_model(scorer, full, split, [10], 10, seed=3)
+        assert set(sampled.users) <= set(capped.evaluated.tolist())
+        # A user's result does not depend on who else is evaluated.
+        position = np.searchsorted(everyone.users, sampled.users)
+        np.testing.assert_array_equal(
+            sampled.per_user["ndcg@10"], everyone.per_user["ndcg@10"][position]
+        )

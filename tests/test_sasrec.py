@@ -20,9 +20,11 @@ from pipeline.sasrec import (
     PAD,
     SequenceModel,
     SequenceSettings,
+    _batch_loss,
     append_histories,
     fit,
     histories,
+    negatives_for,
     training_windows,
 )
 
@@ -286,6 +288,10 @@ def test_settings_that_cannot_work_are_refused() -> None:
         SequenceSettings(embedding_size=64, heads=3)
     with pytest.raises(ValueError, match="text_vectors"):
         fit(small_histories(), 30, replace(SMALL, use_text=True))
+    with pytest.raises(ValueError, match="max_steps"):
+        SequenceSettings(max_steps=0)
+    with pytest.raises(ValueError, match="negatives"):
+        SequenceSettings(negatives=-1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -322,6 +328,50 @@ def test_eval_every_scores_only_some_epochs() -> None:
     windows = len(training_windows(train, SMALL.max_length)[0])
     steps = -(-windows // SMALL.batch_size)
     assert all(entry["loss"] > 0 and entry["steps"] == steps for entry in fitted.log)
+
+
+def test_the_step_budget_ends_training_mid_epoch_and_scores_the_last_weights() -> None:
+    train = small_histories()
+    windows = len(training_windows(train, SMALL.max_length)[0])
+    per_epoch = -(-windows // SMALL.batch_size)
+    scores: list[int] = []
+    settings = replace(SMALL, epochs=50, eval_every=4, max_steps=per_epoch + 1)
+    fitted = fit(train, 30, settings, validate=lambda v: scores.append(1) or 0.0)
+    assert fitted.steps == per_epoch + 1
+    assert [entry["steps"] for entry in fitted.log] == [per_epoch, 1]
+    # Epoch 2 is not a scoring epoch, but the budget ran out there: it is scored.
+    assert len(scores) == 1 and fitted.best_epoch == 2
+
+
+def test_auto_negatives_take_the_full_softmax_on_small_catalogues_only() -> None:
+    assert negatives_for("auto", 1682) == 0
+    assert negatives_for("auto", 30_000) == 2048
+    assert negatives_for(500, 300) == 0  # a sample as large as the catalogue is all of it
+    assert negatives_for(64, 300) == 64
+
+
+def test_the_sampled_softmax_is_the_full_one_when_the_sample_holds_every_item() -> None:
+    torch.manual_seed(0)
+    model = SequenceModel(30, SMALL, None, np.zeros(30, dtype=bool))
+    model.eval()
+    tokens = torch.tensor([[3, 5, 7, PAD], [2, 4, 6, 8]])
+    targets = torch.tensor([[4, 6, IGNORE, IGNORE], [3, 5, 7, 9]])
+    full, count = _batch_loss(model, tokens, targets, None)
+    every = torch.arange(30)
+    sampled, sampled_count = _batch_loss(model, tokens, targets, None, every[torch.randperm(30)])
+    assert count == sampled_count == 6
+    torch.testing.assert_close(full, sampled)
+    # A smaller sample is an easier softmax: the loss can only go down.
+    fewer, _ = _batch_loss(model, tokens, targets, None, torch.tensor([0, 1]))
+    assert float(fewer) < float(full)
+
+
+def test_sampled_training_still_learns_the_ring() -> None:
+    walks = ring_walks()
+    train, _, matrices = leave_last_two_out(walks, CYCLE)
+    fitted = fit(train, CYCLE, replace(SMALL, epochs=20, negatives=4))
+    assert fitted.negatives == 4
+    assert hit_rate_at_1(fitted.vectors(train).score, matrices) >= 0.9
 
 
 # --------------------------------------------------------------------------------------------
