@@ -11,7 +11,9 @@ weighted, which the encoder never learnt to use. Users without training events g
 
 Both the base encoder (`finetune.base_model`, "zero-shot") and the fine-tuned one are run, so the
 evaluation can show what fine-tuning adds. Outputs under `data/embed/`: `{item,user}_embeddings.npy`
-(fine-tuned), `zero_shot_{item,user}_embeddings.npy`, and `config.json`.
+and `user_embeddings_{at_test,served}.npy` (fine-tuned), `zero_shot_{item,user}_embeddings.npy`
+and `zero_shot_user_embeddings_at_test.npy` (the base encoder, evaluated but never served), and
+`config.json`.
 """
 
 from __future__ import annotations
@@ -34,21 +36,28 @@ from pipeline.text import user_texts
 
 
 def run(
-    model_name: str, processed: Processed, text_cfg: TextConfig, cfg: EmbedConfig
+    model_name: str,
+    processed: Processed,
+    text_cfg: TextConfig,
+    cfg: EmbedConfig,
+    served: bool = True,
 ) -> Embeddings:
     """Encode every item's text and every user's history text (training history, the history up
-    to the test event, and every event for serving) with one encoder."""
+    to the test event, and, with `served`, every event for serving) with one encoder."""
     model = load_encoder(model_name, cfg.device, text_cfg.max_seq_length)
     item_texts = processed.items.sort("item_idx")["text"].to_list()
     n_users, recent = processed.users.height, text_cfg.history_items
     histories = user_texts(processed.train, processed.items, n_users, recent)
     histories_at_test = user_texts(processed.history_at_test, processed.items, n_users, recent)
-    histories_served = user_texts(processed.history_served, processed.items, n_users, recent)
+    users_served = None
+    if served:
+        histories_served = user_texts(processed.history_served, processed.items, n_users, recent)
+        users_served = encode(model, histories_served, cfg.batch_size, progress=True)
     return Embeddings(
         users=encode(model, histories, cfg.batch_size, progress=True),
         items=encode(model, item_texts, cfg.batch_size, progress=True),
         users_at_test=encode(model, histories_at_test, cfg.batch_size, progress=True),
-        users_served=encode(model, histories_served, cfg.batch_size, progress=True),
+        users_served=users_served,
     )
 
 
@@ -61,7 +70,10 @@ def main(root: Path = Path(".")) -> None:
     sources = {"finetuned": str(layout.encoder), "zero_shot": params.finetune.base_model}
     for variant, model_name in sources.items():
         started = time.perf_counter()
-        embeddings = run(model_name, processed, params.text, params.embed)
+        # Only the fine-tuned encoder is served; the base one is a row of the evaluation.
+        embeddings = run(
+            model_name, processed, params.text, params.embed, served=variant == "finetuned"
+        )
         write_embeddings(variant, embeddings, layout)
         print(
             f"embed: {variant}: {embeddings.users.shape[0]} users and {embeddings.items.shape[0]} "
