@@ -1,0 +1,176 @@
+"""The scaling benchmark's parts that need no stage run: the synthetic data (shape, skew, signal,
+determinism, and that the project's own files loader reads it back whole) and the log-log slope
+and target arithmetic behind its report."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from pipeline.config import DataConfig, PreprocessConfig
+from pipeline.data import load_source
+from pipeline.preprocess import clean
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("bench_scale", REPO / "scripts" / "bench_scale.py")
+assert _spec is not None and _spec.loader is not None
+bench_scale = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_scale)
+
+N_EVENTS = 20_000
+
+
+@pytest.fixture(scope="module")
+def generated() -> tuple[pl.DataFrame, pl.DataFrame]:
+    return bench_scale.synthetic_events(N_EVENTS, seed=42)
+
+
+def test_exact_counts_and_the_documented_scale(
+    generated: tuple[pl.DataFrame, pl.DataFrame],
+) -> None:
+    interactions, items = generated
+    n_users, n_items = bench_scale.scale_of(N_EVENTS)
+    assert interactions.height == N_EVENTS
+    assert interactions["user_id"].n_unique() == n_users == N_EVENTS // 100
+    assert items.height == n_items == items["item_id"].n_unique()
+    assert interactions["item_id"].is_in(items["item_id"].implode()).all()
+    assert bench_scale.scale_of(10_000_000) == (100_000, 30_042)
+    assert bench_scale.scale_of(1_000_000) == (10_000, 9_500)
+    with pytest.raises(ValueError, match="at least"):
+        bench_scale.synthetic_events(10, seed=7)
+
+
+def test_every_user_has_five_distinct_items(generated: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    interactions, _ = generated
+    per_user = interactions.group_by("user_id").len()["len"]
+    assert per_user.min() >= 5
+    assert per_user.max() > 3 * per_user.median()  # varied activity: a long tail of heavy users
+    assert interactions.select(pl.struct("user_id", "item_id").is_unique().all()).item()
+    assert set(interactions["rating"].unique().to_list()) == {1, 2, 3, 4, 5}
+
+
+def test_item_popularity_is_skewed(generated: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    interactions, items = generated
+    counts = interactions.group_by("item_id").len().sort("len", descending=True)["len"]
+    top_share = counts.head(items.height // 10).sum() / interactions.height
+    assert top_share > 0.4
+
+
+def test_timestamps_increase_within_a_user(generated: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    interactions, _ = generated
+    steps = interactions.select(
+        pl.col("user_id"), pl.col("timestamp").diff().over("user_id").alias("step")
+    ).drop_nulls()
+    assert steps.height == N_EVENTS - interactions["user_id"].n_unique()
+    assert (steps["step"] > 0).all()
+
+
+def test_users_prefer_a_few_topics(generated: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    interactions, items = generated
+    topics = items.select("item_id", pl.col("genres").list.first().alias("topic"))
+    by_user = (
+        interactions.join(topics, on="item_id")
+        .group_by("user_id", "topic")
+        .len()
+        .sort("len", descending=True)
+        .group_by("user_id")
+        .agg((pl.col("len").head(3).sum() / pl.col("len").sum()).alias("top3"))
+    )
+    # 3 of 16 topics would hold about a fifth of a user's events if users had no preference.
+    assert by_user["top3"].mean() > 0.5
+    assert items["description"].str.split(" ").list.len().min() >= 8
+    assert items["title"].str.contains(r"\(\d{4}\)$").all()
+
+
+def test_deterministic_for_a_seed(generated: tuple[pl.DataFrame, pl.DataFrame]) -> None:
+    again = bench_scale.synthetic_events(N_EVENTS, seed=42)
+    assert_frame_equal(generated[0], again[0])
+    assert_frame_equal(generated[1], again[1])
+    other = bench_scale.synthetic_events(N_EVENTS, seed=43)
+    assert not other[0].equals(generated[0])
+
+
+def test_written_files_read_back_whole(
+    generated: tuple[pl.DataFrame, pl.DataFrame], tmp_path: Path
+) -> None:
+    interactions, items = generated
+    data = DataConfig.model_validate(bench_scale.write_inputs(interactions, items, tmp_path))
+    assert data.source == "files"
+    assert (tmp_path / "data" / "input" / "interactions.csv").exists()
+    raw = load_source(data, tmp_path)
+    assert raw.interactions.height == N_EVENTS
+    assert raw.items.height == items.height
+    assert raw.items["genres"].to_list() == items["genres"].to_list()
+    assert raw.items["description"].to_list() == items["description"].to_list()
+    assert raw.items["year"].null_count() == 0
+    _, kept, counts = clean(raw, PreprocessConfig())
+    dropped = {key: value for key, value in counts.items() if key.startswith("dropped_")}
+    assert dropped and not any(dropped.values()), dropped
+    assert kept.height == items["item_id"].is_in(interactions["item_id"].implode()).sum()
+
+
+def test_loglog_slope_on_known_powers() -> None:
+    sizes = [1e5, 1e6, 1e7]
+    assert bench_scale.loglog_slope(sizes, [3 * n for n in sizes]) == pytest.approx(1.0)
+    assert bench_scale.loglog_slope(sizes, [n**2 / 1e9 for n in sizes]) == pytest.approx(2.0)
+    assert bench_scale.loglog_slope(sizes, [5.0, 5.0, 5.0]) == pytest.approx(0.0)
+    assert bench_scale.loglog_slope([1e5, 1e6], [2.0, 2.0 * 10**0.5]) == pytest.approx(0.5)
+    assert bench_scale.loglog_slope([1e5], [1.0]) is None
+    assert bench_scale.loglog_slope([1e5, 1e6], [1.0, 0.0]) is None  # one usable point
+
+
+def _run(n_events: int, minutes_each: float, mib: float, stages: tuple[str, ...]) -> dict[str, Any]:
+    records = {
+        stage: {"status": "ok", "seconds": minutes_each * 60, "peak_rss_mib": mib}
+        for stage in stages
+    }
+    return {
+        "n_events": n_events,
+        "all_stages": stages == bench_scale.STAGES,
+        "stages": records,
+        "totals": bench_scale.totals(records, stages),
+    }
+
+
+def test_slopes_and_targets_from_runs() -> None:
+    stages = bench_scale.STAGES
+    runs = [_run(1_000_000, 0.5, 1024, stages), _run(10_000_000, 5.0, 4096, stages)]
+    per_stage = bench_scale.slopes(runs, stages)
+    assert per_stage["finetune"]["seconds"] == pytest.approx(1.0)
+    assert per_stage["total"]["peak_rss_mib"] == pytest.approx(0.602, abs=1e-3)
+    verdict = bench_scale.judge(runs, per_stage)
+    assert verdict["measured"]["max_total_minutes_at_10M"] == pytest.approx(40.0)
+    assert verdict["meets"] == {
+        "max_total_minutes_at_10M": True,
+        "max_peak_gib": True,
+        "max_slope": True,
+    }
+    slow = [_run(1_000_000, 0.5, 1024, stages), _run(10_000_000, 8.0, 16384, stages)]
+    assert bench_scale.judge(slow, bench_scale.slopes(slow, stages))["meets"] == {
+        "max_total_minutes_at_10M": False,
+        "max_peak_gib": False,
+        "max_slope": False,
+    }
+    one = [_run(100_000, 0.1, 500, ("preprocess",))]
+    unmeasured = bench_scale.judge(one, bench_scale.slopes(one, ("preprocess",)))["meets"]
+    assert unmeasured == {"max_total_minutes_at_10M": None, "max_peak_gib": True, "max_slope": None}
+
+
+def test_tables_name_every_stage_and_size() -> None:
+    stages = ("preprocess", "factorize")
+    runs = [_run(20_000, 0.1, 100, stages), _run(50_000, 0.2, 120, stages)]
+    report = {"stages": list(stages), "sizes": runs, "slopes": bench_scale.slopes(runs, stages)}
+    markdown = bench_scale.markdown_table(report).splitlines()
+    assert markdown[0] == "| stage | 20k s | 20k MiB | 50k s | 50k MiB | slope s | slope MiB |"
+    assert [line.split(" | ")[0] for line in markdown[2:]] == [
+        "| preprocess",
+        "| factorize",
+        "| total",
+    ]
+    assert "0.76" in markdown[2]  # log(2) / log(2.5)
+    assert len(bench_scale.text_table(report).splitlines()) == 4
