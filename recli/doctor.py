@@ -4,8 +4,10 @@
 item count). The doctor also reads every byte: the index's sha256 against the one the catalogue
 recorded (an index from another run has the same size and items but other vectors), the
 upstream files the index was built from (a stage re-ran but `index` did not), the encoder
-`recli search` needs, and one real query. It reports instead of raising, so one broken artifact
-does not hide the state of the others.
+`recli search` needs, one real query, that no user is recommended an item they already have
+(`HISTORY_USERS` users spread over the catalogue, every event counted), and what an interrupted
+stage left in staging. It reports instead of raising, so one broken artifact does not hide the
+state of the others.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from recli import transaction
 from recli.contract import DEFAULT_ARTIFACTS, DIGEST_CHARS, ENCODER_DIR, file_digest
 from recli.errors import RecliError
 from recli.results import Check
@@ -20,6 +23,8 @@ from recli.serve import Served
 
 REQUIRED_META = ("dimension", "text_dimension", "metric", "text_scale", "index_sha256")
 """Meta keys without which the catalogue cannot serve or be checked."""
+HISTORY_USERS = 1000
+"""Users (spread evenly over the catalogue) whose top 10 is checked against their history."""
 
 
 def doctor(artifacts: Path = DEFAULT_ARTIFACTS) -> list[Check]:
@@ -68,6 +73,8 @@ def doctor(artifacts: Path = DEFAULT_ARTIFACTS) -> list[Check]:
         checks.extend(_upstream_checks(served))
         if not any(check.status == "problem" for check in checks):
             checks.append(_query_check(served))
+            checks.append(_history_check(served))
+    checks.append(_staging_check(artifacts))
     encoder = artifacts / ENCODER_DIR
     checks.append(
         Check("encoder", "ok", str(encoder))
@@ -140,4 +147,48 @@ def _query_check(served: Served) -> Check:
         "test query",
         "ok",
         f"recommend {user_id}: {len(result.items)} items in {elapsed:.1f} ms",
+    )
+
+
+def _history_check(served: Served, limit: int = HISTORY_USERS) -> Check:
+    """No recommendation is an item the user already has, over up to `limit` users."""
+    users = served.user_ids()
+    step = max(1, len(users) // limit)
+    chosen = users[::step][:limit]
+    k = min(10, served.n_items)
+    offenders = []
+    for user_id in chosen:
+        user = served.user(user_id)
+        # Read apart from what `recommend` leaves out, so a fault there shows up here.
+        history = {entry.item.item_idx for entry in served.history(user.user_idx)}
+        if k > served.n_items - len(history):
+            continue  # has nearly everything: `recommend` refuses, which is right
+        items = served.recommend(user_id, k).items
+        if any(entry.item.item_idx in history for entry in items):
+            offenders.append(user_id)
+    if offenders:
+        return Check(
+            "served history",
+            "problem",
+            f"{len(offenders)} of {len(chosen)} users are recommended an item they already have "
+            f"(first: user {offenders[0]}): run `dvc repro -f index`",
+        )
+    return Check(
+        "served history",
+        "ok",
+        f"no top {k} of {len(chosen)} users holds an item from their history",
+    )
+
+
+def _staging_check(artifacts: Path) -> Check:
+    """What interrupted stages left in `<artifacts>/.staging`."""
+    root = transaction.staging_root(artifacts)
+    left = sorted(path.name for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
+    if not left:
+        return Check("staging", "ok", "no interrupted stage left outputs behind")
+    return Check(
+        "staging",
+        "warning",
+        f"a run of {', '.join(left)} that was killed (or is running now) left {root}: the "
+        f"outputs in place are the previous run's; the next `dvc repro {left[0]}` removes it",
     )

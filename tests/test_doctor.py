@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from cli_artifacts import CF_DIMENSION
 
 from pipeline import index
@@ -24,6 +25,8 @@ ALL_CHECKS = [
     "index sha256",
     "upstream files",
     "test query",
+    "served history",
+    "staging",
     "encoder",
 ]
 
@@ -129,3 +132,21 @@ def test_encoder_present(copy: Path) -> None:
     encoder = copy / contract.ENCODER_DIR
     encoder.mkdir(parents=True)  # the doctor checks it is there; `recli search` loads it
     assert _by_name(doctor(copy))["encoder"] == Check("encoder", "ok", str(encoder))
+
+
+def test_the_history_check_catches_recommendations_of_items_the_user_has(
+    facts: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    check = _by_name(doctor(facts["root"]))["served history"]
+    assert check.status == "ok" and f"of {facts['n_users']} users" in check.detail
+    # A serving fault: `recommend` forgets what the users did, so their own block items (which
+    # score highest for them) come back.
+    monkeypatch.setattr(serve.Served, "history_indices", lambda self, user_idx: [])
+    check = _by_name(doctor(facts["root"]))["served history"]
+    assert check.status == "problem" and "already have" in check.detail
+
+
+def test_a_killed_stage_s_staging_folder_is_a_warning(copy: Path) -> None:
+    (copy / ".staging" / "embed" / "new").mkdir(parents=True)
+    check = _by_name(doctor(copy))["staging"]
+    assert check.status == "warning" and "embed" in check.detail
