@@ -24,6 +24,10 @@ difference from each peer per seed; about 15 minutes a seed on 2 cores. Its resu
 `<protocol>_full` in the same JSON, which is rewritten after every seed:
 
     python scripts/check_peers.py --full --protocols leave_last_out
+    python scripts/check_peers.py --full --protocols leave_last_out --seeds 4 --add
+
+`--add` keeps the full runs already in the JSON (a seed run again replaces its old run), so the
+seeds of a long check can be run a few at a time.
 """
 
 from __future__ import annotations
@@ -158,6 +162,9 @@ def main() -> None:
     parser.add_argument(
         "--full", action="store_true", help="run every stage: sequential peer and served model"
     )
+    parser.add_argument(
+        "--add", action="store_true", help="with --full: keep the other seeds' runs in --out"
+    )
     args = parser.parse_args()
 
     base = load_params()
@@ -168,7 +175,8 @@ def main() -> None:
     report.update({"metric": f"test {METRIC}", "cold_item_fraction": 0.0})
     if args.full:
         for protocol in args.protocols:
-            runs = []
+            kept = report.get(f"{protocol}_full", {}).get("runs", []) if args.add else []
+            runs = [run for run in kept if run["seed"] not in args.seeds]
             for seed in args.seeds:
                 runs.append(run_seed_full(base, protocol, seed))
                 run = runs[-1]
