@@ -86,6 +86,10 @@ class Layout:
         return self.artifacts / contract.CLUSTER_DIR
 
     @property
+    def interests(self) -> Path:
+        return self.artifacts / "interests"
+
+    @property
     def factorize(self) -> Path:
         return self.artifacts / contract.FACTORIZE_DIR
 
@@ -132,6 +136,7 @@ def stage_outputs(layout: Layout) -> dict[str, list[Path]]:
             layout.plot_file("cluster_sizes"),
             layout.metrics_file("cluster"),
         ],
+        "interests": [layout.interests, layout.metrics_file("interests")],
         "factorize": [layout.factorize],
         "sequence": [
             layout.sequence,
@@ -386,6 +391,36 @@ def read_clustering(layout: Layout) -> Clustering:
 def clustering_files(layout: Layout) -> list[Path]:
     """The cluster outputs the serving catalogue is built from (their digests are recorded)."""
     return [layout.cluster / "assignments.parquet", layout.cluster / "interests.parquet"]
+
+
+# --------------------------------------------------------------------------------------------
+# interests: several interests per user
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UserInterests:
+    """Every user's interests (`pipeline.interests.describe`), one row each, and their unit
+    centroids in the item text space (rows in the same order)."""
+
+    table: pl.DataFrame
+    """`user_idx, interest, items, events, weight, medoid, first_timestamp, last_timestamp,
+    label, group, terms` (JSON text)."""
+    centroids: np.ndarray
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def write_interests(interests: UserInterests, config: dict[str, Any], layout: Layout) -> None:
+    io.write_parquet(layout.interests / "user_interests.parquet", interests.table)
+    io.write_npy(layout.interests / "centroids.npy", interests.centroids)
+    io.write_json(layout.interests / "config.json", config)
+    io.write_json(layout.metrics_file("interests"), interests.metrics)
+
+
+def read_interests(layout: Layout) -> UserInterests:
+    return UserInterests(
+        table=io.read_parquet(layout.interests / "user_interests.parquet", "interests"),
+        centroids=io.read_npy(layout.interests / "centroids.npy", "interests"),
+        metrics=io.read_json(layout.metrics_file("interests"), "interests"),
+    )
 
 
 # --------------------------------------------------------------------------------------------

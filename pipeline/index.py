@@ -30,6 +30,7 @@ from pipeline.artifacts import (
     read_clustering,
     read_embeddings,
     read_factors,
+    read_interests,
     read_processed,
     read_sequence_vectors,
     write_fused,
@@ -181,13 +182,14 @@ def write_catalogue(
     profiles: list[dict[str, Any]],
     meta: dict[str, Any],
     interests: pl.DataFrame | None = None,
+    user_interests: pl.DataFrame | None = None,
 ) -> None:
     """Everything the CLI shows, in one SQLite file, written atomically.
 
     `fused_users` are the served user vectors and the history table holds every event of every
     user (all splits and the cold-item events): what is served knows everything the user did.
     `interests` are the users' own profiles (`profiles.user_interests` rows), stored per user as
-    JSON in rank order.
+    JSON in rank order; `user_interests` the interests stage's table (one row per interest).
     """
     history = processed.history_served
     events = dict(history.group_by("user_idx").len().iter_rows())
@@ -245,6 +247,26 @@ def write_catalogue(
                 "INSERT INTO history VALUES (?, ?, ?, ?)",
                 history.select("user_idx", "item_idx", "timestamp", "rating").iter_rows(),
             )
+            if user_interests is not None:
+                connection.executemany(
+                    "INSERT INTO user_interests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            row["user_idx"],
+                            row["interest"],
+                            row["label"],
+                            row["weight"],
+                            row["events"],
+                            row["medoid"],
+                            row["first_timestamp"],
+                            row["last_timestamp"],
+                            row["group"],
+                            json.dumps(row["items"]),
+                            row["terms"],
+                        )
+                        for row in user_interests.iter_rows(named=True)
+                    ],
+                )
             connection.commit()
         finally:
             connection.close()
@@ -306,6 +328,7 @@ def main(root: Path = Path(".")) -> None:
                 item_embeddings_file(layout),
                 item_factors_file(layout),
                 *clustering_files(layout),
+                layout.interests / "user_interests.parquet",
             )
         },
         "encoder": (contract.DEFAULT_ARTIFACTS / contract.ENCODER_DIR).as_posix(),
@@ -318,6 +341,7 @@ def main(root: Path = Path(".")) -> None:
         profiles,
         meta,
         clustering.interests,
+        read_interests(layout).table,
     )
     io.write_json(
         layout.metrics_file("index"),

@@ -35,6 +35,7 @@ STAGES = (
     "finetune",
     "embed",
     "cluster",
+    "interests",
     "factorize",
     "sequence",
     "index",

@@ -1,8 +1,9 @@
 """The serving catalogue: one SQLite file the CLI reads without polars, numpy or torch.
 
 Written by the `index` stage next to the Annoy index, it holds everything `recli` shows: items and
-their text fields, each user's training history, fused user vectors, interest clusters and their
-profiles, id maps back to the original ids, and the versions of the artifacts it was built from.
+their text fields, each user's history, fused user vectors, interest clusters and their profiles,
+each user's own interests (`user_interests`), id maps back to the original ids, and the versions
+of the artifacts it was built from.
 Standard library only, so reading it costs a few milliseconds. Where the file lives is part of
 the serving contract (`recli.contract.INDEX_DIR` / `CATALOGUE_FILE`).
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 from recli.errors import RecliError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Bumped whenever a table or meta key changes meaning: `connect` refuses any other version."""
 
 SCHEMA = """
@@ -39,6 +40,12 @@ CREATE TABLE history (
     user_idx INTEGER NOT NULL, item_idx INTEGER NOT NULL, timestamp INTEGER, rating REAL
 );
 CREATE INDEX history_by_user ON history (user_idx);
+CREATE TABLE user_interests (
+    user_idx INTEGER NOT NULL, interest INTEGER NOT NULL, label TEXT NOT NULL,
+    weight REAL NOT NULL, events INTEGER NOT NULL, medoid INTEGER NOT NULL,
+    first_timestamp INTEGER, last_timestamp INTEGER, cluster INTEGER, items TEXT NOT NULL,
+    terms TEXT NOT NULL, PRIMARY KEY (user_idx, interest)
+);
 """
 
 

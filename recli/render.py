@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from recli.results import (
         Check,
         Cluster,
+        Interest,
         Item,
         Neighbour,
         Recommendations,
@@ -213,7 +214,9 @@ def recommendations_view(result: Recommendations, explain: bool) -> list[Any]:
         )
     else:
         lines.append("interest group: [dim]none (no clustered history)[/]")
-    lines.append(f"interests: {interests_markup(result.user)}")
+    if result.interests:
+        lines.append(f"interests: {interest_summary(result.interests)}")
+    lines.append(f"stands out: {interests_markup(result.user)}")
     if result.recent:
         recent = "; ".join(escape(entry.item.title) for entry in result.recent)
         lines.append(f"recently: {recent}")
@@ -264,7 +267,7 @@ def user_view(profile: UserProfile) -> list[Any]:
         )
     else:
         lines.append("interest group: [dim]none[/]")
-    lines.append(f"interests: {interests_markup(user)}")
+    lines.append(f"stands out: {interests_markup(user)}")
     if profile.cluster is not None:
         lines.append(f"group terms: {terms_markup(profile.cluster)}")
     if profile.top_genres:
@@ -289,7 +292,40 @@ def user_view(profile: UserProfile) -> list[Any]:
             genres_markup(entry.item),
             rating,
         )
-    return [_panel(lines, "recli user"), table]
+    view: list[Any] = [_panel(lines, "recli user")]
+    if profile.interests:
+        view.append(interests_table(profile.interests))
+    return [*view, table]
+
+
+def interest_summary(interests: list[Interest], limit: int = 3) -> str:
+    """`Romance · Drama 38% · Animation · Children's 30% · …`: the heaviest interests."""
+    shown = [f"{escape(i.label)} [dim]{i.weight:.0%}[/]" for i in interests[:limit]]
+    more = len(interests) - limit
+    return "; ".join(shown) + (f" [dim](+{more} more)[/]" if more > 0 else "")
+
+
+def interests_table(interests: list[Interest]) -> Grid:
+    """The user's own interests: label, weight, events, the item that stands for it, when."""
+    table = _table("interests, heaviest first (recent events count more)")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("interest")
+    table.add_column("weight", justify="right", no_wrap=True)
+    table.add_column("events", justify="right", no_wrap=True)
+    table.add_column("stands for it")
+    table.add_column("period", no_wrap=True)
+    table.add_column("group", justify="right", no_wrap=True)
+    for interest in interests:
+        table.add_row(
+            str(interest.interest + 1),
+            escape(interest.label),
+            f"{interest.weight:.0%}",
+            str(interest.events),
+            NONE if interest.medoid is None else title_markup(interest.medoid),
+            interest.period,
+            NONE if interest.cluster is None else str(interest.cluster),
+        )
+    return table
 
 
 def clusters_table(groups: list[Cluster]) -> Grid:

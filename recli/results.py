@@ -136,6 +136,48 @@ class User(NamedTuple):
         ]
 
 
+class Interest(NamedTuple):
+    """One of a user's own interests: a group of their items (`pipeline.interests`)."""
+
+    interest: int
+    """Rank within the user, heaviest first."""
+    label: str
+    weight: float
+    """Share of the user's events, recent ones counting more."""
+    events: int
+    medoid: Item | None
+    """The item that stands for the interest."""
+    first_timestamp: int | None
+    last_timestamp: int | None
+    cluster: int | None
+    """The global interest group nearest to it."""
+    items: int
+    """How many distinct items it holds."""
+
+    @property
+    def period(self) -> str:
+        """`1997-09 – 1998-04`: when the user's events in it happened (UTC months)."""
+        if self.first_timestamp is None or self.last_timestamp is None:
+            return "—"
+        first, last = (
+            time.strftime("%Y-%m", time.gmtime(stamp))
+            for stamp in (self.first_timestamp, self.last_timestamp)
+        )
+        return first if first == last else f"{first} – {last}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "interest": self.interest,
+            "label": self.label,
+            "weight": round(self.weight, 4),
+            "events": self.events,
+            "items": self.items,
+            "medoid": None if self.medoid is None else self.medoid.to_json(),
+            "period": self.period,
+            "cluster": self.cluster,
+        }
+
+
 class Because(NamedTuple):
     """The history item most similar to a recommendation (largest dot product)."""
 
@@ -188,12 +230,15 @@ class Recommendations(NamedTuple):
     items: list[Recommendation]
     text_weight: float | None
     """Share of the fused score that comes from the text side (meta `text_weight`)."""
+    interests: list[Interest]
+    """The user's own interests, heaviest first."""
 
     def to_json(self) -> dict[str, Any]:
         """The whole of `recli recommend --json`."""
         return {
             "user": self.user.user_id,
-            "interests": self.user.interest_names(),
+            "interests": [interest.to_json() for interest in self.interests],
+            "over_represented": self.user.interest_names(),
             "cluster": None if self.cluster is None else self.cluster.to_json(),
             "text_weight": self.text_weight,
             "recommendations": [recommendation.to_json() for recommendation in self.items],
@@ -222,13 +267,18 @@ class UserProfile(NamedTuple):
     top_genres: list[tuple[str, int]]
     """The user's own most frequent genres over their whole history, with counts."""
     top_tags: list[tuple[str, int]]
+    interests: list[Interest]
+    """The user's own interests, heaviest first."""
 
     def to_json(self) -> dict[str, Any]:
         """The whole of `recli user --json`."""
         return {
             "user": self.user.user_id,
             "events": self.user.events,
-            "interests": [_term_json(term) for term in self.user.interests if "term" in term],
+            "interests": [interest.to_json() for interest in self.interests],
+            "over_represented": [
+                _term_json(term) for term in self.user.interests if "term" in term
+            ],
             "cluster": None if self.cluster is None else self.cluster.to_json(),
             "top_genres": [{"genre": g, "events": n} for g, n in self.top_genres],
             "top_tags": [{"tag": t, "events": n} for t, n in self.top_tags],

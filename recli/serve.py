@@ -41,6 +41,7 @@ from recli.results import (
     Because,
     Cluster,
     HistoryEntry,
+    Interest,
     Item,
     Neighbour,
     Recommendation,
@@ -329,6 +330,35 @@ class Served:
         )
         return [row[0] for row in rows]
 
+    def interests(self, user_idx: int) -> list[Interest]:
+        """The user's own interests, heaviest first (none in catalogues built without them)."""
+        rows = self._query(
+            "SELECT interest, label, weight, events, medoid, first_timestamp, last_timestamp, "
+            "cluster, items FROM user_interests WHERE user_idx = ? ORDER BY interest",
+            (user_idx,),
+        )
+        medoids = self.items([row[4] for row in rows])
+        found = []
+        for interest, label, weight, events, medoid, first, last, cluster, items in rows:
+            try:
+                members = json.loads(items)
+            except json.JSONDecodeError:
+                raise self._corrupted() from None
+            found.append(
+                Interest(
+                    interest=interest,
+                    label=label,
+                    weight=float(weight),
+                    events=events,
+                    medoid=medoids.get(medoid),
+                    first_timestamp=first,
+                    last_timestamp=last,
+                    cluster=cluster,
+                    items=len(members) if isinstance(members, list) else 0,
+                )
+            )
+        return found
+
     def _user_cluster(self, user: User) -> Cluster | None:
         if user.cluster is None:
             return None
@@ -412,6 +442,7 @@ class Served:
             recent=recent_entries,
             items=results,
             text_weight=None if text_weight is None else float(text_weight),
+            interests=self.interests(user.user_idx),
         )
 
     def similar(self, item_id: str, k: int = 10) -> tuple[Item, list[Neighbour]]:
@@ -471,6 +502,7 @@ class Served:
             history=self.history(user.user_idx, history_limit),
             top_genres=genres.most_common(5),
             top_tags=tags.most_common(5),
+            interests=self.interests(user.user_idx),
         )
 
     def encoder_path(self, override: Path | None = None) -> Path:

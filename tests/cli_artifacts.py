@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 from synthetic import make_block_raw
 
 from pipeline import index
 from pipeline.artifacts import Processed
 from pipeline.config import IndexConfig, PreprocessConfig
 from pipeline.fusion import Fusion
+from pipeline.interests import InterestSettings, describe
 from pipeline.preprocess import run
 from pipeline.profiles import user_interests
 from recli import catalogue, contract
@@ -150,6 +152,16 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
     }
     interests = user_interests(served, processed.items, keep=5)
     first_interest = interests.filter(interests["user_idx"] == user_idx).row(0, named=True)
+    own, _ = describe(
+        served,
+        processed.items,
+        fused_items,
+        pl.DataFrame(
+            {"user_idx": list(assignments), "cluster": list(assignments.values())},
+            schema={"user_idx": pl.Int32, "cluster": pl.Int32},
+        ),
+        InterestSettings(),
+    )
     index.write_catalogue(
         output / contract.CATALOGUE_FILE,
         processed,
@@ -158,13 +170,17 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         _profiles(processed, top_item),
         meta,
         interests,
+        own,
     )
+    users_interest = own.filter(own["user_idx"] == user_idx).row(0, named=True)
     return {
         "root": root,
         "user_id": user_id,
         "cluster": 0,
         "cluster_label": "Block A · Action",
         "user_interest": f"{first_interest['term']} ×{first_interest['lift']:.1f}",
+        "interest_label": users_interest["label"],
+        "interest_cluster": users_interest["group"],
         "history_item_ids": {item_ids[i] for i in history},
         "block_a_item_ids": {item_ids[i] for i in block_a},
         "expected_top_item_id": item_ids[expected],

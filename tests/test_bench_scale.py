@@ -139,7 +139,8 @@ def _run(n_events: int, minutes_each: float, mib: float, stages: tuple[str, ...]
 
 def test_slopes_and_targets_from_runs() -> None:
     stages = bench_scale.STAGES
-    runs = [_run(1_000_000, 0.5, 1024, stages), _run(10_000_000, 5.0, 4096, stages)]
+    each = 40.0 / len(stages)  # minutes per stage at 10M: 40 in all, within the 45 target
+    runs = [_run(1_000_000, each / 10, 1024, stages), _run(10_000_000, each, 4096, stages)]
     per_stage = bench_scale.slopes(runs, stages)
     assert per_stage["finetune"]["seconds"] == pytest.approx(1.0)
     assert per_stage["total"]["peak_rss_mib"] == pytest.approx(0.602, abs=1e-3)
@@ -150,7 +151,7 @@ def test_slopes_and_targets_from_runs() -> None:
         "max_peak_gib": True,
         "max_slope": True,
     }
-    slow = [_run(1_000_000, 0.5, 1024, stages), _run(10_000_000, 8.0, 16384, stages)]
+    slow = [_run(1_000_000, each / 10, 1024, stages), _run(10_000_000, 2 * each, 16384, stages)]
     assert bench_scale.judge(slow, bench_scale.slopes(slow, stages))["meets"] == {
         "max_total_minutes_at_10M": False,
         "max_peak_gib": False,

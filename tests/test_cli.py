@@ -56,7 +56,8 @@ def test_recommend(facts: dict[str, Any]) -> None:
     assert result.exit_code == 0, result.output
     assert f"user {facts['user_id']}" in result.stdout
     assert facts["cluster_label"] in result.stdout
-    assert f"interests: {facts['user_interest']}" in result.stdout  # the user's own
+    assert f"stands out: {facts['user_interest']}" in result.stdout  # the user's own
+    assert f"interests: {facts['interest_label']} 100%" in result.stdout  # one block: one
     assert facts["expected_top_title"] in result.stdout
     assert "because" in result.stdout and "group ×2.0" in result.stdout
     assert "How the score is formed" not in result.stdout
@@ -75,6 +76,10 @@ def test_recommend_json(facts: dict[str, Any]) -> None:
     payload = json.loads(result.stdout)
     assert payload["user"] == facts["user_id"]
     assert payload["cluster"]["label"] == facts["cluster_label"]
+    (interest,) = payload["interests"]
+    assert interest["label"] == facts["interest_label"] and interest["weight"] == 1.0
+    assert interest["cluster"] == facts["interest_cluster"] == facts["cluster"]
+    assert interest["medoid"]["item_id"] in facts["history_item_ids"]
     recommendations = payload["recommendations"]
     assert len(recommendations) == 4
     ids = [r["item_id"] for r in recommendations]
@@ -101,7 +106,8 @@ def test_user(facts: dict[str, Any]) -> None:
     assert result.exit_code == 0, result.output
     assert facts["cluster_label"] in result.stdout
     assert "group terms: Action, #tag1" in result.stdout
-    assert f"interests: {facts['user_interest']}" in result.stdout
+    assert f"stands out: {facts['user_interest']}" in result.stdout
+    assert "interests, heaviest first" in result.stdout and facts["interest_label"] in result.stdout
     assert "most frequent tags: #tag" in result.stdout  # the synthetic items are tagged
     assert "most recent first" in result.stdout
     assert result.stdout.count("1970-01-01") == 3  # the synthetic timestamps are small

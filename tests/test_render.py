@@ -15,6 +15,7 @@ from recli.results import (
     Check,
     Cluster,
     HistoryEntry,
+    Interest,
     Item,
     Neighbour,
     Recommendation,
@@ -70,7 +71,9 @@ def _recommendations() -> Recommendations:
         cluster_terms=["Sci-Fi", "#dystopia"],
     )
     recent = [HistoryEntry(source, 0, 4.0)]
-    return Recommendations(_user(), CLUSTER, recent, [recommendation], text_weight=0.7)
+    return Recommendations(
+        _user(), CLUSTER, recent, [recommendation], text_weight=0.7, interests=[]
+    )
 
 
 def test_titles_are_shown_as_written() -> None:
@@ -114,6 +117,7 @@ def test_user_view_spells_tags_as_tags() -> None:
         history=[HistoryEntry(_item("1", TRICKY), 86_400, None)],
         top_genres=[("Comedy", 3)],
         top_tags=[("dystopia", 2)],
+        interests=[],
     )
     text = _text(render.user_view(profile))
     assert "most frequent tags: #dystopia (2)" in text
@@ -159,3 +163,39 @@ def test_metrics_view_marks_the_best_and_the_changes() -> None:
     assert cells == ["0.0700 [green](+0.0100)[/]", "[bold green]0.0800[/] [red](-0.0100)[/]"]
     assert note == "[dim]changes are against HEAD~1[/]"
     assert len(render.metrics_view(table._replace(baseline=None))) == 1
+
+
+def _interest(rank: int, label: str, weight: float) -> Interest:
+    return Interest(
+        interest=rank,
+        label=label,
+        weight=weight,
+        events=12,
+        medoid=_item("5", "Aristocats, The (1970)"),
+        first_timestamp=875_000_000,
+        last_timestamp=880_000_000,
+        cluster=3,
+        items=9,
+    )
+
+
+def test_a_users_interests_are_listed_with_weight_medoid_period_and_group() -> None:
+    interests = [_interest(0, "Animation · Children's", 0.61), _interest(1, "Film-Noir", 0.39)]
+    profile = UserProfile(
+        user=_user(),
+        cluster=CLUSTER,
+        history=[HistoryEntry(_item("1", TRICKY), 86_400, None)],
+        top_genres=[],
+        top_tags=[],
+        interests=interests,
+    )
+    text = _text(render.user_view(profile))
+    assert "interests, heaviest first" in text
+    for expected in ("Animation · Children's", "61%", "Film-Noir", "39%", "Aristocats"):
+        assert expected in text
+    assert "1997-09 – 1997-11" in text  # the period, in UTC months
+    recommendations = _recommendations()._replace(interests=interests * 2)
+    header = _text(render.recommendations_view(recommendations, explain=False))
+    assert "interests: Animation · Children's 61%; Film-Noir 39%; Animation" in header
+    assert "(+1 more)" in header
+    assert interests[0].to_json()["medoid"]["title"] == "Aristocats, The (1970)"

@@ -1,0 +1,167 @@
+"""Per-user interests on hand-built histories whose right answers are known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline.interests import (
+    InterestSettings,
+    describe,
+    interest_metrics,
+    label,
+    user_interest_sets,
+    word_terms,
+)
+
+TOPICS = ("Animation", "Film-Noir", "Western")
+WORDS = ("cartoons", "detectives", "cowboys")
+ITEM_SCHEMA = {
+    "item_idx": pl.Int32,
+    "title": pl.String,
+    "year": pl.Int32,
+    "genres": pl.List(pl.String),
+    "tags": pl.List(pl.String),
+    "description": pl.String,
+}
+
+
+def _items(n_per_topic: int = 8, genres: bool = True) -> tuple[pl.DataFrame, np.ndarray]:
+    """Items in three topics, each topic's vectors near its own axis (its item 0 on it)."""
+    rng = np.random.default_rng(0)
+    rows, vectors = [], []
+    offset = np.zeros(3)
+    for topic, name in enumerate(TOPICS):
+        for position in range(n_per_topic):
+            item_idx = topic * n_per_topic + position
+            vector = np.zeros(6)
+            vector[topic] = 1.0
+            # Mirrored pairs of offsets: a topic's centre is its axis, and item 0 sits on it.
+            if position % 2:
+                offset = 0.15 * rng.standard_normal(3)
+            vector[3:] = 0.0 if position == 0 else (offset if position % 2 else -offset)
+            vectors.append(vector)
+            rows.append(
+                {
+                    "item_idx": item_idx,
+                    "title": f"{name.split('-')[0]} story {position} ({1950 + position})",
+                    "year": 1950 + position,
+                    "genres": [name] if genres else [],
+                    "tags": [],
+                    "description": f"A tale of {WORDS[topic]}",
+                }
+            )
+    return pl.DataFrame(rows, schema=ITEM_SCHEMA), np.asarray(vectors, dtype=np.float32)
+
+
+def _history(user_items: dict[int, list[int]]) -> pl.DataFrame:
+    rows = [
+        {"user_idx": user, "item_idx": item, "timestamp": 1000 * user + t}
+        for user, items in user_items.items()
+        for t, item in enumerate(items)
+    ]
+    return pl.DataFrame(
+        rows, schema={"user_idx": pl.Int32, "item_idx": pl.Int32, "timestamp": pl.Int64}
+    )
+
+
+SETTINGS = InterestSettings(distance_threshold=1.0, min_items=3, half_life=4.0)
+
+
+def test_a_user_with_two_tastes_gets_two_interests_with_their_own_items() -> None:
+    _, vectors = _items()
+    # User 0: six noir films long ago, then six animated ones recently.
+    history = _history({0: [8, 9, 10, 11, 12, 13, 0, 1, 2, 3, 4, 5]})
+    table, centroids = user_interest_sets(history, vectors, SETTINGS)
+    assert table["interest"].to_list() == [0, 1]
+    recent, older = table.row(0, named=True), table.row(1, named=True)
+    assert set(recent["items"]) == {0, 1, 2, 3, 4, 5}
+    assert set(older["items"]) == {8, 9, 10, 11, 12, 13}
+    assert recent["items"][0] == 5  # newest first
+    # Same number of events, but the recent interest weighs more (half-life 4 events).
+    assert recent["events"] == older["events"] == 6
+    # The older events are all 6 events further back: each counts 0.5 ** (6 / 4) as much.
+    assert recent["weight"] == pytest.approx(1 / (1 + 0.5**1.5))
+    assert recent["weight"] + older["weight"] == pytest.approx(1.0)
+    assert recent["medoid"] == 0 and older["medoid"] == 8  # the items on their topic's axis
+    assert centroids.shape == (2, 6)
+    np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0, rtol=1e-5)
+    assert int(np.argmax(centroids[0][:3])) == 0 and int(np.argmax(centroids[1][:3])) == 1
+
+
+def test_small_groups_join_the_nearest_interest_and_the_count_is_capped() -> None:
+    _, vectors = _items()
+    # Two westerns are too few to be an interest of their own.
+    history = _history({0: [0, 1, 2, 3, 16, 17, 8, 9, 10, 11]})
+    table, _ = user_interest_sets(history, vectors, SETTINGS)
+    assert table.height == 2
+    assert (
+        sorted(len(items) for items in table["items"]) == [5, 5]
+        or sum(len(items) for items in table["items"]) == 10
+    )
+    capped, _ = user_interest_sets(
+        _history({0: [0, 1, 2, 8, 9, 10, 16, 17, 18]}),
+        vectors,
+        InterestSettings(distance_threshold=0.5, max_interests=2, min_items=1),
+    )
+    assert capped.height == 2
+    few, _ = user_interest_sets(_history({0: [0, 8, 16]}), vectors, SETTINGS)
+    assert few.height == 1 and few["weight"].to_list() == [1.0]  # too short to split
+
+
+def test_labels_name_the_genres_an_interest_over_represents() -> None:
+    items, vectors = _items()
+    history = _history(
+        {
+            0: [8, 9, 10, 11, 12, 13, 0, 1, 2, 3, 4, 5],
+            1: [16, 17, 18, 19, 20, 21],
+            2: [0, 1, 2, 16, 17, 18],
+        }
+    )
+    assignments = pl.DataFrame(
+        {"user_idx": [0, 1, 2], "cluster": [7, 9, 7]},
+        schema={"user_idx": pl.Int32, "cluster": pl.Int32},
+    )
+    table, _ = describe(history, items, vectors, assignments, SETTINGS)
+    user0 = table.filter(pl.col("user_idx") == 0)
+    assert user0["label"].to_list() == ["Animation", "Film-Noir"]
+    assert json.loads(user0["label_terms"][0]) == ["Animation"]
+    assert user0["group"].to_list() == [7, 7]  # both nearest to the group holding users 0 and 2
+    assert table.filter(pl.col("user_idx") == 1)["group"].to_list() == [9]
+    metrics = interest_metrics(table, items, n_users=4, seed=0)
+    assert metrics["users"] == 3 and metrics["users_without_events"] == 1
+    assert metrics["label_agreement"] == 1.0  # every item carries its interest's genre
+    assert metrics["label_agreement_shuffled_interests"] < 1.0
+    assert metrics["users_by_interest_count"] == {"1": 1, "2": 2}
+    assert metrics["labels_led_by_an_era"] == 0.0
+
+
+def test_without_genres_labels_come_from_the_words_of_titles_and_descriptions() -> None:
+    items, vectors = _items(genres=False)
+    items = items.drop("year")
+    history = _history({0: [8, 9, 10, 11, 12, 13, 0, 1, 2, 3, 4, 5], 1: [16, 17, 18, 19, 20, 21]})
+    assignments = pl.DataFrame(
+        {"user_idx": [0, 1], "cluster": [0, 1]}, schema={"user_idx": pl.Int32, "cluster": pl.Int32}
+    )
+    table, _ = describe(history, items, vectors, assignments, SETTINGS)
+    labels = table.filter(pl.col("user_idx") == 0)["label"].to_list()
+    assert not any(text.startswith("Like ") for text in labels)
+    assert "cartoons" in labels[0].lower() or "animation" in labels[0].lower()
+    assert len(set(table["label"].to_list())) == table.height  # distinct
+    words = set(word_terms(items)["term"].to_list())
+    assert "cartoons" in words and "story" in words and "with" not in words
+
+
+def test_a_label_prefers_genres_to_eras_and_falls_back_to_the_medoid() -> None:
+    terms = [
+        {"term": "1997 films", "kind": "era"},
+        {"term": "Thriller", "kind": "genre"},
+        {"term": "noir", "kind": "tag"},
+        {"term": "Crime", "kind": "genre"},
+    ]
+    assert label(terms, "Heat (1995)") == ("Thriller · Noir", ["Thriller", "noir"])
+    assert label(terms[:1], "Heat (1995)") == ("1997 films", ["1997 films"])
+    assert label([], "Heat (1995)") == ("Like Heat (1995)", [])
