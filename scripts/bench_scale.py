@@ -667,9 +667,11 @@ def bench(
     stages: Sequence[str] = STAGES,
     timeout: float | None = None,
     seed: int = 42,
+    add: bool = False,
 ) -> dict[str, Any]:
     """Generate each size, run `stages` on it in child processes, write `out` after every stage;
-    the report."""
+    the report. With `add`, the sizes already in `out` (measured with the same params and seed)
+    are kept unless run again, so the sizes can be measured in separate sittings."""
     unknown = [stage for stage in stages if stage not in STAGES]
     if unknown:
         raise SystemExit(f"unknown stage(s) {unknown}: use some of {list(STAGES)}")
@@ -683,6 +685,11 @@ def bench(
         **budgets(base),
         "sizes": [],
     }
+    if add and out.exists():
+        earlier = json.loads(out.read_text(encoding="utf-8"))
+        if earlier.get("params_sha256") != report["params_sha256"] or earlier.get("seed") != seed:
+            raise SystemExit(f"{out} was measured with other params or seed: drop --add")
+        report["sizes"] = [run for run in earlier["sizes"] if run["n_events"] not in set(sizes)]
     try:
         for n_events in sorted(set(sizes)):
             root = (scratch / f"events-{n_events}").resolve()
@@ -706,6 +713,7 @@ def bench(
             }
             del interactions, items
             report["sizes"].append(run)
+            report["sizes"].sort(key=lambda entry: entry["n_events"])
             print(
                 f"{count_label(n_events)} events: {run['n_users']} users, {run['n_items']} items "
                 f"({run['generate_seconds']:.1f} s to generate) in {root}",
@@ -754,10 +762,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=Path("metrics/bench_scale.json"))
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
+    parser.add_argument(
+        "--add", action="store_true", help="keep the other sizes already measured in --out"
+    )
     args = parser.parse_args()
     if min(args.sizes) < MIN_EVENTS:
         parser.error(f"every size must be at least {MIN_EVENTS} events")
-    report = bench(args.sizes, args.out, args.work, args.keep, args.stages, args.timeout, args.seed)
+    report = bench(
+        args.sizes, args.out, args.work, args.keep, args.stages, args.timeout, args.seed, args.add
+    )
     print()
     print(text_table(report))
     if args.markdown:
