@@ -79,16 +79,15 @@ def peer_scorers(
     tried, for the record). Above `cfg.quadratic_peers_max_items` items EASE and ItemKNN are
     left out, and the record says why."""
     train = matrices.train
-    scorers: dict[str, Model] = {"popularity": Popularity().fit(train).score}
-    if factors is not None:
-        scorers["als"] = SplitScorers.from_vectors(factors)
+    popularity = Popularity().fit(train).score  # the same list whatever the history
+    als: dict[str, Model] = {} if factors is None else {"als": SplitScorers.from_vectors(factors)}
     cap = cfg.quadratic_peers_max_items
     if cap is not None and matrices.n_items > cap:
         reason = (
             f"skipped: {matrices.n_items} items > evaluate.quadratic_peers_max_items {cap} "
             f"(item x item matrices of {matrices.n_items**2 * 8 / 2**30:.1f} GiB)"
         )
-        return scorers, {"skipped": {"ease": reason, "itemknn": reason}}
+        return {"popularity": popularity, **als}, {"skipped": {"ease": reason, "itemknn": reason}}
     best_reg, by_reg = select_on_validation(ease_grid(train, cfg.ease_reg_grid), matrices, seed)
     best_neighbors, by_neighbors = select_on_validation(
         itemknn_grid(train, cfg.itemknn_neighbors_grid), matrices, seed
@@ -97,11 +96,11 @@ def peer_scorers(
     history_at_test = matrices.seen("test")
     knn = ItemKNN(neighbors=best_neighbors).fit(train)
     ease = EASE(reg=best_reg).fit(train)
-    scorers = {
-        "popularity": scorers["popularity"],  # the same list whatever the history
+    scorers: dict[str, Model] = {
+        "popularity": popularity,
         "itemknn": SplitScorers(knn.score, knn.with_history(history_at_test)),
         "ease": SplitScorers(ease.score, ease.with_history(history_at_test)),
-        **{name: scorer for name, scorer in scorers.items() if name != "popularity"},
+        **als,
     }
     tuning = {
         "ease_reg": best_reg,

@@ -303,6 +303,7 @@ def main(root: Path = Path(".")) -> None:
             f"{ann['search_k']}: raise index.n_trees"
         )
 
+    written_index = io.resolve(index_path)  # in staging until the stage commits
     clustering = read_clustering(layout)
     assignments = dict(clustering.assignments.select("user_idx", "cluster").iter_rows())
     profiles = clustering.profiles
@@ -317,8 +318,8 @@ def main(root: Path = Path(".")) -> None:
         "sequence_model": fusion.sequence_model,
         "text_scale": fusion.text_scale,
         "cf_scale": fusion.cf_scale,
-        "index_sha256": _file_digest(io.resolve(index_path)),
-        "index_bytes": io.resolve(index_path).stat().st_size,
+        "index_sha256": _file_digest(written_index),
+        "index_bytes": written_index.stat().st_size,
         # Paths relative to the artifacts folder (`data/`), so `recli doctor` can re-hash them.
         "built_from": {
             path.relative_to(layout.artifacts).as_posix(): _file_digest(path)
