@@ -147,6 +147,7 @@ def stage_outputs(layout: Layout) -> dict[str, list[Path]]:
         "evaluate": [
             layout.plot_file("ndcg_by_activity"),
             layout.plot_file("ndcg_by_cluster"),
+            layout.plot_file("accuracy_diversity"),
             layout.evaluation,
             layout.metrics_file("evaluation_by_cluster"),
         ],
@@ -423,6 +424,83 @@ def read_interests(layout: Layout) -> UserInterests:
     )
 
 
+INTEREST_HISTORIES = ("validation", "test")
+"""Interests are also cut from the history each evaluated split reads: the training split
+(validation) and training + validation (test), for `index` and `evaluate` to score with."""
+
+
+def _split_interest_files(layout: Layout, split: str) -> tuple[Path, Path]:
+    if split not in INTEREST_HISTORIES:
+        raise ValueError(f"no interests are cut for split {split!r}")
+    return (
+        layout.interests / f"user_interests_for_{split}.parquet",
+        layout.interests / f"centroids_for_{split}.npy",
+    )
+
+
+def write_split_interests(
+    split: str, table: pl.DataFrame, centroids: np.ndarray, layout: Layout
+) -> None:
+    table_file, centroids_file = _split_interest_files(layout, split)
+    io.write_parquet(table_file, table)
+    io.write_npy(centroids_file, centroids)
+
+
+def read_split_interests(split: str, layout: Layout) -> tuple[pl.DataFrame, np.ndarray]:
+    """The interests cut from the history `split` is predicted from, and their centroids."""
+    table_file, centroids_file = _split_interest_files(layout, split)
+    return (
+        io.read_parquet(table_file, "interests"),
+        io.read_npy(centroids_file, "interests"),
+    )
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Groups of the catalogue's items, and how users move between them in training."""
+
+    item_topic: np.ndarray
+    """int [n_items]: each item's topic."""
+    centroids: np.ndarray
+    """float32 [n_topics, d]: unit centroids in the interests' item space."""
+    profiles: list[dict[str, Any]]
+    """Per topic: `topic, label, label_terms, size, medoid, terms`."""
+    counts: np.ndarray
+    """float [n_topics, n_topics]: take-ups of a topic after another (`recli.exploration`)."""
+    adoptions: np.ndarray
+    """float [n_topics]: take-ups of each topic."""
+    smoothing: float
+
+
+def write_topics(topics: Topics, layout: Layout) -> None:
+    io.write_npy(layout.interests / "item_topics.npy", topics.item_topic.astype(np.int32))
+    io.write_npy(layout.interests / "topic_centroids.npy", topics.centroids)
+    io.write_json(
+        layout.interests / "topics.json",
+        {
+            "profiles": topics.profiles,
+            "transitions": {
+                "counts": [[round(float(v), 6) for v in row] for row in topics.counts],
+                "adoptions": [round(float(v), 6) for v in topics.adoptions],
+                "smoothing": topics.smoothing,
+            },
+        },
+    )
+
+
+def read_topics(layout: Layout) -> Topics:
+    record = io.read_json(layout.interests / "topics.json", "interests")
+    transitions = record["transitions"]
+    return Topics(
+        item_topic=io.read_npy(layout.interests / "item_topics.npy", "interests").astype(np.int64),
+        centroids=io.read_npy(layout.interests / "topic_centroids.npy", "interests"),
+        profiles=record["profiles"],
+        counts=np.asarray(transitions["counts"], dtype=np.float64),
+        adoptions=np.asarray(transitions["adoptions"], dtype=np.float64),
+        smoothing=float(transitions["smoothing"]),
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # index: the fused vectors the Annoy index holds
 # --------------------------------------------------------------------------------------------
@@ -437,3 +515,12 @@ def read_fused(layout: Layout) -> UserItemVectors:
     return _read_vectors(
         layout.index / "fused_user_vectors.npy", layout.index / "fused_item_vectors.npy", "index"
     )
+
+
+def write_retrieval(settings: dict[str, Any], layout: Layout) -> None:
+    """What `index` tuned for multi-interest retrieval and exploration (`evaluate` scores it)."""
+    io.write_json(layout.index / "retrieval.json", settings)
+
+
+def read_retrieval(layout: Layout) -> dict[str, Any]:
+    return io.read_json(layout.index / "retrieval.json", "index")

@@ -285,8 +285,14 @@ class InterestsConfig(_Section):
     """Most recent distinct items grouped per user (the cost is quadratic in it)."""
     half_life: Annotated[float, Field(gt=0)] = 20.0
     """Events after which an event counts half in an interest's weight (recency decay)."""
+    topics: Annotated[int, Field(ge=2)] = 30
+    """Topics: KMeans groups of the catalogue's items in the same space, what `recli explore`
+    suggests and what makes a held-out event "novel" (its topic new to the user)."""
+    transition_smoothing: Annotated[float, Field(gt=0)] = 10.0
+    """Pseudo-counts pulling each topic's "users move on to" row towards how often each topic
+    is taken up at all."""
     seed: int = 42
-    """Draws the shuffled-interest floor of the label agreement."""
+    """Draws the shuffled-interest floor of the label agreement and seeds the topics."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,6 +363,31 @@ class IndexConfig(_Section):
     """Recall@10 of the served query against exact search that `search_k: auto` must reach."""
     recall_users: Annotated[int, Field(ge=2)] = 2000
     """Users sampled (seeded) to choose and to report the search effort; half each."""
+    interest_share_grid: Annotated[
+        list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)
+    ] = [0.5, 0.6, 0.7, 0.8, 0.9]
+    """Multi-interest retrieval: the whole-user list's share of the top-k slots (the rest is
+    dealt to the interests by weight)."""
+    interest_pull_grid: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)] = [
+        0.1, 0.25, 0.5
+    ]  # fmt: skip
+    """How far each interest's query is pulled from the user's vector towards its items."""
+    interest_tolerance: Annotated[float, Field(ge=0, lt=1)] = 0.02
+    """The multi-interest setting served is the one covering most of the users' interests on
+    validation among those within this share of the single-vector validation NDCG@10."""
+    explore_topic_weight_grid: Annotated[
+        list[Annotated[float, Field(ge=0)]], Field(min_length=1)
+    ] = [0.0, 0.1, 0.25, 0.5, 1.0]
+    """Exploration: weight of the topic's score next to the item's fused score."""
+    explore_similarity_grid: Annotated[list[Annotated[float, Field(ge=0)]], Field(min_length=1)] = [
+        0.0,
+        5.0,
+        10.0,
+        20.0,
+    ]
+    """Exploration: weight of the language-model similarity between a topic and the user's
+    interests next to the timeline probability, chosen by the mean reciprocal rank of the novel
+    validation events' topics; the topic weight then by NDCG@10 on those events."""
     seed: int = 42
 
 

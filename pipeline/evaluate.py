@@ -9,13 +9,22 @@ Cold items (`preprocess.cold_item_fraction`) never reach training. The cold-item
 them, for the users who interacted with them, so collaborative models (which have nothing to go
 on) meet text models (which read the item's text) and a seeded random ranking as the floor.
 
+Beside the peers and the single-vector served model (`fused`), two of recli's own read the
+user's several interests (`pipeline.exploration`, tuned by `index` on validation):
+`multi_interest` (one list per interest from the same fused vectors, dealt by weight) and
+`explore` (items of topics new to the user first). Every model's lists are also described
+beyond accuracy (`pipeline.beyond_accuracy`: diversity, novelty, interest coverage, accuracy on
+novel and familiar events).
+
 Outputs: `metrics/evaluation.json` (DVC metrics), `metrics/evaluation_by_cluster.json` (test
-metrics per interest cluster), and DVC plot data `metrics/plots/ndcg_by_activity.json` and
-`metrics/plots/ndcg_by_cluster.json` (test NDCG@10 per bucket / cluster, one column per model).
+metrics per interest cluster), and DVC plot data `metrics/plots/ndcg_by_activity.json`,
+`metrics/plots/ndcg_by_cluster.json` (test NDCG@10 per bucket / cluster, one column per model)
+and `metrics/plots/accuracy_diversity.json` (test NDCG@10 against diversity, per model).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +41,20 @@ from pipeline.artifacts import (
     read_factors,
     read_fused,
     read_processed,
+    read_retrieval,
     read_sequence_vectors,
     writes,
 )
-from pipeline.config import EvaluateConfig, load_params
-from pipeline.metrics import EvaluationResult, activity_buckets
+from pipeline.beyond_accuracy import beyond_accuracy, self_information
+from pipeline.config import EvaluateConfig, Params, load_params
+from pipeline.exploration import (
+    ExplorationInputs,
+    exploration_inputs,
+    novel_topic_ranks,
+    topic_rank_summary,
+)
+from pipeline.interactions import UserItemVectors
+from pipeline.metrics import EvaluationResult, Scorer, activity_buckets
 from pipeline.peers import EASE, ItemKNN, Popularity, ease_grid, itemknn_grid
 from pipeline.protocol import (
     Model,
@@ -122,6 +140,8 @@ class Report:
     by_cluster: dict[str, Any] = field(default_factory=dict)
     """Test metrics per interest cluster, per model."""
     cluster_rows: list[dict[str, Any]] = field(default_factory=list)
+    trade_off_rows: list[dict[str, Any]] = field(default_factory=list)
+    """Plot rows: test NDCG@10 against diversity, novelty and interest coverage, per model."""
 
 
 def _by_group(
@@ -159,13 +179,16 @@ def run(
     cfg: EvaluateConfig,
     clusters: list[tuple[str, np.ndarray]] | None = None,
     seed: int = 0,
+    lists: Callable[[EvaluationResult, str], dict[str, Any]] | None = None,
 ) -> Report:
     """Evaluate every scorer on validation, test, per bucket, per cluster and on cold items.
 
     `clusters` are (label, boolean mask over users) pairs; `seed` drives the random floor of the
-    cold-item slice.
+    cold-item slice; `lists(result, split)` describes a model's ranked lists beyond accuracy
+    (`pipeline.beyond_accuracy`), reported per split and model under `beyond_accuracy`.
     """
     metrics: dict[str, Any] = {"validation": {}, "test": {}, "test_by_activity": {}}
+    described: dict[str, dict[str, Any]] = {"validation": {}, "test": {}}
     buckets = activity_buckets(matrices.train_counts, cfg.activity_buckets)
     buckets = [(_bucket_key(label), mask) for label, mask in buckets]
     by_cluster: dict[str, Any] = {}
@@ -179,6 +202,11 @@ def run(
         metrics["test_by_activity"][name] = _by_group(test, buckets)
         if clusters:
             by_cluster[name] = _by_group(test, clusters)
+        if lists is not None:
+            described["validation"][name] = lists(validation, "validation")
+            described["test"][name] = lists(test, "test")
+    if lists is not None:
+        metrics["beyond_accuracy"] = described
 
     if matrices.cold.nnz:
         cold_scorers: dict[str, Model] = {
@@ -213,6 +241,14 @@ def run(
         activity_rows=activity_rows,
         by_cluster=by_cluster,
         cluster_rows=_plot_rows("cluster", by_cluster, [label for label, _ in clusters or []]),
+        trade_off_rows=[
+            {
+                "model": name,
+                PLOT_METRIC: metrics["test"][name][PLOT_METRIC],
+                **{key: value for key, value in row.items() if not isinstance(value, dict)},
+            }
+            for name, row in described["test"].items()
+        ],
     )
 
 
@@ -250,6 +286,64 @@ def paired_differences(
     return table
 
 
+def interest_models(
+    fused: UserItemVectors,
+    inputs: ExplorationInputs,
+    matrices: SplitMatrices,
+    retrieval: dict[str, Any],
+    params: Params,
+) -> dict[str, Model]:
+    """The multi-interest and explore models as `index` tuned them, each split reading its own
+    history (interests, topics engaged with, fused user vector)."""
+    multi, explore = retrieval["multi_interest"], retrieval["explore"]
+    depth = max(params.evaluate.k)
+    vectors = {"validation": fused.users, "test": fused.test_users}
+
+    def multi_interest(split: str) -> Scorer:
+        return inputs.multi_interest(
+            split,
+            vectors[split],
+            fused.items,
+            matrices.seen(split),  # type: ignore[arg-type]
+            matrices.candidates(split),  # type: ignore[arg-type]
+            multi["whole_user_share"],
+            multi["pull"],
+            depth,
+        )
+
+    def exploring(split: str) -> Scorer:
+        return inputs.explore(
+            split,
+            vectors[split],
+            fused.items,
+            explore["score_scale"],
+            explore["topic_weight"],
+            explore["similarity_weight"],
+        )
+
+    return {
+        "multi_interest": SplitScorers(multi_interest("validation"), multi_interest("test")),
+        "explore": SplitScorers(exploring("validation"), exploring("test")),
+    }
+
+
+def next_topic_report(
+    inputs: ExplorationInputs, matrices: SplitMatrices, retrieval: dict[str, Any]
+) -> dict[str, Any]:
+    """How well exploration's topic ranking predicts the topic of each novel test event (the
+    user's next new interest), next to ranking topics by how often they are taken up at all
+    and to a random order."""
+    novel, _ = inputs.novel(matrices.test, "test")
+    weight = retrieval["explore"]["similarity_weight"]
+    return {
+        "timeline_and_similarity": topic_rank_summary(
+            *novel_topic_ranks(inputs, "test", novel, weight)
+        ),
+        "timeline_only": topic_rank_summary(*novel_topic_ranks(inputs, "test", novel, 0.0)),
+        "take_up_rate_only": topic_rank_summary(*novel_topic_ranks(inputs, "test", novel, None)),
+    }
+
+
 def cluster_groups(
     n_users: int, assignments: pl.DataFrame, profiles: list[dict[str, Any]]
 ) -> list[tuple[str, np.ndarray]]:
@@ -272,7 +366,17 @@ def main(root: Path = Path(".")) -> None:
         scorers[variant] = SplitScorers.from_vectors(read_embeddings(variant, layout))
     scorers["sasrec"] = SplitScorers.from_vectors(read_sequence_vectors("sasrec", layout))
     scorers["text_sequence"] = SplitScorers.from_vectors(read_sequence_vectors("text", layout))
-    scorers["fused"] = SplitScorers.from_vectors(read_fused(layout))
+    fused = read_fused(layout)
+    scorers["fused"] = SplitScorers.from_vectors(fused)
+    inputs = exploration_inputs(processed, layout, params.interests.half_life)
+    scorers.update(interest_models(fused, inputs, matrices, read_retrieval(layout), params))
+    item_space = read_embeddings(params.interests.encoder, layout).items
+    information = self_information(matrices.train)
+
+    def lists(result: EvaluationResult, split: str) -> dict[str, Any]:
+        relevant = matrices.relevant(split)  # type: ignore[arg-type]
+        return beyond_accuracy(result, split, inputs, item_space, information, relevant)
+
     report = run(
         matrices,
         scorers,
@@ -281,8 +385,10 @@ def main(root: Path = Path(".")) -> None:
             processed.users.height, clustering.assignments, clustering.profiles
         ),
         seed=seed,
+        lists=lists,
     )
     metrics = {**report.metrics, "tuning": tuning}
+    metrics["next_new_topic"] = next_topic_report(inputs, matrices, read_retrieval(layout))
     if matrices.evaluated is not None:
         metrics["users_evaluated"] = {
             "sample": int(matrices.evaluated.size),
@@ -293,6 +399,7 @@ def main(root: Path = Path(".")) -> None:
     io.write_json(layout.metrics_file("evaluation_by_cluster"), report.by_cluster)
     io.write_json(layout.plot_file("ndcg_by_activity"), report.activity_rows)
     io.write_json(layout.plot_file("ndcg_by_cluster"), report.cluster_rows)
+    io.write_json(layout.plot_file("accuracy_diversity"), report.trade_off_rows)
     for name, summary in metrics["test"].items():
         ndcg, hit_rate = summary["ndcg@10"], summary["hr@10"]
         print(f"evaluate: test {name:<12} ndcg@10={ndcg:.4f} hr@10={hit_rate:.4f}")

@@ -24,6 +24,7 @@ from pipeline.artifacts import (
     SEQUENCE_MODELS,
     Layout,
     Processed,
+    Topics,
     clustering_files,
     item_embeddings_file,
     item_factors_file,
@@ -33,16 +34,130 @@ from pipeline.artifacts import (
     read_interests,
     read_processed,
     read_sequence_vectors,
+    read_topics,
     write_fused,
+    write_retrieval,
     writes,
 )
+from pipeline.beyond_accuracy import interest_coverage
 from pipeline.config import IndexConfig, load_params
+from pipeline.exploration import (
+    ExplorationInputs,
+    InterestSets,
+    exploration_inputs,
+    explore_scorer,
+    novel_topic_ranks,
+    score_scale,
+    topic_rank_summary,
+)
 from pipeline.fusion import tune_fusion
+from pipeline.interactions import UserItemVectors
 from pipeline.metrics import top_k
-from pipeline.protocol import SplitMatrices
+from pipeline.protocol import SplitMatrices, evaluate_model, select_on_validation
 from recli import catalogue, contract
 
 RECALL_K = 10
+
+
+def tune_multi_interest(
+    fused: UserItemVectors,
+    inputs: ExplorationInputs,
+    matrices: SplitMatrices,
+    cfg: IndexConfig,
+    item_space: np.ndarray,
+    depth: int,
+    seed: int,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """The whole-user share and pull served by `recli recommend --by-interest`: on validation,
+    the setting whose lists touch most of the users' interests among those within
+    `cfg.interest_tolerance` of the single vector's NDCG@10 (the most accurate if none is)."""
+    single = evaluate_model(fused.score, matrices, "validation", [RECALL_K], RECALL_K, seed)
+    floor = (1.0 - cfg.interest_tolerance) * single.summary()["ndcg@10"]
+    table: dict[str, dict[str, float]] = {}
+    for share in cfg.interest_share_grid:
+        for pull in cfg.interest_pull_grid:
+            scorer = inputs.multi_interest(
+                "validation",
+                fused.users,
+                fused.items,
+                matrices.train,
+                matrices.candidates("validation"),
+                share,
+                pull,
+                depth,
+            )
+            result = evaluate_model(scorer, matrices, "validation", [RECALL_K], RECALL_K, seed)
+            coverage = interest_coverage(
+                result.users,
+                result.recommended[:, :RECALL_K],
+                inputs.sets["validation"],
+                item_space,
+            )
+            table[f"{share}/{pull}"] = {
+                "ndcg@10": round(result.summary()["ndcg@10"], 5),
+                "interest_coverage@10": round(float(np.nanmean(coverage)), 5),
+            }
+    eligible = [key for key, row in table.items() if row["ndcg@10"] >= floor]
+    chosen = (
+        max(eligible, key=lambda key: (table[key]["interest_coverage@10"], table[key]["ndcg@10"]))
+        if eligible
+        else max(table, key=lambda key: table[key]["ndcg@10"])
+    )
+    share, pull = (float(part) for part in chosen.split("/"))
+    record = {
+        "whole_user_share": share,
+        "pull": pull,
+        "single_vector_validation_ndcg@10": round(single.summary()["ndcg@10"], 5),
+        "validation_by_share/pull": table,
+    }
+    return {"whole_user_share": share, "pull": pull}, record
+
+
+def tune_explore(
+    fused: UserItemVectors,
+    inputs: ExplorationInputs,
+    matrices: SplitMatrices,
+    cfg: IndexConfig,
+    scale: float,
+    seed: int,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Exploration's weights, on the novel validation events: the similarity weight by how
+    high the topics ranking puts each event's topic (MRR), then the topic weight by the
+    protocol's NDCG@10 of the explore lists."""
+    novel, _ = inputs.novel(matrices.validation, "validation")
+    if novel.nnz == 0:
+        chosen = {"topic_weight": cfg.explore_topic_weight_grid[0], "similarity_weight": 0.0}
+        return chosen, {"skipped": "no validation event lies in a topic new to its user"}
+    by_similarity = {
+        weight: topic_rank_summary(*novel_topic_ranks(inputs, "validation", novel, weight))
+        for weight in cfg.explore_similarity_grid
+    }
+    similarity_weight = max(by_similarity, key=lambda weight: by_similarity[weight]["mrr"])
+    scores = inputs.topic_scores("validation", similarity_weight)
+    topic_weight, by_topic_weight = select_on_validation(
+        (
+            (
+                weight,
+                explore_scorer(fused.users, fused.items, inputs.item_topic, scores, scale, weight),
+            )
+            for weight in cfg.explore_topic_weight_grid
+        ),
+        matrices,
+        seed,
+        relevant=novel,
+    )
+    record = {
+        "topic_weight": topic_weight,
+        "similarity_weight": similarity_weight,
+        "novel_validation_events": int(novel.nnz),
+        "novel_validation_topic_mrr_by_similarity_weight": {
+            str(weight): summary["mrr"] for weight, summary in by_similarity.items()
+        },
+        "novel_validation_ndcg@10_by_topic_weight": {
+            str(weight): round(value, 5) for weight, value in by_topic_weight.items()
+        },
+    }
+    return {"topic_weight": topic_weight, "similarity_weight": similarity_weight}, record
 
 
 def build_annoy(items: np.ndarray, cfg: IndexConfig, path: Path) -> None:
@@ -183,13 +298,16 @@ def write_catalogue(
     meta: dict[str, Any],
     interests: pl.DataFrame | None = None,
     user_interests: pl.DataFrame | None = None,
+    interest_vectors: tuple[np.ndarray, np.ndarray] | None = None,
+    topics: Topics | None = None,
 ) -> None:
     """Everything the CLI shows, in one SQLite file, written atomically.
 
     `fused_users` are the served user vectors and the history table holds every event of every
     user (all splits and the cold-item events): what is served knows everything the user did.
     `interests` are the users' own profiles (`profiles.user_interests` rows), stored per user as
-    JSON in rank order; `user_interests` the interests stage's table (one row per interest).
+    JSON in rank order; `user_interests` the interests stage's table (one row per interest),
+    with `interest_vectors` its rows' (centroids, fused means); `topics` the catalogue's topics.
     """
     history = processed.history_served
     events = dict(history.group_by("user_idx").len().iter_rows())
@@ -207,7 +325,7 @@ def write_catalogue(
                 [(key, json.dumps(value)) for key, value in meta.items()],
             )
             connection.executemany(
-                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         row["item_idx"],
@@ -218,10 +336,25 @@ def write_catalogue(
                         json.dumps(row["tags"] or []),
                         int(row["cold"]),
                         row["train_count"],
+                        None if topics is None else int(topics.item_topic[row["item_idx"]]),
                     )
                     for row in processed.items.iter_rows(named=True)
                 ],
             )
+            if topics is not None:
+                connection.executemany(
+                    "INSERT INTO topics VALUES (?, ?, ?, ?, ?)",
+                    [
+                        (
+                            profile["topic"],
+                            profile["label"],
+                            profile["size"],
+                            json.dumps(profile),
+                            catalogue.pack_vector(topics.centroids[profile["topic"]]),
+                        )
+                        for profile in topics.profiles
+                    ],
+                )
             connection.executemany(
                 "INSERT INTO clusters VALUES (?, ?, ?, ?)",
                 [
@@ -248,8 +381,9 @@ def write_catalogue(
                 history.select("user_idx", "item_idx", "timestamp", "rating").iter_rows(),
             )
             if user_interests is not None:
+                centroids, means = interest_vectors or (None, None)
                 connection.executemany(
-                    "INSERT INTO user_interests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO user_interests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             row["user_idx"],
@@ -263,13 +397,24 @@ def write_catalogue(
                             row["group"],
                             json.dumps(row["items"]),
                             row["terms"],
+                            None if centroids is None else catalogue.pack_vector(centroids[number]),
+                            None if means is None else catalogue.pack_vector(means[number]),
                         )
-                        for row in user_interests.iter_rows(named=True)
+                        for number, row in enumerate(user_interests.iter_rows(named=True))
                     ],
                 )
             connection.commit()
         finally:
             connection.close()
+
+
+def _served_means(table: pl.DataFrame, sets: InterestSets, items: np.ndarray) -> np.ndarray:
+    """Each served interest's mean fused item vector, in the table's row order."""
+    means = sets.means(items)
+    order = table.with_row_index("row").sort(["user_idx", "interest"])["row"].to_numpy()
+    aligned = np.empty_like(means)
+    aligned[order] = means
+    return aligned
 
 
 @writes("index")
@@ -303,6 +448,23 @@ def main(root: Path = Path(".")) -> None:
             f"{ann['search_k']}: raise index.n_trees"
         )
 
+    # Multi-interest retrieval and exploration, tuned on validation like the fusion.
+    depth = max(params.evaluate.k)
+    inputs = exploration_inputs(processed, layout, params.interests.half_life)
+    item_space = read_embeddings(params.interests.encoder, layout).items
+    scale = score_scale(fused.users, fused.items, params.index.seed)
+    multi, multi_record = tune_multi_interest(
+        fused, inputs, matrices, params.index, item_space, depth, params.preprocess.split.seed
+    )
+    explore, explore_record = tune_explore(
+        fused, inputs, matrices, params.index, scale, params.preprocess.split.seed
+    )
+    explore = {**explore, "score_scale": scale, "half_life": params.interests.half_life}
+    write_retrieval({"multi_interest": multi, "explore": explore}, layout)
+    served_interests = read_interests(layout)
+    served_sets = InterestSets.from_table(served_interests.table, served_interests.centroids)
+    topics = read_topics(layout)
+
     written_index = io.resolve(index_path)  # in staging until the stage commits
     clustering = read_clustering(layout)
     assignments = dict(clustering.assignments.select("user_idx", "cluster").iter_rows())
@@ -333,6 +495,13 @@ def main(root: Path = Path(".")) -> None:
             )
         },
         "encoder": (contract.DEFAULT_ARTIFACTS / contract.ENCODER_DIR).as_posix(),
+        "multi_interest": multi,
+        "explore": explore,
+        "topic_transitions": {
+            "counts": topics.counts.tolist(),
+            "adoptions": topics.adoptions.tolist(),
+            "smoothing": topics.smoothing,
+        },
     }
     write_catalogue(
         layout.index / contract.CATALOGUE_FILE,
@@ -342,7 +511,12 @@ def main(root: Path = Path(".")) -> None:
         profiles,
         meta,
         clustering.interests,
-        read_interests(layout).table,
+        served_interests.table,
+        (
+            served_interests.centroids,
+            _served_means(served_interests.table, served_sets, fused_items),
+        ),
+        topics,
     )
     io.write_json(
         layout.metrics_file("index"),
@@ -352,6 +526,8 @@ def main(root: Path = Path(".")) -> None:
             "sequence_share": fusion.sequence_share,
             "validation_ndcg@10_by_text_weight/sequence_model/share": by_weight,
             **ann,
+            "multi_interest": multi_record,
+            "explore": explore_record,
         },
     )
     print(

@@ -28,25 +28,29 @@ shuffling each user's items across their interests, the floor).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy.cluster.hierarchy import fcluster, linkage
 
 from pipeline import io
 from pipeline.artifacts import (
     Layout,
+    Processed,
+    Topics,
     UserInterests,
     read_clustering,
     read_embeddings,
     read_processed,
     write_interests,
+    write_split_interests,
+    write_topics,
     writes,
 )
 from pipeline.config import InterestsConfig, load_params
+from pipeline.exploration import transition_counts, unit_rows
+from pipeline.interest_sets import InterestSettings, user_interest_sets
 from pipeline.profiles import (
     LABEL_SEPARATOR,
     MIN_USER_TERM_INTERACTIONS,
@@ -70,128 +74,6 @@ STOP_WORDS = frozenset((
     "they", "this", "those", "through", "under", "until", "upon", "very", "were", "what", "when",
     "where", "which", "while", "will", "with", "within", "without", "would", "your",
 ))  # fmt: skip
-
-
-@dataclass(frozen=True)
-class InterestSettings:
-    """How a user's history is cut into interests."""
-
-    distance_threshold: float = 1.5
-    """Ward merge distance at which the tree is cut (unit vectors). On ML-100K with the
-    fine-tuned encoder, 1.5 gives a median of 2 interests per user and 5 at the 90th percentile."""
-    max_interests: int = 5
-    min_items: int = 3
-    """An interest holds at least this many items; smaller groups join the nearest one."""
-    max_items: int = 200
-    """Most recent distinct items clustered per user (the cost is quadratic in it)."""
-    half_life: float = 20.0
-    """Events after which an event counts half in an interest's weight."""
-
-    def __post_init__(self) -> None:
-        if self.distance_threshold <= 0 or self.half_life <= 0:
-            raise ValueError("distance_threshold and half_life must be positive")
-        if self.max_interests < 1 or self.min_items < 1 or self.max_items < 2:
-            raise ValueError("max_interests and min_items must be >= 1, max_items >= 2")
-
-
-def _groups(vectors: np.ndarray, settings: InterestSettings) -> np.ndarray:
-    """Interest number (0..) per row of `vectors`, with small groups merged into larger ones."""
-    n = len(vectors)
-    if n < 2 * settings.min_items:
-        return np.zeros(n, dtype=np.int64)
-    tree = linkage(vectors, method="ward")
-    labels = fcluster(tree, settings.distance_threshold, criterion="distance")
-    if labels.max() > settings.max_interests:
-        labels = fcluster(tree, settings.max_interests, criterion="maxclust")
-    sizes = np.bincount(labels)
-    large = [label for label in np.unique(labels) if sizes[label] >= settings.min_items]
-    if len(large) <= 1:
-        return np.zeros(n, dtype=np.int64)
-    centroids = np.stack([vectors[labels == label].mean(axis=0) for label in large])
-    nearest = np.argmax(vectors @ centroids.T, axis=1)
-    keep = np.isin(labels, large)
-    position = {label: index for index, label in enumerate(large)}
-    return np.where(keep, [position.get(label, -1) for label in labels], nearest)
-
-
-def _medoid(vectors: np.ndarray) -> int:
-    """Row of the member with the highest mean cosine to the others."""
-    similarity = vectors @ vectors.T
-    return int(np.argmax(similarity.sum(axis=1)))
-
-
-def user_interest_sets(
-    history: pl.DataFrame, item_vectors: np.ndarray, settings: InterestSettings
-) -> tuple[pl.DataFrame, np.ndarray]:
-    """Every user's interests from `history` (`user_idx, item_idx, timestamp`, any order).
-
-    Returns one row per (user, interest), heaviest first within a user: `user_idx, interest,
-    items` (item indices, newest first), `events, weight, medoid, first_timestamp,
-    last_timestamp`; and the interests' unit centroids (rows in the same order).
-    """
-    unit = item_vectors / np.maximum(np.linalg.norm(item_vectors, axis=1, keepdims=True), 1e-12)
-    ordered = history.sort(["user_idx", "timestamp"], maintain_order=True)
-    users = ordered["user_idx"].to_numpy()
-    items = ordered["item_idx"].to_numpy()
-    times = ordered["timestamp"].to_numpy()
-    bounds = np.flatnonzero(np.diff(users)) + 1
-    rows: list[dict[str, Any]] = []
-    centroids: list[np.ndarray] = []
-    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, users.size], strict=True):
-        if stop == start:
-            continue
-        user_items, user_times = items[start:stop], times[start:stop]
-        age = np.arange(stop - start)[::-1]  # 0 for the latest event
-        decay = 0.5 ** (age / settings.half_life)
-        # Distinct items, most recent event of each, newest `max_items` kept.
-        _, last = np.unique(user_items[::-1], return_index=True)
-        last = np.sort((stop - start - 1) - last)[::-1][: settings.max_items]
-        distinct = user_items[last]
-        group_of_item = dict(
-            zip(distinct.tolist(), _groups(unit[distinct], settings).tolist(), strict=True)
-        )
-        event_group = np.array([group_of_item.get(item, -1) for item in user_items.tolist()])
-        total = decay[event_group >= 0].sum()
-        for group in sorted(set(group_of_item.values())):
-            members = distinct[[group_of_item[item] == group for item in distinct.tolist()]]
-            mask = event_group == group
-            vectors = unit[members]
-            centre = vectors.mean(axis=0)
-            centroids.append(centre / max(float(np.linalg.norm(centre)), 1e-12))
-            rows.append(
-                {
-                    "user_idx": int(users[start]),
-                    "items": members.astype(np.int32).tolist(),
-                    "events": int(mask.sum()),
-                    "weight": float(decay[mask].sum() / total),
-                    "medoid": int(members[_medoid(vectors)]),
-                    "first_timestamp": int(user_times[mask].min()),
-                    "last_timestamp": int(user_times[mask].max()),
-                }
-            )
-    table = pl.DataFrame(
-        rows,
-        schema={
-            "user_idx": pl.Int32,
-            "items": pl.List(pl.Int32),
-            "events": pl.Int32,
-            "weight": pl.Float64,
-            "medoid": pl.Int32,
-            "first_timestamp": pl.Int64,
-            "last_timestamp": pl.Int64,
-        },
-    )
-    matrix = np.stack(centroids) if centroids else np.zeros((0, unit.shape[1]), np.float32)
-    # Heaviest first within a user, numbered in that order.
-    order = table.with_row_index("row").sort(
-        ["user_idx", "weight", "last_timestamp"], descending=[False, True, True]
-    )
-    table = order.drop("row").with_columns(
-        pl.int_range(pl.len()).over("user_idx").cast(pl.Int32).alias("interest")
-    )
-    columns = ["user_idx", "interest", "items", "events", "weight", "medoid"]
-    table = table.select(*columns, "first_timestamp", "last_timestamp")
-    return table, matrix[order["row"].to_numpy()].astype(np.float32)
 
 
 def word_terms(items: pl.DataFrame) -> pl.DataFrame:
@@ -230,17 +112,15 @@ def _event_keys(history: pl.DataFrame, interests: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def interest_terms(
-    history: pl.DataFrame, items: pl.DataFrame, interests: pl.DataFrame, keep: int = TERMS_KEPT
+def keyed_terms(
+    events: pl.DataFrame, keyed: pl.DataFrame, items: pl.DataFrame, keep: int = TERMS_KEPT
 ) -> pl.DataFrame:
-    """Terms each interest's events over-represent against everyone's: `user_idx, interest,
-    term, kind, lift, share, share_overall, interactions`, highest lift first.
+    """Terms each group of events (`keyed`: `key, item_idx`) over-represents against all of
+    `events`: `key, term, kind, lift, share, share_overall, interactions`.
 
     Genres, tags and eras (`pipeline.profiles.item_terms`); where the data has none of those for
-    an interest, the words of its items' titles and descriptions.
+    a group, the words of its items' titles and descriptions.
     """
-    events = history.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
-    keyed = _event_keys(history, interests)
     ranked = _ranked_terms(
         events, keyed, items, keep, by="key", min_interactions=MIN_USER_TERM_INTERACTIONS
     )
@@ -258,6 +138,17 @@ def interest_terms(
             events, bare, as_genres, keep, by="key", min_interactions=MIN_USER_TERM_INTERACTIONS
         ).with_columns(pl.lit("word").alias("kind"))
         ranked = pl.concat([ranked, found])
+    return ranked
+
+
+def interest_terms(
+    history: pl.DataFrame, items: pl.DataFrame, interests: pl.DataFrame, keep: int = TERMS_KEPT
+) -> pl.DataFrame:
+    """Terms each interest's events over-represent against everyone's (`keyed_terms`):
+    `user_idx, interest, term, kind, lift, share, share_overall, interactions`, highest lift
+    first."""
+    events = history.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
+    ranked = keyed_terms(events, _event_keys(history, interests), items, keep)
     return ranked.select(
         (pl.col("key") // KEY_STRIDE).cast(pl.Int32).alias("user_idx"),
         (pl.col("key") % KEY_STRIDE).cast(pl.Int32).alias("interest"),
@@ -265,11 +156,13 @@ def interest_terms(
     ).sort(["user_idx", "interest", "lift"], descending=[False, False, True])
 
 
-def label(terms: list[dict[str, Any]], medoid_title: str) -> tuple[str, list[str]]:
-    """An interest's label and the terms in it: its most over-represented genre/tag/word
-    terms; an era only when there is nothing else; the medoid's title when no term is
-    over-represented."""
-    named = [term["term"] for term in terms if term["kind"] != "era"][:LABEL_TERMS]
+def label(
+    terms: list[dict[str, Any]], medoid_title: str, size: int = LABEL_TERMS
+) -> tuple[str, list[str]]:
+    """An interest's label and the terms in it: its `size` most over-represented
+    genre/tag/word terms; an era only when there is nothing else; the medoid's title when no
+    term is over-represented."""
+    named = [term["term"] for term in terms if term["kind"] != "era"][:size]
     if not named:
         named = [term["term"] for term in terms][:1]
     if not named:
@@ -343,6 +236,143 @@ def describe(
         pl.Series("terms", term_lists, dtype=pl.String),
     )
     return described, centroids
+
+
+# --------------------------------------------------------------------------------------------
+# Topics: groups of the catalogue's items, and how users move between them
+# --------------------------------------------------------------------------------------------
+def fit_topics(item_vectors: np.ndarray, n_topics: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(topic per item, unit centroids): KMeans on the unit item vectors, topics numbered
+    largest first."""
+    from sklearn.cluster import KMeans
+
+    unit = unit_rows(item_vectors.astype(np.float64))
+    k = max(1, min(n_topics, len(np.unique(unit.round(6), axis=0))))
+    model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(unit)
+    sizes = np.bincount(model.labels_, minlength=k)
+    order = np.lexsort((np.arange(k), -sizes))  # largest first, ties by KMeans id
+    renumbered = np.empty(k, dtype=np.int64)
+    renumbered[order] = np.arange(k)
+    centroids = unit_rows(model.cluster_centers_[order]).astype(np.float32)
+    return renumbered[model.labels_], centroids
+
+
+def _exemplar(members: np.ndarray, unit: np.ndarray, item_events: np.ndarray) -> int:
+    """The item that stands for a topic: among its most interacted quarter, the one closest to
+    the topic's centroid (a well-known item reads better than an obscure central one)."""
+    if members.size == 0:
+        return -1
+    popular = members[item_events[members] >= np.quantile(item_events[members], 0.75)]
+    centre = unit[members].mean(axis=0)
+    return int(popular[np.argmax(unit[popular] @ centre)])
+
+
+def topic_profiles(
+    history: pl.DataFrame, items: pl.DataFrame, item_topic: np.ndarray, item_vectors: np.ndarray
+) -> list[dict[str, Any]]:
+    """Per topic: its label (terms its items' events over-represent; distinct across topics,
+    with more terms where two would read the same), terms, size and medoid."""
+    events = history.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
+    keyed = events.select(
+        pl.col("item_idx").map_elements(lambda item: int(item_topic[item]), pl.Int64).alias("key"),
+        "item_idx",
+    )
+    ranked = keyed_terms(events, keyed, items)
+    by_topic: dict[int, list[dict[str, Any]]] = {}
+    for row in ranked.sort(["key", "lift"], descending=[False, True]).iter_rows(named=True):
+        by_topic.setdefault(int(row.pop("key")), []).append(row)
+    titles = dict(items.select("item_idx", "title").iter_rows())
+    unit = unit_rows(item_vectors.astype(np.float32))
+    counts = np.bincount(keyed["key"].to_numpy(), minlength=int(item_topic.max()) + 1)
+    item_events = np.bincount(keyed["item_idx"].to_numpy(), minlength=len(item_topic))
+    profiles: list[dict[str, Any]] = []
+    used: set[frozenset[str]] = set()
+    for topic in range(int(item_topic.max()) + 1):
+        members = np.flatnonzero(item_topic == topic)
+        medoid = _exemplar(members, unit, item_events)
+        title = titles.get(medoid, f"item {medoid}")
+        terms = by_topic.get(topic, [])
+        # Distinct as sets of terms: "Drama · Romance" and "Romance · Drama" read the same.
+        for size in range(LABEL_TERMS, LABEL_TERMS + 3):
+            text, named = label(terms, title, size)
+            if frozenset(named) not in used:
+                break
+        else:
+            text = f"{text} (like {title})"
+        used.add(frozenset(named))
+        profiles.append(
+            {
+                "topic": topic,
+                "label": text,
+                "label_terms": named,
+                "size": int(members.size),
+                "events": int(counts[topic]),
+                "medoid": medoid,
+                "medoid_title": title,
+                "terms": terms,
+            }
+        )
+    return profiles
+
+
+def topics_for(processed: Processed, vectors: np.ndarray, cfg: InterestsConfig) -> Topics:
+    """Topics of the catalogue, labelled from and with transitions counted on the training
+    split only (the timelines exploration is evaluated against come after it)."""
+    item_topic, centroids = fit_topics(vectors, cfg.topics, cfg.seed)
+    counts, adoptions = transition_counts(processed.train, item_topic, len(centroids))
+    return Topics(
+        item_topic=item_topic,
+        centroids=centroids,
+        profiles=topic_profiles(processed.train, processed.items, item_topic, vectors),
+        counts=counts,
+        adoptions=adoptions,
+        smoothing=cfg.transition_smoothing,
+    )
+
+
+def topic_metrics(topics: Topics, processed: Processed, items: pl.DataFrame) -> dict[str, Any]:
+    """How the topics came out: sizes, distinct labels, label agreement, and how many held-out
+    events are novel (their topic new to the user before them)."""
+    sizes = np.array([profile["size"] for profile in topics.profiles])
+    carried = _carried(items)
+    agreement = [
+        np.mean([bool(carried.get(item, set()) & set(profile["label_terms"])) for item in members])
+        for profile in topics.profiles
+        if profile["label_terms"]
+        for members in [np.flatnonzero(topics.item_topic == profile["topic"])]
+    ]
+    shuffled = np.random.default_rng(0).permutation(topics.item_topic)
+    floor = [
+        np.mean([bool(carried.get(item, set()) & set(profile["label_terms"])) for item in members])
+        for profile in topics.profiles
+        if profile["label_terms"]
+        for members in [np.flatnonzero(shuffled == profile["topic"])]
+    ]
+    novel = {}
+    n_users, n_topics = processed.users.height, len(topics.profiles)
+    for split, history in (("validation", processed.train), ("test", processed.history_at_test)):
+        engaged = np.zeros((n_users, n_topics), dtype=bool)
+        engaged[
+            history["user_idx"].to_numpy(), topics.item_topic[history["item_idx"].to_numpy()]
+        ] = True
+        held_out = processed.split(split)
+        new = ~engaged[
+            held_out["user_idx"].to_numpy(), topics.item_topic[held_out["item_idx"].to_numpy()]
+        ]
+        novel[split] = {"events": int(held_out.height), "novel": int(new.sum())}
+    labels = [profile["label"] for profile in topics.profiles]
+    return {
+        "topics": len(topics.profiles),
+        "items_per_topic": {
+            "min": int(sizes.min()),
+            "median": float(np.median(sizes)),
+            "max": int(sizes.max()),
+        },
+        "distinct_labels": len(set(labels)),
+        "label_agreement": round(float(np.mean(agreement)), 4) if agreement else None,
+        "label_agreement_shuffled_items": round(float(np.mean(floor)), 4) if floor else None,
+        "novel_events": novel,
+    }
 
 
 def _carried(items: pl.DataFrame) -> dict[int, set[str]]:
@@ -429,21 +459,30 @@ def main(root: Path = Path(".")) -> None:
     processed = read_processed(layout)
     vectors = read_embeddings(cfg.encoder, layout).items
     clustering = read_clustering(layout)
-    # What is served knows every event: the interests come from the whole history.
+    settings = settings_for(cfg)
+    # What is served knows every event: the served interests come from the whole history.
     history = processed.history_served
-    table, centroids = describe(
-        history, processed.items, vectors, clustering.assignments, settings_for(cfg)
-    )
+    table, centroids = describe(history, processed.items, vectors, clustering.assignments, settings)
     metrics = interest_metrics(table, processed.items, processed.users.height, cfg.seed)
+    # What is evaluated reads only the history before the held-out event.
+    for split, before in (("validation", processed.train), ("test", processed.history_at_test)):
+        split_table, split_centroids = user_interest_sets(before, vectors, settings)
+        write_split_interests(split, split_table, split_centroids, layout)
+    topics = topics_for(processed, vectors, cfg)
+    write_topics(topics, layout)
+    metrics["topics"] = topic_metrics(topics, processed, processed.items)
     write_interests(
         UserInterests(table=table, centroids=centroids, metrics=metrics),
         cfg.model_dump(mode="json"),
         layout,
     )
+    novel = metrics["topics"]["novel_events"]["test"]
     print(
         f"interests: {metrics['interests']} over {metrics['users']} users "
         f"(median {metrics['interests_per_user_median']:g}), label agreement "
-        f"{metrics['label_agreement']} (shuffled {metrics['label_agreement_shuffled_interests']})"
+        f"{metrics['label_agreement']} (shuffled {metrics['label_agreement_shuffled_interests']}); "
+        f"{metrics['topics']['topics']} topics, {novel['novel']} of {novel['events']} test "
+        "events in a topic new to their user"
     )
 
 

@@ -196,6 +196,7 @@ def evaluate_model(
     coverage_k: int = 10,
     seed: int = 0,
     users: np.ndarray | None = None,
+    relevant: sp.csr_matrix | None = None,
 ) -> EvaluationResult:
     """Per-user results of one model on `split`, under the protocol above.
 
@@ -203,6 +204,8 @@ def evaluate_model(
     scorer (used for every split). `users` restricts the evaluation to some users (e.g. a seeded
     sample during fine-tuning); by default every user with an event in the split is evaluated,
     or those of `matrices.evaluated` on data with more users than the evaluation's cap.
+    `relevant` judges only some of the split's events (e.g. the novel ones): users without one
+    are left out; history, mask and candidates stay the split's.
     """
     if users is None:
         users = matrices.evaluated
@@ -210,9 +213,8 @@ def evaluate_model(
         raise ValueError(f"unknown split {split!r}: use 'validation', 'test' or 'cold'")
     scorer = scorer_for(model, split)
     prepared = with_random_ties(restricted(scorer, matrices.candidates(split)), seed)
-    return evaluate_scorer(
-        prepared, matrices.seen(split), matrices.relevant(split), ks, coverage_k, users=users
-    )
+    judged = matrices.relevant(split) if relevant is None else relevant
+    return evaluate_scorer(prepared, matrices.seen(split), judged, ks, coverage_k, users=users)
 
 
 Setting = TypeVar("Setting")
@@ -232,16 +234,18 @@ def select_on_validation(
     matrices: SplitMatrices,
     seed: int = 0,
     metric: str = TUNING_METRIC,
+    relevant: sp.csr_matrix | None = None,
 ) -> tuple[Setting, dict[Setting, float]]:
     """The setting whose scorer has the best validation `metric`, and every setting's value.
 
     `candidates` may be a generator, so each model is fit only when its turn comes (and can be
-    dropped after). Ties go to the first setting. Test data never enters here.
+    dropped after). Ties go to the first setting. Test data never enters here. `relevant`
+    judges only some validation events (`evaluate_model`).
     """
     k = _metric_cutoff(metric)
     results: dict[Setting, float] = {}
     for setting, scorer in candidates:
-        evaluation = evaluate_model(scorer, matrices, "validation", [k], k, seed)
+        evaluation = evaluate_model(scorer, matrices, "validation", [k], k, seed, relevant=relevant)
         results[setting] = float(evaluation.summary()[metric])
     if not results:
         raise ValueError("nothing to select from: the grid is empty")

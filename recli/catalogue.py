@@ -1,9 +1,10 @@
 """The serving catalogue: one SQLite file the CLI reads without polars, numpy or torch.
 
 Written by the `index` stage next to the Annoy index, it holds everything `recli` shows: items and
-their text fields, each user's history, fused user vectors, interest clusters and their profiles,
-each user's own interests (`user_interests`), id maps back to the original ids, and the versions
-of the artifacts it was built from.
+their text fields and topic, each user's history, fused user vectors, interest clusters and their
+profiles, each user's own interests (`user_interests`, with each interest's centroid in the base
+encoder's space and the mean of its items' fused vectors), the topics exploration suggests, id
+maps back to the original ids, and the versions of the artifacts it was built from.
 Standard library only, so reading it costs a few milliseconds. Where the file lives is part of
 the serving contract (`recli.contract.INDEX_DIR` / `CATALOGUE_FILE`).
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 from recli.errors import RecliError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Bumped whenever a table or meta key changes meaning: `connect` refuses any other version."""
 
 SCHEMA = """
@@ -27,7 +28,12 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE items (
     item_idx INTEGER PRIMARY KEY, item_id TEXT NOT NULL UNIQUE, title TEXT NOT NULL,
     year INTEGER, genres TEXT NOT NULL, tags TEXT NOT NULL, cold INTEGER NOT NULL,
-    train_count INTEGER NOT NULL
+    train_count INTEGER NOT NULL, topic INTEGER
+);
+CREATE INDEX items_by_topic ON items (topic);
+CREATE TABLE topics (
+    topic INTEGER PRIMARY KEY, label TEXT NOT NULL, size INTEGER NOT NULL, profile TEXT NOT NULL,
+    centroid BLOB NOT NULL
 );
 CREATE TABLE clusters (
     cluster INTEGER PRIMARY KEY, label TEXT NOT NULL, size INTEGER NOT NULL, profile TEXT NOT NULL
@@ -44,7 +50,7 @@ CREATE TABLE user_interests (
     user_idx INTEGER NOT NULL, interest INTEGER NOT NULL, label TEXT NOT NULL,
     weight REAL NOT NULL, events INTEGER NOT NULL, medoid INTEGER NOT NULL,
     first_timestamp INTEGER, last_timestamp INTEGER, cluster INTEGER, items TEXT NOT NULL,
-    terms TEXT NOT NULL, PRIMARY KEY (user_idx, interest)
+    terms TEXT NOT NULL, centroid BLOB, mean BLOB, PRIMARY KEY (user_idx, interest)
 );
 """
 

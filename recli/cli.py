@@ -126,16 +126,43 @@ def recommend(
     explain: Annotated[
         bool, typer.Option("--explain", help="Split each score into text and collaborative parts.")
     ] = False,
+    by_interest: Annotated[
+        bool,
+        typer.Option(
+            "--by-interest",
+            help="One list per interest besides the whole-user one, dealt by weight and "
+            "grouped by the interest each row serves.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
     artifacts: ArtifactsOption = None,
 ) -> None:
     """A user's interest group and their top-k recommendations, each with the reason behind it."""
     with _open(ctx, artifacts) as served:
-        result = served.recommend(user_id, k)
+        result = served.recommend(user_id, k, by_interest=by_interest)
     if as_json:
         _print_json(result.to_json())
         return
     render.show(render.recommendations_view(result, explain))
+
+
+@app.command(context_settings=IdArguments)
+def explore(
+    ctx: typer.Context,
+    user_id: Annotated[str, typer.Argument(help="The user's id as in the dataset (e.g. 196).")],
+    k: Annotated[int, typer.Option("-k", "--k", help="How many items per topic.")] = 5,
+    topics: Annotated[int, typer.Option("--topics", "-t", help="How many topics to suggest.")] = 3,
+    as_json: JsonOption = False,
+    artifacts: ArtifactsOption = None,
+) -> None:
+    """Topics the user has not tried yet, the likeliest next new interest first, with the items
+    in each they would enjoy most and why."""
+    with _open(ctx, artifacts) as served:
+        result = served.explore(user_id, k, topics)
+    if as_json:
+        _print_json(result.to_json())
+        return
+    render.show(render.exploration_view(result))
 
 
 @app.command(context_settings=IdArguments)

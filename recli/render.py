@@ -28,9 +28,11 @@ if TYPE_CHECKING:
     from recli.results import (
         Check,
         Cluster,
+        Exploration,
         Interest,
         Item,
         Neighbour,
+        Recommendation,
         Recommendations,
         User,
         UserProfile,
@@ -222,7 +224,29 @@ def recommendations_view(result: Recommendations, explain: bool) -> list[Any]:
         lines.append(f"recently: {recent}")
     header = _panel(lines, "recli recommend")
 
-    table = Grid(header_style="bold")
+    groups: dict[str | None, list[Recommendation]] = {}
+    for recommendation in result.items:
+        groups.setdefault(recommendation.serves, []).append(recommendation)
+    tables = [
+        _recommendation_table(
+            rows, explain, None if serves is None else f"serves: {escape(serves)}"
+        )
+        for serves, rows in groups.items()
+    ]
+    view: list[Any] = [header, *tables]
+    if result.by_interest:
+        view.append(
+            "[dim]--by-interest: the whole-user vector and each interest's (the user pulled "
+            "towards that interest's items) ask the index; the slots are dealt by weight, "
+            "ranks are the order of dealing.[/]"
+        )
+    if explain:
+        view.append(explanation(result))
+    return view
+
+
+def _recommendation_table(rows: list[Recommendation], explain: bool, title: str | None) -> Grid:
+    table = Grid(header_style="bold", title=title, title_justify="left")
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("title")
     table.add_column("genres")
@@ -231,7 +255,7 @@ def recommendations_view(result: Recommendations, explain: bool) -> list[Any]:
         table.add_column("text", justify="right", no_wrap=True, style="cyan")
         table.add_column("collab", justify="right", no_wrap=True, style="magenta")
     table.add_column("why")
-    for recommendation in result.items:
+    for recommendation in rows:
         why = []
         if recommendation.because is not None:
             why.append(f"because {escape(recommendation.because.item.title)}")
@@ -251,9 +275,51 @@ def recommendations_view(result: Recommendations, explain: bool) -> list[Any]:
                 f"{recommendation.collaborative_score:.3f}",
             ]
         table.add_row(*cells, "\n".join(why) or NONE)
-    view: list[Any] = [header, table]
-    if explain:
-        view.append(explanation(result))
+    return table
+
+
+def exploration_view(result: Exploration) -> list[Any]:
+    """`recli explore`: the topics the user engaged with, then each suggested topic with why
+    and its items."""
+    engaged = "; ".join(
+        f"{escape(label)} [dim]{weight:.0%}[/]" for label, weight in result.engaged[:4]
+    )
+    more = len(result.engaged) - 4
+    lines = [
+        f"[bold]user {escape(result.user.user_id)}[/] · {result.user.events} events · "
+        f"{len(result.engaged)} topics tried, {result.topics_left} not yet",
+        f"tried most: {engaged}" + (f" [dim](+{more} more)[/]" if more > 0 else ""),
+    ]
+    view: list[Any] = [_panel(lines, "recli explore")]
+    if not result.suggestions:
+        view.append("[dim]This user has tried every topic: nothing new to suggest.[/]")
+    for number, suggestion in enumerate(result.suggestions, start=1):
+        why = []
+        if suggestion.because:
+            liked = " and ".join(escape(label) for label in suggestion.because)
+            why.append(f"people who like {liked} often move on to it")
+        if suggestion.closest_interest:
+            why.append(f"closest to your interest {escape(suggestion.closest_interest)}")
+        title = (
+            f"{number}. [bold]{escape(suggestion.label)}[/] · "
+            f"{suggestion.probability:.0%} likely next"
+            + (f" · like {escape(suggestion.exemplar)}" if suggestion.exemplar else "")
+        )
+        if why:
+            title += f"\n[dim]{'; '.join(why)}[/]"
+        table = Grid(header_style="bold", title=title, title_justify="left")
+        table.add_column("#", justify="right", no_wrap=True)
+        table.add_column("title")
+        table.add_column("genres")
+        table.add_column("score", justify="right", no_wrap=True)
+        for neighbour in suggestion.items:
+            table.add_row(
+                str(neighbour.rank),
+                title_markup(neighbour.item),
+                genres_markup(neighbour.item),
+                f"{neighbour.score:.2f}",
+            )
+        view.append(table)
     return view
 
 

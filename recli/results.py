@@ -199,10 +199,14 @@ class Recommendation(NamedTuple):
     """How much more the user's cluster liked this item than everyone did (when profiled)."""
     cluster_terms: list[str]
     """The item's genres/tags that the user's cluster over-represents."""
+    serves: str | None = None
+    """With `--by-interest`: the label of the interest whose query found it ("overall taste"
+    for the whole-user vector's)."""
 
     def to_json(self) -> dict[str, Any]:
         """One entry of `recli recommend --json`'s `recommendations` (scores to 6 places)."""
         return {
+            **({} if self.serves is None else {"serves": self.serves}),
             "rank": self.rank,
             **self.item.to_json(),
             "score": round(self.score, 6),
@@ -232,6 +236,8 @@ class Recommendations(NamedTuple):
     """Share of the fused score that comes from the text side (meta `text_weight`)."""
     interests: list[Interest]
     """The user's own interests, heaviest first."""
+    by_interest: bool = False
+    """Found per interest and dealt by weight (`recli.exploration.merge_by_weight`)."""
 
     def to_json(self) -> dict[str, Any]:
         """The whole of `recli recommend --json`."""
@@ -255,6 +261,59 @@ class Neighbour(NamedTuple):
     def to_json(self) -> dict[str, Any]:
         """One row of `recli similar --json` or `recli search --json`."""
         return {"rank": self.rank, **self.item.to_json(), "score": round(self.score, 6)}
+
+
+class TopicSuggestion(NamedTuple):
+    """A topic new to the user that exploration suggests, and its items for them."""
+
+    topic: int
+    label: str
+    probability: float
+    """From the training timelines: the chance it is the user's next new topic."""
+    similarity: float
+    """Cosine between the topic and the closest of the user's interests."""
+    because: list[str]
+    """Labels of the user's topics that lead to this one most."""
+    closest_interest: str | None
+    """Label of the user's interest the topic lies closest to."""
+    exemplar: str | None
+    """Title of the item that stands for the topic."""
+    items: list[Neighbour]
+    """Its items the user has not interacted with, by explore score."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "topic": self.topic,
+            "label": self.label,
+            "probability": round(self.probability, 4),
+            "similarity": round(self.similarity, 4),
+            "because": self.because,
+            "closest_interest": self.closest_interest,
+            "exemplar": self.exemplar,
+            "items": [item.to_json() for item in self.items],
+        }
+
+
+class Exploration(NamedTuple):
+    """What `recli explore` shows: the topics a user engaged with and those to try next."""
+
+    user: User
+    engaged: list[tuple[str, float]]
+    """(label, weight) of the user's topics, heaviest first."""
+    suggestions: list[TopicSuggestion]
+    topics_left: int
+    """How many topics the user has not engaged with."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The whole of `recli explore --json`."""
+        return {
+            "user": self.user.user_id,
+            "engaged_topics": [
+                {"label": label, "weight": round(weight, 4)} for label, weight in self.engaged
+            ],
+            "topics_left": self.topics_left,
+            "suggestions": [suggestion.to_json() for suggestion in self.suggestions],
+        }
 
 
 class UserProfile(NamedTuple):

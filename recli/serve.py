@@ -25,7 +25,7 @@ from typing import Any
 
 from annoy import AnnoyIndex
 
-from recli import catalogue, explain, transaction
+from recli import catalogue, explain, exploration, transaction
 from recli.ann_index import REBUILD, load_index
 from recli.contract import (
     CATALOGUE_FILE,
@@ -40,12 +40,14 @@ from recli.inputs import check_k, is_text, not_text, unknown_id
 from recli.results import (
     Because,
     Cluster,
+    Exploration,
     HistoryEntry,
     Interest,
     Item,
     Neighbour,
     Recommendation,
     Recommendations,
+    TopicSuggestion,
     User,
     UserProfile,
 )
@@ -64,6 +66,14 @@ def over_represented(terms: Any) -> list[dict[str, Any]]:
         for term in (terms if isinstance(terms, list) else [])
         if isinstance(term, dict) and (term.get("lift") is None or term["lift"] >= SHOWN_LIFT)
     ]
+
+
+OVERALL_TASTE = "overall taste"
+"""What `--by-interest` calls the whole-user vector's list."""
+
+
+def _dot(left: Sequence[float], right: Sequence[float]) -> float:
+    return sum(a * b for a, b in zip(left, right, strict=True))
 
 
 def _finish_interrupted_swaps(artifacts: Path) -> None:
@@ -367,20 +377,86 @@ class Served:
         except RecliError:
             return None  # a profile-less cluster id: show the user without one
 
-    # ---------------------------------------------------------------------------- queries
-    def recommend(self, user_id: str, k: int = 10) -> Recommendations:
-        """The user's top-k unseen items from the index, each with the history item behind it.
+    def _retrieve(self, vector: Sequence[float], seen: set[int], k: int) -> list[tuple[int, float]]:
+        """The top-k unseen items of one query: Annoy asked for k + |seen| neighbours, the
+        history dropped (the query whose recall the index stage measures). An approximate
+        search can come back short; then every leaf is visited (exact)."""
+        index = self.index
+        wanted = min(k + len(seen), self.n_items)
+        chosen: list[tuple[int, float]] = []
+        for effort in (self.search_k, index.get_n_trees() * self.n_items):
+            neighbours, scores = index.get_nns_by_vector(
+                vector, wanted, search_k=effort, include_distances=True
+            )
+            chosen = [(i, s) for i, s in zip(neighbours, scores, strict=True) if i not in seen][:k]
+            if len(chosen) == k:
+                break
+        return chosen
 
-        Asks Annoy for k + |history| neighbours of the user's fused vector and drops the history,
-        which is exactly the query whose recall the index stage measures.
-        """
-        check_k(k, self.n_items)
+    def _history_user(self, user_id: str) -> User:
         user = self.user(user_id)
         if not any(user.vector):
             raise RecliError(
                 f"user '{user.user_id}' has no history, so there is nothing to recommend "
                 'from: describe their taste instead with `recli search "..."`'
             )
+        return user
+
+    def interest_vectors(self, user_idx: int) -> list[tuple[int, float, list[float], list[float]]]:
+        """(interest, weight, centroid in the base encoder's space, mean fused item vector)
+        of each of the user's interests, heaviest first (none in catalogues without them)."""
+        rows = self._query(
+            "SELECT interest, weight, centroid, mean FROM user_interests WHERE user_idx = ? "
+            "AND centroid IS NOT NULL AND mean IS NOT NULL ORDER BY interest",
+            (user_idx,),
+        )
+        return [
+            (
+                interest,
+                float(weight),
+                catalogue.unpack_vector(centroid),
+                catalogue.unpack_vector(mean),
+            )
+            for interest, weight, centroid, mean in rows
+        ]
+
+    def _by_interest(
+        self, user: User, interests: list[Interest], seen: set[int], k: int
+    ) -> list[tuple[int, float, str]]:
+        """(item, whole-user score, label of the list it came from): the whole-user list and
+        one per interest, dealt by weight as `index` tuned it."""
+        settings = self.meta.get("multi_interest") or {}
+        share = float(settings.get("whole_user_share", 1.0))
+        pull = float(settings.get("pull", 0.0))
+        labels = {interest.interest: interest.label for interest in interests}
+        queries = [(OVERALL_TASTE, share, user.vector)]
+        for interest, weight, _, mean in self.interest_vectors(user.user_idx):
+            queries.append(
+                (
+                    labels.get(interest, f"interest {interest + 1}"),
+                    (1.0 - share) * weight,
+                    exploration.interest_query(user.vector, mean, pull),
+                )
+            )
+        lists = [[item for item, _ in self._retrieve(query, seen, k)] for _, _, query in queries]
+        merged = exploration.merge_by_weight(lists, [weight for _, weight, _ in queries], k)
+        index = self.index
+        return [
+            (item, _dot(user.vector, index.get_item_vector(item)), queries[source][0])
+            for item, source in merged
+        ]
+
+    # ---------------------------------------------------------------------------- queries
+    def recommend(self, user_id: str, k: int = 10, by_interest: bool = False) -> Recommendations:
+        """The user's top-k unseen items from the index, each with the history item behind it.
+
+        Asks Annoy for k + |history| neighbours of the user's fused vector and drops the history,
+        which is exactly the query whose recall the index stage measures. `by_interest`: one
+        query per interest besides the whole-user one, the slots dealt by weight; each row says
+        which list it came from.
+        """
+        check_k(k, self.n_items)
+        user = self._history_user(user_id)
         seen_order = self.history_indices(user.user_idx)
         seen = set(seen_order)
         unseen = self.n_items - len(seen)
@@ -389,21 +465,15 @@ class Served:
                 f"-k {k} is more than the {unseen} items user '{user.user_id}' has not interacted "
                 f"with: use -k between 1 and {unseen}"
             )
+        interests = self.interests(user.user_idx)
+        if by_interest:
+            found = self._by_interest(user, interests, seen, k)
+        else:
+            found = [(item, score, None) for item, score in self._retrieve(user.vector, seen, k)]
         index = self.index
-        wanted = min(k + len(seen), self.n_items)
-        chosen: list[tuple[int, float]] = []
-        # An approximate search can come back short; then every leaf is visited (exact).
-        for effort in (self.search_k, index.get_n_trees() * self.n_items):
-            neighbours, scores = index.get_nns_by_vector(
-                user.vector, wanted, search_k=effort, include_distances=True
-            )
-            chosen = [(i, s) for i, s in zip(neighbours, scores, strict=True) if i not in seen][:k]
-            if len(chosen) == k:
-                break
-
-        because_of = explain.closest_history(index, [i for i, _ in chosen], seen_order)
+        because_of = explain.closest_history(index, [i for i, _, _ in found], seen_order)
         items = self.items(
-            [i for i, _ in chosen]
+            [i for i, _, _ in found]
             + [source for source, _ in because_of.values()]
             + seen_order[:RECENT_SHOWN]
         )
@@ -413,7 +483,7 @@ class Served:
         text_dimension = int(self.meta.get("text_dimension", 0))
 
         results = []
-        for rank, (item_idx, score) in enumerate(chosen, start=1):
+        for rank, (item_idx, score, serves) in enumerate(found, start=1):
             item = items[item_idx]
             text_score = explain.text_score(
                 user.vector, index.get_item_vector(item_idx), text_dimension
@@ -432,6 +502,7 @@ class Served:
                     because=because,
                     cluster_lift=lifts.get(item.item_id),
                     cluster_terms=explain.matching_terms(item, terms),
+                    serves=serves,
                 )
             )
         recent_entries = self.history(user.user_idx, RECENT_SHOWN)
@@ -442,7 +513,102 @@ class Served:
             recent=recent_entries,
             items=results,
             text_weight=None if text_weight is None else float(text_weight),
-            interests=self.interests(user.user_idx),
+            interests=interests,
+            by_interest=by_interest,
+        )
+
+    def explore(self, user_id: str, k: int = 5, topics: int = 3) -> Exploration:
+        """Topics the user has not engaged with, the likeliest next new interest first, each
+        with its `k` items the user would enjoy most (`recli.exploration`)."""
+        check_k(k, self.n_items)
+        if topics < 1:
+            raise RecliError(f"--topics must be at least 1 (got {topics})")
+        user = self._history_user(user_id)
+        settings = self.meta.get("explore")
+        recorded = self.meta.get("topic_transitions")
+        if not settings or not recorded:
+            raise RecliError(
+                f"{self.catalogue_path} has no topics to explore: run `dvc repro interests index`"
+            )
+        topic_of = dict(self._query("SELECT item_idx, topic FROM items WHERE topic IS NOT NULL"))
+        seen_order = self.history_indices(user.user_idx)
+        weights = exploration.topic_weights(
+            [topic_of[item] for item in seen_order if item in topic_of],
+            float(settings["half_life"]),
+        )
+        rows = self._query("SELECT topic, label, profile, centroid FROM topics ORDER BY topic")
+        labels = {topic: label for topic, label, _, _ in rows}
+        try:
+            exemplars = {
+                topic: json.loads(profile).get("medoid_title") for topic, _, profile, _ in rows
+            }
+        except json.JSONDecodeError:
+            raise self._corrupted() from None
+        interests = self.interests(user.user_idx)
+        own = self.interest_vectors(user.user_idx)
+        interest_labels = {interest.interest: interest.label for interest in interests}
+        centroids = [catalogue.unpack_vector(blob) for _, _, _, blob in rows]
+        similarity = exploration.closest_similarity([c for _, _, c, _ in own], centroids)
+        transitions = exploration.Transitions(
+            recorded["counts"], recorded["adoptions"], float(recorded["smoothing"])
+        )
+        ranked = exploration.rank_topics(
+            weights, transitions, similarity, float(settings["similarity_weight"])
+        )
+        seen = set(seen_order)
+        index = self.index
+        suggestions = []
+        for entry in ranked[:topics]:
+            members = [
+                item
+                for item, topic in topic_of.items()
+                if topic == entry.topic and item not in seen
+            ]
+            scored = sorted(
+                (
+                    (
+                        exploration.explore_score(
+                            _dot(user.vector, index.get_item_vector(item)),
+                            float(settings["score_scale"]),
+                            entry.score,
+                            float(settings["topic_weight"]),
+                        ),
+                        item,
+                    )
+                    for item in members
+                ),
+                key=lambda pair: (-pair[0], pair[1]),
+            )[:k]
+            found = self.items([item for _, item in scored])
+            closest = max(
+                own,
+                key=lambda vectors: exploration.closest_similarity(
+                    [vectors[2]], [centroids[entry.topic]]
+                )[0],
+                default=None,
+            )
+            suggestions.append(
+                TopicSuggestion(
+                    topic=entry.topic,
+                    label=labels[entry.topic],
+                    probability=entry.probability,
+                    similarity=entry.similarity,
+                    because=[labels[topic] for topic in entry.because],
+                    closest_interest=None if closest is None else interest_labels.get(closest[0]),
+                    exemplar=exemplars.get(entry.topic),
+                    items=[
+                        Neighbour(rank, found[item], score)
+                        for rank, (score, item) in enumerate(scored, start=1)
+                        if item in found
+                    ],
+                )
+            )
+        engaged = sorted(weights.items(), key=lambda pair: (-pair[1], pair[0]))
+        return Exploration(
+            user=user,
+            engaged=[(labels[topic], weight) for topic, weight in engaged],
+            suggestions=suggestions,
+            topics_left=len(ranked),
         )
 
     def similar(self, item_id: str, k: int = 10) -> tuple[Item, list[Neighbour]]:

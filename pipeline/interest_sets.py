@@ -1,0 +1,145 @@
+"""Cutting one user's history into interests: the grouping the `interests` stage describes and
+the evaluation re-derives from the training split.
+
+Each user's distinct items (the most recent `max_items`) are grouped by Ward linkage on their
+unit text vectors and the tree is cut at `distance_threshold`, so a user has as many interests as
+their history shows (at most `max_interests`); groups of fewer than `min_items` items join the
+nearest larger one. An interest's weight is its share of the user's events with each event
+counted `0.5 ** (age / half_life)`, age being its position from the user's latest event; its
+medoid is the member closest on average to the others.
+
+A library, not a stage: the `interests` stage groups the whole history (what is served), the
+`interests` stage also groups the training split and the history up to the test event (what the
+`index` and `evaluate` stages score multi-interest retrieval from), all with this one function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy.cluster.hierarchy import fcluster, linkage
+
+
+@dataclass(frozen=True)
+class InterestSettings:
+    """How a user's history is cut into interests."""
+
+    distance_threshold: float = 1.5
+    """Ward merge distance at which the tree is cut (unit vectors). On ML-100K with the
+    fine-tuned encoder, 1.5 gives a median of 2 interests per user and 5 at the 90th percentile."""
+    max_interests: int = 5
+    min_items: int = 3
+    """An interest holds at least this many items; smaller groups join the nearest one."""
+    max_items: int = 200
+    """Most recent distinct items clustered per user (the cost is quadratic in it)."""
+    half_life: float = 20.0
+    """Events after which an event counts half in an interest's weight."""
+
+    def __post_init__(self) -> None:
+        if self.distance_threshold <= 0 or self.half_life <= 0:
+            raise ValueError("distance_threshold and half_life must be positive")
+        if self.max_interests < 1 or self.min_items < 1 or self.max_items < 2:
+            raise ValueError("max_interests and min_items must be >= 1, max_items >= 2")
+
+
+def _groups(vectors: np.ndarray, settings: InterestSettings) -> np.ndarray:
+    """Interest number (0..) per row of `vectors`, with small groups merged into larger ones."""
+    n = len(vectors)
+    if n < 2 * settings.min_items:
+        return np.zeros(n, dtype=np.int64)
+    tree = linkage(vectors, method="ward")
+    labels = fcluster(tree, settings.distance_threshold, criterion="distance")
+    if labels.max() > settings.max_interests:
+        labels = fcluster(tree, settings.max_interests, criterion="maxclust")
+    sizes = np.bincount(labels)
+    large = [label for label in np.unique(labels) if sizes[label] >= settings.min_items]
+    if len(large) <= 1:
+        return np.zeros(n, dtype=np.int64)
+    centroids = np.stack([vectors[labels == label].mean(axis=0) for label in large])
+    nearest = np.argmax(vectors @ centroids.T, axis=1)
+    keep = np.isin(labels, large)
+    position = {label: index for index, label in enumerate(large)}
+    return np.where(keep, [position.get(label, -1) for label in labels], nearest)
+
+
+def _medoid(vectors: np.ndarray) -> int:
+    """Row of the member with the highest mean cosine to the others."""
+    similarity = vectors @ vectors.T
+    return int(np.argmax(similarity.sum(axis=1)))
+
+
+def user_interest_sets(
+    history: pl.DataFrame, item_vectors: np.ndarray, settings: InterestSettings
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """Every user's interests from `history` (`user_idx, item_idx, timestamp`, any order).
+
+    Returns one row per (user, interest), heaviest first within a user: `user_idx, interest,
+    items` (item indices, newest first), `events, weight, medoid, first_timestamp,
+    last_timestamp`; and the interests' unit centroids (rows in the same order).
+    """
+    unit = item_vectors / np.maximum(np.linalg.norm(item_vectors, axis=1, keepdims=True), 1e-12)
+    ordered = history.sort(["user_idx", "timestamp"], maintain_order=True)
+    users = ordered["user_idx"].to_numpy()
+    items = ordered["item_idx"].to_numpy()
+    times = ordered["timestamp"].to_numpy()
+    bounds = np.flatnonzero(np.diff(users)) + 1
+    rows: list[dict[str, Any]] = []
+    centroids: list[np.ndarray] = []
+    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, users.size], strict=True):
+        if stop == start:
+            continue
+        user_items, user_times = items[start:stop], times[start:stop]
+        age = np.arange(stop - start)[::-1]  # 0 for the latest event
+        decay = 0.5 ** (age / settings.half_life)
+        # Distinct items, most recent event of each, newest `max_items` kept.
+        _, last = np.unique(user_items[::-1], return_index=True)
+        last = np.sort((stop - start - 1) - last)[::-1][: settings.max_items]
+        distinct = user_items[last]
+        group_of_item = dict(
+            zip(distinct.tolist(), _groups(unit[distinct], settings).tolist(), strict=True)
+        )
+        event_group = np.array([group_of_item.get(item, -1) for item in user_items.tolist()])
+        total = decay[event_group >= 0].sum()
+        for group in sorted(set(group_of_item.values())):
+            members = distinct[[group_of_item[item] == group for item in distinct.tolist()]]
+            mask = event_group == group
+            vectors = unit[members]
+            centre = vectors.mean(axis=0)
+            centroids.append(centre / max(float(np.linalg.norm(centre)), 1e-12))
+            rows.append(
+                {
+                    "user_idx": int(users[start]),
+                    "items": members.astype(np.int32).tolist(),
+                    "events": int(mask.sum()),
+                    "weight": float(decay[mask].sum() / total),
+                    "medoid": int(members[_medoid(vectors)]),
+                    "first_timestamp": int(user_times[mask].min()),
+                    "last_timestamp": int(user_times[mask].max()),
+                }
+            )
+    table = pl.DataFrame(
+        rows,
+        schema={
+            "user_idx": pl.Int32,
+            "items": pl.List(pl.Int32),
+            "events": pl.Int32,
+            "weight": pl.Float64,
+            "medoid": pl.Int32,
+            "first_timestamp": pl.Int64,
+            "last_timestamp": pl.Int64,
+        },
+    )
+    matrix = np.stack(centroids) if centroids else np.zeros((0, unit.shape[1]), np.float32)
+    # Heaviest first within a user, numbered in that order.
+    order = table.with_row_index("row").sort(
+        ["user_idx", "weight", "last_timestamp"], descending=[False, True, True]
+    )
+    table = order.drop("row").with_columns(
+        pl.int_range(pl.len()).over("user_idx").cast(pl.Int32).alias("interest")
+    )
+    columns = ["user_idx", "interest", "items", "events", "weight", "medoid"]
+    table = table.select(*columns, "first_timestamp", "last_timestamp")
+    return table, matrix[order["row"].to_numpy()].astype(np.float32)
