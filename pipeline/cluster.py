@@ -46,7 +46,13 @@ from pipeline.artifacts import (
 )
 from pipeline.config import ClusterConfig, load_params
 from pipeline.interactions import UserItemVectors, interaction_matrix
-from pipeline.profiles import cluster_profiles, label_agreement, user_interests, user_term_shares
+from pipeline.profiles import (
+    LABEL_SEPARATOR,
+    cluster_profiles,
+    label_agreement,
+    user_interests,
+    user_term_shares,
+)
 from recli.errors import RecliError
 
 N_INIT = 10
@@ -246,6 +252,13 @@ def run(
         "largest_share": round(int(sizes.max()) / len(clustered_users), 4),
         "label_agreement": None if agreement[0] is None else round(agreement[0], 4),
         "label_agreement_random": None if agreement[1] is None else round(agreement[1], 4),
+        # Labels read apart, and say what a group likes before when it watched.
+        "labels_distinct": len({profile["label"] for profile in profiles}),
+        "labels_with_an_era": sum(
+            any(term.endswith(" films") for term in profile["label"].split(LABEL_SEPARATOR))
+            for profile in profiles
+        ),
+        "labels_with_a_title": sum(" — " in profile["label"] for profile in profiles),
     }
     if cfg.k == "auto":
         metrics["k_range_searched"] = [ks[0], ks[-1]]

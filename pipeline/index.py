@@ -53,10 +53,13 @@ from pipeline.exploration import (
 from pipeline.fusion import tune_fusion
 from pipeline.interactions import UserItemVectors
 from pipeline.metrics import top_k
-from pipeline.protocol import SplitMatrices, evaluate_model, select_on_validation
+from pipeline.protocol import SplitMatrices, evaluate_model, select_on_validation, user_sample
 from recli import catalogue, contract
 
 RECALL_K = 10
+INTEREST_TUNING_USERS = 5000
+"""The multi-interest grid is scored on at most this many (seeded) users: each setting ranks
+every item for one query per interest, and the grid has share × pull settings."""
 
 
 def tune_multi_interest(
@@ -71,7 +74,12 @@ def tune_multi_interest(
     """The whole-user share and pull served by `recli recommend --by-interest`: on validation,
     the setting whose lists touch most of the users' interests among those within
     `cfg.interest_tolerance` of the single vector's NDCG@10 (the most accurate if none is)."""
-    single = evaluate_model(fused.score, matrices, "validation", [RECALL_K], RECALL_K, seed)
+    pool = matrices.evaluated if matrices.evaluated is not None else np.arange(len(fused.users))
+    drawn = user_sample(len(pool), INTEREST_TUNING_USERS, seed)
+    users = matrices.evaluated if drawn is None else pool[drawn]
+    single = evaluate_model(
+        fused.score, matrices, "validation", [RECALL_K], RECALL_K, seed, users=users
+    )
     floor = (1.0 - cfg.interest_tolerance) * single.summary()["ndcg@10"]
     table: dict[str, dict[str, float]] = {}
     for share in cfg.interest_share_grid:
@@ -86,7 +94,9 @@ def tune_multi_interest(
                 pull,
                 depth,
             )
-            result = evaluate_model(scorer, matrices, "validation", [RECALL_K], RECALL_K, seed)
+            result = evaluate_model(
+                scorer, matrices, "validation", [RECALL_K], RECALL_K, seed, users=users
+            )
             coverage = interest_coverage(
                 result.users,
                 result.recommended[:, :RECALL_K],

@@ -35,7 +35,14 @@ MIN_ITEM_USERS = 3
 MIN_ITEM_USER_SHARE = 0.02
 
 LABEL_TERMS = 3
-"""Terms joined into a cluster label; more stops being short."""
+"""Genres/tags joined into a cluster label; more stops being short."""
+MIN_LABEL_LIFT = 1.1
+"""A genre/tag joins a label only at this lift or more (what `recli` shows as over-represented),
+unless no term of the cluster reaches it."""
+EXTRA_LABEL_TERMS = 2
+"""Terms a label may gain to tell it apart from clusters whose terms are the same."""
+LABEL_POOL = 12
+"""Genres/tags per cluster among which the term that sets a clashing cluster apart is sought."""
 LABEL_SEPARATOR = " · "
 ERA_EXACT_FROM = 1990
 """From this year on, an item's era term is its exact release year; before, its decade."""
@@ -294,29 +301,82 @@ def _label_weight(term: dict[str, Any]) -> float:
     return term["share"] * math.log(term["lift"])
 
 
-def label_clusters(
-    top_terms: list[list[dict[str, Any]]], exemplars: list[list[dict[str, Any]]]
-) -> list[str]:
-    """Short labels from the top terms, made unique across clusters: `top_terms[c]` and
-    `exemplars[c]` are cluster c's, as in its profile (a term needs `term`, `kind`, `share` and
-    `lift`; an exemplar its `title`).
+def _contrast(term: dict[str, Any], others: list[list[dict[str, Any]]]) -> float:
+    """share × ln of the smallest ratio of this cluster's lift for the term to another clashing
+    cluster's (1 where the other does not over-represent it): how far the term sets the cluster
+    apart from every cluster it is confused with."""
+    key = (term["kind"], term["term"])
+    ratios = [
+        term["lift"] / next((t["lift"] for t in pool if (t["kind"], t["term"]) == key), 1.0)
+        for pool in others
+    ]
+    return term["share"] * math.log(min(ratios)) if ratios else 0.0
 
-    Up to LABEL_TERMS terms, those that carry most of the cluster's activity, tastes before at
-    most one era; a cluster without terms is named after its first exemplar. Every cluster of a
-    clashing group gets its first exemplar's title appended (not only the later ones, so none of
-    them reads as the "real" owner of the label); anything still equal gets its cluster id.
+
+def _setting_apart(
+    pool: list[dict[str, Any]], chosen: list[dict[str, Any]], others: list[list[dict[str, Any]]]
+) -> dict[str, Any] | None:
+    """The term of `pool` not in `chosen` that best sets the cluster apart from `others`: a
+    genre or tag if any does, an era only when none does; None when nothing does."""
+    named = {(t["kind"], t["term"]) for t in chosen}
+    left = [t for t in pool if (t["kind"], t["term"]) not in named]
+    for kinds in (lambda kind: kind != "era", lambda kind: kind == "era"):
+        scored = [(t, _contrast(t, others)) for t in left if kinds(t["kind"])]
+        scored = [(t, value) for t, value in scored if value > 0]
+        if scored:
+            return max(scored, key=lambda pair: pair[1])[0]
+    return None
+
+
+def label_clusters(
+    top_terms: list[list[dict[str, Any]]],
+    exemplars: list[list[dict[str, Any]]],
+    pools: list[list[dict[str, Any]]] | None = None,
+) -> list[str]:
+    """Short labels from the top terms, distinct across clusters: `top_terms[c]` and
+    `exemplars[c]` are cluster c's, as in its profile (a term needs `term`, `kind`, `share` and
+    `lift`; an exemplar its `title`); `pools[c]` (default: `top_terms[c]`) are more of the
+    terms it over-represents, to tell clashing clusters apart.
+
+    Up to LABEL_TERMS genres/tags of lift ≥ MIN_LABEL_LIFT, those that carry most of the
+    cluster's activity; an era only
+    when there is nothing else, or when it is what sets the cluster apart. Clusters whose labels
+    name the same terms (in any order) each get the term from their pool that best sets them
+    apart from the others (`_setting_apart`), up to EXTRA_LABEL_TERMS times. A clash nothing
+    resolves gets every member's first exemplar title appended (not only the later ones, so none
+    reads as the "real" owner), and anything still equal its cluster id.
     """
+    pools = top_terms if pools is None else pools
+    chosen: list[list[dict[str, Any]]] = []
+    for terms in top_terms:
+        by_weight = sorted(terms, key=_label_weight, reverse=True)
+        tastes = [term for term in by_weight if term["kind"] != "era"]
+        # A label names what the group clearly likes more than everyone: a term barely above
+        # everyone's share only when nothing clears the bar.
+        tastes = ([t for t in tastes if t["lift"] >= MIN_LABEL_LIFT] or tastes[:1])[:LABEL_TERMS]
+        chosen.append(tastes or [term for term in by_weight if term["kind"] == "era"][:1])
+    for _ in range(EXTRA_LABEL_TERMS):
+        clashes = _clashes(chosen)
+        if not clashes:
+            break
+        extended = [list(terms) for terms in chosen]
+        for members in clashes:
+            for cluster in members:
+                others = [pools[other] for other in members if other != cluster]
+                extra = _setting_apart(pools[cluster], chosen[cluster], others)
+                if extra is not None:
+                    extended[cluster].append(extra)
+        if extended == chosen:
+            break
+        chosen = extended
     labels = []
-    for cluster, (terms, examples) in enumerate(zip(top_terms, exemplars, strict=True)):
+    for cluster, (terms, examples) in enumerate(zip(chosen, exemplars, strict=True)):
         if terms:
-            # What they like first (genres/tags), then when (at most one era); of the terms the
-            # cluster over-represents, those that carry the most of its activity.
-            by_weight = sorted(terms, key=_label_weight, reverse=True)
-            eras = [term for term in by_weight if term["kind"] == "era"][:1]
-            tastes = [term for term in by_weight if term["kind"] != "era"]
-            tastes = tastes[: LABEL_TERMS - len(eras)]
-            chosen = tastes + eras
-            labels.append(LABEL_SEPARATOR.join(term_text(t) for t in chosen))
+            # What they like first (genres/tags), then when (an era).
+            ordered = [t for t in terms if t["kind"] != "era"] + [
+                t for t in terms if t["kind"] == "era"
+            ]
+            labels.append(LABEL_SEPARATOR.join(term_text(t) for t in ordered))
         elif examples:
             labels.append(f"Like {examples[0]['title']}")
         else:
@@ -332,6 +392,17 @@ def label_clusters(
     return [
         f"{label} (cluster {c})" if label in clashing else label for c, label in enumerate(labels)
     ]
+
+
+def _clashes(chosen: list[list[dict[str, Any]]]) -> list[list[int]]:
+    """Groups of clusters whose chosen terms are the same set (clusters without terms aside)."""
+    by_terms: dict[frozenset[tuple[str, str]], list[int]] = {}
+    for cluster, terms in enumerate(chosen):
+        if terms:
+            by_terms.setdefault(frozenset((t["kind"], t["term"]) for t in terms), []).append(
+                cluster
+            )
+    return [members for members in by_terms.values() if len(members) > 1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -358,13 +429,20 @@ def cluster_profiles(
         {"user_idx": clustered_users.astype(np.int32), "cluster": labels.astype(np.int32)}
     )
     clustered = train.join(user_cluster, on="user_idx")
-    terms = _top_terms(train, clustered, processed.items, cfg.top_terms)
+    pool = _top_terms(train, clustered, processed.items, max(cfg.top_terms, LABEL_POOL))
     exemplars, top_items = _items_per_cluster(
         train, clustered, processed.items, item_vectors, centroids, sizes, cfg.exemplars
     )
-    terms_list = [terms.get(c, []) for c in range(k)]
+    pools = [pool.get(c, []) for c in range(k)]
+    # The profile's terms: its `top_terms` genres/tags by lift, then its eras (at most
+    # ERA_TERMS): what the group likes reads before when it watched.
+    terms_list = [
+        [t for t in terms if t["kind"] != "era"][: cfg.top_terms]
+        + [t for t in terms if t["kind"] == "era"]
+        for terms in pools
+    ]
     exemplar_list = [exemplars.get(c, []) for c in range(k)]
-    names = label_clusters(terms_list, exemplar_list)
+    names = label_clusters(terms_list, exemplar_list, pools)
     total = max(int(sizes.sum()), 1)
     return [
         {

@@ -17,8 +17,9 @@ import polars as pl
 from synthetic import make_block_raw
 
 from pipeline import index
-from pipeline.artifacts import Processed
+from pipeline.artifacts import Processed, Topics
 from pipeline.config import IndexConfig, PreprocessConfig
+from pipeline.exploration import InterestSets, transition_counts, unit_rows
 from pipeline.fusion import Fusion
 from pipeline.interests import InterestSettings, describe
 from pipeline.preprocess import run
@@ -105,6 +106,36 @@ def _profiles(processed: Processed, top_item: dict[str, Any]) -> list[dict[str, 
     ]
 
 
+TOPIC_LABELS = ("Block A, first half", "Block A, second half", "Block B")
+
+
+def _topics(processed: Processed, fused_items: np.ndarray) -> Topics:
+    """Three topics: block A's items split in two halves, and block B."""
+    items = processed.items.sort("item_idx")
+    topic_of = np.array(
+        [
+            2 if _block(item_id) else int((int(item_id) - 100) >= ITEMS_PER_BLOCK // 2)
+            for item_id in items["item_id"]
+        ]
+    )
+    centroids = unit_rows(np.stack([fused_items[topic_of == t].mean(axis=0) for t in range(3)]))
+    counts, adoptions = transition_counts(processed.train, topic_of, 3)
+    titles = items["title"].to_list()
+    profiles = [
+        {
+            "topic": topic,
+            "label": label,
+            "label_terms": [],
+            "size": int((topic_of == topic).sum()),
+            "medoid": int(np.flatnonzero(topic_of == topic)[0]),
+            "medoid_title": titles[int(np.flatnonzero(topic_of == topic)[0])],
+            "terms": [],
+        }
+        for topic, label in enumerate(TOPIC_LABELS)
+    ]
+    return Topics(topic_of, centroids.astype(np.float32), profiles, counts, adoptions, 10.0)
+
+
 def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict[str, Any]:
     """Write `root/index/{catalogue.sqlite,items.ann}`; return facts the tests can check."""
     processed = run(
@@ -149,10 +180,23 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         "index_sha256": contract.file_digest(index_path)[: contract.DIGEST_CHARS],
         "built_from": {"processed/train.parquet": "0" * 16},
         "encoder": contract.ENCODER_DIR.as_posix(),
+        "multi_interest": {"whole_user_share": 0.5, "pull": 0.5},
+        "explore": {
+            "topic_weight": 0.25,
+            "similarity_weight": 5.0,
+            "score_scale": 1.0,
+            "half_life": 20.0,
+        },
+    }
+    topics = _topics(processed, fused_items)
+    meta["topic_transitions"] = {
+        "counts": topics.counts.tolist(),
+        "adoptions": topics.adoptions.tolist(),
+        "smoothing": topics.smoothing,
     }
     interests = user_interests(served, processed.items, keep=5)
     first_interest = interests.filter(interests["user_idx"] == user_idx).row(0, named=True)
-    own, _ = describe(
+    own, centroids = describe(
         served,
         processed.items,
         fused_items,
@@ -171,6 +215,8 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         meta,
         interests,
         own,
+        (centroids, index._served_means(own, InterestSets.from_table(own, centroids), fused_items)),
+        topics,
     )
     users_interest = own.filter(own["user_idx"] == user_idx).row(0, named=True)
     return {
@@ -183,6 +229,8 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         "interest_cluster": users_interest["group"],
         "history_item_ids": {item_ids[i] for i in history},
         "block_a_item_ids": {item_ids[i] for i in block_a},
+        "block_b_item_ids": {item_id for item_id in item_ids.values() if _block(item_id)},
+        "topic_labels": TOPIC_LABELS,
         "expected_top_item_id": item_ids[expected],
         "expected_top_title": top_item["title"],
         "item_id": item_ids[block_a[0]],

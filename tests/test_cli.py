@@ -406,3 +406,68 @@ def test_a_long_search_query_is_shortened_in_the_title(copy: Path, tiny_encoder_
     assert "space opera with robots space opera" in result.stdout and "…" in result.stdout
     payload = json.loads(invoke(copy, "search", query, "-k", "2", "--json").stdout)
     assert payload["query"] == query and len(payload["items"]) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Interests: several lists per user, and exploration
+# --------------------------------------------------------------------------------------------
+def test_recommend_by_interest(facts: dict[str, Any]) -> None:
+    result = invoke(facts["root"], "recommend", facts["user_id"], "-k", "6", "--by-interest")
+    assert result.exit_code == 0, result.output
+    assert "serves: overall taste" in result.stdout
+    assert f"serves: {facts['interest_label']}" in result.stdout
+    payload = json.loads(
+        invoke(
+            facts["root"], "recommend", facts["user_id"], "-k", "6", "--by-interest", "--json"
+        ).stdout
+    )
+    rows = payload["recommendations"]
+    assert len(rows) == 6 and [row["rank"] for row in rows] == list(range(1, 7))
+    # Whole-user share 0.5 and one interest of weight 1: the slots alternate, overall first.
+    assert [row["serves"] for row in rows] == ["overall taste", facts["interest_label"]] * 3
+    ids = [row["item_id"] for row in rows]
+    assert len(set(ids)) == 6
+    assert not set(ids) & facts["history_item_ids"]
+    assert set(ids) <= facts["block_a_item_ids"]  # both lists are the user's own block
+
+
+def test_explore_suggests_the_only_topic_the_user_has_not_tried(facts: dict[str, Any]) -> None:
+    result = invoke(facts["root"], "explore", facts["user_id"], "-k", "4", "--json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    block_a, block_b = facts["topic_labels"][:2], facts["topic_labels"][2]
+    assert {entry["label"] for entry in payload["engaged_topics"]} <= set(block_a)
+    assert payload["topics_left"] == 1
+    (suggestion,) = payload["suggestions"]
+    assert suggestion["label"] == block_b and suggestion["probability"] == 1.0
+    assert set(suggestion["because"]) <= set(block_a) and suggestion["because"]
+    assert suggestion["closest_interest"] == facts["interest_label"]
+    ids = [item["item_id"] for item in suggestion["items"]]
+    assert len(ids) == 4 and set(ids) <= facts["block_b_item_ids"]
+    scores = [item["score"] for item in suggestion["items"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("columns", ["80", "120"])
+def test_explore_user_and_by_interest_read_at_common_widths(
+    facts: dict[str, Any], columns: str
+) -> None:
+    for args in (
+        ["explore", facts["user_id"]],
+        ["user", facts["user_id"]],
+        ["recommend", facts["user_id"], "--by-interest"],
+    ):
+        result = invoke(facts["root"], *args, env={"COLUMNS": columns})
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        assert max(len(line) for line in lines) <= int(columns)
+    explored = invoke(facts["root"], "explore", facts["user_id"], env={"COLUMNS": "80"}).stdout
+    assert facts["topic_labels"][2] in explored and "likely next" in explored
+    assert "often move on to it" in explored
+
+
+def test_explore_input_errors(facts: dict[str, Any]) -> None:
+    line = one_error_line(invoke(facts["root"], "explore", facts["user_id"], "--topics", "0"))
+    assert "--topics must be at least 1" in line
+    line = one_error_line(invoke(facts["root"], "explore", "no-such-user"))
+    assert "user id 'no-such-user'" in line

@@ -11,8 +11,10 @@ import pytest
 from pipeline.interests import (
     InterestSettings,
     describe,
+    fit_topics,
     interest_metrics,
     label,
+    topic_profiles,
     user_interest_sets,
     word_terms,
 )
@@ -165,3 +167,40 @@ def test_a_label_prefers_genres_to_eras_and_falls_back_to_the_medoid() -> None:
     assert label(terms, "Heat (1995)") == ("Thriller · Noir", ["Thriller", "noir"])
     assert label(terms[:1], "Heat (1995)") == ("1997 films", ["1997 films"])
     assert label([], "Heat (1995)") == ("Like Heat (1995)", [])
+
+
+# --------------------------------------------------------------------------------------------
+# Topics: groups of the catalogue's items
+# --------------------------------------------------------------------------------------------
+def _everyone(n_per_topic: int = 8) -> pl.DataFrame:
+    """Nine users, three per topic, each with most of their topic's items."""
+    return _history(
+        {
+            user: [topic * n_per_topic + i for i in range(n_per_topic) if (i + user) % 4]
+            for topic in range(3)
+            for user in range(3 * topic, 3 * topic + 3)
+        }
+    )
+
+
+@pytest.mark.parametrize("genres", [True, False])
+def test_topics_group_the_items_and_their_labels_name_what_they_hold(genres: bool) -> None:
+    items, vectors = _items(genres=genres)
+    if not genres:  # a catalogue of titles and descriptions only
+        items = items.drop("year", "genres", "tags")
+    topic_of, centroids = fit_topics(vectors, 3, seed=0)
+    # One topic per axis, numbered largest first (equal sizes: by KMeans id), unit centroids.
+    for topic in range(3):
+        assert np.unique(topic_of[topic * 8 : topic * 8 + 8]).size == 1
+    assert sorted(np.bincount(topic_of).tolist()) == [8, 8, 8]
+    np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0, atol=1e-6)
+    profiles = topic_profiles(_everyone(), items, topic_of, vectors)
+    for topic in range(3):
+        profile = profiles[int(topic_of[topic * 8])]
+        if genres:
+            assert profile["label"] == TOPICS[topic], profile
+        else:  # the words its titles and descriptions share, e.g. "Animation · Cartoons"
+            assert WORDS[topic] in profile["label_terms"], profile
+            assert not profile["label"].startswith("Like "), profile
+        assert profile["size"] == 8 and profile["medoid"] in range(topic * 8, topic * 8 + 8)
+    assert len({profile["label"] for profile in profiles}) == 3

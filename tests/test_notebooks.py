@@ -28,6 +28,7 @@ CASE_STUDIES = {
     "02-interest-clusters",
     "03-sparsity-and-cold-start",
     "04-experiments",
+    "05-interest-exploration",
 }
 RERUN = "re-run it: python scripts/run_notebooks.py"
 by_notebook = pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])

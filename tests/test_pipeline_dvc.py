@@ -122,6 +122,16 @@ def test_what_is_served_knows_every_event_of_the_user(project: Path) -> None:
             result = served.recommend(user_id, min(10, unseen))
             recommended = {r.item.item_id for r in result.items}
             assert recommended and not recommended & items, user_id
+            by_interest = served.recommend(user_id, min(10, unseen), by_interest=True)
+            dealt = [r.item.item_id for r in by_interest.items]
+            assert len(dealt) == len(set(dealt)) == min(10, unseen), user_id
+            assert not set(dealt) & items, user_id
+            explored = served.explore(user_id, k=3, topics=2)
+            suggested = {n.item.item_id for s in explored.suggestions for n in s.items}
+            assert not suggested & items, user_id
+            assert {label for label, _ in explored.engaged}.isdisjoint(
+                s.label for s in explored.suggestions
+            ), user_id
             assert result.user.events == len(
                 everything.filter(pl.col("user_idx") == served.user(user_id).user_idx)
             )

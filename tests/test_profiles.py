@@ -266,3 +266,26 @@ def test_label_agreement_is_none_without_terms() -> None:
     members = pl.DataFrame({"user_idx": [0], "cluster": [0]})
     profiles = [{"cluster": 0, "top_terms": []}]
     assert label_agreement(processed.train, processed.items, members, profiles) is None
+
+
+def _term(term: str, lift: float, share: float, kind: str = "genre") -> dict:
+    return {"term": term, "kind": kind, "lift": lift, "share": share}
+
+
+def test_clashing_labels_gain_the_term_that_sets_each_cluster_apart() -> None:
+    shared = [_term("Thriller", 2.0, 0.4), _term("Mystery", 1.8, 0.3)]
+    first = [*shared, _term("1997 films", 3.0, 0.3, "era")]
+    second = [*shared, _term("1997 films", 3.0, 0.3, "era")]
+    # Deeper in their pools: the first also leans to Horror, the second to Crime.
+    pools = [[*first, _term("Horror", 1.5, 0.1)], [*second, _term("Crime", 1.6, 0.1)]]
+    labels = label_clusters([first, second], [[{"title": "A"}], [{"title": "B"}]], pools)
+    assert labels == ["Thriller · Mystery · Horror", "Thriller · Mystery · Crime"]
+
+
+def test_an_era_joins_a_label_only_when_nothing_else_sets_it_apart() -> None:
+    first = [_term("Drama", 1.5, 0.5), _term("1950s films", 4.0, 0.3, "era")]
+    second = [_term("Drama", 1.5, 0.5), _term("1990s films", 2.0, 0.3, "era")]
+    third = [_term("Comedy", 1.5, 0.5), _term("1950s films", 4.0, 0.3, "era")]
+    labels = label_clusters([first, second, third], [[], [], []])
+    # The Drama groups differ only by when they watched; the Comedy group needs no era.
+    assert labels == ["Drama · 1950s films", "Drama · 1990s films", "Comedy"]

@@ -144,3 +144,20 @@ def test_run_all_builds_what_dvc_repro_builds(tmp_path: Path, tiny_encoder_dir: 
     with Served(tmp_path / "data") as served:
         result = served.recommend(served.first_user_id(), k=3)
     assert len(result.items) == 3
+    # The interest models are in the table, described beyond accuracy, and the served
+    # multi-interest setting keeps to its tolerance on validation (or is the most accurate).
+    assert {"multi_interest", "explore"} <= set(metrics["test"])
+    for split in ("validation", "test"):
+        for row in metrics["beyond_accuracy"][split].values():
+            assert 0.0 <= row["ild@10"] <= 2.0 and row["novelty@10"] >= 0.0
+    chosen = json.loads((tmp_path / "metrics/index.json").read_text(encoding="utf-8"))
+    multi = chosen["multi_interest"]
+    table = multi["validation_by_share/pull"]
+    row = table[f"{multi['whole_user_share']}/{multi['pull']}"]
+    floor = (1 - params.index.interest_tolerance) * multi["single_vector_validation_ndcg@10"]
+    assert row["ndcg@10"] >= floor or row["ndcg@10"] == max(r["ndcg@10"] for r in table.values())
+    assert set(metrics["next_new_topic"]) == {
+        "timeline_and_similarity",
+        "timeline_only",
+        "take_up_rate_only",
+    }
