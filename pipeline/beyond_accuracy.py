@@ -65,6 +65,12 @@ def interest_coverage(
     return values
 
 
+def finite_mean(values: np.ndarray) -> float | None:
+    """The mean of the finite values (5 decimals); None when there are none."""
+    finite = values[np.isfinite(values)]
+    return round(float(finite.mean()), 5) if finite.size else None
+
+
 def _mean_and_error(values: np.ndarray) -> dict[str, float | int]:
     values = values[np.isfinite(values)]
     error = float(np.std(values, ddof=1) / np.sqrt(values.size)) if values.size > 1 else 0.0
@@ -109,9 +115,7 @@ def beyond_accuracy(
     return {
         f"ild@{k}": round(float(intra_list_diversity(listed, item_space).mean()), 5),
         f"novelty@{k}": round(float(novelty(listed, information).mean()), 5),
-        f"interest_coverage@{k}": round(float(np.nanmean(coverage)), 5)
-        if np.isfinite(coverage).any()
-        else None,
+        f"interest_coverage@{k}": finite_mean(coverage),
         "novel_events": on_events(result, novel, k),
         "familiar_events": on_events(result, familiar, k),
     }

@@ -39,7 +39,7 @@ from pipeline.artifacts import (
     write_retrieval,
     writes,
 )
-from pipeline.beyond_accuracy import interest_coverage
+from pipeline.beyond_accuracy import finite_mean, interest_coverage
 from pipeline.config import IndexConfig, load_params
 from pipeline.exploration import (
     ExplorationInputs,
@@ -81,7 +81,7 @@ def tune_multi_interest(
         fused.score, matrices, "validation", [RECALL_K], RECALL_K, seed, users=users
     )
     floor = (1.0 - cfg.interest_tolerance) * single.summary()["ndcg@10"]
-    table: dict[str, dict[str, float]] = {}
+    table: dict[str, dict[str, float | None]] = {}
     for share in cfg.interest_share_grid:
         for pull in cfg.interest_pull_grid:
             scorer = inputs.multi_interest(
@@ -105,11 +105,14 @@ def tune_multi_interest(
             )
             table[f"{share}/{pull}"] = {
                 "ndcg@10": round(result.summary()["ndcg@10"], 5),
-                "interest_coverage@10": round(float(np.nanmean(coverage)), 5),
+                "interest_coverage@10": finite_mean(coverage),
             }
     eligible = [key for key, row in table.items() if row["ndcg@10"] >= floor]
     chosen = (
-        max(eligible, key=lambda key: (table[key]["interest_coverage@10"], table[key]["ndcg@10"]))
+        max(
+            eligible,
+            key=lambda key: (table[key]["interest_coverage@10"] or 0.0, table[key]["ndcg@10"]),
+        )
         if eligible
         else max(table, key=lambda key: table[key]["ndcg@10"])
     )

@@ -77,6 +77,8 @@ def test_repro_produces_metrics_for_every_model(project: Path) -> None:
         "finetuned",
         "text_sequence",
         "fused",
+        "multi_interest",
+        "explore",
     }
     assert set(metrics["cold_items"]) == {
         "random", "als", "sasrec", "zero_shot", "finetuned", "text_sequence", "fused"
