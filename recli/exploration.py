@@ -193,6 +193,13 @@ def closest_similarity(
     return found
 
 
+def nearest(vectors: Sequence[Sequence[float]], target: Sequence[float]) -> int | None:
+    """Which of `vectors` has the highest cosine to `target` (the first of equal ones); None
+    when there are none."""
+    cosines = [closest_similarity([vector], [target])[0] for vector in vectors]
+    return max(range(len(cosines)), key=lambda i: (cosines[i], -i)) if cosines else None
+
+
 def explore_score(
     fused_score: float, score_scale: float, topic_score: float, topic_weight: float
 ) -> float:

@@ -517,6 +517,18 @@ class Served:
             by_interest=by_interest,
         )
 
+    def _topic_records(self) -> tuple[dict[int, str], dict[int, str | None], list[list[float]]]:
+        """Every topic's label, exemplar title and centroid (in topic order)."""
+        rows = self._query("SELECT topic, label, profile, centroid FROM topics ORDER BY topic")
+        try:
+            exemplars = {
+                topic: json.loads(profile).get("medoid_title") for topic, _, profile, _ in rows
+            }
+        except (json.JSONDecodeError, AttributeError):
+            raise self._corrupted() from None
+        labels = {topic: label for topic, label, _, _ in rows}
+        return labels, exemplars, [catalogue.unpack_vector(blob) for *_, blob in rows]
+
     def explore(self, user_id: str, k: int = 5, topics: int = 3) -> Exploration:
         """Topics the user has not engaged with, the likeliest next new interest first, each
         with its `k` items the user would enjoy most (`recli.exploration`)."""
@@ -536,57 +548,27 @@ class Served:
             [topic_of[item] for item in seen_order if item in topic_of],
             float(settings["half_life"]),
         )
-        rows = self._query("SELECT topic, label, profile, centroid FROM topics ORDER BY topic")
-        labels = {topic: label for topic, label, _, _ in rows}
-        try:
-            exemplars = {
-                topic: json.loads(profile).get("medoid_title") for topic, _, profile, _ in rows
-            }
-        except json.JSONDecodeError:
-            raise self._corrupted() from None
-        interests = self.interests(user.user_idx)
+        labels, exemplars, centroids = self._topic_records()
+        interest_labels = {i.interest: i.label for i in self.interests(user.user_idx)}
         own = self.interest_vectors(user.user_idx)
-        interest_labels = {interest.interest: interest.label for interest in interests}
-        centroids = [catalogue.unpack_vector(blob) for _, _, _, blob in rows]
-        similarity = exploration.closest_similarity([c for _, _, c, _ in own], centroids)
+        own_centroids = [centroid for _, _, centroid, _ in own]
         transitions = exploration.Transitions(
             recorded["counts"], recorded["adoptions"], float(recorded["smoothing"])
         )
         ranked = exploration.rank_topics(
-            weights, transitions, similarity, float(settings["similarity_weight"])
+            weights,
+            transitions,
+            exploration.closest_similarity(own_centroids, centroids),
+            float(settings["similarity_weight"]),
         )
         seen = set(seen_order)
-        index = self.index
+        unseen_in: dict[int, list[int]] = {}
+        for item, topic in topic_of.items():
+            if item not in seen:
+                unseen_in.setdefault(topic, []).append(item)
         suggestions = []
         for entry in ranked[:topics]:
-            members = [
-                item
-                for item, topic in topic_of.items()
-                if topic == entry.topic and item not in seen
-            ]
-            scored = sorted(
-                (
-                    (
-                        exploration.explore_score(
-                            _dot(user.vector, index.get_item_vector(item)),
-                            float(settings["score_scale"]),
-                            entry.score,
-                            float(settings["topic_weight"]),
-                        ),
-                        item,
-                    )
-                    for item in members
-                ),
-                key=lambda pair: (-pair[0], pair[1]),
-            )[:k]
-            found = self.items([item for _, item in scored])
-            closest = max(
-                own,
-                key=lambda vectors: exploration.closest_similarity(
-                    [vectors[2]], [centroids[entry.topic]]
-                )[0],
-                default=None,
-            )
+            nearest = exploration.nearest(own_centroids, centroids[entry.topic])
             suggestions.append(
                 TopicSuggestion(
                     topic=entry.topic,
@@ -594,13 +576,13 @@ class Served:
                     probability=entry.probability,
                     similarity=entry.similarity,
                     because=[labels[topic] for topic in entry.because],
-                    closest_interest=None if closest is None else interest_labels.get(closest[0]),
+                    closest_interest=None
+                    if nearest is None
+                    else interest_labels.get(own[nearest][0]),
                     exemplar=exemplars.get(entry.topic),
-                    items=[
-                        Neighbour(rank, found[item], score)
-                        for rank, (score, item) in enumerate(scored, start=1)
-                        if item in found
-                    ],
+                    items=self._explored_items(
+                        user, unseen_in.get(entry.topic, []), entry.score, settings, k
+                    ),
                 )
             )
         engaged = sorted(weights.items(), key=lambda pair: (-pair[1], pair[0]))
@@ -610,6 +592,38 @@ class Served:
             suggestions=suggestions,
             topics_left=len(ranked),
         )
+
+    def _explored_items(
+        self,
+        user: User,
+        candidates: list[int],
+        topic_score: float,
+        settings: dict[str, Any],
+        k: int,
+    ) -> list[Neighbour]:
+        """The `k` best of one topic's unseen items by `recli.exploration.explore_score`."""
+        index = self.index
+        scored = sorted(
+            (
+                (
+                    exploration.explore_score(
+                        _dot(user.vector, index.get_item_vector(item)),
+                        float(settings["score_scale"]),
+                        topic_score,
+                        float(settings["topic_weight"]),
+                    ),
+                    item,
+                )
+                for item in candidates
+            ),
+            key=lambda pair: (-pair[0], pair[1]),
+        )[:k]
+        found = self.items([item for _, item in scored])
+        return [
+            Neighbour(rank, found[item], score)
+            for rank, (score, item) in enumerate(scored, start=1)
+            if item in found
+        ]
 
     def similar(self, item_id: str, k: int = 10) -> tuple[Item, list[Neighbour]]:
         """Items nearest to an item in the fused space (dot product)."""

@@ -103,6 +103,9 @@ def test_closest_similarity_is_the_best_cosine_to_any_interest() -> None:
     found = exploration.closest_similarity([[2.0, 0.0], [0.0, -1.0]], topics)
     assert found == pytest.approx([1.0, 0.0, math.sqrt(0.5)])
     assert exploration.closest_similarity([], topics) == [0.0, 0.0, 0.0]
+    assert exploration.nearest([[2.0, 0.0], [0.0, -1.0], [1.0, 1.0]], [0.0, 2.0]) == 2
+    assert exploration.nearest([[1.0, 0.0], [3.0, 0.0]], [1.0, 0.0]) == 0  # ties: the first
+    assert exploration.nearest([], [1.0, 0.0]) is None
 
 
 # --------------------------------------------------------------------------------------------
