@@ -14,18 +14,34 @@ validation through the evaluation protocol.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from pipeline.artifacts import Embeddings, Factors
 from pipeline.config import IndexConfig
 from pipeline.interactions import UserItemVectors
-from pipeline.protocol import SplitMatrices, select_on_validation
+from pipeline.protocol import SplitMatrices, select_on_validation, user_sample
 from recli import contract
 
 # Users sampled to estimate score scales: plenty for a standard deviation, cheap on any catalogue.
 SCALE_SAMPLE_USERS = 500
+TUNING_USERS = 5000
+"""Validation users every serving-side tuning loop (fusion weights here, the multi-interest and
+exploration settings in `index`) ranks at most: a seeded sample of the evaluated users. Each
+grid point is a full ranking, so the grids cost users × items × settings; 5,000 users put a
+validation NDCG@10 within about ±0.005 (one standard error), far finer than the grid steps."""
+
+
+def tuning_view(matrices: SplitMatrices, seed: int) -> SplitMatrices:
+    """`matrices` whose evaluations rank at most `TUNING_USERS` of the evaluated users (the
+    same seeded sample every time); unchanged when there are no more than that."""
+    pool = matrices.evaluated
+    size = matrices.train.shape[0] if pool is None else pool.size
+    drawn = user_sample(size, TUNING_USERS, seed)
+    if drawn is None:
+        return matrices
+    return replace(matrices, evaluated=drawn if pool is None else pool[drawn])
 
 
 @dataclass(frozen=True)
@@ -136,7 +152,9 @@ def tune_fusion(
             for weight in weights:
                 yield (weight, *key), make_fusion(weight, spreads[key]).fuse_all(text, side).score
 
-    (weight, name, share), by_setting = select_on_validation(candidates(), matrices, seed)
+    (weight, name, share), by_setting = select_on_validation(
+        candidates(), tuning_view(matrices, seed), seed
+    )
     scaled = make_fusion(weight, spreads[(name, share)])
     chosen = Fusion(scaled.text_weight, scaled.text_scale, scaled.cf_scale, share, name)
     table = {

@@ -50,16 +50,13 @@ from pipeline.exploration import (
     score_scale,
     topic_rank_summary,
 )
-from pipeline.fusion import tune_fusion
+from pipeline.fusion import tune_fusion, tuning_view
 from pipeline.interactions import UserItemVectors
 from pipeline.metrics import top_k
-from pipeline.protocol import SplitMatrices, evaluate_model, select_on_validation, user_sample
+from pipeline.protocol import SplitMatrices, evaluate_model, select_on_validation
 from recli import catalogue, contract
 
 RECALL_K = 10
-INTEREST_TUNING_USERS = 5000
-"""The multi-interest grid is scored on at most this many (seeded) users: each setting ranks
-every item for one query per interest, and the grid has share × pull settings."""
 
 
 def tune_multi_interest(
@@ -74,9 +71,7 @@ def tune_multi_interest(
     """The whole-user share and pull served by `recli recommend --by-interest`: on validation,
     the setting whose lists touch most of the users' interests among those within
     `cfg.interest_tolerance` of the single vector's NDCG@10 (the most accurate if none is)."""
-    pool = matrices.evaluated if matrices.evaluated is not None else np.arange(len(fused.users))
-    drawn = user_sample(len(pool), INTEREST_TUNING_USERS, seed)
-    users = matrices.evaluated if drawn is None else pool[drawn]
+    users = tuning_view(matrices, seed).evaluated  # at most TUNING_USERS
     single = evaluate_model(
         fused.score, matrices, "validation", [RECALL_K], RECALL_K, seed, users=users
     )
@@ -155,7 +150,7 @@ def tune_explore(
             )
             for weight in cfg.explore_topic_weight_grid
         ),
-        matrices,
+        tuning_view(matrices, seed),
         seed,
         relevant=novel,
     )

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from synthetic import blocks_with_random_text
 
 from pipeline.artifacts import Embeddings
 from pipeline.config import IndexConfig
-from pipeline.fusion import behaviour, make_fusion, score_spreads, tune_fusion
+from pipeline.fusion import (
+    TUNING_USERS,
+    behaviour,
+    make_fusion,
+    score_spreads,
+    tune_fusion,
+    tuning_view,
+)
+from pipeline.protocol import SplitMatrices
 from recli import contract
 
 
@@ -90,3 +99,19 @@ def test_tuning_picks_the_sequence_model_that_helps_on_validation(setup) -> None
         for w in (0.0, 0.5)
         for name, s in [("als", 0.0), *((m, s) for m in ("oracle", "noise") for s in (0.5, 1.0))]
     }
+
+
+def test_tuning_ranks_a_seeded_sample_of_the_evaluated_users() -> None:
+    def matrices(n_users: int, evaluated: np.ndarray | None = None) -> SplitMatrices:
+        empty = sp.csr_matrix((n_users, 3), dtype=np.float32)
+        return SplitMatrices(empty, empty, empty, empty, np.zeros(3, bool), evaluated)
+
+    small = matrices(TUNING_USERS)
+    assert tuning_view(small, seed=0) is small  # nothing to cut
+    view = tuning_view(matrices(3 * TUNING_USERS), seed=0)
+    assert view.evaluated.size == TUNING_USERS
+    assert np.array_equal(view.evaluated, np.unique(view.evaluated))  # sorted, distinct
+    assert np.array_equal(view.evaluated, tuning_view(matrices(3 * TUNING_USERS), 0).evaluated)
+    capped = np.arange(0, 4 * TUNING_USERS, 2)  # an evaluation sample already drawn
+    within = tuning_view(matrices(4 * TUNING_USERS, capped), seed=0).evaluated
+    assert within.size == TUNING_USERS and np.isin(within, capped).all()
