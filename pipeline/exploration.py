@@ -228,19 +228,12 @@ def explore_scorer(
         fused = (user_vectors[users] @ item_vectors.T).astype(np.float64) / score_scale
         by_topic = scores_by_topic[users][:, topic_of]
         engaged = ~np.isfinite(by_topic)
+        # The inner `where`: a topic weight of 0 times an engaged topic's -inf would be NaN.
         return np.where(
             engaged, fused - ENGAGED_OFFSET, fused + topic_weight * np.where(engaged, 0, by_topic)
         )
 
     return score
-
-
-def engaged_topics(seen: sp.csr_matrix, topic_of: np.ndarray, n_topics: int) -> np.ndarray:
-    """bool [n_users, n_topics]: topics with at least one of the user's events in `seen`."""
-    coo = seen.tocoo()
-    engaged = np.zeros((seen.shape[0], n_topics), dtype=bool)
-    engaged[coo.row, topic_of[coo.col]] = True
-    return engaged
 
 
 def novel_events(
