@@ -43,18 +43,15 @@ from typing import Any
 from pipeline import factorize, preprocess
 from pipeline.config import Params, load_params
 from pipeline.data import RawData, load_source
-from pipeline.evaluate import peer_scorers
+from pipeline.evaluate import PEERS, SERVED, peer_scorers
 from pipeline.protocol import SplitMatrices, evaluate_model
 from pipeline.workflow import override, run_all
 
-SERVED = "fused"
-OURS = {SERVED, "text_sequence", "zero_shot", "finetuned"}
-"""recli's own models: every other row of the evaluation is a peer."""
-
 
 def best_peer(values: dict[str, float]) -> str:
-    """The peer (any model not in `OURS`) with the highest value."""
-    peers = {name: value for name, value in values.items() if name not in OURS}
+    """The peer (one of the evaluation's `PEERS`; every other row is recli's own) with the
+    highest value."""
+    peers = {name: value for name, value in values.items() if name in PEERS}
     return max(peers, key=peers.__getitem__)
 
 
