@@ -108,6 +108,19 @@ class PopularityCorrectedRankingLoss(torch.nn.Module):
         return {"scale": self.scale, "correction": "log q"}
 
 
+def set_dropout(model: torch.nn.Module, probability: float | None) -> int:
+    """Set every dropout layer of `model` to `probability` (None: leave them); the count set.
+
+    BERT-style encoders read their attention dropout from the same layers, so this covers the
+    attention weights as well as the hidden states."""
+    if probability is None:
+        return 0
+    layers = [module for module in model.modules() if isinstance(module, torch.nn.Dropout)]
+    for layer in layers:
+        layer.p = probability
+    return len(layers)
+
+
 def mixed_precision(device: str) -> dict[str, bool]:
     """bf16 on CUDA cards that support it, else fp16 on CUDA; full precision on CPU and MPS."""
     if device != "cuda":
@@ -293,6 +306,7 @@ def run(
     # 1. Model. Seeded first: dropout masks and the batch order draw from these generators.
     transformers.set_seed(cfg.seed)
     model = load_encoder(cfg.base_model, device, text_cfg.max_seq_length)
+    set_dropout(model, cfg.dropout)
 
     # 2. Data: (history before an event, that event's item), shuffled with the seed.
     pairs = training_pairs(processed.train, processed.items, text_cfg.history_items, cfg.seed)

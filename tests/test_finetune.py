@@ -278,3 +278,25 @@ def test_mixed_precision_on_cuda_prefers_bf16(
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16_supported)
     chosen = finetune.mixed_precision("cuda")
     assert chosen == {"bf16": expected == "bf16", "fp16": expected == "fp16"}
+
+
+def test_set_dropout_switches_training_noise_off_and_back(tiny_encoder_dir: Path) -> None:
+    import torch
+
+    model = load_encoder(str(tiny_encoder_dir), "cpu")
+    features = model.tokenize(PROBE_TEXTS)
+
+    def twice() -> tuple[torch.Tensor, torch.Tensor]:
+        model.train()
+        with torch.no_grad():
+            return tuple(model(dict(features))["sentence_embedding"] for _ in range(2))
+
+    assert finetune.set_dropout(model, None) == 0  # None leaves the model's own layers
+    set_count = finetune.set_dropout(model, 0.5)
+    assert set_count > 0
+    first, second = twice()
+    assert not torch.allclose(first, second)  # dropout on: two passes differ
+    assert finetune.set_dropout(model, 0.0) == set_count
+    first, second = twice()
+    assert torch.equal(first, second)  # dropout off: training-mode passes are identical
+    model.eval()
