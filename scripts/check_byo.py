@@ -22,9 +22,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from check_peers import SERVED, best_peer  # scripts/ is on the path when run as a script
+from check_peers import best_peer  # scripts/ is on the path when run as a script
 
 from pipeline.config import load_params
+from pipeline.evaluate import SERVED
 from pipeline.workflow import INPUT_DIR, override, run_all
 
 FILES = {"interactions": "ratings.csv", "items": "movies.csv", "tags": "tags.csv"}
