@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from pipeline.exploration import ExplorationInputs, InterestSets, unit_rows
-from pipeline.metrics import EvaluationResult, ranking_metrics
+from pipeline.metrics import EvaluationResult, ranking_metrics, standard_error
 
 
 def intra_list_diversity(recommended: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
@@ -73,7 +73,7 @@ def finite_mean(values: np.ndarray) -> float | None:
 
 def _mean_and_error(values: np.ndarray) -> dict[str, float | int]:
     values = values[np.isfinite(values)]
-    error = float(np.std(values, ddof=1) / np.sqrt(values.size)) if values.size > 1 else 0.0
+    error = standard_error(values)
     return {
         "mean": round(float(values.mean()), 5) if values.size else None,
         "standard_error": round(error, 5),

@@ -54,7 +54,7 @@ from pipeline.exploration import (
     topic_rank_summary,
 )
 from pipeline.interactions import UserItemVectors
-from pipeline.metrics import EvaluationResult, Scorer, activity_buckets
+from pipeline.metrics import EvaluationResult, Scorer, activity_buckets, standard_error
 from pipeline.peers import EASE, ItemKNN, Popularity, ease_grid, itemknn_grid
 from pipeline.protocol import (
     Model,
@@ -271,11 +271,7 @@ def paired_differences(
         if not np.array_equal(mine.users, other.users):
             raise ValueError(f"{served} and {name} were evaluated on different users")
         difference = (mine.per_user[metric] - other.per_user[metric])[selected]
-        error = (
-            float(np.std(difference, ddof=1) / np.sqrt(difference.size))
-            if difference.size > 1
-            else 0.0
-        )
+        error = standard_error(difference)
         mean = float(np.mean(difference))
         table[name] = {
             f"{metric}_difference": round(mean, 5),

@@ -34,7 +34,7 @@ from pipeline.artifacts import (
     read_split_interests,
     read_topics,
 )
-from pipeline.metrics import Scorer, top_k
+from pipeline.metrics import Scorer, standard_error, top_k
 from recli.exploration import Transitions, merge_by_weight, rank_topics
 
 ENGAGED_OFFSET = 1.0e4
@@ -406,9 +406,7 @@ def topic_rank_summary(ranks: np.ndarray, candidates: np.ndarray) -> dict[str, f
         "mean_rank": round(float(ranks.mean()), 3),
         "mrr": round(float((1.0 / ranks).mean()), 4),
         "hit@3": round(float((ranks <= 3).mean()), 4),
-        "hit@3_standard_error": round(float((ranks <= 3).std(ddof=1) / np.sqrt(ranks.size)), 4)
-        if ranks.size > 1
-        else 0.0,
+        "hit@3_standard_error": round(standard_error(ranks <= 3), 4),
         "random_mean_rank": round(float(((candidates + 1) / 2).mean()), 3),
         "random_hit@3": round(float(np.minimum(3, candidates).sum() / candidates.sum()), 4),
     }

@@ -52,7 +52,7 @@ from pipeline.exploration import (
 )
 from pipeline.fusion import tune_fusion, tuning_view
 from pipeline.interactions import UserItemVectors
-from pipeline.metrics import top_k
+from pipeline.metrics import standard_error, top_k
 from pipeline.protocol import SplitMatrices, evaluate_model, select_on_validation
 from recli import catalogue, contract
 
@@ -220,8 +220,7 @@ def ann_recall(
         approximate = [i for i in neighbours if i not in exclude][:RECALL_K]
         seconds.append(time.perf_counter() - started)
         overlaps.append(len(set(approximate) & set(truth.tolist())) / RECALL_K)
-    spread = float(np.std(overlaps, ddof=1)) / np.sqrt(len(overlaps)) if len(overlaps) > 1 else 0.0
-    return float(np.mean(overlaps)), spread, 1000 * float(np.median(seconds))
+    return float(np.mean(overlaps)), standard_error(overlaps), 1000 * float(np.median(seconds))
 
 
 def search_ladder(n_trees: int, n_items: int) -> list[int]:

@@ -211,6 +211,13 @@ def ranking_metrics(
     return result
 
 
+def standard_error(values: Sequence[float] | np.ndarray) -> float:
+    """Standard error of the mean of `values` (sample standard deviation / √n); 0 for fewer than
+    two values, where there is no spread to estimate."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.std(values, ddof=1) / np.sqrt(values.size)) if values.size > 1 else 0.0
+
+
 def item_coverage(recommended: np.ndarray, k: int, n_items: int) -> float:
     """Share of the catalogue that appears in at least one user's top-k."""
     recommended = np.asarray(recommended)

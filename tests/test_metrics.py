@@ -14,6 +14,7 @@ from pipeline.metrics import (
     item_coverage,
     rank_users,
     ranking_metrics,
+    standard_error,
     top_k,
 )
 
@@ -251,3 +252,13 @@ def test_activity_buckets_edge_cases() -> None:
     assert [label for label, _ in activity_buckets(counts, [4, 5])] == ["≤4", "5", ">5"]
     with pytest.raises(ValueError, match="increasing"):
         activity_buckets(counts, [50, 20])
+
+
+def test_standard_error_of_the_mean() -> None:
+    # sample sd of 1..4 is sqrt(5/3); over sqrt(4)
+    assert standard_error([1.0, 2.0, 3.0, 4.0]) == pytest.approx(math.sqrt(5 / 3) / 2)
+    assert standard_error(np.array([True, False, True, False])) == pytest.approx(
+        math.sqrt(1 / 3) / 2
+    )
+    assert standard_error([0.7]) == 0.0
+    assert standard_error([]) == 0.0
