@@ -362,8 +362,8 @@ class IndexConfig(_Section):
     """Nodes Annoy inspects per query; -1 lets Annoy use n_trees × n. `auto`: the smallest effort
     on a doubling ladder whose recall@10 against exact search, less two standard errors, reaches
     `recall_target` on a seeded half of the sampled users (the other half reports the recall
-    served). A fixed effort
-    does not carry across catalogues: 10,000 gave 0.9997 on ML-100K and 0.936 on 4,385 products."""
+    served). A fixed effort does not carry across catalogues: 10,000 gave 0.9997 on ML-100K and
+    0.936 on 4,385 products."""
     recall_target: Annotated[float, Field(gt=0, le=1)] = 0.98
     """Recall@10 of the served query against exact search that `search_k: auto` must reach."""
     recall_users: Annotated[int, Field(ge=2)] = 2000

@@ -233,6 +233,15 @@ def search_ladder(n_trees: int, n_items: int) -> list[int]:
     return ladder
 
 
+def low_recall_fix(cfg: IndexConfig, ladder_exhausted: bool) -> str:
+    """What to change when the served recall is under the target: a fixed effort is too small;
+    under `auto`, either every effort fell short (more trees needed) or the tuning half cleared
+    the target and the reporting half, by chance, did not (more users measured)."""
+    if cfg.search_k != "auto":
+        return "raise index.search_k or set it to auto"
+    return "raise index.n_trees" if ladder_exhausted else "raise index.recall_users"
+
+
 def measure_ann(
     index_path: Path,
     users: np.ndarray,
@@ -246,9 +255,9 @@ def measure_ann(
     most `cfg.recall_users`) and split in two halves: the effort is chosen on the first (the
     smallest on `search_ladder` whose recall, less two standard errors, reaches
     `cfg.recall_target`, so that a fresh sample of users clears the target too; the largest if
-    none does) and the recall reported is the second half's, so the reported number is not the
-    one tuned. Cold items
-    are candidates, as when serving: new items are exactly what the text side is for.
+    none does, recorded as `search_k_ladder_exhausted`) and the recall reported is the second
+    half's, so the reported number is not the one tuned. Cold items are candidates, as when
+    serving: new items are exactly what the text side is for.
     """
     from annoy import AnnoyIndex
 
@@ -263,7 +272,7 @@ def measure_ann(
     errors: dict[str, float] = {}
     if cfg.search_k == "auto":
         exact = exact_top(users, items, seen, tuning)
-        search_k = None
+        search_k, exhausted = None, False
         for effort in search_ladder(cfg.n_trees, items.shape[0]):
             recall, error, _ = ann_recall(index, users, seen, tuning, exact, effort)
             by_search_k[str(effort)], errors[str(effort)] = round(recall, 5), round(error, 5)
@@ -271,9 +280,9 @@ def measure_ann(
                 search_k = effort
                 break
         if search_k is None:
-            search_k = effort
+            search_k, exhausted = effort, True
     else:
-        search_k = cfg.search_k
+        search_k, exhausted = cfg.search_k, False
 
     exact = exact_top(users, items, seen, reporting)
     recall, _, ann_ms = ann_recall(index, users, seen, reporting, exact, search_k)
@@ -292,6 +301,7 @@ def measure_ann(
         f"ann_recall@{RECALL_K}": round(recall, 5),
         f"tuning_recall@{RECALL_K}_by_search_k": by_search_k,
         f"tuning_recall@{RECALL_K}_standard_error_by_search_k": errors,
+        "search_k_ladder_exhausted": exhausted,
         "ann_query_ms_median": round(ann_ms, 4),
         "exact_query_ms_median": round(1000 * float(np.median(exact_seconds)), 4),
         "users_measured": len(reporting),
@@ -455,13 +465,10 @@ def main(root: Path = Path(".")) -> None:
         seen[user].add(item)
     ann = measure_ann(index_path, fused_users, fused_items, seen, params.index)
     if ann[f"ann_recall@{RECALL_K}"] < params.index.recall_target:
-        # Below the target either because the whole ladder fell short of it (more trees needed)
-        # or, by chance, on the reporting half of the users alone.
-        exhausted = ann["search_k"] == search_ladder(params.index.n_trees, len(fused_items))[-1]
         print(
             f"index: warning: recall@{RECALL_K} {ann[f'ann_recall@{RECALL_K}']:.3f} is below "
             f"index.recall_target {params.index.recall_target} at search_k {ann['search_k']}: "
-            + ("raise index.n_trees" if exhausted else "raise index.recall_users")
+            + low_recall_fix(params.index, ann["search_k_ladder_exhausted"])
         )
 
     # Multi-interest retrieval and exploration, tuned on validation like the fusion.

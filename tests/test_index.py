@@ -35,6 +35,7 @@ def test_annoy_dot_index_matches_exact_search(setup, tmp_path: Path) -> None:
     measured = index.measure_ann(tmp_path / "items.ann", users, items, seen, cfg)
     assert measured["ann_recall@10"] >= 0.98
     assert measured["search_k"] == 10000 and measured["tuning_recall@10_by_search_k"] == {}
+    assert not measured["search_k_ladder_exhausted"]
     # Half of the users choose the effort, the other half report it.
     assert measured["users_measured"] == len(users) // 2
 
@@ -56,10 +57,20 @@ def test_auto_search_k_is_the_smallest_effort_reaching_the_target(setup, tmp_pat
     errors = measured["tuning_recall@10_standard_error_by_search_k"]
     # Chosen: the first effort whose recall clears the target by two standard errors.
     bounds = [tried[effort] - 2 * errors[effort] for effort in tried]
-    assert bounds[-1] >= 0.999 or efforts[-1] == index.search_ladder(1, items.shape[0])[-1]
+    assert measured["search_k_ladder_exhausted"] == (bounds[-1] < 0.999)
+    if measured["search_k_ladder_exhausted"]:
+        assert efforts[-1] == index.search_ladder(1, items.shape[0])[-1]
     assert all(bound < 0.999 for bound in bounds[:-1])
     assert len(efforts) > 1, "the test needs an index whose default effort misses the target"
     assert measured["ann_recall@10"] >= 0.98
+
+
+def test_low_recall_names_the_setting_to_change() -> None:
+    assert index.low_recall_fix(IndexConfig(search_k=4000), False) == (
+        "raise index.search_k or set it to auto"
+    )
+    assert index.low_recall_fix(IndexConfig(), True) == "raise index.n_trees"
+    assert index.low_recall_fix(IndexConfig(), False) == "raise index.recall_users"
 
 
 def test_catalogue_round_trip(setup, tmp_path: Path) -> None:
