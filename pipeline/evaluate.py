@@ -365,7 +365,8 @@ def main(root: Path = Path(".")) -> None:
     fused = read_fused(layout)
     scorers["fused"] = SplitScorers.from_vectors(fused)
     inputs = exploration_inputs(processed, layout, params.interests.half_life)
-    scorers.update(interest_models(fused, inputs, matrices, read_retrieval(layout), params))
+    retrieval = read_retrieval(layout)
+    scorers.update(interest_models(fused, inputs, matrices, retrieval, params))
     item_space = read_embeddings(params.interests.encoder, layout).items
     information = self_information(matrices.train)
 
@@ -384,7 +385,7 @@ def main(root: Path = Path(".")) -> None:
         lists=lists,
     )
     metrics = {**report.metrics, "tuning": tuning}
-    metrics["next_new_topic"] = next_topic_report(inputs, matrices, read_retrieval(layout))
+    metrics["next_new_topic"] = next_topic_report(inputs, matrices, retrieval)
     if matrices.evaluated is not None:
         metrics["users_evaluated"] = {
             "sample": int(matrices.evaluated.size),

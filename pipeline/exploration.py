@@ -85,7 +85,11 @@ class InterestSets:
         )
 
 
-def _masked(scores: np.ndarray, users: np.ndarray, seen: sp.csr_matrix, excluded: np.ndarray):
+def _masked(
+    scores: np.ndarray, users: np.ndarray, seen: sp.csr_matrix, excluded: np.ndarray
+) -> np.ndarray:
+    """`scores` (one row per entry of `users`) with each user's `seen` items and every
+    `excluded` item set to -inf, in place."""
     rows = seen[users]
     row_of_entry = np.repeat(np.arange(users.size), np.diff(rows.indptr))
     scores[row_of_entry, rows.indices] = -np.inf
