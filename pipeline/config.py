@@ -332,6 +332,11 @@ class SequenceConfig(_Section):
     text_encoder: Literal["finetuned", "zero_shot"] = "finetuned"
     """Whose item text vectors recli's model reads (from `embed`)."""
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    """Models trained at once, each in its own process with an equal share of the CPU cores.
+    `auto`: on a CPU, one process per model (as many as there are cores); on an accelerator, one
+    after the other. The networks are small, so one thread each keeps a core busier than two
+    threads sharing one model's many small operations."""
     seed: int = 42
 
 

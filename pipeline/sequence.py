@@ -22,7 +22,10 @@ Outputs under `data/sequence/`: `{sasrec,text}_{user,item}_vectors.npy`,
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +55,87 @@ MODELS = {
 
 def settings(cfg: SequenceConfig, use_ids: bool, use_text: bool) -> SequenceSettings:
     """The library's settings for one variant of `cfg`."""
-    # The config's fields are the library's, less where text comes from and the device choice.
+    # The config's fields are the library's, less where text comes from and how training runs.
     return SequenceSettings(
-        **cfg.model_dump(exclude={"text_encoder", "device"}),
+        **cfg.model_dump(exclude={"text_encoder", "device", "workers"}),
         use_ids=use_ids,
         use_text=use_text,
         device=pick_device(cfg.device),
     )
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def worker_count(cfg: SequenceConfig, n_models: int) -> int:
+    """How many models train at once (`sequence.workers`); never more than there are models."""
+    if cfg.workers != "auto":
+        return max(1, min(cfg.workers, n_models))
+    if pick_device(cfg.device) != "cpu":
+        return 1
+    return max(1, min(n_models, usable_cores()))
+
+
+def fit_model(
+    processed: Processed,
+    item_text_vectors: np.ndarray,
+    cfg: SequenceConfig,
+    flags: dict[str, bool],
+    seed: int,
+    max_users: int | None,
+    threads: int | None = None,
+) -> tuple[UserItemVectors, dict[str, Any]]:
+    """Fit one variant (`flags`: `use_ids`, `use_text`); its vectors, with the test-time and
+    served users, and what training measured. `threads` caps torch's CPU threads (a worker's
+    share of the cores); None leaves torch's default."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    matrices = SplitMatrices.from_processed(processed, max_users, seed)
+    n_users, n_items = processed.users.height, processed.items.height
+    train = histories(processed.train, n_users)
+
+    def validate(vectors: UserItemVectors) -> float:
+        result = evaluate_model(vectors.score, matrices, "validation", [10], 10, seed)
+        return float(result.summary()["ndcg@10"])
+
+    fitted = fit(
+        train,
+        n_items,
+        settings(cfg, **flags),
+        text_vectors=item_text_vectors if flags["use_text"] else None,
+        cold_items=matrices.cold_items,
+        validate=validate,
+    )
+    trained = fitted.vectors(train)
+    at_test = append_histories(train, histories(processed.validation, n_users))
+    vectors = UserItemVectors(
+        users=trained.users,
+        items=trained.items,
+        users_at_test=fitted.user_states(at_test),
+        users_served=fitted.user_states(histories(processed.history_served, n_users)),
+    )
+    report = {
+        "best_epoch": fitted.best_epoch,
+        "epochs": len(fitted.log),
+        "steps": fitted.steps,
+        "negatives": fitted.negatives,
+        "validation_ndcg@10": None
+        if fitted.best_score is None
+        else round(float(fitted.best_score), 5),
+        "seconds": round(time.perf_counter() - started, 1),
+        "curve": [
+            {"epoch": entry["epoch"], "validation": entry["validation"], "loss": entry["loss"]}
+            for entry in fitted.log
+        ],
+    }
+    return vectors, report
 
 
 def run(
@@ -71,50 +148,24 @@ def run(
 ) -> tuple[dict[str, UserItemVectors], dict[str, Any]]:
     """Fit every model in `models`; return its vectors (with test-time users) and what training
     measured. `seed` is the evaluation protocol's tie-break seed (and draws the validation users
-    when there are more than `max_users`)."""
-    matrices = SplitMatrices.from_processed(processed, max_users, seed)
-    n_users, n_items = processed.users.height, processed.items.height
-    train = histories(processed.train, n_users)
-    at_test = append_histories(train, histories(processed.validation, n_users))
-    served = histories(processed.history_served, n_users)
-
-    def validate(vectors: UserItemVectors) -> float:
-        result = evaluate_model(vectors.score, matrices, "validation", [10], 10, seed)
-        return float(result.summary()["ndcg@10"])
-
-    vectors: dict[str, UserItemVectors] = {}
-    report: dict[str, Any] = {}
-    for name, flags in models.items():
-        started = time.perf_counter()
-        fitted = fit(
-            train,
-            n_items,
-            settings(cfg, **flags),
-            text_vectors=item_text_vectors if flags["use_text"] else None,
-            cold_items=matrices.cold_items,
-            validate=validate,
-        )
-        trained = fitted.vectors(train)
-        vectors[name] = UserItemVectors(
-            users=trained.users,
-            items=trained.items,
-            users_at_test=fitted.user_states(at_test),
-            users_served=fitted.user_states(served),
-        )
-        report[name] = {
-            "best_epoch": fitted.best_epoch,
-            "epochs": len(fitted.log),
-            "steps": fitted.steps,
-            "negatives": fitted.negatives,
-            "validation_ndcg@10": None
-            if fitted.best_score is None
-            else round(float(fitted.best_score), 5),
-            "seconds": round(time.perf_counter() - started, 1),
-            "curve": [
-                {"epoch": entry["epoch"], "validation": entry["validation"], "loss": entry["loss"]}
-                for entry in fitted.log
-            ],
-        }
+    when there are more than `max_users`). With more than one worker (`sequence.workers`) the
+    models train in parallel processes, each on its share of the cores; the results are the
+    same whichever finishes first."""
+    workers = worker_count(cfg, len(models))
+    arguments = [
+        (processed, item_text_vectors, cfg, flags, seed, max_users) for flags in models.values()
+    ]
+    if workers == 1:
+        fitted = [fit_model(*args) for args in arguments]
+    else:
+        threads = max(1, usable_cores() // workers)
+        # Spawned, not forked: a forked child would inherit the parent's torch thread pool.
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(fit_model, *args, threads) for args in arguments]
+            fitted = [future.result() for future in futures]
+    vectors = {name: pair[0] for name, pair in zip(models, fitted, strict=True)}
+    report = {name: pair[1] for name, pair in zip(models, fitted, strict=True)}
     return vectors, report
 
 

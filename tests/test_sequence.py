@@ -109,3 +109,31 @@ def test_main_writes_every_output(processed, fitted, tmp_path: Path) -> None:
     assert set(metrics) == {"sasrec", "text"}
     curve = json.loads(layout.plot_file("sequence_validation").read_text())
     assert curve[0]["epoch"] == 1 and {"sasrec", "text"} <= set(curve[0])
+
+
+def test_parallel_workers_give_what_one_process_gives(processed, fitted) -> None:
+    """Two workers (one thread each) return exactly what fitting each model in this process on
+    one thread returns: the order the workers finish in changes nothing."""
+    import torch
+
+    vectors, report = fitted
+    if sequence.worker_count(CFG, len(sequence.MODELS)) == 1:
+        text = np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32)
+        vectors, report = sequence.run(processed, text, CFG.model_copy(update={"workers": 2}))
+    text = np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32)
+    threads = torch.get_num_threads()
+    try:
+        for name, flags in sequence.MODELS.items():
+            alone, measured = sequence.fit_model(processed, text, CFG, flags, 0, None, threads=1)
+            for part in ("users", "items", "users_at_test", "users_served"):
+                np.testing.assert_array_equal(getattr(alone, part), getattr(vectors[name], part))
+            assert measured["curve"] == report[name]["curve"]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_worker_count() -> None:
+    assert sequence.worker_count(CFG.model_copy(update={"workers": 1}), 2) == 1
+    assert sequence.worker_count(CFG.model_copy(update={"workers": 4}), 2) == 2
+    expected = min(2, sequence.usable_cores())
+    assert sequence.worker_count(CFG.model_copy(update={"device": "cpu"}), 2) == expected
