@@ -20,7 +20,7 @@ the numbers are those of the committed configuration.
 `--full` runs every stage instead (`pipeline.workflow.run_all` into a scratch folder per seed:
 fine-tuning, the sequence models, fusion, the evaluation), so the sequential peer (SASRec), recli's
 sequence model and the served fused model join the table, with the served model's paired per-user
-difference from each peer per seed; about 15 minutes a seed on 2 cores. Its results go under
+difference from each peer per seed; 12 to 14 minutes a seed on 2 cores. Its results go under
 `<protocol>_full` in the same JSON, which is rewritten after every seed:
 
     python scripts/check_peers.py --full --protocols leave_last_out
