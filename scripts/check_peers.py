@@ -123,6 +123,11 @@ def run_seed_full(base: Params, protocol: str, seed: int) -> dict[str, Any]:
     }
 
 
+def across_seeds_sd(values: list[float]) -> float:
+    """Sample standard deviation across seeds; 0 for a single seed."""
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def lightest_users(evaluation: dict[str, Any]) -> dict[str, Any]:
     """The lightest activity bucket of one run: the served model against the peer that is best
     in that bucket, with the paired per-user difference (the bucket is about a hundred users on
@@ -151,9 +156,7 @@ def summarise_full(runs: list[dict[str, Any]]) -> dict[str, Any]:
     summary["best_peer"] = best
     summary["served_over_best_peer"] = round(means[SERVED] / means[best], 4)
     summary["mean_difference"] = round(statistics.fmean(gains), 5)
-    summary["difference_sd_across_seeds"] = round(
-        statistics.stdev(gains) if len(gains) > 1 else 0.0, 5
-    )
+    summary["difference_sd_across_seeds"] = round(across_seeds_sd(gains), 5)
     summary["seeds_served_ahead"] = sum(gain > 0 for gain in gains)
     lightest = [run["lightest_users"] for run in runs if "lightest_users" in run]
     if lightest:
@@ -162,9 +165,7 @@ def summarise_full(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "bucket": lightest[0]["bucket"],
             "seeds": len(lightest),
             "mean_difference_vs_bucket_best_peer": round(statistics.fmean(differences), 5),
-            "difference_sd_across_seeds": round(
-                statistics.stdev(differences) if len(differences) > 1 else 0.0, 5
-            ),
+            "difference_sd_across_seeds": round(across_seeds_sd(differences), 5),
             "seeds_served_ahead_or_level": sum(d >= 0 for d in differences),
         }
     return summary
@@ -175,7 +176,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     summary = {}
     for model in models:
         values = [run["test"][model] for run in runs]
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        spread = across_seeds_sd(values)
         summary[model] = {"mean": round(statistics.fmean(values), 5), "sd": round(spread, 5)}
     return summary
 
