@@ -21,6 +21,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
+
 from pipeline import io
 from pipeline.artifacts import (
     Embeddings,
@@ -32,7 +34,16 @@ from pipeline.artifacts import (
 )
 from pipeline.config import EmbedConfig, TextConfig, load_params
 from pipeline.encoder import encode, load_encoder, pick_device
+from pipeline.protocol import user_sample
 from pipeline.text import user_texts
+
+
+def _only(texts: list[str], users: np.ndarray | None) -> list[str]:
+    """`texts` with every text not of `users` emptied (an empty text encodes to a zero row)."""
+    if users is None:
+        return texts
+    wanted = set(users.tolist())
+    return [text if user in wanted else "" for user, text in enumerate(texts)]
 
 
 def run(
@@ -41,14 +52,22 @@ def run(
     text_cfg: TextConfig,
     cfg: EmbedConfig,
     served: bool = True,
+    evaluated: np.ndarray | None = None,
 ) -> Embeddings:
     """Encode every item's text and every user's history text (training history, the history up
-    to the test event, and, with `served`, every event for serving) with one encoder."""
+    to the test event, and, with `served`, every event for serving) with one encoder.
+
+    `evaluated`: the only users whose training-history and test-time vectors are read (the
+    evaluation's seeded sample); the others' rows are zero, which saves most of the stage on
+    data with many users. None: every user's.
+    """
     model = load_encoder(model_name, cfg.device, text_cfg.max_seq_length)
     item_texts = processed.items.sort("item_idx")["text"].to_list()
     n_users, recent = processed.users.height, text_cfg.history_items
-    histories = user_texts(processed.train, processed.items, n_users, recent)
-    histories_at_test = user_texts(processed.history_at_test, processed.items, n_users, recent)
+    histories = _only(user_texts(processed.train, processed.items, n_users, recent), evaluated)
+    histories_at_test = _only(
+        user_texts(processed.history_at_test, processed.items, n_users, recent), evaluated
+    )
     users_served = None
     if served:
         histories_served = user_texts(processed.history_served, processed.items, n_users, recent)
@@ -68,11 +87,24 @@ def main(root: Path = Path(".")) -> None:
     processed = read_processed(layout)
     io.require(layout.encoder, "finetune")
     sources = {"finetuned": str(layout.encoder), "zero_shot": params.finetune.base_model}
+    # Clustering users by their recent titles reads every user's training-history vector.
+    evaluated = (
+        None
+        if params.cluster.representation == "recent"
+        else user_sample(
+            processed.users.height, params.evaluate.max_users, params.preprocess.split.seed
+        )
+    )
     for variant, model_name in sources.items():
         started = time.perf_counter()
         # Only the fine-tuned encoder is served; the base one is a row of the evaluation.
         embeddings = run(
-            model_name, processed, params.text, params.embed, served=variant == "finetuned"
+            model_name,
+            processed,
+            params.text,
+            params.embed,
+            served=variant == "finetuned",
+            evaluated=evaluated,
         )
         write_embeddings(variant, embeddings, layout)
         print(
@@ -86,6 +118,9 @@ def main(root: Path = Path(".")) -> None:
             "embed": params.embed.model_dump(mode="json"),
             "models": sources,
             "device": pick_device(params.embed.device),
+            "users_with_split_vectors": processed.users.height
+            if evaluated is None
+            else int(evaluated.size),
         },
     )
 

@@ -35,6 +35,7 @@ from pipeline.artifacts import (
     read_topics,
 )
 from pipeline.metrics import Scorer, standard_error, top_k
+from pipeline.protocol import spread_sample
 from recli.exploration import Transitions, merge_by_weight, rank_topics
 
 ENGAGED_OFFSET = 1.0e4
@@ -104,6 +105,11 @@ def interest_queries(user: np.ndarray, means: np.ndarray, pull: float) -> np.nda
     return (user[None, :] + scale * means).astype(np.float32)
 
 
+INTEREST_QUERY_USERS = 256
+"""Users whose interest queries are scored in one product (about 4 interests each, so at most a
+few thousand rows × items in memory)."""
+
+
 def multi_interest_scorer(
     user_vectors: np.ndarray,
     item_vectors: np.ndarray,
@@ -124,20 +130,35 @@ def multi_interest_scorer(
 
     def score(users: np.ndarray) -> np.ndarray:
         base = user_vectors[users] @ item_vectors.T
-        masked = _masked(base.copy(), users, seen, excluded)
+        whole = top_k(_masked(base.copy(), users, seen, excluded), depth)
         out = base.astype(np.float64)
-        for position, user in enumerate(users.tolist()):
-            rows = rows_of[user]
-            if rows.size == 0:
+        for start in range(0, users.size, INTEREST_QUERY_USERS):
+            part = users[start : start + INTEREST_QUERY_USERS]
+            rows = [rows_of[user] for user in part.tolist()]
+            counts = np.array([r.size for r in rows], dtype=np.int64)
+            if not counts.any():
                 continue
-            queries = interest_queries(user_vectors[user], means[rows], pull)
-            scores = _masked(queries @ item_vectors.T, np.full(rows.size, user), seen, excluded)
-            lists = top_k(np.vstack([masked[position][None, :], scores]), depth)
-            weights = [whole_user_share, *((1.0 - whole_user_share) * sets.weights[rows])]
-            merged = merge_by_weight([entries.tolist() for entries in lists], weights, depth)
-            top = float(np.max(out[position])) + 1.0
-            for rank, (item, _) in enumerate(merged):
-                out[position, item] = top + (depth - rank)
+            # Every interest query of these users in one product, one row per interest.
+            owner = np.repeat(np.arange(part.size), counts)
+            queries = np.vstack(
+                [
+                    interest_queries(user_vectors[user], means[r], pull)
+                    for user, r in zip(part.tolist(), rows, strict=True)
+                    if r.size
+                ]
+            )
+            lists = top_k(_masked(queries @ item_vectors.T, part[owner], seen, excluded), depth)
+            bounds = np.r_[0, np.cumsum(counts)]
+            for offset, user_rows in enumerate(rows):
+                if user_rows.size == 0:
+                    continue
+                position = start + offset
+                own = [whole[position], *lists[bounds[offset] : bounds[offset + 1]]]
+                weights = [whole_user_share, *((1.0 - whole_user_share) * sets.weights[user_rows])]
+                merged = merge_by_weight([entries.tolist() for entries in own], weights, depth)
+                top = float(np.max(out[position])) + 1.0
+                for rank, (item, _) in enumerate(merged):
+                    out[position, item] = top + (depth - rank)
         return out
 
     return score
@@ -254,10 +275,12 @@ def novel_events(
     return part(new), part(~new)
 
 
-def score_scale(user_vectors: np.ndarray, item_vectors: np.ndarray, seed: int) -> float:
-    """Standard deviation of fused scores over a seeded sample of users × every item."""
-    rng = np.random.default_rng(seed)
-    sample = rng.choice(len(user_vectors), size=min(500, len(user_vectors)), replace=False)
+def score_scale(
+    user_vectors: np.ndarray, item_vectors: np.ndarray, seed: int, pool: np.ndarray | None = None
+) -> float:
+    """Standard deviation of fused scores over a seeded sample of users (of `pool`, the
+    evaluated ones, when given) × every item."""
+    sample = spread_sample(len(user_vectors), seed, pool)
     return max(float(np.std(user_vectors[sample] @ item_vectors.T)), 1e-12)
 
 

@@ -21,11 +21,9 @@ import numpy as np
 from pipeline.artifacts import Embeddings, Factors
 from pipeline.config import IndexConfig
 from pipeline.interactions import UserItemVectors
-from pipeline.protocol import SplitMatrices, select_on_validation, user_sample
+from pipeline.protocol import SplitMatrices, select_on_validation, spread_sample, user_sample
 from recli import contract
 
-# Users sampled to estimate score scales: plenty for a standard deviation, cheap on any catalogue.
-SCALE_SAMPLE_USERS = 500
 TUNING_USERS = 5000
 """Validation users every serving-side tuning loop (fusion weights here, the multi-interest and
 exploration settings in `index`) ranks at most: a seeded sample of the evaluated users. Each
@@ -88,20 +86,23 @@ def _spread(vectors: UserItemVectors, users: np.ndarray) -> float:
     return max(float(np.std(vectors.score(users))), 1e-12)
 
 
-def _sample(n_users: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return rng.choice(n_users, size=min(SCALE_SAMPLE_USERS, n_users), replace=False)
-
-
-def score_spreads(text: Embeddings, cf: Factors, seed: int) -> tuple[float, float]:
+def score_spreads(
+    text: Embeddings, cf: Factors, seed: int, pool: np.ndarray | None = None
+) -> tuple[float, float]:
     """Standard deviation of text and collaborative scores over a sample of users × all items."""
-    users = _sample(len(text.users), seed)
+    users = spread_sample(len(text.users), seed, pool)
     return _spread(text, users), _spread(cf, users)
 
 
-def behaviour(cf: Factors, sequence: UserItemVectors, share: float, seed: int) -> UserItemVectors:
+def behaviour(
+    cf: Factors,
+    sequence: UserItemVectors,
+    share: float,
+    seed: int,
+    pool: np.ndarray | None = None,
+) -> UserItemVectors:
     """ALS and a sequence model as one side: [√((1 − share)/σ_als)·als | √(share/σ_seq)·seq]."""
-    users = _sample(len(cf.users), seed)
+    users = spread_sample(len(cf.users), seed, pool)
     scales = (
         float(np.sqrt((1.0 - share) / _spread(cf, users))),
         float(np.sqrt(share / _spread(sequence, users))),
@@ -141,9 +142,9 @@ def tune_fusion(
     for name, sequence in (sequences or {}).items():
         for share in cfg.sequence_share_grid:
             if share > 0:  # share 0 is ALS alone, whichever sequence model
-                sides[(name, share)] = behaviour(cf, sequence, share, cfg.seed)
+                sides[(name, share)] = behaviour(cf, sequence, share, cfg.seed, matrices.evaluated)
     # The text side is the same for every candidate: its spread is measured once.
-    users = _sample(len(text.users), cfg.seed)
+    users = spread_sample(len(text.users), cfg.seed, matrices.evaluated)
     text_spread = _spread(text, users)
     spreads = {key: (text_spread, _spread(side, users)) for key, side in sides.items()}
 

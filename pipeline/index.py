@@ -475,7 +475,7 @@ def main(root: Path = Path(".")) -> None:
     depth = max(params.evaluate.k)
     inputs = exploration_inputs(processed, layout, params.interests.half_life)
     item_space = read_embeddings(params.interests.encoder, layout).items
-    scale = score_scale(fused.users, fused.items, params.index.seed)
+    scale = score_scale(fused.users, fused.items, params.index.seed, matrices.evaluated)
     multi, multi_record = tune_multi_interest(
         fused, inputs, matrices, params.index, item_space, depth, params.preprocess.split.seed
     )

@@ -15,12 +15,15 @@ A library, not a stage: the `interests` stage groups the whole history (what is 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
 from scipy.cluster.hierarchy import fcluster, linkage
+
+from pipeline.parallel import in_processes
 
 
 @dataclass(frozen=True)
@@ -71,20 +74,19 @@ def _medoid(vectors: np.ndarray) -> int:
     return int(np.argmax(similarity.sum(axis=1)))
 
 
-def user_interest_sets(
-    history: pl.DataFrame, item_vectors: np.ndarray, settings: InterestSettings
-) -> tuple[pl.DataFrame, np.ndarray]:
-    """Every user's interests from `history` (`user_idx, item_idx, timestamp`, any order).
+PARALLEL_MIN_USERS = 5000
+"""Fewer users than this are grouped in this process: a worker's start-up would cost more."""
 
-    Returns one row per (user, interest), heaviest first within a user: `user_idx, interest,
-    items` (item indices, newest first), `events, weight, medoid, first_timestamp,
-    last_timestamp`; and the interests' unit centroids (rows in the same order).
-    """
-    unit = item_vectors / np.maximum(np.linalg.norm(item_vectors, axis=1, keepdims=True), 1e-12)
-    ordered = history.sort(["user_idx", "timestamp"], maintain_order=True)
-    users = ordered["user_idx"].to_numpy()
-    items = ordered["item_idx"].to_numpy()
-    times = ordered["timestamp"].to_numpy()
+
+def _user_rows(
+    users: np.ndarray,
+    items: np.ndarray,
+    times: np.ndarray,
+    unit: np.ndarray,
+    settings: InterestSettings,
+) -> tuple[list[dict[str, Any]], list[np.ndarray]]:
+    """The interests of each user in `users, items, times` (sorted by user, then time), as
+    table rows and unit centroids, users in order."""
     bounds = np.flatnonzero(np.diff(users)) + 1
     rows: list[dict[str, Any]] = []
     centroids: list[np.ndarray] = []
@@ -120,6 +122,35 @@ def user_interest_sets(
                     "last_timestamp": int(user_times[mask].max()),
                 }
             )
+    return rows, centroids
+
+
+def user_interest_sets(
+    history: pl.DataFrame, item_vectors: np.ndarray, settings: InterestSettings, workers: int = 1
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """Every user's interests from `history` (`user_idx, item_idx, timestamp`, any order).
+
+    Returns one row per (user, interest), heaviest first within a user: `user_idx, interest,
+    items` (item indices, newest first), `events, weight, medoid, first_timestamp,
+    last_timestamp`; and the interests' unit centroids (rows in the same order). With
+    `workers` > 1 and many users, contiguous ranges of users are grouped in that many
+    processes; the result is the same.
+    """
+    unit = item_vectors / np.maximum(np.linalg.norm(item_vectors, axis=1, keepdims=True), 1e-12)
+    ordered = history.sort(["user_idx", "timestamp"], maintain_order=True)
+    users = ordered["user_idx"].to_numpy()
+    items = ordered["item_idx"].to_numpy()
+    times = ordered["timestamp"].to_numpy()
+    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1]
+    pieces = max(1, min(workers, starts.size // PARALLEL_MIN_USERS))
+    cuts = [*starts[np.linspace(0, starts.size, pieces, endpoint=False).astype(int)], users.size]
+    parts = in_processes(
+        _user_rows,
+        [(users[a:b], items[a:b], times[a:b], unit, settings) for a, b in itertools.pairwise(cuts)],
+        pieces,
+    )
+    rows = [row for part_rows, _ in parts for row in part_rows]
+    centroids = [centre for _, part_centroids in parts for centre in part_centroids]
     table = pl.DataFrame(
         rows,
         schema={

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from pipeline import io
 from pipeline.artifacts import (
@@ -51,12 +52,14 @@ from pipeline.artifacts import (
 from pipeline.config import InterestsConfig, load_params
 from pipeline.exploration import transition_counts, unit_rows
 from pipeline.interest_sets import InterestSettings, user_interest_sets
+from pipeline.parallel import usable_cores
 from pipeline.profiles import (
     LABEL_SEPARATOR,
     MIN_USER_TERM_INTERACTIONS,
     _ranked_terms,
     item_terms,
 )
+from pipeline.protocol import user_sample
 
 KEY_STRIDE = 1 << 16
 """(user, interest) pairs are keyed `user * KEY_STRIDE + interest` for the term tables."""
@@ -182,12 +185,16 @@ def group_centroids(
         assignments.select("user_idx", "cluster"), on="user_idx"
     )
     groups = np.unique(joined["cluster"].to_numpy())
-    sums = np.zeros((groups.size, item_vectors.shape[1]), dtype=np.float64)
-    np.add.at(
-        sums,
-        np.searchsorted(groups, joined["cluster"].to_numpy()),
-        item_vectors[joined["item_idx"].to_numpy()],
+    # Events per (group, item), then one product: an event-by-event sum would be the slow part
+    # of the stage on millions of events.
+    counts = sp.csr_matrix(
+        (
+            np.ones(joined.height),
+            (np.searchsorted(groups, joined["cluster"].to_numpy()), joined["item_idx"].to_numpy()),
+        ),
+        shape=(groups.size, len(item_vectors)),
     )
+    sums = np.asarray(counts @ item_vectors.astype(np.float64))
     unit = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
     return groups, unit.astype(np.float32)
 
@@ -198,13 +205,15 @@ def describe(
     item_vectors: np.ndarray,
     assignments: pl.DataFrame,
     settings: InterestSettings,
+    workers: int = 1,
 ) -> tuple[pl.DataFrame, np.ndarray]:
     """Every user's interests with their terms, label and nearest global group (one row per
     interest, `terms` and `label_terms` as JSON text), and the interests' unit centroids.
 
-    A user's labels are distinct: a repeated one gets its medoid's title appended.
+    A user's labels are distinct: a repeated one gets its medoid's title appended. `workers`:
+    processes the users' histories are grouped in (`user_interest_sets`).
     """
-    table, centroids = user_interest_sets(history, item_vectors, settings)
+    table, centroids = user_interest_sets(history, item_vectors, settings, workers)
     terms = interest_terms(history, items, table)
     by_interest: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for row in terms.iter_rows(named=True):
@@ -462,11 +471,20 @@ def main(root: Path = Path(".")) -> None:
     settings = settings_for(cfg)
     # What is served knows every event: the served interests come from the whole history.
     history = processed.history_served
-    table, centroids = describe(history, processed.items, vectors, clustering.assignments, settings)
+    workers = usable_cores()
+    table, centroids = describe(
+        history, processed.items, vectors, clustering.assignments, settings, workers
+    )
     metrics = interest_metrics(table, processed.items, processed.users.height, cfg.seed)
-    # What is evaluated reads only the history before the held-out event.
+    # What is evaluated reads only the history before the held-out event, and only the users
+    # the evaluation ranks (a seeded sample above `evaluate.max_users`) are ever scored.
+    evaluated = user_sample(
+        processed.users.height, params.evaluate.max_users, params.preprocess.split.seed
+    )
     for split, before in (("validation", processed.train), ("test", processed.history_at_test)):
-        split_table, split_centroids = user_interest_sets(before, vectors, settings)
+        if evaluated is not None:
+            before = before.filter(pl.col("user_idx").is_in(evaluated.tolist()))
+        split_table, split_centroids = user_interest_sets(before, vectors, settings, workers)
         write_split_interests(split, split_table, split_centroids, layout)
     topics = topics_for(processed, vectors, cfg)
     write_topics(topics, layout)

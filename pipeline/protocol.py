@@ -48,6 +48,21 @@ def user_sample(n_users: int, max_users: int | None, seed: int) -> np.ndarray | 
     return np.sort(chosen).astype(np.int64)
 
 
+SPREAD_SAMPLE_USERS = 500
+"""Users sampled to measure a score's spread: plenty for a standard deviation, cheap on any
+catalogue."""
+
+
+def spread_sample(n_users: int, seed: int, pool: np.ndarray | None = None) -> np.ndarray:
+    """A seeded sample of `SPREAD_SAMPLE_USERS` users to measure a score's spread on: of all
+    `n_users`, or of `pool` (the evaluated users, the only ones whose split vectors every stage
+    derives)."""
+    rng = np.random.default_rng(seed)
+    size = n_users if pool is None else pool.size
+    drawn = rng.choice(size, size=min(SPREAD_SAMPLE_USERS, size), replace=False)
+    return drawn if pool is None else pool[drawn]
+
+
 @dataclass(frozen=True)
 class SplitMatrices:
     """The binary user × item matrices every model is evaluated against."""

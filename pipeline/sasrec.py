@@ -409,12 +409,15 @@ def fit(
     text_vectors: np.ndarray | None = None,
     cold_items: np.ndarray | None = None,
     validate: Validate | None = None,
+    validation_histories: Sequence[np.ndarray] | None = None,
 ) -> FittedSequence:
     """Train SASRec on `train_histories` (one int array of item indices per user, in time order).
 
     `cold_items` (bool mask or indices) get no ID embedding and no place in the training softmax;
     they must not appear in the histories. With `validate`, training stops after `patience`
-    epochs without a better score and the best epoch's weights are kept.
+    epochs without a better score and the best epoch's weights are kept; `validate` is given
+    the states of `validation_histories` (default: `train_histories`; an empty history gives a
+    zero state, so the users validation does not rank can be left out).
     """
     cold = _cold_mask(cold_items, n_items)
     for history in train_histories:
@@ -485,7 +488,8 @@ def fit(
                     break
                 continue
             started = time.perf_counter()
-            score = float(validate(fitted.vectors(train_histories)))
+            read = train_histories if validation_histories is None else validation_histories
+            score = float(validate(fitted.vectors(read)))
             entry["validation"] = score
             entry["validation_seconds"] = time.perf_counter() - started
             if fitted.best_score is None or score > fitted.best_score:

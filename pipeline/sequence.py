@@ -22,10 +22,7 @@ Outputs under `data/sequence/`: `{sasrec,text}_{user,item}_vectors.npy`,
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +40,7 @@ from pipeline.artifacts import (
 from pipeline.config import SequenceConfig, load_params
 from pipeline.encoder import pick_device
 from pipeline.interactions import UserItemVectors
+from pipeline.parallel import in_processes, usable_cores
 from pipeline.protocol import SplitMatrices, evaluate_model
 from pipeline.sasrec import SequenceSettings, append_histories, fit, histories
 
@@ -64,13 +62,6 @@ def settings(cfg: SequenceConfig, use_ids: bool, use_text: bool) -> SequenceSett
     )
 
 
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
 def worker_count(cfg: SequenceConfig, n_models: int) -> int:
     """How many models train at once (`sequence.workers`); never more than there are models."""
     if cfg.workers != "auto":
@@ -78,6 +69,16 @@ def worker_count(cfg: SequenceConfig, n_models: int) -> int:
     if pick_device(cfg.device) != "cpu":
         return 1
     return max(1, min(n_models, usable_cores()))
+
+
+def _only(user_histories: list[np.ndarray], users: np.ndarray | None) -> list[np.ndarray]:
+    """`user_histories` with every history not of `users` emptied (None: all kept)."""
+    if users is None:
+        return user_histories
+    empty = np.zeros(0, dtype=np.int64)
+    kept = np.zeros(len(user_histories), dtype=bool)
+    kept[users] = True
+    return [history if keep else empty for history, keep in zip(user_histories, kept, strict=True)]
 
 
 def fit_model(
@@ -105,6 +106,9 @@ def fit_model(
         result = evaluate_model(vectors.score, matrices, "validation", [10], 10, seed)
         return float(result.summary()["ndcg@10"])
 
+    # Only the evaluated users' split states are ever read (all users unless there are more
+    # than `max_users`): the others' histories are left empty, which gives them zero states.
+    evaluated = _only(train, matrices.evaluated)
     fitted = fit(
         train,
         n_items,
@@ -112,13 +116,14 @@ def fit_model(
         text_vectors=item_text_vectors if flags["use_text"] else None,
         cold_items=matrices.cold_items,
         validate=validate,
+        validation_histories=evaluated,
     )
-    trained = fitted.vectors(train)
+    trained = fitted.vectors(evaluated)
     at_test = append_histories(train, histories(processed.validation, n_users))
     vectors = UserItemVectors(
         users=trained.users,
         items=trained.items,
-        users_at_test=fitted.user_states(at_test),
+        users_at_test=fitted.user_states(_only(at_test, matrices.evaluated)),
         users_served=fitted.user_states(histories(processed.history_served, n_users)),
     )
     report = {
@@ -155,15 +160,9 @@ def run(
     arguments = [
         (processed, item_text_vectors, cfg, flags, seed, max_users) for flags in models.values()
     ]
-    if workers == 1:
-        fitted = [fit_model(*args) for args in arguments]
-    else:
-        threads = max(1, usable_cores() // workers)
-        # Spawned, not forked: a forked child would inherit the parent's torch thread pool.
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(fit_model, *args, threads) for args in arguments]
-            fitted = [future.result() for future in futures]
+    if workers > 1:  # each worker on its share of the cores
+        arguments = [(*args, max(1, usable_cores() // workers)) for args in arguments]
+    fitted = in_processes(fit_model, arguments, workers)
     vectors = {name: pair[0] for name, pair in zip(models, fitted, strict=True)}
     report = {name: pair[1] for name, pair in zip(models, fitted, strict=True)}
     return vectors, report

@@ -52,3 +52,20 @@ def test_each_vector_is_the_encoding_of_that_users_and_items_text(tiny_encoder_d
     # Different users with different histories do not share one vector.
     assert histories[0] != histories[1]
     assert not np.allclose(result.users[0], result.users[1])
+
+
+def test_split_vectors_are_encoded_only_for_the_evaluated_users(tiny_encoder_dir: Path) -> None:
+    processed = _processed()
+    text_cfg, cfg = TextConfig(max_seq_length=32), EmbedConfig()
+    full = embed.run(str(tiny_encoder_dir), processed, text_cfg, cfg)
+    evaluated = np.array([1, 4, 7])
+    part = embed.run(str(tiny_encoder_dir), processed, text_cfg, cfg, evaluated=evaluated)
+    others = np.setdiff1d(np.arange(processed.users.height), evaluated)
+    for name in ("users", "users_at_test"):
+        np.testing.assert_allclose(
+            getattr(part, name)[evaluated], getattr(full, name)[evaluated], rtol=1e-4, atol=1e-5
+        )
+        assert not getattr(part, name)[others].any()
+    # Items and the served users (every user) are encoded as before.
+    np.testing.assert_allclose(part.items, full.items, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(part.users_served, full.users_served, rtol=1e-4, atol=1e-5)

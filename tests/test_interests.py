@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pipeline import interest_sets
 from pipeline.interests import (
     InterestSettings,
     describe,
@@ -92,6 +93,20 @@ def test_a_user_with_two_tastes_gets_two_interests_with_their_own_items() -> Non
     assert centroids.shape == (2, 6)
     np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0, rtol=1e-5)
     assert int(np.argmax(centroids[0][:3])) == 0 and int(np.argmax(centroids[1][:3])) == 1
+
+
+def test_users_grouped_in_worker_processes_get_the_same_interests(monkeypatch) -> None:
+    _, vectors = _items()
+    rng = np.random.default_rng(3)
+    history = _history(
+        {user: rng.choice(24, size=int(rng.integers(4, 14))).tolist() for user in range(9)}
+    )
+    alone = user_interest_sets(history, vectors, SETTINGS)
+    monkeypatch.setattr(interest_sets, "PARALLEL_MIN_USERS", 3)
+    split = user_interest_sets(history, vectors, SETTINGS, workers=2)
+    assert split[0].equals(alone[0])
+    np.testing.assert_array_equal(split[1], alone[1])
+    assert alone[0]["user_idx"].n_unique() == 9
 
 
 def test_small_groups_join_the_nearest_interest_and_the_count_is_capped() -> None:

@@ -11,12 +11,14 @@ from pipeline import preprocess
 from pipeline.config import PreprocessConfig
 from pipeline.metrics import evaluate_scorer
 from pipeline.protocol import (
+    SPREAD_SAMPLE_USERS,
     SplitMatrices,
     SplitScorers,
     evaluate_model,
     random_scorer,
     restricted,
     select_on_validation,
+    spread_sample,
     with_random_ties,
 )
 
@@ -193,3 +195,15 @@ def test_above_max_users_every_evaluation_ranks_the_same_seeded_sample(cold_setu
         np.testing.assert_array_equal(
             sampled.per_user["ndcg@10"], everyone.per_user["ndcg@10"][position]
         )
+
+
+def test_score_spreads_are_measured_on_the_evaluated_users_only() -> None:
+    pool = np.array([3, 8, 20, 41, 77])
+    drawn = spread_sample(100, seed=0, pool=pool)
+    assert set(drawn.tolist()) == set(pool.tolist())  # fewer than the sample size: all of them
+    many = np.arange(0, 4000, 2)
+    drawn = spread_sample(4000, seed=0, pool=many)
+    assert drawn.size == SPREAD_SAMPLE_USERS and set(drawn.tolist()) <= set(many.tolist())
+    # Without a pool: the same draw as over every user, seeded.
+    np.testing.assert_array_equal(spread_sample(4000, 1), spread_sample(4000, 1))
+    assert spread_sample(4000, 1).max() >= 2000

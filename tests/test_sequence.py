@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline import preprocess, sequence
+from pipeline import parallel, preprocess, sequence
 from pipeline.artifacts import Layout, read_sequence_vectors, write_processed
 from pipeline.config import Params, PreprocessConfig, SequenceConfig
 from pipeline.data import RawData
@@ -135,5 +135,20 @@ def test_parallel_workers_give_what_one_process_gives(processed, fitted) -> None
 def test_worker_count() -> None:
     assert sequence.worker_count(CFG.model_copy(update={"workers": 1}), 2) == 1
     assert sequence.worker_count(CFG.model_copy(update={"workers": 4}), 2) == 2
-    expected = min(2, sequence.usable_cores())
+    expected = min(2, parallel.usable_cores())
     assert sequence.worker_count(CFG.model_copy(update={"device": "cpu"}), 2) == expected
+
+
+def test_above_max_users_only_the_evaluated_users_get_split_states(processed) -> None:
+    """Validation ranks a seeded sample of users; the others' training and test-time states
+    are never read, so they are not computed (zero), while every user gets a served state."""
+    text = np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32)
+    cfg = CFG.model_copy(update={"epochs": 4, "workers": 1})
+    flags = sequence.MODELS["sasrec"]
+    vectors, _ = sequence.fit_model(processed, text, cfg, flags, 0, max_users=10)
+    evaluated = SplitMatrices.from_processed(processed, 10, 0).evaluated
+    others = np.setdiff1d(np.arange(processed.users.height), evaluated)
+    for states in (vectors.users, vectors.users_at_test):
+        assert np.abs(states[evaluated]).sum(axis=1).min() > 0
+        assert not states[others].any()
+    assert np.abs(vectors.users_served).sum(axis=1).min() > 0
