@@ -535,6 +535,31 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def code_version() -> str:
+    """The commit the stages ran from, `+changes` when the pipeline or params differ from it
+    (sizes measured from different code are not comparable stage by stage)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--", "pipeline", "params.yaml", "dvc.yaml"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout.strip()
+    except (subprocess.SubprocessError, OSError):
+        return "unknown"
+    return f"{head}+changes" if changed else head
+
+
 BUDGET_KEYS = (
     "finetune.max_steps",
     "finetune.batch_size",
@@ -702,6 +727,7 @@ def bench(
             inputs = root / "data" / "input"
             run: dict[str, Any] = {
                 "n_events": n_events,
+                "code": code_version(),
                 "n_users": interactions["user_id"].n_unique(),
                 "n_items": items.height,
                 "n_items_with_events": interactions["item_id"].n_unique(),
