@@ -58,6 +58,7 @@ import polars as pl
 
 from pipeline.config import Params, load_params
 from pipeline.data import RawData
+from pipeline.parallel import usable_cores
 from pipeline.workflow import STAGES, override, write_files, write_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -500,7 +501,7 @@ def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     info: dict[str, Any] = {
         "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpus_usable": usable_cores(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": _version("torch"),
