@@ -34,16 +34,8 @@ from pipeline.artifacts import (
 )
 from pipeline.config import EmbedConfig, TextConfig, load_params
 from pipeline.encoder import encode, load_encoder, pick_device
-from pipeline.protocol import user_sample
+from pipeline.protocol import only_users, user_sample
 from pipeline.text import user_texts
-
-
-def _only(texts: list[str], users: np.ndarray | None) -> list[str]:
-    """`texts` with every text not of `users` emptied (an empty text encodes to a zero row)."""
-    if users is None:
-        return texts
-    wanted = set(users.tolist())
-    return [text if user in wanted else "" for user, text in enumerate(texts)]
 
 
 def run(
@@ -64,9 +56,12 @@ def run(
     model = load_encoder(model_name, cfg.device, text_cfg.max_seq_length)
     item_texts = processed.items.sort("item_idx")["text"].to_list()
     n_users, recent = processed.users.height, text_cfg.history_items
-    histories = _only(user_texts(processed.train, processed.items, n_users, recent), evaluated)
-    histories_at_test = _only(
-        user_texts(processed.history_at_test, processed.items, n_users, recent), evaluated
+    # An empty text encodes to a zero row.
+    histories = only_users(
+        user_texts(processed.train, processed.items, n_users, recent), evaluated, ""
+    )
+    histories_at_test = only_users(
+        user_texts(processed.history_at_test, processed.items, n_users, recent), evaluated, ""
     )
     users_served = None
     if served:

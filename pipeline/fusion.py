@@ -86,11 +86,9 @@ def _spread(vectors: UserItemVectors, users: np.ndarray) -> float:
     return max(float(np.std(vectors.score(users))), 1e-12)
 
 
-def score_spreads(
-    text: Embeddings, cf: Factors, seed: int, pool: np.ndarray | None = None
-) -> tuple[float, float]:
+def score_spreads(text: Embeddings, cf: Factors, seed: int) -> tuple[float, float]:
     """Standard deviation of text and collaborative scores over a sample of users × all items."""
-    users = spread_sample(len(text.users), seed, pool)
+    users = spread_sample(len(text.users), seed)
     return _spread(text, users), _spread(cf, users)
 
 

@@ -48,6 +48,19 @@ def user_sample(n_users: int, max_users: int | None, seed: int) -> np.ndarray | 
     return np.sort(chosen).astype(np.int64)
 
 
+Entry = TypeVar("Entry")
+
+
+def only_users(values: list[Entry], users: np.ndarray | None, empty: Entry) -> list[Entry]:
+    """One entry per user with every entry not of `users` replaced by `empty` (None: all
+    kept): what a stage derives only for the evaluated users, the others left empty."""
+    if users is None:
+        return values
+    kept = np.zeros(len(values), dtype=bool)
+    kept[users] = True
+    return [value if keep else empty for value, keep in zip(values, kept, strict=True)]
+
+
 SPREAD_SAMPLE_USERS = 500
 """Users sampled to measure a score's spread: plenty for a standard deviation, cheap on any
 catalogue."""

@@ -41,7 +41,7 @@ from pipeline.config import SequenceConfig, load_params
 from pipeline.encoder import pick_device
 from pipeline.interactions import UserItemVectors
 from pipeline.parallel import in_processes, usable_cores
-from pipeline.protocol import SplitMatrices, evaluate_model
+from pipeline.protocol import SplitMatrices, evaluate_model, only_users
 from pipeline.sasrec import SequenceSettings, append_histories, fit, histories
 
 MODELS = {
@@ -71,16 +71,6 @@ def worker_count(cfg: SequenceConfig, n_models: int) -> int:
     return max(1, min(n_models, usable_cores()))
 
 
-def _only(user_histories: list[np.ndarray], users: np.ndarray | None) -> list[np.ndarray]:
-    """`user_histories` with every history not of `users` emptied (None: all kept)."""
-    if users is None:
-        return user_histories
-    empty = np.zeros(0, dtype=np.int64)
-    kept = np.zeros(len(user_histories), dtype=bool)
-    kept[users] = True
-    return [history if keep else empty for history, keep in zip(user_histories, kept, strict=True)]
-
-
 def fit_model(
     processed: Processed,
     item_text_vectors: np.ndarray,
@@ -108,7 +98,8 @@ def fit_model(
 
     # Only the evaluated users' split states are ever read (all users unless there are more
     # than `max_users`): the others' histories are left empty, which gives them zero states.
-    evaluated = _only(train, matrices.evaluated)
+    empty = np.zeros(0, dtype=np.int64)
+    evaluated = only_users(train, matrices.evaluated, empty)
     fitted = fit(
         train,
         n_items,
@@ -123,7 +114,7 @@ def fit_model(
     vectors = UserItemVectors(
         users=trained.users,
         items=trained.items,
-        users_at_test=fitted.user_states(_only(at_test, matrices.evaluated)),
+        users_at_test=fitted.user_states(only_users(at_test, matrices.evaluated, empty)),
         users_served=fitted.user_states(histories(processed.history_served, n_users)),
     )
     report = {

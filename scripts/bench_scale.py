@@ -536,26 +536,18 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=REPO, capture_output=True, text=True, check=True, timeout=30
+    ).stdout.strip()
+
+
 def code_version() -> str:
     """The commit the stages ran from, `+changes` when the pipeline or params differ from it
     (sizes measured from different code are not comparable stage by stage)."""
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--", "pipeline", "params.yaml", "dvc.yaml"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        ).stdout.strip()
+        head = _git("rev-parse", "--short", "HEAD")
+        changed = _git("status", "--porcelain", "--", "pipeline", "params.yaml", "dvc.yaml")
     except (subprocess.SubprocessError, OSError):
         return "unknown"
     return f"{head}+changes" if changed else head
