@@ -22,8 +22,11 @@ tokenizer), `data/finetune/config.json` (the effective config next to the model)
 
 from __future__ import annotations
 
+import functools
+import itertools
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +43,7 @@ from sentence_transformers import (
     SentenceTransformerTrainingArguments,
 )
 from sentence_transformers.base.evaluation import BaseEvaluator
-from sentence_transformers.base.sampler import BatchSamplers
+from sentence_transformers.base.sampler import DefaultBatchSampler
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 from transformers import TrainerCallback
 
@@ -50,7 +53,7 @@ from pipeline.config import FinetuneConfig, TextConfig, load_params
 from pipeline.encoder import encode, load_encoder, pick_device
 from pipeline.metrics import EvaluationResult
 from pipeline.protocol import SplitMatrices, evaluate_model
-from pipeline.text import training_pairs, user_texts
+from pipeline.text import TrainingPairs, training_pairs, user_texts
 from recli import contract
 from recli.errors import RecliError
 
@@ -65,13 +68,80 @@ ENCODE_BATCH_SIZE = 128
 # --------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------
-def positive_log_frequency(positives: pl.Series) -> np.ndarray:
-    """log q(item) for each pair: how often its positive is the positive of any pair."""
-    counts = positives.value_counts(name="count")
-    frequency = positives.to_frame().join(
-        counts, on=positives.name, how="left", maintain_order="left"
-    )
-    return np.log(frequency["count"].to_numpy() / len(positives)).astype(np.float32)
+def positive_log_frequency(pairs: TrainingPairs) -> np.ndarray:
+    """log q(item) for each pair: the share of all pairs whose positive has that pair's text."""
+    items = pairs.positive_items()
+    per_item = np.bincount(items, minlength=len(pairs.item_texts))
+    # Two items with the same text are one positive to the loss.
+    texts = pl.DataFrame({"text": pairs.item_texts, "pairs": per_item})
+    per_text = texts.with_columns(pl.col("pairs").sum().over("text"))["pairs"].to_numpy()
+    return np.log(per_text[items] / len(pairs)).astype(np.float32)
+
+
+def no_duplicate_batches(
+    pairs: TrainingPairs, batch_size: int, n_batches: int, seed: int
+) -> list[list[int]]:
+    """The first `n_batches` batches of pair indices in which no text occurs twice.
+
+    The same positive twice in a batch would be a false in-batch negative, and popular items are
+    the positive of many pairs. Each pass over the pairs walks a seeded shuffle (torch's, seeded
+    with `seed` + pass, as sentence-transformers' no-duplicates sampler does, so a run draws the
+    batches it always drew) and fills each batch greedily: a pair sharing a text with the batch
+    waits, in its place, for a later batch. Only the pairs walked past are ever turned into text,
+    so the cost follows the step budget, not the number of pairs.
+    """
+    values: dict[int, frozenset[str]] = {}
+
+    def texts(pair: int) -> frozenset[str]:
+        if pair not in values:
+            values[pair] = frozenset((pairs.anchor(pair), pairs.positive(pair)))
+        return values[pair]
+
+    batches: list[list[int]] = []
+    n_pairs = len(pairs)
+    for epoch in range(n_batches):  # every pass yields at least one batch
+        generator = torch.Generator().manual_seed(seed + epoch)
+        order = torch.randperm(n_pairs, generator=generator, dtype=torch.int32).numpy()
+        cursor, waiting = 0, []  # next fresh position; pairs that clashed, in shuffled order
+        while (waiting or cursor < n_pairs) and len(batches) < n_batches:
+            batch: list[int] = []
+            taken: set[str] = set()
+            clashed: list[int] = []
+            walked = 0
+            fresh = (int(order[position]) for position in range(cursor, n_pairs))
+            for pair in itertools.chain(waiting, fresh):
+                walked += 1
+                if not taken.isdisjoint(texts(pair)):
+                    clashed.append(pair)
+                    continue
+                batch.append(pair)
+                if len(batch) == batch_size:
+                    break
+                taken.update(texts(pair))
+            cursor += max(0, walked - len(waiting))
+            waiting = clashed + waiting[walked:]
+            batches.append(batch)
+        if len(batches) == n_batches:
+            break
+    return batches
+
+
+class PlannedBatches(DefaultBatchSampler):
+    """Consecutive runs of a dataset laid out batch after batch (`no_duplicate_batches`)."""
+
+    def __init__(self, dataset: datasets.Dataset, sizes: list[int], **trainer_kwargs: Any) -> None:
+        # The trainer passes its batch size, seed and generator: the plan already used them.
+        super().__init__(dataset, batch_size=max(sizes), drop_last=False)
+        if sum(sizes) != len(dataset):
+            raise ValueError(f"{len(dataset)} rows do not match batches of {sum(sizes)}")
+        self.bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for start, end in itertools.pairwise(self.bounds):
+            yield list(range(start, end))
 
 
 class PopularityCorrectedRankingLoss(torch.nn.Module):
@@ -308,17 +378,21 @@ def run(
     model = load_encoder(cfg.base_model, device, text_cfg.max_seq_length)
     set_dropout(model, cfg.dropout)
 
-    # 2. Data: (history before an event, that event's item), shuffled with the seed.
+    # 2. Data: (history before an event, that event's item), shuffled with the seed; only the
+    # pairs the step budget reaches become text, laid out in the order they are trained on.
     pairs = training_pairs(processed.train, processed.items, text_cfg.history_items, cfg.seed)
-    if cfg.max_steps and pairs.height < cfg.batch_size:
+    if cfg.max_steps and len(pairs) < cfg.batch_size:
         raise RecliError(
-            f"only {pairs.height} training pairs, fewer than finetune.batch_size "
+            f"only {len(pairs)} training pairs, fewer than finetune.batch_size "
             f"({cfg.batch_size}): lower the batch size or use more data"
         )
-    columns = {"anchor": pairs["anchor"].to_list(), "positive": pairs["positive"].to_list()}
+    batches = no_duplicate_batches(pairs, cfg.batch_size, cfg.max_steps, cfg.seed)
+    chosen = np.array([pair for batch in batches for pair in batch], dtype=np.int64)
+    columns = pairs.table(chosen).to_dict(as_series=False)
     if cfg.popularity_correction:
-        columns["label"] = positive_log_frequency(pairs["positive"]).tolist()
+        columns["label"] = positive_log_frequency(pairs)[chosen].tolist()
     train_dataset = datasets.Dataset.from_dict(columns)
+    batch_sizes = [len(batch) for batch in batches]
 
     # 3. Loss: every other positive in the batch is a negative for each anchor.
     loss = (
@@ -350,9 +424,7 @@ def run(
                 warmup_steps=cfg.warmup_ratio,
                 seed=cfg.seed,
                 data_seed=cfg.seed,
-                # The same positive twice in a batch would be a false in-batch negative, and
-                # popular items are the positive of many pairs.
-                batch_sampler=BatchSamplers.NO_DUPLICATES,
+                batch_sampler=functools.partial(PlannedBatches, sizes=batch_sizes),
                 eval_strategy="steps",
                 eval_steps=cfg.eval_steps,
                 logging_strategy="steps",
@@ -405,14 +477,14 @@ def run(
             "torch_version": torch.__version__,
             "transformers_version": transformers.__version__,
             "sentence_transformers_version": sentence_transformers.__version__,
-            "training_pairs": pairs.height,
+            "training_pairs": len(pairs),
             "steps": steps,
         },
     )
     return FinetuneResult(
         model_dir=model_dir,
         device=device,
-        training_pairs=pairs.height,
+        training_pairs=len(pairs),
         eval_users=int(evaluator.users.size),
         steps=steps,
         baseline=baseline,

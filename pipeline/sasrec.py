@@ -274,17 +274,22 @@ class SequenceModel(nn.Module):
         self.register_buffer("causal", causal, persistent=False)
         self.apply(_init_weights)
 
-    def item_vectors(self) -> torch.Tensor:
-        """[n_items, d]: what the transformer reads for an item and what a user is scored with."""
+    def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """[n_items, d] (or one row per index of `items`): what the transformer reads for an item
+        and what a user is scored with."""
+        rows = self.n_items if items is None else items.numel()
         vectors = torch.zeros(
-            self.n_items, self.positions.embedding_dim, device=self.positions.weight.device
+            rows, self.positions.embedding_dim, device=self.positions.weight.device
         )
         if self.item_ids is not None:
             # Multiplying by the mask (not only never training the rows) keeps a cold item's ID
             # part exactly zero whatever its initial or decayed weights are.
-            vectors = vectors + self.item_ids.weight * self.warm
+            if items is None:
+                vectors = vectors + self.item_ids.weight * self.warm
+            else:
+                vectors = vectors + self.item_ids(items) * self.warm[items]
         if self.adapter is not None:
-            vectors = vectors + self.adapter(self.text)
+            vectors = vectors + self.adapter(self.text if items is None else self.text[items])
         return vectors
 
     def forward(self, tokens: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
@@ -519,14 +524,24 @@ def _batch_loss(
     Over all warm items, or, given `sampled` warm items, over those and the batch's own targets
     (each position's target competes with every other target of the batch and the sample).
     """
-    items = model.item_vectors()
-    hidden = model(tokens, items)
     real = targets != IGNORE
     wanted = targets[real]
     if sampled is not None:
-        candidates, position = torch.unique(torch.cat([wanted, sampled]), return_inverse=True)
+        # Only the items the batch reads or scores get a vector: on a large catalogue that is a
+        # few thousand of tens of thousands, and projecting every item's text each step would
+        # cost more than the transformer.
+        read = tokens[tokens != PAD] - 1
+        needed, inverse = torch.unique(torch.cat([wanted, sampled, read]), return_inverse=True)
+        items = model.item_vectors(needed)
+        compact = torch.full_like(tokens, PAD)
+        compact[tokens != PAD] = inverse[wanted.numel() + sampled.numel() :] + 1
+        hidden = model(compact, items)
+        candidates = torch.unique(inverse[: wanted.numel() + sampled.numel()])
+        position = torch.searchsorted(candidates, inverse[: wanted.numel()])
         logits = hidden[real] @ items[candidates].T
-        return functional.cross_entropy(logits, position[: wanted.numel()]), int(wanted.numel())
+        return functional.cross_entropy(logits, position), int(wanted.numel())
+    items = model.item_vectors()
+    hidden = model(tokens, items)
     logits = hidden[real] @ items.T
     if cold is not None:
         logits = logits.masked_fill(cold, float("-inf"))

@@ -41,27 +41,62 @@ def user_texts(
     return texts
 
 
+class TrainingPairs:
+    """Every (history before an event -> that event's item) pair of a training split, shuffled.
+
+    Every training event after a user's first is one pair, so the encoder learns "after these,
+    this", the same question recommendation asks. The pairs are kept as event positions, and a
+    pair's texts are assembled only when asked for: fine-tuning reads a few thousand pairs of the
+    millions a large dataset has, and holding every text would cost gigabytes.
+    """
+
+    def __init__(
+        self, train: pl.DataFrame, items: pl.DataFrame, history_items: int, seed: int
+    ) -> None:
+        ordered_items = items.sort("item_idx")
+        self.titles: list[str] = ordered_items["title"].to_list()
+        self.item_texts: list[str] = ordered_items["text"].to_list()
+        self.history_items = history_items
+        # Events within a user are ordered by time; ties keep the order preprocess gave them.
+        ordered = train.sort("user_idx", "timestamp", maintain_order=True)
+        self.events = ordered["item_idx"].to_numpy().astype(np.int64)
+        users = ordered["user_idx"].to_numpy()
+        first = np.ones(users.size, dtype=bool)
+        first[1:] = users[1:] != users[:-1]
+        user_start = np.maximum.accumulate(np.where(first, np.arange(users.size), 0))
+        targets = np.flatnonzero(~first)
+        # Pair i of the unshuffled table is the i-th non-first event; the table is shuffled
+        # with `seed`, as a pair's position decides which batch it lands in.
+        order = np.random.default_rng(seed).permutation(targets.size)
+        self.targets = targets[order]
+        self.starts = user_start[self.targets]
+
+    def __len__(self) -> int:
+        return int(self.targets.size)
+
+    def anchor(self, pair: int) -> str:
+        """The history text before pair `pair`'s event (most recent title first)."""
+        target, start = int(self.targets[pair]), int(self.starts[pair])
+        history = self.events[max(start, target - self.history_items) : target][::-1]
+        return history_text([self.titles[item] for item in history])
+
+    def positive(self, pair: int) -> str:
+        """The text of the item pair `pair`'s event picked."""
+        return self.item_texts[self.events[self.targets[pair]]]
+
+    def positive_items(self) -> np.ndarray:
+        """The item index of every pair's positive, in pair order."""
+        return self.events[self.targets]
+
+    def table(self, pairs: np.ndarray | None = None) -> pl.DataFrame:
+        """The texts of `pairs` (default: every pair) as an (anchor, positive) frame."""
+        chosen = range(len(self)) if pairs is None else (int(pair) for pair in pairs)
+        rows = [(self.anchor(pair), self.positive(pair)) for pair in chosen]
+        return pl.DataFrame(rows, schema=["anchor", "positive"], orient="row")
+
+
 def training_pairs(
     train: pl.DataFrame, items: pl.DataFrame, history_items: int, seed: int
-) -> pl.DataFrame:
-    """(anchor, positive) pairs: the user's history just before an event → that event's item text.
-
-    Every training event after a user's first becomes one pair, so the encoder learns "after these,
-    this", the same question recommendation asks. Rows are shuffled with `seed`.
-    """
-    titles = items.sort("item_idx")["title"].to_list()
-    item_text = items.sort("item_idx")["text"].to_list()
-    anchors: list[str] = []
-    positives: list[str] = []
-    # Events within a user are ordered by time; ties keep the order preprocess gave them.
-    ordered = train.sort("user_idx", "timestamp", maintain_order=True)
-    for _, group in ordered.group_by("user_idx", maintain_order=True):
-        sequence = group["item_idx"].to_list()
-        for position in range(1, len(sequence)):
-            history = sequence[max(0, position - history_items) : position][::-1]
-            anchors.append(history_text([titles[item] for item in history]))
-            positives.append(item_text[sequence[position]])
-    order = np.random.default_rng(seed).permutation(len(anchors))
-    return pl.DataFrame(
-        {"anchor": [anchors[i] for i in order], "positive": [positives[i] for i in order]}
-    )
+) -> TrainingPairs:
+    """The training split's (history, next item) pairs, shuffled with `seed` (`TrainingPairs`)."""
+    return TrainingPairs(train, items, history_items, seed)

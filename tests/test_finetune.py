@@ -22,7 +22,7 @@ from pipeline.config import FinetuneConfig, PreprocessConfig, TextConfig
 from pipeline.data import RawData
 from pipeline.encoder import encode, load_encoder
 from pipeline.protocol import evaluate_model
-from pipeline.text import training_pairs
+from pipeline.text import TrainingPairs, training_pairs
 from recli.errors import RecliError
 
 # One distinct word per item title (block A: the first 15, block B: the rest).
@@ -139,7 +139,7 @@ def test_outputs_model_config_metrics_and_plots(
     assert saved["text"] == TEXT.model_dump(mode="json")
     assert saved["finetune"] == cfg.model_dump(mode="json")
     pairs = training_pairs(processed.train, processed.items, TEXT.history_items, cfg.seed)
-    assert saved["training_pairs"] == pairs.height == result.training_pairs
+    assert saved["training_pairs"] == len(pairs) == result.training_pairs
     assert saved["device"] == "cpu" and saved["torch_version"]
 
     layout = Layout(tmp_path)
@@ -153,7 +153,7 @@ def test_outputs_model_config_metrics_and_plots(
     assert metrics["validation"]["baseline"] == result.baseline
     assert metrics["validation"]["final"] == result.final
     assert metrics["steps"] == cfg.max_steps and metrics["steps_per_second"] > 0
-    assert metrics["training_pairs"] == pairs.height and metrics["device"] == "cpu"
+    assert metrics["training_pairs"] == len(pairs) and metrics["device"] == "cpu"
     assert loss and all(set(point) == {"step", "loss"} for point in loss)
     assert loss[0]["step"] == 1 and loss[-1]["step"] == cfg.max_steps
     assert [point["step"] for point in validation] == [0, 50, 100, 150]
@@ -300,3 +300,71 @@ def test_set_dropout_switches_training_noise_off_and_back(tiny_encoder_dir: Path
     first, second = twice()
     assert torch.equal(first, second)  # dropout off: training-mode passes are identical
     model.eval()
+
+
+def _sentence_transformers_batches(
+    pairs: TrainingPairs, batch_size: int, n_batches: int, seed: int
+) -> list[list[int]]:
+    """What sentence-transformers' own no-duplicates sampler draws from the full pair table."""
+    import itertools
+
+    import datasets
+    import torch
+    from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+
+    dataset = datasets.Dataset.from_dict(pairs.table().to_dict(as_series=False))
+    sampler = NoDuplicatesBatchSampler(
+        dataset, batch_size, drop_last=False, generator=torch.Generator(), seed=seed
+    )
+    drawn: list[list[int]] = []
+    for epoch in itertools.count():
+        sampler.set_epoch(epoch)
+        drawn += list(sampler)
+        if len(drawn) >= n_batches:
+            return drawn[:n_batches]
+    raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize(("batch_size", "n_batches"), [(8, 5), (8, 40), (64, 3)])
+def test_no_duplicate_batches_draw_what_the_library_sampler_draws(
+    processed: preprocess.Processed, batch_size: int, n_batches: int
+) -> None:
+    pairs = training_pairs(processed.train, processed.items, TEXT.history_items, seed=3)
+    batches = finetune.no_duplicate_batches(pairs, batch_size, n_batches, seed=5)
+    assert len(batches) == n_batches
+    assert batches == _sentence_transformers_batches(pairs, batch_size, n_batches, seed=5)
+    for batch in batches:  # no text twice in a batch, across both columns
+        texts = [text for pair in batch for text in (pairs.anchor(pair), pairs.positive(pair))]
+        assert len(texts) == len(set(texts))
+    # 40 batches of 8 are more than the 280 pairs: the second pass reshuffles them all.
+    assert n_batches * batch_size < len(pairs) or sorted({p for b in batches for p in b}) == list(
+        range(len(pairs))
+    )
+
+
+def test_only_the_pairs_the_step_budget_reaches_become_text(
+    processed: preprocess.Processed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pairs = training_pairs(processed.train, processed.items, TEXT.history_items, seed=3)
+    asked: set[int] = set()
+    anchor = TrainingPairs.anchor
+
+    def counting(self: TrainingPairs, pair: int) -> str:
+        asked.add(pair)
+        return anchor(self, pair)
+
+    monkeypatch.setattr(TrainingPairs, "anchor", counting)
+    batches = finetune.no_duplicate_batches(pairs, 4, 3, seed=0)
+    used = {pair for batch in batches for pair in batch}
+    assert len(used) == 12 and used <= asked and len(asked) < len(pairs) / 4
+
+
+def test_log_q_counts_every_pair_whose_positive_has_the_same_text(
+    processed: preprocess.Processed,
+) -> None:
+    pairs = training_pairs(processed.train, processed.items, TEXT.history_items, seed=3)
+    positives = pairs.table()["positive"]
+    counts = positives.value_counts()
+    expected = dict(zip(counts["positive"], counts["count"], strict=True))
+    log_q = finetune.positive_log_frequency(pairs)
+    assert np.allclose(log_q, [np.log(expected[text] / len(pairs)) for text in positives])

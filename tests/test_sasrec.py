@@ -402,3 +402,26 @@ def test_every_training_event_but_the_first_is_a_target_exactly_once() -> None:
     assert sorted(targets[real].tolist()) == sorted(wanted.tolist())
     # Within a window each target follows its input (inputs are item + 1).
     assert (inputs[:, 1:][real[:, 1:]] - 1 == targets[:, :-1][real[:, 1:]]).all()
+
+
+def test_the_sampled_softmax_projects_only_the_items_it_reads_or_scores() -> None:
+    torch.manual_seed(0)
+    text = np.random.default_rng(0).standard_normal((30, 8)).astype(np.float32)
+    cold = np.zeros(30, dtype=bool)
+    cold[[5, 9]] = True
+    model = SequenceModel(30, replace(SMALL, use_text=True), text, cold)
+    model.eval()
+    chosen = torch.tensor([9, 0, 4, 29])
+    torch.testing.assert_close(model.item_vectors(chosen), model.item_vectors()[chosen])
+    # The loss over a sample equals the one written out over the whole item table.
+    tokens = torch.tensor([[3, 5, 7, PAD], [2, 4, 1, 8]])
+    targets = torch.tensor([[4, 6, IGNORE, IGNORE], [3, 0, 7, 2]])
+    sampled = torch.tensor([11, 12, 0, 20])
+    loss, count = _batch_loss(model, tokens, targets, None, sampled)
+    items = model.item_vectors()
+    real = targets != IGNORE
+    candidates = torch.unique(torch.cat([targets[real], sampled]))
+    logits = model(tokens, items)[real] @ items[candidates].T
+    wanted = torch.searchsorted(candidates, targets[real])
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(logits, wanted))
+    assert count == 6

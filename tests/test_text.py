@@ -26,10 +26,25 @@ def test_training_pairs_pair_history_with_the_next_item() -> None:
     processed = _processed()
     pairs = training_pairs(processed.train, processed.items, history_items=3, seed=0)
     per_user = processed.train.group_by("user_idx").len()["len"]
-    assert pairs.height == int((per_user - 1).sum())
-    assert all(anchor.startswith(HISTORY_PREFIX) for anchor in pairs["anchor"])
-    assert pairs.equals(training_pairs(processed.train, processed.items, 3, seed=0))
-    assert not pairs.equals(training_pairs(processed.train, processed.items, 3, seed=1))
+    assert len(pairs) == int((per_user - 1).sum())
+    table = pairs.table()
+    assert all(anchor.startswith(HISTORY_PREFIX) for anchor in table["anchor"])
+    assert table.equals(training_pairs(processed.train, processed.items, 3, seed=0).table())
+    assert not table.equals(training_pairs(processed.train, processed.items, 3, seed=1).table())
+    # Every pair is one event after a user's first: its anchor is the (at most 3) titles just
+    # before that event, most recent first, and its positive that event's item text.
+    titles = processed.items.sort("item_idx")["title"].to_list()
+    texts = processed.items.sort("item_idx")["text"].to_list()
+    expected = []
+    for _, events in processed.train.group_by("user_idx"):
+        sequence = events.sort("timestamp", maintain_order=True)["item_idx"].to_list()
+        for position in range(1, len(sequence)):
+            history = [titles[item] for item in sequence[max(0, position - 3) : position][::-1]]
+            expected.append((HISTORY_PREFIX + "; ".join(history), texts[sequence[position]]))
+    assert sorted(table.iter_rows()) == sorted(expected)
+    chosen = [4, 0, 4]
+    assert pairs.table(chosen).rows() == [table.row(index) for index in chosen]
+    assert [texts[item] for item in pairs.positive_items()] == table["positive"].to_list()
 
 
 def test_the_test_time_history_text_leads_with_the_validation_item() -> None:
