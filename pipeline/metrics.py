@@ -35,12 +35,14 @@ def _check_k(k: int, n_items: int, what: str = "k") -> None:
         raise ValueError(f"{what}={k} is larger than the number of items ({n_items})")
 
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the `k` highest scores per row, best first; ties go to the lower item index.
+def top_k(scores: np.ndarray, k: int, priority: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the `k` highest scores per row, best first; ties go to the higher `priority`
+    (same shape as `scores`), or without one to the lower item index.
 
     Exact: a partition finds each row's k-th largest value, the items strictly above it are kept
-    and the remaining slots are filled with the lowest-indexed items equal to it, then the k
-    survivors are sorted. Only rows whose k-th value is tied pay for the tie-break pass.
+    and the remaining slots are filled with the items equal to it that come first in the tie
+    order, then the k survivors are sorted. Only rows whose k-th value is tied pay for the
+    tie-break pass, and no row is sorted whole.
     """
     scores = np.asarray(scores)
     if scores.ndim != 2:
@@ -51,6 +53,8 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         # NaN compares false against everything, so it would silently drop out of (or corrupt)
         # the selection below; a model producing NaN is broken and should say so.
         raise ValueError("scores contain NaN")
+    if priority is not None and np.shape(priority) != scores.shape:
+        raise ValueError(f"priority has shape {np.shape(priority)}, scores {scores.shape}")
     if n_rows == 0:
         return np.empty((0, k), dtype=np.int64)
 
@@ -65,14 +69,33 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         above = sub > threshold
         tied = sub == threshold
         slots = k - above.sum(axis=1)
-        keep[overfull] = above | (tied & (np.cumsum(tied, axis=1) <= slots[:, None]))
+        if priority is None:
+            keep[overfull] = above | (tied & (np.cumsum(tied, axis=1) <= slots[:, None]))
+        else:
+            for row, index in enumerate(overfull):
+                equal = np.flatnonzero(tied[row])
+                first = equal[np.argsort(-priority[index, equal], kind="stable")[: slots[row]]]
+                keep[index] = above[row]
+                keep[index, first] = True
 
     # nonzero() walks row-major, so each row's candidates come out in ascending item order; a
-    # stable sort on descending score then leaves equal scores in that order.
+    # stable sort on descending score (then descending priority) keeps that order for the rest.
     candidates = np.nonzero(keep)[1].reshape(n_rows, k)
     values = np.take_along_axis(scores, candidates, axis=1)
-    order = np.argsort(-values, axis=1, kind="stable")
+    if priority is None:
+        order = np.argsort(-values, axis=1, kind="stable")
+    else:
+        ranks = np.take_along_axis(np.asarray(priority), candidates, axis=1)
+        order = np.lexsort((-ranks, -values), axis=1)
     return np.take_along_axis(candidates, order, axis=1).astype(np.int64, copy=False)
+
+
+def tie_priority(users: np.ndarray, n_items: int, seed: int) -> np.ndarray:
+    """[users, n_items] seeded uniform draws, one row per user whatever its batch: the order in
+    which a user's exactly tied items are ranked (`top_k`)."""
+    return np.stack(
+        [np.random.default_rng([seed, int(user)]).random(n_items) for user in users]
+    ).reshape(len(users), n_items)
 
 
 def check_user_indices(users: np.ndarray, n_users: int) -> np.ndarray:
@@ -89,13 +112,20 @@ def check_user_indices(users: np.ndarray, n_users: int) -> np.ndarray:
 
 
 def rank_users(
-    scorer: Scorer, users: np.ndarray, seen: csr_matrix, k: int, batch_size: int = 1024
+    scorer: Scorer,
+    users: np.ndarray,
+    seen: csr_matrix,
+    k: int,
+    batch_size: int = 1024,
+    tie_seed: int | None = None,
 ) -> np.ndarray:
     """Top-`k` unseen items for each user, [len(users), k], best first.
 
     Users are scored `batch_size` at a time so memory stays at batch_size x n_items floats. A user
     with fewer than k unseen items gets the remaining slots filled with seen items (score -inf);
-    those can never count as hits because held-out items are never in `seen`.
+    those can never count as hits because held-out items are never in `seen`. Exactly equal
+    scores are ranked by the lower item index, or with `tie_seed` in a seeded random order that
+    depends on the user only (`tie_priority`).
     """
     if not issparse(seen) or seen.ndim != 2:
         raise ValueError("seen must be a 2-D scipy sparse matrix [users, items]")
@@ -120,7 +150,8 @@ def rank_users(
         row_of_entry = np.repeat(np.arange(batch.size), np.diff(rows.indptr))
         stored = rows.data != 0  # an explicitly stored zero is not an interaction
         scores[row_of_entry[stored], rows.indices[stored]] = -np.inf
-        result[start : start + batch.size] = top_k(scores, k)
+        priority = None if tie_seed is None else tie_priority(batch, n_items, tie_seed)
+        result[start : start + batch.size] = top_k(scores, k, priority)
     return result
 
 
@@ -278,11 +309,13 @@ def evaluate_scorer(
     ks: Sequence[int],
     coverage_k: int,
     users: np.ndarray | None = None,
+    tie_seed: int | None = None,
 ) -> EvaluationResult:
     """Rank every unseen item for each user and score the lists against `relevant`.
 
     Only users with at least one relevant item are evaluated: all such users when `users` is
-    None, otherwise those of `users` that have one (the result's `users` says which).
+    None, otherwise those of `users` that have one (the result's `users` says which). `tie_seed`:
+    how exact ties are ranked (`rank_users`).
     """
     if not issparse(seen) or not issparse(relevant):
         raise ValueError("seen and relevant must be scipy sparse matrices")
@@ -307,7 +340,7 @@ def evaluate_scorer(
         raise ValueError("no user to evaluate: none has a relevant item")
 
     depth = max(*ks, coverage_k)
-    recommended = rank_users(scorer, chosen, seen, depth)
+    recommended = rank_users(scorer, chosen, seen, depth, tie_seed=tie_seed)
     per_user = ranking_metrics(recommended, relevant[chosen], ks)
     coverage = {f"coverage@{coverage_k}": item_coverage(recommended, coverage_k, n_items)}
     return EvaluationResult(

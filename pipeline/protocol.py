@@ -13,8 +13,10 @@ under exactly the rules the table reports with:
 - **Candidates.** Full ranking, no sampled negatives. Cold items (held out of training entirely,
   `preprocess.cold_item_fraction`) are not candidates in the warm splits; the cold-item slice
   ranks only them, for the users who interacted with them.
-- **Ties.** Exactly equal scores are put in a seeded random order (see `with_random_ties`):
-  ranking ties by item index would reward catalogue order, which is not neutral.
+- **Ties.** Exactly equal scores are ranked in a seeded random order that depends on the user
+  only (`metrics.tie_priority`): ranking ties by item index would reward catalogue order, which
+  is not neutral. A model that cannot tell items apart (ALS on items it never saw, popularity
+  among items with the same count) is therefore ranked at random among them.
 - **Metrics.** HR, NDCG, MRR and Recall at each K and item coverage (`pipeline.metrics`).
 
 `select_on_validation` is the one tuning loop: it scores each candidate setting on validation
@@ -33,7 +35,7 @@ import scipy.sparse as sp
 
 from pipeline.artifacts import Processed
 from pipeline.interactions import UserItemVectors, interaction_matrix
-from pipeline.metrics import METRIC_NAMES, EvaluationResult, Scorer, evaluate_scorer
+from pipeline.metrics import METRIC_NAMES, EvaluationResult, Scorer, evaluate_scorer, tie_priority
 
 Split = Literal["validation", "test", "cold"]
 TUNING_METRIC = "ndcg@10"
@@ -183,35 +185,11 @@ def restricted(scorer: Scorer, candidates: np.ndarray) -> Scorer:
     return score
 
 
-def with_random_ties(scorer: Scorer, seed: int) -> Scorer:
-    """`scorer` with exactly equal scores put in a seeded random order; other orders unchanged.
-
-    A model that cannot tell items apart (ALS on items it never saw, popularity among items with
-    the same count) would otherwise be ranked by item index, and catalogue order is not neutral:
-    MovieLens numbers older, more popular films first. Each tie gets noise below half the
-    smallest gap between distinct scores in that user's row, so no real preference flips. The
-    noise depends on (seed, user) only, so a user's ranking does not depend on its batch.
-    """
-
-    def score(users: np.ndarray) -> np.ndarray:
-        scores = np.array(scorer(users), dtype=np.float64, copy=True)
-        for row, user in zip(scores, users, strict=True):
-            finite = np.unique(row[np.isfinite(row)])
-            gap = float(np.min(np.diff(finite))) if len(finite) > 1 else 1.0
-            noise = np.random.default_rng([seed, int(user)]).random(len(row))
-            row += 0.5 * gap * noise
-        return scores
-
-    return score
-
-
 def random_scorer(n_items: int, seed: int) -> Scorer:
     """Seeded uniform scores, the same for a user whatever batch it comes in: the floor."""
 
     def score(users: np.ndarray) -> np.ndarray:
-        return np.stack(
-            [np.random.default_rng([seed, int(user)]).random(n_items) for user in users]
-        ).astype(np.float32)
+        return tie_priority(users, n_items, seed).astype(np.float32)
 
     return score
 
@@ -240,9 +218,11 @@ def evaluate_model(
     if split not in ("validation", "test", "cold"):
         raise ValueError(f"unknown split {split!r}: use 'validation', 'test' or 'cold'")
     scorer = scorer_for(model, split)
-    prepared = with_random_ties(restricted(scorer, matrices.candidates(split)), seed)
+    prepared = restricted(scorer, matrices.candidates(split))
     judged = matrices.relevant(split) if relevant is None else relevant
-    return evaluate_scorer(prepared, matrices.seen(split), judged, ks, coverage_k, users=users)
+    return evaluate_scorer(
+        prepared, matrices.seen(split), judged, ks, coverage_k, users=users, tie_seed=seed
+    )
 
 
 Setting = TypeVar("Setting")

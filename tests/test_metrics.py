@@ -57,6 +57,22 @@ def test_top_k_matches_a_stable_full_sort_under_heavy_ties() -> None:
         assert np.array_equal(top_k(scores, k), expected[:, :k])
 
 
+def test_top_k_with_a_priority_matches_a_full_sort_by_score_then_priority() -> None:
+    rng = np.random.default_rng(1)
+    scores = rng.integers(0, 4, size=(50, 30)).astype(np.float32)
+    scores[0, :5] = -np.inf
+    priority = rng.random((50, 30))
+    expected = np.lexsort((-priority, -scores), axis=1)
+    for k in (1, 3, 7, 30):
+        assert np.array_equal(top_k(scores, k, priority), expected[:, :k])
+    # Distinct scores ignore the priority; a tie straddling the cut-off goes to the higher one.
+    row = np.array([[1.0, 3.0, 3.0, 2.0, 3.0]])
+    assert top_k(row, 2, np.array([[0.9, 0.1, 0.2, 0.9, 0.3]])).tolist() == [[4, 2]]
+    assert top_k(row, 5, np.zeros((1, 5))).tolist() == [[1, 2, 4, 3, 0]]
+    with pytest.raises(ValueError, match="priority"):
+        top_k(row, 2, np.zeros((1, 4)))
+
+
 @pytest.mark.parametrize("k", [0, 5])
 def test_top_k_rejects_bad_k(k: int) -> None:
     with pytest.raises(ValueError, match="k"):
