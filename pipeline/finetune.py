@@ -53,7 +53,7 @@ from pipeline.config import FinetuneConfig, TextConfig, load_params
 from pipeline.encoder import encode, load_encoder, pick_device
 from pipeline.metrics import EvaluationResult
 from pipeline.protocol import SplitMatrices, evaluate_model
-from pipeline.text import TrainingPairs, training_pairs, user_texts
+from pipeline.text import TrainingPairs, user_texts
 from recli import contract
 from recli.errors import RecliError
 
@@ -380,7 +380,7 @@ def run(
 
     # 2. Data: (history before an event, that event's item), shuffled with the seed; only the
     # pairs the step budget reaches become text, laid out in the order they are trained on.
-    pairs = training_pairs(processed.train, processed.items, text_cfg.history_items, cfg.seed)
+    pairs = TrainingPairs(processed.train, processed.items, text_cfg.history_items, cfg.seed)
     if cfg.max_steps and len(pairs) < cfg.batch_size:
         raise RecliError(
             f"only {len(pairs)} training pairs, fewer than finetune.batch_size "

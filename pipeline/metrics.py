@@ -93,9 +93,11 @@ def top_k(scores: np.ndarray, k: int, priority: np.ndarray | None = None) -> np.
 def tie_priority(users: np.ndarray, n_items: int, seed: int) -> np.ndarray:
     """[users, n_items] seeded uniform draws, one row per user whatever its batch: the order in
     which a user's exactly tied items are ranked (`top_k`)."""
-    return np.stack(
-        [np.random.default_rng([seed, int(user)]).random(n_items) for user in users]
-    ).reshape(len(users), n_items)
+    users = np.asarray(users)
+    draws = np.empty((users.size, n_items))
+    for row, user in enumerate(users):
+        draws[row] = np.random.default_rng([seed, int(user)]).random(n_items)
+    return draws
 
 
 def check_user_indices(users: np.ndarray, n_users: int) -> np.ndarray:

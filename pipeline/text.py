@@ -94,9 +94,3 @@ class TrainingPairs:
         rows = [(self.anchor(pair), self.positive(pair)) for pair in chosen]
         return pl.DataFrame(rows, schema=["anchor", "positive"], orient="row")
 
-
-def training_pairs(
-    train: pl.DataFrame, items: pl.DataFrame, history_items: int, seed: int
-) -> TrainingPairs:
-    """The training split's (history, next item) pairs, shuffled with `seed` (`TrainingPairs`)."""
-    return TrainingPairs(train, items, history_items, seed)

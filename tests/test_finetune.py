@@ -22,7 +22,7 @@ from pipeline.config import FinetuneConfig, PreprocessConfig, TextConfig
 from pipeline.data import RawData
 from pipeline.encoder import encode, load_encoder
 from pipeline.protocol import evaluate_model
-from pipeline.text import TrainingPairs, training_pairs
+from pipeline.text import TrainingPairs
 from recli.errors import RecliError
 
 # One distinct word per item title (block A: the first 15, block B: the rest).
@@ -138,7 +138,7 @@ def test_outputs_model_config_metrics_and_plots(
     saved = json.loads((output_dir / "config.json").read_text())
     assert saved["text"] == TEXT.model_dump(mode="json")
     assert saved["finetune"] == cfg.model_dump(mode="json")
-    pairs = training_pairs(processed.train, processed.items, TEXT.history_items, cfg.seed)
+    pairs = TrainingPairs(processed.train, processed.items, TEXT.history_items, cfg.seed)
     assert saved["training_pairs"] == len(pairs) == result.training_pairs
     assert saved["device"] == "cpu" and saved["torch_version"]
 
@@ -336,7 +336,7 @@ def _sentence_transformers_batches(
 def test_no_duplicate_batches_draw_what_the_library_sampler_draws(
     processed: preprocess.Processed, batch_size: int, n_batches: int
 ) -> None:
-    pairs = training_pairs(processed.train, processed.items, TEXT.history_items, seed=3)
+    pairs = TrainingPairs(processed.train, processed.items, TEXT.history_items, seed=3)
     batches = finetune.no_duplicate_batches(pairs, batch_size, n_batches, seed=5)
     assert len(batches) == n_batches
     assert batches == _sentence_transformers_batches(pairs, batch_size, n_batches, seed=5)
@@ -352,7 +352,7 @@ def test_no_duplicate_batches_draw_what_the_library_sampler_draws(
 def test_only_the_pairs_the_step_budget_reaches_become_text(
     processed: preprocess.Processed, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pairs = training_pairs(processed.train, processed.items, TEXT.history_items, seed=3)
+    pairs = TrainingPairs(processed.train, processed.items, TEXT.history_items, seed=3)
     asked: set[int] = set()
     anchor = TrainingPairs.anchor
 
@@ -369,7 +369,7 @@ def test_only_the_pairs_the_step_budget_reaches_become_text(
 def test_log_q_counts_every_pair_whose_positive_has_the_same_text(
     processed: preprocess.Processed,
 ) -> None:
-    pairs = training_pairs(processed.train, processed.items, TEXT.history_items, seed=3)
+    pairs = TrainingPairs(processed.train, processed.items, TEXT.history_items, seed=3)
     positives = pairs.table()["positive"]
     counts = positives.value_counts()
     expected = dict(zip(counts["positive"], counts["count"], strict=True))

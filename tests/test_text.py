@@ -6,7 +6,7 @@ from synthetic import make_raw
 
 from pipeline import preprocess
 from pipeline.config import PreprocessConfig
-from pipeline.text import HISTORY_PREFIX, training_pairs, user_texts
+from pipeline.text import HISTORY_PREFIX, TrainingPairs, user_texts
 
 
 def _processed():
@@ -24,13 +24,13 @@ def test_user_text_is_the_most_recent_titles_most_recent_first() -> None:
 
 def test_training_pairs_pair_history_with_the_next_item() -> None:
     processed = _processed()
-    pairs = training_pairs(processed.train, processed.items, history_items=3, seed=0)
+    pairs = TrainingPairs(processed.train, processed.items, history_items=3, seed=0)
     per_user = processed.train.group_by("user_idx").len()["len"]
     assert len(pairs) == int((per_user - 1).sum())
     table = pairs.table()
     assert all(anchor.startswith(HISTORY_PREFIX) for anchor in table["anchor"])
-    assert table.equals(training_pairs(processed.train, processed.items, 3, seed=0).table())
-    assert not table.equals(training_pairs(processed.train, processed.items, 3, seed=1).table())
+    assert table.equals(TrainingPairs(processed.train, processed.items, 3, seed=0).table())
+    assert not table.equals(TrainingPairs(processed.train, processed.items, 3, seed=1).table())
     # Every pair is one event after a user's first: its anchor is the (at most 3) titles just
     # before that event, most recent first, and its positive that event's item text.
     titles = processed.items.sort("item_idx")["title"].to_list()
