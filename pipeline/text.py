@@ -93,4 +93,3 @@ class TrainingPairs:
         chosen = range(len(self)) if pairs is None else (int(pair) for pair in pairs)
         rows = [(self.anchor(pair), self.positive(pair)) for pair in chosen]
         return pl.DataFrame(rows, schema=["anchor", "positive"], orient="row")
-

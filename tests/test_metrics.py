@@ -73,6 +73,29 @@ def test_top_k_with_a_priority_matches_a_full_sort_by_score_then_priority() -> N
         top_k(row, 2, np.zeros((1, 4)))
 
 
+def test_top_k_reads_a_priority_function_only_for_rows_with_ties() -> None:
+    rng = np.random.default_rng(2)
+    scores = rng.standard_normal((40, 3000)).astype(np.float32)  # distinct: no tie to break
+    scores[5, rng.choice(3000, 50, replace=False)] = scores[5].max() + 1.0  # tie across the cut
+    scores[9, [3, 7]] = scores[9].max() + 1.0  # a tie inside the top k only
+    scores[11, :2990] = -np.inf  # ten finite scores: from k=11 on, the -inf slots tie
+    priority = rng.random(scores.shape)
+    asked: list[list[int]] = []
+
+    def lazy(rows: np.ndarray) -> np.ndarray:
+        asked.append(rows.tolist())
+        return priority[rows]
+
+    expected = np.lexsort((np.arange(3000)[None, :].repeat(40, 0), -priority, -scores), axis=1)
+    for k in (1, 10, 25):
+        asked.clear()
+        assert np.array_equal(top_k(scores, k, lazy), expected[:, :k])
+        assert np.array_equal(top_k(scores, k, priority), expected[:, :k])
+        read = {row for rows in asked for row in rows}
+        assert read == ({5, 9, 11} if k > 10 else {5, 9})
+    assert np.array_equal(top_k(scores, 25), np.argsort(-scores, axis=1, kind="stable")[:, :25])
+
+
 @pytest.mark.parametrize("k", [0, 5])
 def test_top_k_rejects_bad_k(k: int) -> None:
     with pytest.raises(ValueError, match="k"):
