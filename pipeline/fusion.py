@@ -21,6 +21,7 @@ import numpy as np
 from pipeline.artifacts import Embeddings, Factors
 from pipeline.config import IndexConfig
 from pipeline.interactions import UserItemVectors
+from pipeline.metrics import Scorer
 from pipeline.protocol import SplitMatrices, select_on_validation, spread_sample, user_sample
 from recli import contract
 
@@ -66,6 +67,16 @@ class Fusion:
     def fuse_all(self, text: UserItemVectors, cf: UserItemVectors) -> UserItemVectors:
         """Both sides fused, with test-time and served users wherever either side derived some."""
         return _joined(self.fuse, text, cf)
+
+    def validation_scorer(self, text: UserItemVectors, cf: UserItemVectors) -> Scorer:
+        """`fuse_all(text, cf).score` that fuses only the users it is asked to score: the same
+        vectors and products, without fusing every user's three histories per tuned setting."""
+        items = self.fuse(text.items, cf.items)
+
+        def score(users: np.ndarray) -> np.ndarray:
+            return self.fuse(text.users[users], cf.users[users]) @ items.T
+
+        return score
 
 
 def _joined(join, left: UserItemVectors, right: UserItemVectors) -> UserItemVectors:
@@ -149,7 +160,10 @@ def tune_fusion(
     def candidates():
         for key, side in sides.items():
             for weight in weights:
-                yield (weight, *key), make_fusion(weight, spreads[key]).fuse_all(text, side).score
+                yield (
+                    (weight, *key),
+                    make_fusion(weight, spreads[key]).validation_scorer(text, side),
+                )
 
     (weight, name, share), by_setting = select_on_validation(
         candidates(), tuning_view(matrices, seed), seed

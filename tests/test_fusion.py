@@ -37,6 +37,15 @@ def test_fused_dot_product_is_the_weighted_sum_of_scaled_scores(setup) -> None:
     np.testing.assert_allclose(users[:3] @ items.T, expected, rtol=1e-4, atol=1e-4)
 
 
+def test_the_tuning_scorer_scores_exactly_as_the_fused_vectors(setup) -> None:
+    _, _, cf, text = setup
+    fusion = make_fusion(0.4, score_spreads(text, cf, seed=0))
+    users = np.array([5, 0, 3])
+    np.testing.assert_array_equal(
+        fusion.validation_scorer(text, cf)(users), fusion.fuse_all(text, cf).score(users)
+    )
+
+
 def test_tuning_prefers_the_informative_side(setup) -> None:
     _, matrices, cf, text = setup
     cfg = IndexConfig(weight_grid=[0.0, 0.5, 1.0])
