@@ -92,8 +92,9 @@ def top_k(scores: np.ndarray, k: int, priority: Priority | None = None) -> np.nd
     needs_order = np.union1d(overfull, tied_inside)
 
     if priority is not None and needs_order.size:
+        # Row i of `read` is row needs_order[i] of the scores (union1d sorts, so searchsorted
+        # finds a row's place).
         read = priority(needs_order) if callable(priority) else np.asarray(priority)[needs_order]
-        rows_read = {int(row): position for position, row in enumerate(needs_order)}
     if overfull.size:
         # Several items share the k-th value: keep all strictly better ones, then the tied ones
         # first in the tie order until the row has exactly k.
@@ -102,14 +103,15 @@ def top_k(scores: np.ndarray, k: int, priority: Priority | None = None) -> np.nd
         above = sub > threshold
         tied = sub == threshold
         slots = k - above.sum(axis=1)
-        for row, index in enumerate(overfull):
-            equal = np.flatnonzero(tied[row])
-            if priority is None:
-                first = equal[: slots[row]]
-            else:
-                order = read[rows_read[int(index)], equal]
-                first = equal[np.argsort(-order, kind="stable")[: slots[row]]]
-            candidates[index] = np.concatenate([np.flatnonzero(above[row]), first])
+        if priority is None:
+            keep = above | (tied & (np.cumsum(tied, axis=1) <= slots[:, None]))
+            candidates[overfull] = np.nonzero(keep)[1].reshape(overfull.size, k)
+        else:
+            at = np.searchsorted(needs_order, overfull)
+            for row, index in enumerate(overfull):
+                equal = np.flatnonzero(tied[row])
+                first = equal[np.argsort(-read[at[row], equal], kind="stable")[: slots[row]]]
+                candidates[index] = np.concatenate([np.flatnonzero(above[row]), first])
         values[overfull] = np.take_along_axis(scores[overfull], candidates[overfull], axis=1)
 
     # Sort by descending score, then descending priority, then ascending item.
