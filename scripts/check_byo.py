@@ -10,7 +10,7 @@ paired per-user difference, and writes it all to `--out` (default `metrics/byo_c
 
     python scripts/check_byo.py path/to/ml-latest-small
     python scripts/check_byo.py path/to/ml-latest-small --keep build --from sequence
-    python scripts/check_byo.py path/to/ml-latest-small --sessions 8 --out metrics/byo_sparse.json
+    python scripts/check_byo.py ml-latest-small --sessions 8 --out metrics/byo_sparse_check.json
 
 `--sessions N` turns the folder into sparse data before the check: each person's history, in
 time order, is cut into consecutive runs of about N events, and each run becomes a user of its
@@ -43,6 +43,8 @@ from pipeline.evaluate import SERVED
 from pipeline.workflow import INPUT_DIR, STAGES, override, run_all
 
 FILES = {"interactions": "ratings.csv", "items": "movies.csv", "tags": "tags.csv"}
+COLUMNS = {"user": "userId", "item": "movieId", "rating": "rating", "timestamp": "timestamp"}
+"""The ratings file's columns, as `data.files.columns` names them."""
 
 
 def data_params(folder: Path) -> dict[str, Any]:
@@ -53,7 +55,7 @@ def data_params(folder: Path) -> dict[str, Any]:
         if (folder / name).exists()
     }
     files.update(
-        columns={"user": "userId", "item": "movieId", "rating": "rating", "timestamp": "timestamp"},
+        columns=COLUMNS,
         item_columns={
             "item": "movieId",
             "title": "title",
@@ -66,19 +68,18 @@ def data_params(folder: Path) -> dict[str, Any]:
     return {"source": "files", "files": files}
 
 
-def sessionise(
-    ratings: pl.DataFrame, events_per_user: int, seed: int = 42, user: str = "userId"
-) -> pl.DataFrame:
+def sessionise(ratings: pl.DataFrame, events_per_user: int, seed: int = 42) -> pl.DataFrame:
     """Each user's events in time order cut into consecutive runs of about `events_per_user`
     (a history of n events makes ceil(n / events_per_user) runs of near-equal length), each run
     a user of its own named `<user>-<run>`. Equal timestamps are ordered by a seeded draw, not by
     the file's order (MovieLens files list a user's events by item id)."""
     if events_per_user < 3:
         raise ValueError(f"--sessions {events_per_user}: leave-last-out needs at least 3 events")
+    user, timestamp = COLUMNS["user"], COLUMNS["timestamp"]
     draw = np.random.default_rng(seed).permutation(ratings.height)
     ordered = (
         ratings.with_columns(pl.Series("_draw", draw))
-        .sort([user, "timestamp", "_draw"])
+        .sort([user, timestamp, "_draw"])
         .with_columns(
             pl.int_range(pl.len()).over(user).alias("_position"),
             pl.len().over(user).alias("_events"),
@@ -111,10 +112,10 @@ def check(
         for name in FILES.values():
             if (folder / name).exists():
                 shutil.copy(folder / name, root / INPUT_DIR / name)
-        if sessions is not None and first == STAGES[0]:
+        if sessions is not None:  # also when resuming: the input stays what was preprocessed
             target = root / INPUT_DIR / FILES["interactions"]
             # ids and ratings stay text, spelled as in the file; timestamps sort as numbers
-            as_text = dict.fromkeys(("userId", "movieId", "rating"), pl.Utf8)
+            as_text = {COLUMNS[key]: pl.Utf8 for key in ("user", "item", "rating")}
             ratings = pl.read_csv(target, schema_overrides=as_text)
             sessionise(ratings, sessions).write_csv(target)
         params = override(load_params(), {"data": data_params(folder)})
