@@ -33,7 +33,7 @@ from pipeline.artifacts import (
     writes,
 )
 from pipeline.config import EmbedConfig, TextConfig, load_params
-from pipeline.encoder import encode, load_encoder, pick_device
+from pipeline.encoder import encode, load_encoder, pick_device, pick_precision
 from pipeline.protocol import only_users, user_sample
 from pipeline.text import user_texts
 
@@ -54,6 +54,11 @@ def run(
     data with many users. None: every user's.
     """
     model = load_encoder(model_name, cfg.device, text_cfg.max_seq_length)
+    precision = pick_precision(cfg.precision, pick_device(cfg.device))
+
+    def vectors(texts: list[str]) -> np.ndarray:
+        return encode(model, texts, cfg.batch_size, progress=True, precision=precision)
+
     item_texts = processed.items.sort("item_idx")["text"].to_list()
     n_users, recent = processed.users.height, text_cfg.history_items
     # An empty text encodes to a zero row.
@@ -66,11 +71,11 @@ def run(
     users_served = None
     if served:
         histories_served = user_texts(processed.history_served, processed.items, n_users, recent)
-        users_served = encode(model, histories_served, cfg.batch_size, progress=True)
+        users_served = vectors(histories_served)
     return Embeddings(
-        users=encode(model, histories, cfg.batch_size, progress=True),
-        items=encode(model, item_texts, cfg.batch_size, progress=True),
-        users_at_test=encode(model, histories_at_test, cfg.batch_size, progress=True),
+        users=vectors(histories),
+        items=vectors(item_texts),
+        users_at_test=vectors(histories_at_test),
         users_served=users_served,
     )
 
@@ -113,6 +118,7 @@ def main(root: Path = Path(".")) -> None:
             "embed": params.embed.model_dump(mode="json"),
             "models": sources,
             "device": pick_device(params.embed.device),
+            "precision": pick_precision(params.embed.precision, pick_device(params.embed.device)),
             "users_with_split_vectors": processed.users.height
             if evaluated is None
             else int(evaluated.size),

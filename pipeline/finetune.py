@@ -50,7 +50,7 @@ from transformers import TrainerCallback
 from pipeline import io
 from pipeline.artifacts import Layout, Processed, read_processed, writes
 from pipeline.config import FinetuneConfig, TextConfig, load_params
-from pipeline.encoder import encode, load_encoder, pick_device
+from pipeline.encoder import encode, load_encoder, pick_device, pick_precision
 from pipeline.metrics import EvaluationResult
 from pipeline.protocol import SplitMatrices, evaluate_model
 from pipeline.text import TrainingPairs, user_texts
@@ -191,12 +191,14 @@ def set_dropout(model: torch.nn.Module, probability: float | None) -> int:
     return len(layers)
 
 
-def mixed_precision(device: str) -> dict[str, bool]:
-    """bf16 on CUDA cards that support it, else fp16 on CUDA; full precision on CPU and MPS."""
-    if device != "cuda":
+def mixed_precision(device: str, requested: str = "auto") -> dict[str, bool]:
+    """The trainer's flags for `finetune.precision`: bf16 where `pick_precision` finds it (CUDA
+    cards with bf16, CPUs with AVX512-BF16 or AMX), fp16 on other CUDA cards under `auto`, full
+    precision otherwise (and always on MPS)."""
+    if device == "mps" or requested == "float32":
         return {"bf16": False, "fp16": False}
-    bf16 = torch.cuda.is_bf16_supported()
-    return {"bf16": bf16, "fp16": not bf16}
+    bf16 = pick_precision(requested, device) == "bfloat16"
+    return {"bf16": bf16, "fp16": device == "cuda" and not bf16}
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,8 +220,10 @@ class RecommendationEvaluator(BaseEvaluator):
         seed: int,
         tie_seed: int = 0,
         n_items: int | None = None,
+        precision: str = "float32",
     ) -> None:
         super().__init__()
+        self.precision = precision
         self.primary_metric = f"ndcg@{CUTOFF}"
         self.greater_is_better = True
         self.matrices = SplitMatrices.from_processed(processed)
@@ -262,8 +266,8 @@ class RecommendationEvaluator(BaseEvaluator):
 
     def rank(self, model: SentenceTransformer) -> EvaluationResult:
         """Top-10 lists and per-user metrics of `model` for the sampled users."""
-        user_vectors = encode(model, self.user_texts, ENCODE_BATCH_SIZE)
-        item_vectors = encode(model, self.item_texts, ENCODE_BATCH_SIZE)
+        user_vectors = encode(model, self.user_texts, ENCODE_BATCH_SIZE, precision=self.precision)
+        item_vectors = encode(model, self.item_texts, ENCODE_BATCH_SIZE, precision=self.precision)
         row_of_user = np.full(self.matrices.train.shape[0], -1, dtype=np.int64)
         row_of_user[self.users] = np.arange(self.users.size)
         n_all_items = self.matrices.n_items
@@ -403,7 +407,13 @@ def run(
 
     # 4. Evaluator, and the zero-shot baseline before any step.
     evaluator = RecommendationEvaluator(
-        processed, text_cfg, cfg.eval_users, cfg.seed, tie_seed, n_items=cfg.eval_items
+        processed,
+        text_cfg,
+        cfg.eval_users,
+        cfg.seed,
+        tie_seed,
+        n_items=cfg.eval_items,
+        precision="bfloat16" if mixed_precision(device, cfg.precision)["bf16"] else "float32",
     )
     curves = CurveRecorder()
     baseline = evaluator(model)
@@ -436,7 +446,7 @@ def run(
                 dataloader_num_workers=0,
                 dataloader_pin_memory=device == "cuda",
                 disable_tqdm=False,
-                **mixed_precision(device),
+                **mixed_precision(device, cfg.precision),
             )
             # 6. Trainer.
             trainer = SentenceTransformerTrainer(

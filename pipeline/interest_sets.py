@@ -69,9 +69,11 @@ def _groups(vectors: np.ndarray, settings: InterestSettings) -> np.ndarray:
 
 
 def _medoid(vectors: np.ndarray) -> int:
-    """Row of the member with the highest mean cosine to the others."""
-    similarity = vectors @ vectors.T
-    return int(np.argmax(similarity.sum(axis=1)))
+    """Row of the member with the highest mean cosine to the others.
+
+    A row's summed cosine to every member is its dot product with the members' sum, so no
+    members × members matrix is formed (linear, not quadratic, in the group's size)."""
+    return int(np.argmax(vectors @ vectors.sum(axis=0)))
 
 
 PARALLEL_MIN_USERS = 5000

@@ -27,6 +27,7 @@ shuffling each user's items across their interests, the floor).
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -407,10 +408,16 @@ def _shuffled(table: pl.DataFrame, seed: int) -> pl.DataFrame:
     """Each user's interest items dealt at random across their interests (sizes kept)."""
     rng = np.random.default_rng(seed)
     dealt: list[list[int]] = []
-    for _, rows in table.group_by("user_idx", maintain_order=True):
-        pooled = np.concatenate([np.asarray(members) for members in rows["items"]])
-        pooled = rng.permutation(pooled)
-        cuts = np.cumsum([len(members) for members in rows["items"]])[:-1]
+    if table.height == 0:
+        return table
+    # A user's rows are contiguous in the interests table (it is sorted by user).
+    users = table["user_idx"].to_numpy()
+    members = table["items"].to_list()
+    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1, users.size]
+    for start, stop in itertools.pairwise(starts.tolist()):
+        own = members[start:stop]
+        pooled = rng.permutation(np.concatenate([np.asarray(group) for group in own]))
+        cuts = np.cumsum([len(group) for group in own])[:-1]
         dealt.extend(part.tolist() for part in np.split(pooled, cuts))
     return table.with_columns(pl.Series("items", dealt, dtype=pl.List(pl.Int32)))
 

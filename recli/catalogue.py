@@ -57,6 +57,10 @@ CREATE TABLE user_interests (
 
 def pack_vector(values: Any) -> bytes:
     """float32 little-endian bytes (numpy arrays and plain sequences alike)."""
+    if hasattr(values, "astype") and hasattr(values, "tobytes"):
+        # A numpy array (duck-typed: this module never imports numpy): the same bytes as the
+        # loop below, each value rounded to the nearest float32, without a Python float per value.
+        return values.astype("<f4").tobytes()
     packed = array.array("f", [float(value) for value in values])
     if sys.byteorder != "little":
         packed.byteswap()

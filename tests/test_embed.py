@@ -39,7 +39,9 @@ def test_embeddings_have_one_unit_row_per_user_and_item(tiny_encoder_dir: Path, 
 def test_each_vector_is_the_encoding_of_that_users_and_items_text(tiny_encoder_dir: Path) -> None:
     processed = _processed()
     text_cfg = TextConfig(max_seq_length=32, history_items=3)
-    result = embed.run(str(tiny_encoder_dir), processed, text_cfg, EmbedConfig())
+    # float32 on every machine, so the vectors compare exactly with a plain float32 encoding.
+    cfg = EmbedConfig(precision="float32")
+    result = embed.run(str(tiny_encoder_dir), processed, text_cfg, cfg)
     model = load_encoder(str(tiny_encoder_dir), "cpu", text_cfg.max_seq_length)
     histories = user_texts(processed.train, processed.items, processed.users.height, 3)
     for user in (0, 5, processed.users.height - 1):

@@ -44,3 +44,31 @@ def test_encode_normalises_and_keeps_empty_texts_at_zero(tiny_encoder_dir: Path)
     assert not vectors[1].any()
     again = encoder.encode(model, ["Toy Story (1995)"], 1)
     np.testing.assert_allclose(again[0], vectors[0], rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_encoding_stays_within_cosine_tolerance_of_float32(
+    tiny_encoder_dir: Path,
+) -> None:
+    model = encoder.load_encoder(str(tiny_encoder_dir), device="cpu", max_seq_length=32)
+    texts = ["Toy Story (1995)", "", "Heat (1995). Genres: Action", "Recently liked: Heat (1995)"]
+    full = encoder.encode(model, texts, 2)
+    half = encoder.encode(model, texts, 2, precision="bfloat16")
+    assert half.dtype == np.float32 and not half[1].any()
+    present = [0, 2, 3]
+    np.testing.assert_allclose(np.linalg.norm(half[present], axis=1), 1.0, rtol=1e-5)
+    cosines = (full[present] * half[present]).sum(axis=1)
+    assert cosines.min() > 0.999
+    with pytest.raises(RecliError, match="precision"):
+        encoder.encode(model, texts, 2, precision="float16")
+
+
+def test_precision_auto_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert encoder.pick_precision("float32", "cpu") == "float32"
+    assert encoder.pick_precision("bfloat16", "cpu") == "bfloat16"
+    assert encoder.pick_precision("auto", "mps") == "float32"
+    monkeypatch.setattr(encoder, "_cpu_has_native_bf16", lambda: True)
+    assert encoder.pick_precision("auto", "cpu") == "bfloat16"
+    monkeypatch.setattr(encoder, "_cpu_has_native_bf16", lambda: False)
+    assert encoder.pick_precision("auto", "cpu") == "float32"
+    with pytest.raises(RecliError, match="unknown precision"):
+        encoder.pick_precision("int8", "cpu")

@@ -271,9 +271,17 @@ def test_batch_larger_than_the_data_is_a_clear_error(
         finetune.run(processed, TEXT, config(tiny_encoder_dir, batch_size=10_000), tmp_path)
 
 
-def test_mixed_precision_only_on_cuda() -> None:
-    assert finetune.mixed_precision("cpu") == {"bf16": False, "fp16": False}
-    assert finetune.mixed_precision("mps") == {"bf16": False, "fp16": False}
+def test_mixed_precision_on_cpu_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline import encoder
+
+    full = {"bf16": False, "fp16": False}
+    assert finetune.mixed_precision("mps") == full
+    assert finetune.mixed_precision("cpu", "float32") == full
+    assert finetune.mixed_precision("cpu", "bfloat16") == {"bf16": True, "fp16": False}
+    monkeypatch.setattr(encoder, "_cpu_has_native_bf16", lambda: False)
+    assert finetune.mixed_precision("cpu") == full
+    monkeypatch.setattr(encoder, "_cpu_has_native_bf16", lambda: True)
+    assert finetune.mixed_precision("cpu") == {"bf16": True, "fp16": False}
 
 
 @pytest.mark.parametrize(("bf16_supported", "expected"), [(True, "bf16"), (False, "fp16")])
