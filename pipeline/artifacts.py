@@ -323,6 +323,28 @@ def item_factors_file(layout: Layout) -> Path:
     return layout.factorize / "item_factors.npy"
 
 
+def linear_files(layout: Layout) -> tuple[Path, Path]:
+    """The reduced-rank EASE user and item vectors' files (`write_linear`)."""
+    return (
+        layout.factorize / "linear_user_vectors.npy",
+        layout.factorize / "linear_item_vectors.npy",
+    )
+
+
+def write_linear(vectors: UserItemVectors | None, record: dict[str, Any], layout: Layout) -> None:
+    """The reduced-rank EASE vectors (`pipeline.linear`) beside the factors, or only the record
+    of why there are none (too many items)."""
+    if vectors is not None:
+        _write_vectors(vectors, *linear_files(layout))
+    io.write_json(layout.factorize / "linear.json", record)
+
+
+def read_linear(layout: Layout) -> UserItemVectors | None:
+    """The reduced-rank EASE vectors, None where the factorize stage skipped them."""
+    users, items = linear_files(layout)
+    return _read_vectors(users, items, "factorize") if io.resolve(users).exists() else None
+
+
 # --------------------------------------------------------------------------------------------
 # sequence: order-aware user models
 # --------------------------------------------------------------------------------------------

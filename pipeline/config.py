@@ -177,6 +177,11 @@ class FactorizeConfig(_Section):
     alpha × its value, an unobserved one's is 1."""
     learning_rate: Annotated[float, Field(gt=0)] = 0.05
     """BPR only."""
+    linear_rank: Annotated[int, Field(ge=0)] = 512
+    """Dimensions of the reduced-rank EASE vectors (`pipeline.linear`) that the behaviour side
+    can fuse in (at most the number of items); 0: none. λ is the EASE peer's grid
+    (`evaluate.ease_reg_grid`, chosen on validation), and above
+    `evaluate.quadratic_peers_max_items` items there is none either."""
     seed: int = 42
 
 
@@ -367,6 +372,16 @@ class IndexConfig(_Section):
     ] = [0.0, 0.25, 0.5, 0.75, 1.0]
     """Share of the behaviour side that comes from recli's sequence model rather than ALS, tried
     with every text weight; the pair with the best validation NDCG@10 is served."""
+    linear_share_grid: Annotated[list[Annotated[float, Field(ge=0, le=1)]], Field(min_length=1)] = [
+        0.0,
+        0.05,
+        0.1,
+        0.2,
+        0.3,
+        0.5,
+    ]
+    """Share of the behaviour side that comes from the reduced-rank EASE vectors (`factorize`),
+    tried with every text weight once the sequence model and its share are chosen."""
     metric: Literal["dot", "angular", "euclidean"] = "dot"
     """Annoy metric. Fused scores are dot products: only `dot` matches exact search."""
     n_trees: Annotated[int, Field(ge=1)] = 50
@@ -422,7 +437,7 @@ class EvaluateConfig(_Section):
     activity_buckets: list[Annotated[int, Field(ge=1)]] = [20, 50, 150]
     """Upper bounds of the user-activity buckets (training events); the last is open-ended."""
     ease_reg_grid: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] = [
-        50.0, 100.0, 200.0, 400.0, 800.0, 1600.0
+        10.0, 25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0
     ]  # fmt: skip
     """EASE λ candidates, tuned on validation NDCG@10 (`pipeline.protocol`)."""
     itemknn_neighbors_grid: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = [

@@ -40,6 +40,7 @@ from pipeline.artifacts import (
     read_embeddings,
     read_factors,
     read_fused,
+    read_linear,
     read_processed,
     read_retrieval,
     read_sequence_vectors,
@@ -362,6 +363,9 @@ def main(root: Path = Path(".")) -> None:
         scorers[variant] = SplitScorers.from_vectors(read_embeddings(variant, layout))
     scorers["sasrec"] = SplitScorers.from_vectors(read_sequence_vectors("sasrec", layout))
     scorers["text_sequence"] = SplitScorers.from_vectors(read_sequence_vectors("text", layout))
+    linear = read_linear(layout)
+    if linear is not None:  # EASE at the rank it is fused in: what the rank limit costs
+        scorers["ease_low_rank"] = SplitScorers.from_vectors(linear)
     fused = read_fused(layout)
     scorers["fused"] = SplitScorers.from_vectors(fused)
     inputs = exploration_inputs(processed, layout, params.interests.half_life)

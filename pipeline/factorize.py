@@ -5,6 +5,10 @@ Outputs (under `data/factorize/`): `user_factors.npy`, `item_factors.npy` (float
 history, item factors fixed: what the model knows when the test event is predicted),
 `user_factors_served.npy` (folded in from every event of the user: what serving uses) and
 `config.json`, the effective config next to the factors. Score of user u for item i = u · i.
+
+Beside the factors, the same matrix gives EASE in reduced rank (`pipeline.linear`): the
+`linear_{user,item}_vectors.npy` files (with the same `_at_test` and `_served` users) and
+`linear.json`, the λ chosen on validation and the rank, or why there are none.
 """
 
 from __future__ import annotations
@@ -14,11 +18,19 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline import io
-from pipeline.artifacts import Factors, Layout, read_processed, write_factors, writes
+from pipeline import io, linear
+from pipeline.artifacts import (
+    Factors,
+    Layout,
+    read_processed,
+    write_factors,
+    write_linear,
+    writes,
+)
 from pipeline.collaborative import fold_in, make_model
-from pipeline.config import FactorizeConfig, load_params
-from pipeline.interactions import interaction_matrix
+from pipeline.config import EvaluateConfig, FactorizeConfig, load_params
+from pipeline.interactions import UserItemVectors, interaction_matrix
+from pipeline.protocol import SplitMatrices
 
 
 def run(
@@ -49,6 +61,26 @@ def run(
     return Factors(users=users, items=items, users_at_test=at_test, users_served=served)
 
 
+def run_linear(
+    matrices: SplitMatrices,
+    served: sp.csr_matrix,
+    cfg: FactorizeConfig,
+    evaluate: EvaluateConfig,
+    seed: int,
+) -> tuple[UserItemVectors | None, dict[str, object]]:
+    """Reduced-rank EASE on the training split, or None and why not."""
+    n_items = matrices.n_items
+    if cfg.linear_rank == 0:
+        return None, {"skipped": "factorize.linear_rank is 0"}
+    limit = evaluate.quadratic_peers_max_items
+    if limit is not None and n_items > limit:
+        return None, {
+            "skipped": f"{n_items} items > evaluate.quadratic_peers_max_items ({limit}): "
+            "EASE's items x items weights are not built"
+        }
+    return linear.fit(matrices, served, cfg.linear_rank, evaluate.ease_reg_grid, seed)
+
+
 @writes("factorize")
 def main(root: Path = Path(".")) -> None:
     layout = Layout(root)
@@ -60,9 +92,15 @@ def main(root: Path = Path(".")) -> None:
     history_served = interaction_matrix(processed.history_served, *shape)
     factors = run(train, params.factorize, history_at_test, history_served)
     write_factors(factors, params.factorize.model_dump(mode="json"), layout)
+    seed = params.preprocess.split.seed
+    matrices = SplitMatrices.from_processed(processed, params.evaluate.max_users, seed)
+    vectors, record = run_linear(matrices, history_served, params.factorize, params.evaluate, seed)
+    write_linear(vectors, record, layout)
     print(
         f"factorize: {params.factorize.algorithm} with {factors.users.shape[1]} factors on "
-        f"{train.nnz} training interactions"
+        f"{train.nnz} training interactions; EASE at rank "
+        + (f"{record['rank']} (λ {record['reg']})" if vectors is not None else "none: ")
+        + str(record.get("skipped", ""))
     )
 
 

@@ -9,12 +9,17 @@ The collaborative side may itself be two models read from behaviour, ALS and a s
 `behaviour(cf, sequence, s)` is [√((1 − s)/σ_als)·als | √(s/σ_seq)·sequence], whose dot product
 is (1 − s)·ALS/σ_als + s·sequence/σ_seq, so the served score stays one dot product and
 `--explain` still splits it into text and behaviour. `w` and `s` are picked together on
-validation through the evaluation protocol.
+validation through the evaluation protocol. Then EASE in reduced rank (`pipeline.linear`) can
+join the behaviour side the same way, [√((1 − l)/σ_b)·behaviour | √(l/σ_ease)·ease], its share
+`l` picked on validation together with `w` again (the sequence model and `s` stay).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +60,8 @@ class Fusion:
     """Share of the behaviour side that comes from the sequence model (0: ALS alone)."""
     sequence_model: str | None = None
     """Which sequence model the behaviour side holds (None: ALS alone)."""
+    linear_share: float = 0.0
+    """Share of the behaviour side that comes from reduced-rank EASE (0: none)."""
 
     def fuse(self, text: np.ndarray, collaborative: np.ndarray) -> np.ndarray:
         """Rows laid out as the serving contract says: `[text part | collaborative part]`."""
@@ -103,6 +110,36 @@ def score_spreads(text: Embeddings, cf: Factors, seed: int) -> tuple[float, floa
     return _spread(text, users), _spread(cf, users)
 
 
+def _scaled(vectors: UserItemVectors, scale: float) -> UserItemVectors:
+    def times(array: np.ndarray | None) -> np.ndarray | None:
+        return None if array is None else (scale * array).astype(np.float32)
+
+    return UserItemVectors(
+        users=times(vectors.users),
+        items=times(vectors.items),
+        users_at_test=times(vectors.users_at_test),
+        users_served=times(vectors.users_served),
+    )
+
+
+def mixture(
+    parts: Sequence[tuple[UserItemVectors, float]], seed: int, pool: np.ndarray | None = None
+) -> UserItemVectors:
+    """Models read from behaviour as one side: each model's vectors side by side, scaled by
+    √(share/σ), so the side's score is the sum of share × score/σ over the models (σ: the
+    standard deviation of a model's scores over a seeded sample of users × all items)."""
+    users = spread_sample(len(parts[0][0].users), seed, pool)
+    scaled = [
+        _scaled(vectors, float(np.sqrt(share / _spread(vectors, users))))
+        for vectors, share in parts
+    ]
+    return functools.reduce(lambda left, right: _joined(_side_by_side, left, right), scaled)
+
+
+def _side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    return np.hstack([left, right])
+
+
 def behaviour(
     cf: Factors,
     sequence: UserItemVectors,
@@ -111,18 +148,7 @@ def behaviour(
     pool: np.ndarray | None = None,
 ) -> UserItemVectors:
     """ALS and a sequence model as one side: [√((1 − share)/σ_als)·als | √(share/σ_seq)·seq]."""
-    users = spread_sample(len(cf.users), seed, pool)
-    scales = (
-        float(np.sqrt((1.0 - share) / _spread(cf, users))),
-        float(np.sqrt(share / _spread(sequence, users))),
-    )
-
-    def joined(als: np.ndarray, ordered: np.ndarray) -> np.ndarray:
-        return np.hstack(
-            [(scales[0] * als).astype(np.float32), (scales[1] * ordered).astype(np.float32)]
-        )
-
-    return _joined(joined, cf, sequence)
+    return mixture([(cf, 1.0 - share), (sequence, share)], seed, pool)
 
 
 def make_fusion(text_weight: float, spreads: tuple[float, float]) -> Fusion:
@@ -141,11 +167,14 @@ def tune_fusion(
     cfg: IndexConfig,
     seed: int = 0,
     sequences: dict[str, UserItemVectors] | None = None,
+    linear: UserItemVectors | None = None,
 ) -> tuple[Fusion, UserItemVectors, dict[str, float]]:
     """Pick the text weight (and, given `sequences`, which sequence model joins ALS on the
     behaviour side and with what share) by validation NDCG@10 through the evaluation protocol,
-    or take the fixed ones. Returns the fusion, the behaviour side it fuses with the text, and
-    every setting's validation score (keyed `text_weight` or `text_weight/model/share`)."""
+    or take the fixed ones; then, given `linear`, its share of the behaviour side together with
+    the text weight again. Returns the fusion, the behaviour side it fuses with the text, and
+    every setting's validation score (keyed `text_weight`, `text_weight/model/share` or, for the
+    second pass, `text_weight/model/share/linear_share`)."""
     weights = cfg.weight_grid if cfg.text_weight == "auto" else [float(cfg.text_weight)]
     sides: dict[tuple[str | None, float], Factors] = {(None, 0.0): cf}
     for name, sequence in (sequences or {}).items():
@@ -155,23 +184,42 @@ def tune_fusion(
     # The text side is the same for every candidate: its spread is measured once.
     users = spread_sample(len(text.users), cfg.seed, matrices.evaluated)
     text_spread = _spread(text, users)
-    spreads = {key: (text_spread, _spread(side, users)) for key, side in sides.items()}
+    view = tuning_view(matrices, seed)
 
-    def candidates():
-        for key, side in sides.items():
-            for weight in weights:
-                yield (
-                    (weight, *key),
-                    make_fusion(weight, spreads[key]).validation_scorer(text, side),
-                )
+    def pick(candidate_sides: dict[Any, Factors]) -> tuple[tuple, dict[tuple, float]]:
+        spreads = {key: _spread(side, users) for key, side in candidate_sides.items()}
+        candidates = (
+            (
+                (weight, *key),
+                make_fusion(weight, (text_spread, spreads[key])).validation_scorer(text, side),
+            )
+            for key, side in candidate_sides.items()
+            for weight in weights
+        )
+        return select_on_validation(candidates, view, seed)
 
-    (weight, name, share), by_setting = select_on_validation(
-        candidates(), tuning_view(matrices, seed), seed
-    )
-    scaled = make_fusion(weight, spreads[(name, share)])
-    chosen = Fusion(scaled.text_weight, scaled.text_scale, scaled.cf_scale, share, name)
+    (weight, name, share), by_setting = pick(sides)
     table = {
         (str(w) if not sequences else f"{w}/{n or 'als'}/{s}"): round(v, 5)
         for (w, n, s), v in by_setting.items()
     }
-    return chosen, sides[(name, share)], table
+    side, linear_share = sides[(name, share)], 0.0
+    if linear is not None:
+        mixed = {
+            (name, share, part): (
+                side
+                if part == 0
+                else mixture([(side, 1.0 - part), (linear, part)], cfg.seed, matrices.evaluated)
+            )
+            for part in cfg.linear_share_grid
+        }
+        (weight, _, _, linear_share), by_part = pick(mixed)
+        side = mixed[(name, share, linear_share)]
+        table.update(
+            {f"{w}/{n or 'als'}/{s}/{p}": round(v, 5) for (w, n, s, p), v in by_part.items()}
+        )
+    scaled = make_fusion(weight, (text_spread, _spread(side, users)))
+    chosen = Fusion(
+        scaled.text_weight, scaled.text_scale, scaled.cf_scale, share, name, linear_share
+    )
+    return chosen, side, table

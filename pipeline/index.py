@@ -28,10 +28,12 @@ from pipeline.artifacts import (
     clustering_files,
     item_embeddings_file,
     item_factors_file,
+    linear_files,
     read_clustering,
     read_embeddings,
     read_factors,
     read_interests,
+    read_linear,
     read_processed,
     read_sequence_vectors,
     read_topics,
@@ -450,8 +452,9 @@ def main(root: Path = Path(".")) -> None:
     )
     text, cf = read_embeddings("finetuned", layout), read_factors(layout)
     sequences = {name: read_sequence_vectors(name, layout) for name in SEQUENCE_MODELS}
+    linear = read_linear(layout)
     fusion, behaviour, by_weight = tune_fusion(
-        text, cf, matrices, params.index, params.preprocess.split.seed, sequences
+        text, cf, matrices, params.index, params.preprocess.split.seed, sequences, linear
     )
     fused = fusion.fuse_all(text, behaviour)
     # Served: each user's vector from every event they have; evaluation reads the split ones.
@@ -501,6 +504,7 @@ def main(root: Path = Path(".")) -> None:
         "text_weight": fusion.text_weight,
         "sequence_share": fusion.sequence_share,
         "sequence_model": fusion.sequence_model,
+        "linear_share": fusion.linear_share,
         "text_scale": fusion.text_scale,
         "cf_scale": fusion.cf_scale,
         "index_sha256": _file_digest(written_index),
@@ -513,6 +517,7 @@ def main(root: Path = Path(".")) -> None:
                 layout.processed / "items.parquet",
                 item_embeddings_file(layout),
                 item_factors_file(layout),
+                *([linear_files(layout)[1]] if linear is not None else []),
                 *clustering_files(layout),
                 layout.interests / "user_interests.parquet",
             )
@@ -547,7 +552,8 @@ def main(root: Path = Path(".")) -> None:
             "text_weight": fusion.text_weight,
             "sequence_model": fusion.sequence_model,
             "sequence_share": fusion.sequence_share,
-            "validation_ndcg@10_by_text_weight/sequence_model/share": by_weight,
+            "linear_share": fusion.linear_share,
+            "validation_ndcg@10_by_text_weight/sequence_model/share[/linear_share]": by_weight,
             **ann,
             "multi_interest": multi_record,
             "explore": explore_record,
@@ -555,7 +561,8 @@ def main(root: Path = Path(".")) -> None:
     )
     print(
         f"index: text weight {fusion.text_weight}, behaviour side ALS + "
-        f"{fusion.sequence_model} at share {fusion.sequence_share}, "
+        f"{fusion.sequence_model} at share {fusion.sequence_share}, reduced-rank EASE at "
+        f"share {fusion.linear_share}, "
         f"{fused_items.shape[1]}-d, search_k {ann['search_k']}, "
         f"ANN recall@{RECALL_K} {ann[f'ann_recall@{RECALL_K}']:.3f}, "
         f"{ann['ann_query_ms_median']:.3f} ms/query (exact {ann['exact_query_ms_median']:.3f} ms)"

@@ -134,7 +134,10 @@ def check(
         "best_peer": best,
         "served_over_best_peer": round(test[SERVED] / test[best], 4),
         "paired_vs_best_peer": evaluation["paired_test"][best],
-        "fusion": {key: index[key] for key in ("text_weight", "sequence_model", "sequence_share")},
+        "fusion": {
+            key: index[key]
+            for key in ("text_weight", "sequence_model", "sequence_share", "linear_share")
+        },
         "ann_recall@10": index["ann_recall@10"],
         "search_k": index["search_k"],
         "seconds": {stage: row["seconds"] for stage, row in timings.items()},

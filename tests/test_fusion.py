@@ -13,6 +13,7 @@ from pipeline.fusion import (
     TUNING_USERS,
     behaviour,
     make_fusion,
+    mixture,
     score_spreads,
     tune_fusion,
     tuning_view,
@@ -124,3 +125,53 @@ def test_tuning_ranks_a_seeded_sample_of_the_evaluated_users() -> None:
     capped = np.arange(0, 4 * TUNING_USERS, 2)  # an evaluation sample already drawn
     within = tuning_view(matrices(4 * TUNING_USERS, capped), seed=0).evaluated
     assert within.size == TUNING_USERS and np.isin(within, capped).all()
+
+
+def test_a_mixture_of_three_models_scores_their_scaled_weighted_sum(setup) -> None:
+    cf = setup[2]
+    rng = np.random.default_rng(4)
+
+    def noise(width: int) -> Embeddings:
+        return Embeddings(
+            users=rng.normal(size=(len(cf.users), width)).astype(np.float32),
+            items=rng.normal(size=(len(cf.items), width)).astype(np.float32),
+            users_served=rng.normal(size=(len(cf.users), width)).astype(np.float32),
+        )
+
+    first, second = noise(5), noise(3)
+    parts = [(cf, 0.5), (first, 0.3), (second, 0.2)]
+    side = mixture(parts, seed=0)
+    assert side.items.shape[1] == cf.items.shape[1] + 5 + 3
+    sample = np.random.default_rng(0).choice(len(cf.users), size=len(cf.users), replace=False)
+    users = np.arange(4)
+    spreads = [np.std(vectors.score(sample)) for vectors, _ in parts]
+    expected = sum(
+        share * vectors.score(users) / spread
+        for (vectors, share), spread in zip(parts, spreads, strict=True)
+    )
+    np.testing.assert_allclose(side.score(users), expected, rtol=1e-4, atol=1e-4)
+    # Served users: each model's own where it has them, its training users where it has none.
+    served = sum(
+        share * (vectors.served_users[users] @ vectors.items.T) / spread
+        for (vectors, share), spread in zip(parts, spreads, strict=True)
+    )
+    np.testing.assert_allclose(
+        side.served_users[users] @ side.items.T, served, rtol=1e-4, atol=1e-4
+    )
+
+
+def test_tuning_gives_the_linear_part_the_share_validation_asks_for(setup) -> None:
+    _, matrices, cf, text = setup
+    oracle_users = matrices.validation.toarray().astype(np.float32)
+    oracle = Embeddings(users=oracle_users, items=np.eye(matrices.n_items, dtype=np.float32))
+    cfg = IndexConfig(weight_grid=[0.0, 0.5], linear_share_grid=[0.0, 0.3, 1.0])
+    fusion, side, table = tune_fusion(text, cf, matrices, cfg, linear=oracle)
+    assert fusion.linear_share > 0 and fusion.sequence_model is None
+    assert side.items.shape[1] == cf.items.shape[1] + matrices.n_items
+    assert {"0.0", "0.5"} < set(table)
+    assert {f"{w}/als/0.0/{p}" for w in (0.0, 0.5) for p in (0.0, 0.3, 1.0)} < set(table)
+    # Share 0 is the first pass's winner again, scored the same.
+    best_first = max(table["0.0"], table["0.5"])
+    assert max(table["0.0/als/0.0/0.0"], table["0.5/als/0.0/0.0"]) == best_first
+    without, plain, _ = tune_fusion(text, cf, matrices, cfg)
+    assert without.linear_share == 0.0 and plain is cf

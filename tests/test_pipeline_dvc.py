@@ -76,6 +76,7 @@ def test_repro_produces_metrics_for_every_model(project: Path) -> None:
         "zero_shot",
         "finetuned",
         "text_sequence",
+        "ease_low_rank",
         "fused",
         "multi_interest",
         "explore",
@@ -87,6 +88,8 @@ def test_repro_produces_metrics_for_every_model(project: Path) -> None:
     assert (project / "data/index/catalogue.sqlite").exists()
     assert (project / "data/finetune/model").is_dir()
     assert metrics["test"]["ease"]["users"] == 40
+    linear = json.loads((project / "data/factorize/linear.json").read_text())
+    assert linear["rank"] == 40  # 512 asked: the training scores of 40 users have 40 directions
     shown = json.loads(
         _run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], project).stdout
     )

@@ -32,7 +32,8 @@ def _text(parts: list[Any]) -> str:
     console = Console(file=io.StringIO(), record=True, width=200, emoji=False, highlight=False)
     for part in parts:
         console.print(part)
-    return console.export_text()
+    # Paragraphs wrap at the console's width: phrases are looked for with the breaks undone.
+    return " ".join(console.export_text().split())
 
 
 def _item(item_id: str, title: str, cold: bool = False, tags: list[str] | None = None) -> Item:
