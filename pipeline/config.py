@@ -177,7 +177,7 @@ class FactorizeConfig(_Section):
     alpha × its value, an unobserved one's is 1."""
     learning_rate: Annotated[float, Field(gt=0)] = 0.05
     """BPR only."""
-    linear_rank: Annotated[int, Field(ge=0)] = 512
+    linear_rank: Annotated[int, Field(ge=0)] = 1024
     """Dimensions of the reduced-rank EASE vectors (`pipeline.linear`) that the behaviour side
     can fuse in (at most the number of items); 0: none. λ is the EASE peer's grid
     (`evaluate.ease_reg_grid`, chosen on validation), and above
