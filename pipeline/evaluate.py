@@ -56,7 +56,7 @@ from pipeline.exploration import (
 )
 from pipeline.interactions import UserItemVectors
 from pipeline.metrics import EvaluationResult, Scorer, activity_buckets, standard_error
-from pipeline.peers import EASE, ItemKNN, Popularity, ease_grid, itemknn_grid
+from pipeline.peers import ItemKNN, Popularity, itemknn_grid, quadratic_skip, tuned_ease
 from pipeline.protocol import (
     Model,
     SplitMatrices,
@@ -100,21 +100,16 @@ def peer_scorers(
     train = matrices.train
     popularity = Popularity().fit(train).score  # the same list whatever the history
     als: dict[str, Model] = {} if factors is None else {"als": SplitScorers.from_vectors(factors)}
-    cap = cfg.quadratic_peers_max_items
-    if cap is not None and matrices.n_items > cap:
-        reason = (
-            f"skipped: {matrices.n_items} items > evaluate.quadratic_peers_max_items {cap} "
-            f"(item x item matrices of {matrices.n_items**2 * 8 / 2**30:.1f} GiB)"
-        )
+    reason = quadratic_skip(matrices.n_items, cfg.quadratic_peers_max_items)
+    if reason is not None:
         return {"popularity": popularity, **als}, {"skipped": {"ease": reason, "itemknn": reason}}
-    best_reg, by_reg = select_on_validation(ease_grid(train, cfg.ease_reg_grid), matrices, seed)
+    ease, by_reg = tuned_ease(matrices, cfg.ease_reg_grid, seed)
     best_neighbors, by_neighbors = select_on_validation(
         itemknn_grid(train, cfg.itemknn_neighbors_grid), matrices, seed
     )
     # Refit the winners: the tuning loop keeps no model alive.
     history_at_test = matrices.seen("test")
     knn = ItemKNN(neighbors=best_neighbors).fit(train)
-    ease = EASE(reg=best_reg).fit(train)
     scorers: dict[str, Model] = {
         "popularity": popularity,
         "itemknn": SplitScorers(knn.score, knn.with_history(history_at_test)),
@@ -122,7 +117,7 @@ def peer_scorers(
         **als,
     }
     tuning = {
-        "ease_reg": best_reg,
+        "ease_reg": ease.reg,
         "ease_validation_ndcg@10": {str(reg): round(score, 5) for reg, score in by_reg.items()},
         "itemknn_neighbors": best_neighbors,
         "itemknn_validation_ndcg@10": {

@@ -30,6 +30,7 @@ from pipeline.artifacts import (
 from pipeline.collaborative import fold_in, make_model
 from pipeline.config import EvaluateConfig, FactorizeConfig, load_params
 from pipeline.interactions import UserItemVectors, interaction_matrix
+from pipeline.peers import quadratic_skip
 from pipeline.protocol import SplitMatrices
 
 
@@ -69,15 +70,11 @@ def run_linear(
     seed: int,
 ) -> tuple[UserItemVectors | None, dict[str, object]]:
     """Reduced-rank EASE on the training split, or None and why not."""
-    n_items = matrices.n_items
     if cfg.linear_rank == 0:
         return None, {"skipped": "factorize.linear_rank is 0"}
-    limit = evaluate.quadratic_peers_max_items
-    if limit is not None and n_items > limit:
-        return None, {
-            "skipped": f"{n_items} items > evaluate.quadratic_peers_max_items ({limit}): "
-            "EASE's items x items weights are not built"
-        }
+    reason = quadratic_skip(matrices.n_items, evaluate.quadratic_peers_max_items)
+    if reason is not None:
+        return None, {"skipped": reason}
     return linear.fit(matrices, served, cfg.linear_rank, evaluate.ease_reg_grid, seed)
 
 
@@ -86,21 +83,23 @@ def main(root: Path = Path(".")) -> None:
     layout = Layout(root)
     params = load_params(layout.params)
     processed = read_processed(layout)
-    shape = (processed.users.height, processed.items.height)
-    train = interaction_matrix(processed.train, *shape)
+    seed = params.preprocess.split.seed
+    matrices = SplitMatrices.from_processed(processed, params.evaluate.max_users, seed)
+    train, shape = matrices.train, matrices.train.shape
     history_at_test = interaction_matrix(processed.history_at_test, *shape)
     history_served = interaction_matrix(processed.history_served, *shape)
     factors = run(train, params.factorize, history_at_test, history_served)
     write_factors(factors, params.factorize.model_dump(mode="json"), layout)
-    seed = params.preprocess.split.seed
-    matrices = SplitMatrices.from_processed(processed, params.evaluate.max_users, seed)
     vectors, record = run_linear(matrices, history_served, params.factorize, params.evaluate, seed)
     write_linear(vectors, record, layout)
+    ease = (
+        f"EASE at rank {record['rank']} (λ {record['reg']})"
+        if vectors is not None
+        else f"no EASE part ({record['skipped']})"
+    )
     print(
         f"factorize: {params.factorize.algorithm} with {factors.users.shape[1]} factors on "
-        f"{train.nnz} training interactions; EASE at rank "
-        + (f"{record['rank']} (λ {record['reg']})" if vectors is not None else "none: ")
-        + str(record.get("skipped", ""))
+        f"{train.nnz} training interactions; {ease}"
     )
 
 

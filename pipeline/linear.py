@@ -13,7 +13,7 @@ it (users × items dense would not fit at scale), and comes out the same for the
 λ is EASE's, chosen on validation NDCG@10 over `evaluate.ease_reg_grid` through the evaluation
 protocol; above `evaluate.quadratic_peers_max_items` items (where the EASE peer is skipped too)
 there is no linear part. Measured on ml-latest-small cut into runs of 8 events (9,066 items):
-rank 512 keeps validation NDCG@10 at 0.050 against full EASE's 0.052 (rank 128: 0.048).
+rank 1,024 keeps validation NDCG@10 at 0.0508 against full EASE's 0.0514 (rank 512: 0.0503).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from pipeline.interactions import UserItemVectors
-from pipeline.peers import EASE, ease_grid
-from pipeline.protocol import SplitMatrices, select_on_validation
+from pipeline.peers import tuned_ease
+from pipeline.protocol import SplitMatrices
 
 OVERSAMPLING = 16
 """Extra directions carried through the subspace iteration beyond the rank kept."""
@@ -96,11 +96,10 @@ def fit(
 ) -> tuple[UserItemVectors, dict[str, object]]:
     """λ chosen on validation (full EASE, every λ of `reg_grid`), then that EASE at `rank`.
     Returns the vectors and a record of the choice."""
-    reg, by_reg = select_on_validation(ease_grid(matrices.train, reg_grid), matrices, seed)
-    model = EASE(reg=reg).fit(matrices.train)
+    model, by_reg = tuned_ease(matrices, reg_grid, seed)
     vectors = reduced_rank(model.train, model.weights, rank, seed, (matrices.seen_for_test, served))
     record = {
-        "reg": reg,
+        "reg": model.reg,
         "rank": int(vectors.items.shape[1]),
         "validation_ndcg@10_by_reg": {str(key): round(value, 5) for key, value in by_reg.items()},
     }

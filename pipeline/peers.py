@@ -24,6 +24,7 @@ import scipy.linalg.lapack
 from scipy.sparse import csr_matrix, issparse
 
 from pipeline.metrics import Scorer, check_user_indices, top_k
+from pipeline.protocol import SplitMatrices, select_on_validation
 
 # Dense scratch blocks are sized to about this many entries (x4 bytes for float32, x8 float64).
 _BLOCK_ENTRIES = 16_000_000
@@ -276,6 +277,27 @@ def ease_grid(train: csr_matrix, grid: Sequence[float]) -> Iterator[tuple[float,
     gram = _gram(matrix)
     for reg in regs:
         yield reg, EASE(reg)._fit_from_gram(matrix, gram, keep_gram=True).score
+
+
+def tuned_ease(
+    matrices: SplitMatrices, grid: Sequence[float], seed: int = 0
+) -> tuple[EASE, dict[float, float]]:
+    """EASE fit on the training split with the λ of `grid` that scores best on validation
+    (through the protocol), and every λ's validation NDCG@10. The tuning loop keeps no model
+    alive, so the winner is fit once more."""
+    best, by_reg = select_on_validation(ease_grid(matrices.train, grid), matrices, seed)
+    return EASE(reg=best).fit(matrices.train), by_reg
+
+
+def quadratic_skip(n_items: int, cap: int | None) -> str | None:
+    """Why item x item models (EASE, ItemKNN) are not built for `n_items` items under
+    `evaluate.quadratic_peers_max_items` = `cap`, or None when they are."""
+    if cap is None or n_items <= cap:
+        return None
+    return (
+        f"skipped: {n_items} items > evaluate.quadratic_peers_max_items {cap} "
+        f"(item x item matrices of {n_items**2 * 8 / 2**30:.1f} GiB)"
+    )
 
 
 def itemknn_grid(train: csr_matrix, grid: Sequence[int]) -> Iterator[tuple[int, Scorer]]:
