@@ -179,7 +179,7 @@ class FactorizeConfig(_Section):
     """BPR only."""
     linear_rank: Annotated[int, Field(ge=0)] = 1024
     """Dimensions of the reduced-rank EASE vectors (`pipeline.linear`) that the behaviour side
-    can fuse in (at most the number of items); 0: none. λ is the EASE peer's grid
+    can fuse in (at most the number of items, and of users); 0: none. λ is the EASE peer's grid
     (`evaluate.ease_reg_grid`, chosen on validation), and above
     `evaluate.quadratic_peers_max_items` items there is none either."""
     seed: int = 42
