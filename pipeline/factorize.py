@@ -85,10 +85,9 @@ def main(root: Path = Path(".")) -> None:
     processed = read_processed(layout)
     seed = params.preprocess.split.seed
     matrices = SplitMatrices.from_processed(processed, params.evaluate.max_users, seed)
-    train, shape = matrices.train, matrices.train.shape
-    history_at_test = interaction_matrix(processed.history_at_test, *shape)
-    history_served = interaction_matrix(processed.history_served, *shape)
-    factors = run(train, params.factorize, history_at_test, history_served)
+    train = matrices.train
+    history_served = interaction_matrix(processed.history_served, *train.shape)
+    factors = run(train, params.factorize, matrices.seen("test"), history_served)
     write_factors(factors, params.factorize.model_dump(mode="json"), layout)
     vectors, record = run_linear(matrices, history_served, params.factorize, params.evaluate, seed)
     write_linear(vectors, record, layout)
