@@ -189,10 +189,11 @@ def run(
     buckets = [(_bucket_key(label), mask) for label, mask in buckets]
     by_cluster: dict[str, Any] = {}
     tests: dict[str, EvaluationResult] = {}
+    validations: dict[str, EvaluationResult] = {}
     for name, scorer in scorers.items():
         validation = evaluate_model(scorer, matrices, "validation", cfg.k, cfg.coverage_k, seed)
         test = evaluate_model(scorer, matrices, "test", cfg.k, cfg.coverage_k, seed)
-        tests[name] = test
+        tests[name], validations[name] = test, validation
         metrics["validation"][name] = _round(validation.summary())
         metrics["test"][name] = _round(test.summary())
         metrics["test_by_activity"][name] = _by_group(test, buckets)
@@ -221,12 +222,11 @@ def run(
     if SERVED in tests:
         metrics["paired_test"] = paired_differences(tests, SERVED, PLOT_METRIC)
         # Per bucket too: a bucket of a hundred users moves NDCG@10 by hundredths, so "loses in
-        # this bucket" means something only next to its standard error.
-        metrics["paired_test_by_activity"] = {
-            label: paired_differences(tests, SERVED, PLOT_METRIC, mask)
-            for label, mask in buckets
-            if mask[tests[SERVED].users].any()
-        }
+        # this bucket" means something only next to its standard error. The same users' own
+        # validation events are a second look at a bucket (the fusion weights were chosen on
+        # them, over all users, so that look leans a little towards the served model).
+        metrics["paired_test_by_activity"] = _paired_by_bucket(tests, buckets)
+        metrics["paired_validation_by_activity"] = _paired_by_bucket(validations, buckets)
     activity_rows = _plot_rows("bucket", metrics["test_by_activity"], [b for b, _ in buckets])
     for row, (_, mask) in zip(activity_rows, buckets, strict=True):
         # A numeric x for DVC's line templates (bucket labels are categories).
@@ -246,6 +246,17 @@ def run(
             for name, row in described["test"].items()
         ],
     )
+
+
+def _paired_by_bucket(
+    results: dict[str, EvaluationResult], buckets: list[tuple[str, np.ndarray]]
+) -> dict[str, dict[str, dict[str, float | int]]]:
+    """`paired_differences` of the served model in each non-empty activity bucket."""
+    return {
+        label: paired_differences(results, SERVED, PLOT_METRIC, mask)
+        for label, mask in buckets
+        if mask[results[SERVED].users].any()
+    }
 
 
 def paired_differences(

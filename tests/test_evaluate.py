@@ -166,3 +166,27 @@ def test_item_x_item_peers_are_skipped_above_the_item_cap_and_the_record_says_wh
     )
     at_cap = SMALL.model_copy(update={"quadratic_peers_max_items": matrices.n_items})
     assert {"ease", "itemknn"} <= set(evaluate.peer_scorers(matrices, at_cap, None)[0])
+
+
+def test_paired_bucket_differences_read_each_splits_own_events() -> None:
+    # The served model against a peer per activity bucket, on test and on validation: each is
+    # the mean per-user difference of that split's protocol results, nothing carried across.
+    processed = preprocess.run(make_raw(), PreprocessConfig(min_user_interactions=3))
+    matrices = SplitMatrices.from_processed(processed)
+    factors = factorize.run(matrices.train, FactorizeConfig(embedding_size=8, reg=0.1, seed=0))
+    scorers, _ = evaluate.peer_scorers(matrices, SMALL, factors)
+    scorers = {"als": scorers["als"], evaluate.SERVED: scorers["ease"]}
+    report = evaluate.run(matrices, scorers, SMALL)
+    for split in ("validation", "test"):
+        served, als = (
+            evaluate_model(scorers[name], matrices, split, SMALL.k, SMALL.coverage_k).per_user[
+                "ndcg@10"
+            ]
+            for name in (evaluate.SERVED, "als")
+        )
+        row = report.metrics[f"paired_{split}_by_activity"]["<=20"]["als"]
+        assert row["users"] == served.size
+        assert row["ndcg@10_difference"] == round(float(np.mean(served - als)), 5)
+    assert (
+        report.metrics["paired_validation_by_activity"] != report.metrics["paired_test_by_activity"]
+    )
