@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from pipeline import io
 from recli import transaction
 from recli.cli import app
+from recli.errors import RecliError
 
 
 def _tree(folder: Path) -> dict[str, bytes]:
@@ -138,3 +139,102 @@ def test_writes_outside_the_declared_outputs_go_straight_to_their_place(tmp_path
     with io.stage_outputs(artifacts, "embed", outputs):
         io.write_json(tmp_path / "data" / "external" / "cache.json", {"download": 1})
         assert (tmp_path / "data" / "external" / "cache.json").exists()
+
+
+# ------------------------------------------------------------------------------------------
+# A journal is read from disk: paths in it are confined, and a crafted one moves nothing.
+# ------------------------------------------------------------------------------------------
+def _outside(root: Path) -> tuple[Path, dict[str, bytes]]:
+    """A folder beside the project that recli must never touch, and its contents."""
+    outside = root / "outside"
+    (outside / "keep").mkdir(parents=True)
+    (outside / "keep" / "precious.txt").write_text("mine")
+    (outside / "victim.txt").write_text("also mine")
+    return outside, _tree(outside)
+
+
+def _crafted(artifacts: Path, outputs: dict[str, str], stage: str = "evil") -> Path:
+    folder = transaction.staging_root(artifacts) / stage
+    (folder / "new").mkdir(parents=True)
+    for slot in outputs:
+        if "/" not in slot and slot not in (".", ".."):
+            (folder / "new" / slot).write_text("planted")
+    (folder / "journal.json").write_text(json.dumps({"outputs": outputs}))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [
+        {"0-x": "../outside/victim.txt"},  # up and out of the artifacts folder
+        {"0-x": "../outside/keep"},  # a whole folder, which would be rmtree'd as "old"
+        {"0-x": "index/../../outside/victim.txt"},  # out through a folder that exists
+        {"0-x": "ABSOLUTE"},  # replaced by the outside file's absolute path
+        {"../../../../outside/keep": "index/x"},  # the slot itself climbs out of staging
+        {"0-x": "../metrics/../outside/victim.txt"},
+        {"0-x": 5},
+        [],
+    ],
+    ids=["file", "folder", "dotdot", "absolute", "slot", "metrics-dotdot", "number", "list"],
+)
+def test_a_crafted_journal_stops_a_read_only_command_and_touches_nothing(
+    copy: Path, facts: dict, outputs: object
+) -> None:
+    outside, before = _outside(copy.parent)
+    if isinstance(outputs, dict) and outputs.get("0-x") == "ABSOLUTE":
+        outputs = {"0-x": str(outside / "victim.txt")}
+    folder = transaction.staging_root(copy) / "evil"
+    (folder / "new").mkdir(parents=True)
+    (folder / "new" / "0-x").write_text("planted")
+    (folder / "journal.json").write_text(json.dumps({"outputs": outputs}))
+    served_before = _tree(copy)
+    result = CliRunner().invoke(app, ["recommend", facts["user_id"], "--artifacts", str(copy)])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "journal.json" in lines[0] and "delete" in lines[0], lines
+    assert _tree(outside) == before
+    assert _tree(copy) == served_before
+    assert (folder / "journal.json").exists()  # evidence left for the user to look at
+
+
+def test_a_link_planted_in_staging_is_refused_before_anything_moves(
+    copy: Path, facts: dict
+) -> None:
+    outside, before = _outside(copy.parent)
+    folder = _crafted(copy, {"0-index": "index"})
+    # `old/` as a link: rolling forward would move the old index *into* the outside folder,
+    # and the clean-up would then delete it there.
+    (folder / "old").symlink_to(outside / "keep")
+    result = CliRunner().invoke(app, ["recommend", facts["user_id"], "--artifacts", str(copy)])
+    assert result.exit_code == 1 and "link" in result.output
+    assert _tree(outside) == before
+    assert (copy / "index" / "catalogue.sqlite").exists()
+
+
+def test_a_staging_folder_that_is_a_link_is_refused(copy: Path, facts: dict) -> None:
+    outside, before = _outside(copy.parent)
+    (outside / "evil" / "new").mkdir(parents=True)
+    (outside / "evil" / "journal.json").write_text(json.dumps({"outputs": {"a": "index"}}))
+    before = _tree(outside)
+    (copy / transaction.STAGING_DIR).symlink_to(outside, target_is_directory=True)
+    result = CliRunner().invoke(app, ["recommend", facts["user_id"], "--artifacts", str(copy)])
+    assert result.exit_code == 1 and "link" in result.output
+    assert _tree(outside) == before
+
+
+def test_a_lock_file_planted_as_a_link_creates_nothing_elsewhere(tmp_path: Path) -> None:
+    artifacts, _ = _committed_swap(tmp_path)
+    target = tmp_path / "outside-lock"
+    (transaction.staging_root(artifacts) / ".lock").symlink_to(target)
+    with pytest.raises(RecliError, match="lock"):
+        transaction.roll_forward(artifacts)
+    assert not target.exists()
+
+
+def test_a_journal_that_is_not_json_is_one_line_not_a_traceback(copy: Path, facts: dict) -> None:
+    folder = transaction.staging_root(copy) / "index"
+    folder.mkdir(parents=True)
+    (folder / "journal.json").write_bytes(b"\xff{not json")
+    result = CliRunner().invoke(app, ["recommend", facts["user_id"], "--artifacts", str(copy)])
+    assert result.exit_code == 1
+    assert "not a journal recli can read" in result.output and "Traceback" not in result.output
