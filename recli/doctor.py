@@ -113,8 +113,20 @@ def _upstream_checks(served: Served) -> list[Check]:
     stale, checked, absent = [], 0, 0
     # Keys are paths relative to the artifacts folder: digests of the files the index was built
     # from, which tell a stale catalogue from a fresh one.
+    roots = transaction.allowed_roots(served.artifacts)[:1]
     for relative, expected in built_from.items():
-        path = served.artifacts / relative
+        path = served.artifacts / str(relative)
+        # Read from the catalogue: a path that leads out of the artifacts folder is not
+        # something the index stage wrote, and is never opened.
+        if Path(str(relative)).is_absolute() or not transaction.inside(path, roots):
+            return [
+                Check(
+                    "upstream files",
+                    "problem",
+                    f"the catalogue names {str(relative)[:80]!r}, outside the artifacts "
+                    "folder, as an upstream file: it was edited, run `dvc repro -f index`",
+                )
+            ]
         if not path.exists():
             absent += 1
             continue

@@ -48,19 +48,33 @@ def read_metrics(rev: str | None = None) -> dict[str, Any]:
 
 
 def _git_show(rev: str) -> str:
+    """The metrics file at `rev`. The revision is resolved to a commit first, after
+    `--end-of-options`, so text such as `--output=FILE` is only ever read as a revision name and
+    never reaches git as an option; `git show` then gets the full commit id."""
     import subprocess  # only `--rev` needs it
 
+    missing = RecliError(
+        f"no {METRICS_FILE} at git revision '{rev[:60]}': pass a commit, tag or branch that has one"
+    )
+    if not rev or "\0" in rev:
+        raise missing
     try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        if len(commit) < 40 or not all(c in "0123456789abcdef" for c in commit):
+            raise missing
         return subprocess.run(
-            ["git", "show", f"{rev}:{METRICS_FILE.as_posix()}"],
+            ["git", "show", f"{commit}:{METRICS_FILE.as_posix()}"],
             check=True,
             capture_output=True,
             text=True,
         ).stdout
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        raise RecliError(
-            f"no {METRICS_FILE} at git revision '{rev}': pass a commit, tag or branch that has one"
-        ) from None
+    except (subprocess.CalledProcessError, FileNotFoundError, UnicodeDecodeError):
+        raise missing from None
 
 
 def load_table(split: str, rev: str | None = None, cutoff: int | None = 10) -> MetricsTable:

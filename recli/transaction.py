@@ -51,7 +51,7 @@ def allowed_roots(artifacts: Path) -> list[Path]:
     return [folder, folder.parent / METRICS_FILE.parent]
 
 
-def _inside(path: Path, roots: list[Path]) -> bool:
+def inside(path: Path, roots: list[Path]) -> bool:
     """Whether `path`, with every link in it followed, lies strictly inside one of `roots`."""
     real = Path(os.path.realpath(path))
     return any(real != root and real.is_relative_to(root) for root in roots)
@@ -61,7 +61,7 @@ def _check_staging_root(artifacts: Path) -> Path:
     """The staging folder, refused when it is a link or leads out of the artifacts folder
     (everything in it is deleted after a commit)."""
     root = staging_root(artifacts)
-    if root.is_symlink() or (root.exists() and not _inside(root, allowed_roots(artifacts)[:1])):
+    if root.is_symlink() or (root.exists() and not inside(root, allowed_roots(artifacts)[:1])):
         raise RecliError(
             f"{root} is a link to somewhere else, not recli's staging folder: remove the link "
             "(recli never creates one) and run the command again"
@@ -134,7 +134,7 @@ def read_journal(artifacts: Path, stage: str) -> dict[str, Path]:
     journal = staging_root(artifacts) / stage / JOURNAL
     staging = [staging_root(artifacts).resolve()]
     for folder in (journal.parent, journal.parent / NEW, journal.parent / OLD):
-        if folder.is_symlink() or (folder.exists() and not _inside(folder, staging)):
+        if folder.is_symlink() or (folder.exists() and not inside(folder, staging)):
             raise _untrusted(journal, f"sits beside a link ({folder.name}) out of staging")
     try:
         outputs = json.loads(journal.read_text(encoding="utf-8"))["outputs"]
@@ -155,10 +155,8 @@ def read_journal(artifacts: Path, stage: str) -> dict[str, Path]:
         ):
             raise _untrusted(journal, "names an output that is not a plain file name")
         destination = Path(artifacts) / relative
-        if Path(relative).is_absolute() or not _inside(destination, roots):
-            raise _untrusted(
-                journal, "names a path outside the artifacts and metrics folders"
-            )
+        if Path(relative).is_absolute() or not inside(destination, roots):
+            raise _untrusted(journal, "names a path outside the artifacts and metrics folders")
         checked[slot] = destination
     return checked
 

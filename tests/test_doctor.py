@@ -14,6 +14,7 @@ from cli_artifacts import CF_DIMENSION
 from pipeline import index
 from pipeline.config import IndexConfig
 from recli import catalogue, contract, serve
+from recli import doctor as doctor_module
 from recli.doctor import doctor
 from recli.results import Check
 
@@ -150,3 +151,24 @@ def test_a_killed_stage_s_staging_folder_is_a_warning(copy: Path) -> None:
     (copy / ".staging" / "embed" / "new").mkdir(parents=True)
     check = _by_name(doctor(copy))["staging"]
     assert check.status == "warning" and "embed" in check.detail
+
+
+@pytest.mark.parametrize("named", ["../outside.bin", "ABSOLUTE", "processed/../../outside.bin"])
+def test_upstream_paths_outside_the_artifacts_are_never_read(
+    copy: Path, named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outside = copy.parent / "outside.bin"
+    outside.write_bytes(b"someone else's file")
+    named = str(outside) if named == "ABSOLUTE" else named
+    _set_meta(copy, "built_from", {named: "0" * 16})
+    opened: list[Path] = []
+    real_digest = doctor_module.file_digest
+
+    def spy(path: Path) -> str:
+        opened.append(Path(path).resolve())
+        return real_digest(path)
+
+    monkeypatch.setattr(doctor_module, "file_digest", spy)
+    check = _by_name(doctor(copy))["upstream files"]
+    assert check.status == "problem" and "outside the artifacts folder" in check.detail
+    assert outside.resolve() not in opened
