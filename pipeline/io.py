@@ -70,21 +70,58 @@ class StageOutputs:
         return slot[1] if slot is not None and slot[0] in self.written else Path(path)
 
     def commit(self) -> None:
-        """Publish the journal and put every written output in place, signals held meanwhile."""
+        """Publish the journal and put every written output in place; an interrupting signal
+        that arrives meanwhile is held until the commit ends (`run_stage` then reports it)."""
         journal = {
             f"{number}-{self.outputs[number].name}": os.path.relpath(
                 self.outputs[number], self.artifacts
             )
             for number in sorted(self.written)
         }
-        held = {signal.SIGINT, signal.SIGTERM}
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
-        try:
+        with _signals_held(self.stage):
             transaction.write_journal(self.folder, journal)
             self.committed = True
             transaction.roll_forward(self.artifacts, self.stage)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            _FINISHED.append(self.stage)
+
+
+_HOLDING: list[str] = []
+"""The stage whose commit is under way (empty otherwise): signals wait until it ends."""
+_HELD: list[int] = []
+"""Signals that arrived during a commit, delivered as KeyboardInterrupt once it ends."""
+
+
+@contextlib.contextmanager
+def _signals_held(stage: str) -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while `stage` commits; raise KeyboardInterrupt afterwards if one came.
+
+    A flag, not a signal mask: Python runs its handlers between bytecodes, so a signal that
+    reached the process just before a mask was set would still raise inside the commit. With the
+    flag the handler itself sees the commit under way and only records the signal.
+    """
+    _HOLDING.append(stage)
+    try:
+        yield
+    finally:
+        _HOLDING.clear()
+    if _HELD:
+        _HELD.clear()
+        raise KeyboardInterrupt
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGINT and SIGTERM: stop the stage, except during a commit, which is let finish."""
+    if _HOLDING:
+        if not _HELD:
+            print(
+                f"{signal.Signals(signum).name} received: waiting for {_HOLDING[0]} to finish "
+                "putting its new outputs in place",
+                file=sys.stderr,
+                flush=True,
+            )
+        _HELD.append(signum)
+        return
+    raise KeyboardInterrupt
 
 
 _RUNNING: StageOutputs | None = None
@@ -122,7 +159,6 @@ def stage_outputs(artifacts: Path, stage: str, outputs: list[Path]) -> Iterator[
     try:
         yield running
         running.commit()
-        _FINISHED.append(stage)
     finally:
         _RUNNING = None
         if not running.committed:
@@ -266,27 +302,36 @@ def _red(text: str) -> str:
     return f"\x1b[31m{text}\x1b[0m" if colour else text
 
 
+def interruption_message(finished: list[str]) -> str:
+    """What is true after an interruption: which set of outputs is in place, and what the
+    next `dvc repro` does (DVC records a stage only when its command exits 0)."""
+    if finished:
+        stage = finished[-1]
+        return (
+            f"interrupted after {stage} put its new outputs in place: DVC did not record the "
+            f"run, so the next `dvc repro` runs {stage} again"
+        )
+    return (
+        "interrupted before the stage committed: the previous run's outputs are in place, "
+        "untouched; the next `dvc repro` runs the stage again"
+    )
+
+
 def run_stage(main: Callable[[], None]) -> None:
     """Run a stage's `main()`, turning a `RecliError` into one red line and exit code 1.
 
     SIGTERM (`kill`, a cancelled CI job) is treated like Ctrl-C, so temporary files are cleaned up
     on the way out. Interrupted before its commit, a stage leaves the outputs of earlier runs
-    untouched; the commit itself holds both signals until every new output is in place.
+    untouched; a signal during the commit waits until every new output is in place, and the
+    line printed says which set is in place.
     """
-
-    def _terminate(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         main()
     except RecliError as error:
         print(f"{_red('error:')} {error}", file=sys.stderr)
         raise SystemExit(1) from None
     except KeyboardInterrupt:
-        if _FINISHED:
-            message = f"interrupted after {_FINISHED[-1]} finished: its new outputs are in place"
-        else:
-            message = "interrupted: earlier outputs are untouched"
-        print(message, file=sys.stderr)
+        print(interruption_message(_FINISHED), file=sys.stderr)
         raise SystemExit(130) from None

@@ -193,14 +193,29 @@ def _history_check(served: Served, limit: int = HISTORY_USERS) -> Check:
 
 
 def _staging_check(artifacts: Path) -> Check:
-    """What interrupted stages left in `<artifacts>/.staging`."""
+    """What interrupted stages left in `<artifacts>/.staging`: a committed set not yet moved in
+    (finished by the next command) is not the same as an abandoned, uncommitted one."""
     root = transaction.staging_root(artifacts)
+    try:
+        committed = transaction.committed(artifacts)
+        for stage in committed:
+            transaction.read_journal(artifacts, stage)
+    except RecliError as error:
+        return Check("staging", "problem", str(error))
     left = sorted(path.name for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
     if not left:
         return Check("staging", "ok", "no interrupted stage left outputs behind")
+    if committed:
+        return Check(
+            "staging",
+            "warning",
+            f"{', '.join(committed)} committed new outputs that are not all in place yet: the "
+            "next `recli` command or `dvc repro` puts them in place",
+        )
     return Check(
         "staging",
         "warning",
-        f"a run of {', '.join(left)} that was killed (or is running now) left {root}: the "
-        f"outputs in place are the previous run's; the next `dvc repro {left[0]}` removes it",
+        f"a run of {', '.join(left)} that was killed before its commit (or is running now) left "
+        f"{root}: the outputs in place are the previous run's; the next `dvc repro {left[0]}` "
+        "removes it",
     )

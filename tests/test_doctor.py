@@ -172,3 +172,14 @@ def test_upstream_paths_outside_the_artifacts_are_never_read(
     check = _by_name(doctor(copy))["upstream files"]
     assert check.status == "problem" and "outside the artifacts folder" in check.detail
     assert outside.resolve() not in opened
+
+
+def test_a_crafted_journal_is_a_problem_not_the_previous_run(copy: Path) -> None:
+    folder = copy / ".staging" / "index"
+    (folder / "new").mkdir(parents=True)
+    (folder / "journal.json").write_text(json.dumps({"outputs": {"0-index": "../../elsewhere"}}))
+    checks = _by_name(doctor(copy))
+    assert checks["catalogue"].status == "problem"
+    assert checks["staging"].status == "problem"
+    assert "outside the artifacts and metrics folders" in checks["staging"].detail
+    assert "previous run" not in checks["staging"].detail
