@@ -38,7 +38,7 @@ def doctor(artifacts: Path = DEFAULT_ARTIFACTS) -> list[Check]:
         served = Served(artifacts)
     except RecliError as error:
         checks.append(Check("catalogue", "problem", str(error)))
-        return checks
+        return [*checks, _staging_check(artifacts)]
     with served:
         meta = served.meta
         checks.append(
