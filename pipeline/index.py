@@ -56,7 +56,7 @@ from pipeline.fusion import tune_fusion, tuning_view
 from pipeline.interactions import UserItemVectors
 from pipeline.metrics import standard_error, top_k
 from pipeline.protocol import SplitMatrices, evaluate_model, select_on_validation
-from recli import catalogue, contract
+from recli import catalogue, contract, integrity
 
 RECALL_K = 10
 
@@ -314,6 +314,22 @@ def _file_digest(path: Path) -> str:
     return contract.file_digest(path)[: contract.DIGEST_CHARS]
 
 
+def served_files(artifacts: Path) -> list[Path]:
+    """Every file `recli` serves from: the catalogue, the Annoy index and the encoder
+    `recli search` loads (where one was saved)."""
+    index_dir, encoder = artifacts / contract.INDEX_DIR, artifacts / contract.ENCODER_DIR
+    model = sorted(path for path in encoder.rglob("*") if path.is_file())
+    return [index_dir / contract.CATALOGUE_FILE, index_dir / contract.INDEX_FILE, *model]
+
+
+def seal(artifacts: Path) -> None:
+    """Write `index/manifest.json`, the record `recli` checks what it serves against
+    (`recli.integrity`): last, once every served file is final."""
+    files = served_files(artifacts)
+    manifest = integrity.record(artifacts, files, {path: io.resolve(path) for path in files})
+    io.write_json(integrity.manifest_path(artifacts), manifest)
+
+
 def write_catalogue(
     path: Path,
     processed: Processed,
@@ -546,6 +562,7 @@ def main(root: Path = Path(".")) -> None:
         ),
         topics,
     )
+    seal(layout.artifacts)
     io.write_json(
         layout.metrics_file("index"),
         {

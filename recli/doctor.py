@@ -1,13 +1,14 @@
 """`recli doctor`: every check the served artifacts can fail, one line each.
 
-`Served` checks only what costs nothing on each query (present, right schema, the index's size and
-item count). The doctor also reads every byte: the index's sha256 against the one the catalogue
-recorded (an index from another run has the same size and items but other vectors), the
-upstream files the index was built from (a stage re-ran but `index` did not), the encoder
-`recli search` needs, one real query, that no user is recommended an item they already have
-(`HISTORY_USERS` users spread over the catalogue, every event counted), and what an interrupted
-stage left in staging. It reports instead of raising, so one broken artifact does not hide the
-state of the others.
+`Served` checks only what costs next to nothing on each query (present, right schema, the sizes and
+sampled digests of the served files, the index's item count). The doctor also reads every byte: each
+served file's sha256 against the index stage's record (`recli.integrity`), the index's sha256
+against the one the catalogue recorded (an index from another run has the same size and items but
+other vectors), the upstream files the index was built from (a stage re-ran but `index` did not),
+the encoder `recli search` needs, one real query, that no user is recommended an item they already
+have (`HISTORY_USERS` users spread over the catalogue, every event counted), and what an interrupted
+stage left in staging. It reports instead of raising, so one broken artifact does not hide the state
+of the others.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from recli import transaction
+from recli import integrity, transaction
 from recli.contract import DEFAULT_ARTIFACTS, DIGEST_CHARS, ENCODER_DIR, file_digest
 from recli.errors import RecliError
 from recli.results import Check
@@ -64,6 +65,7 @@ def doctor(artifacts: Path = DEFAULT_ARTIFACTS) -> list[Check]:
                 f"text weight {meta.get('text_weight')}",
             )
         )
+        checks.append(_served_files_check(served.artifacts))
         try:
             index = served.index
             checks.append(Check("index", "ok", f"{index.get_n_items()} items, {index.f}-d"))
@@ -86,6 +88,19 @@ def doctor(artifacts: Path = DEFAULT_ARTIFACTS) -> list[Check]:
         )
     )
     return checks
+
+
+def _served_files_check(artifacts: Path) -> Check:
+    """Every byte of every served file against the index stage's record (`recli.integrity`)."""
+    try:
+        results = integrity.check_full(artifacts)
+    except RecliError as error:
+        return Check("served files", "problem", str(error))
+    problems = [problem for _, problem in results if problem is not None]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return Check("served files", "problem", problems[0] + more)
+    return Check("served files", "ok", f"{len(results)} files match the index stage's sha256")
 
 
 def _hash_check(served: Served) -> Check:

@@ -25,7 +25,7 @@ from typing import Any
 
 from annoy import AnnoyIndex
 
-from recli import catalogue, explain, exploration, transaction
+from recli import catalogue, explain, exploration, integrity, transaction
 from recli.ann_index import REBUILD, load_index
 from recli.contract import (
     CATALOGUE_FILE,
@@ -108,6 +108,12 @@ class Served:
         self.index_path = self.artifacts / INDEX_DIR / INDEX_FILE
         self.connection = catalogue.connect(self.catalogue_path)
         try:
+            # What is served is what the index stage built: size and sampled digest (cheap).
+            integrity.check_sampled(self.artifacts, [self.catalogue_path])
+        except RecliError:
+            self.connection.close()
+            raise
+        try:
             self.meta = catalogue.read_meta(self.connection)
         except (json.JSONDecodeError, sqlite3.DatabaseError):
             self.connection.close()
@@ -172,6 +178,8 @@ class Served:
         return self._index
 
     def _load_index(self) -> AnnoyIndex:
+        if self.index_path.exists():
+            integrity.check_sampled(self.artifacts, [self.index_path])
         index = load_index(self.index_path, self.meta, self.catalogue_path)
         n_indexed = index.get_n_items()
         if n_indexed != self.n_items:

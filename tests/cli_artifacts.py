@@ -218,6 +218,7 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         (centroids, index._served_means(own, InterestSets.from_table(own, centroids), fused_items)),
         topics,
     )
+    index.seal(root)
     users_interest = own.filter(own["user_idx"] == user_idx).row(0, named=True)
     return {
         "root": root,

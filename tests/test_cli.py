@@ -145,7 +145,7 @@ def test_doctor(facts: dict[str, Any], copy: Path) -> None:
     result = invoke(copy, "doctor")
     assert result.exit_code == 1
     assert "problem" in result.stdout
-    assert "error: 2 problem(s) (index, index sha256)" in result.stderr
+    assert "error: 3 problem(s) (served files, index, index sha256)" in result.stderr
 
 
 def test_metrics_still_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,12 +16,14 @@ from pipeline.config import IndexConfig
 from recli import catalogue, contract, serve
 from recli import doctor as doctor_module
 from recli.doctor import doctor
+from recli.errors import RecliError
 from recli.results import Check
 
 ALL_CHECKS = [
     "artifacts folder",
     "catalogue",
     "catalogue meta",
+    "served files",
     "index",
     "index sha256",
     "upstream files",
@@ -37,6 +39,8 @@ def _set_meta(root: Path, key: str, value: Any) -> None:
     connection.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps(value), key))
     connection.commit()
     connection.close()
+    if (root / contract.INDEX_DIR / contract.INDEX_FILE).exists():
+        index.seal(root)  # a build that recorded this, not an edit: the record matches
 
 
 def _delete_meta(root: Path, key: str) -> None:
@@ -44,6 +48,7 @@ def _delete_meta(root: Path, key: str) -> None:
     connection.execute("DELETE FROM meta WHERE key = ?", (key,))
     connection.commit()
     connection.close()
+    index.seal(root)
 
 
 def _by_name(checks: list[Check]) -> dict[str, Check]:
@@ -83,11 +88,13 @@ def test_index_from_another_run_is_caught_by_doctor(copy: Path, facts: dict[str,
     index_path = copy / contract.INDEX_DIR / contract.INDEX_FILE
     index.build_annoy(np.array(vectors)[::-1], IndexConfig(n_trees=3), index_path)
     checks = _by_name(doctor(copy))
+    assert checks["served files"].status == "problem"
+    assert "items.ann was modified" in checks["served files"].detail
     assert checks["index sha256"].status == "problem"
     assert "dvc repro -f index" in checks["index sha256"].detail
     assert "test query" not in checks  # no query once something is wrong
-    with serve.Served(copy) as served:  # the cheap check does not hash: it still serves
-        served.recommend(facts["user_id"])
+    with serve.Served(copy) as served, pytest.raises(RecliError, match=r"items\.ann"):
+        served.recommend(facts["user_id"])  # and the cheap check refuses to serve it
 
 
 def test_doctor_reports_schema_and_missing_index(copy: Path) -> None:

@@ -776,6 +776,7 @@ def _set_meta(root: Path, key: str, value: Any) -> None:
     connection.execute("UPDATE meta SET value = ? WHERE key = ?", (json.dumps(value), key))
     connection.commit()
     connection.close()
+    index.seal(root)  # as the index stage would have recorded it
 
 
 def test_doctor_reports_an_upstream_file_changed_since_the_index(tmp_path: Path) -> None:
