@@ -7,9 +7,11 @@ vector instead (the encoded titles of their last few items, built to predict the
 groups users as much by when they were active as by taste. `cluster.k: auto` tries every k in
 `cluster.k_range` and keeps the best cosine silhouette. Each cluster is then profiled from what
 its users did in training (`pipeline.profiles`): the genres and tags it over-represents (lift
-against the whole population), recognisable exemplar items (the liked items furthest along the
-direction from everyone's mean to the cluster's centroid), and a unique short label. How well
-the profiles describe their members is measured (`label_agreement`) against random membership.
+against the whole population, ranked by share × ln(lift)), recognisable exemplar items (the liked
+items furthest along the direction from everyone's mean to the cluster's centroid), and a unique
+short label made of the first of those terms, so the terms shown beside a label lead with its
+own. How well the profiles describe their members is measured (`label_agreement`) against
+random membership.
 
 This module holds the stage itself: what a user's vector is, KMeans and the choice of k, `run`
 and `main`; describing the groups is `pipeline.profiles`' job.

@@ -68,6 +68,11 @@ LABEL_TERMS = 2
 """Terms joined into an interest's label."""
 TERMS_KEPT = 5
 """Over-represented terms kept per interest."""
+TOPIC_LABEL_SHARE = 0.5
+"""A term can name a topic only when at least this share of its items carry it, and of its
+core: then the items `recli explore` shows for the topic mostly carry it too."""
+CORE_ITEMS = 10
+"""A topic's core: its items nearest its centre (all of them in a smaller topic)."""
 WORD_MIN_LENGTH = 4
 STOP_WORDS = frozenset((
     "about", "after", "again", "against", "also", "among", "around", "away", "back", "been",
@@ -277,34 +282,125 @@ def _exemplar(members: np.ndarray, unit: np.ndarray, item_events: np.ndarray) ->
     return int(popular[np.argmax(unit[popular] @ centre)])
 
 
+def topic_terms(
+    items: pl.DataFrame, item_topic: np.ndarray, item_vectors: np.ndarray
+) -> dict[int, list[dict[str, Any]]]:
+    """Per topic, the terms its items carry more often than the catalogue's, highest weight
+    first: `term, kind, items` (the topic's items carrying it), `share` (of the topic's items),
+    `core_share` (of its core: the CORE_ITEMS items nearest its centre), `share_overall` (of
+    every item), `lift` (`share / share_overall`), only terms carried by at least
+    TOPIC_LABEL_SHARE of the topic's items and of its core.
+
+    Items, not events: `recli explore` shows a topic's items, so what names a topic must be
+    visible on them, and a blockbuster's hundreds of events would otherwise lend the whole topic
+    a genre only that one film has. The weight is share × ln(lift), as the cluster labels weigh
+    terms (`pipeline.profiles.label_weight`): common in the topic and rarer elsewhere.
+    """
+    carried = pl.concat(
+        [item_terms(items).select("item_idx", "kind", "term"), word_terms(items)],
+        how="diagonal_relaxed",
+    ).select(pl.col("item_idx").cast(pl.Int32), "kind", "term")
+    unit = unit_rows(item_vectors.astype(np.float64))
+    core = np.zeros(len(item_topic), dtype=bool)
+    for topic in np.unique(item_topic):
+        members = np.flatnonzero(item_topic == topic)
+        closeness = unit[members] @ unit[members].mean(axis=0)
+        # Nearest first, ties to the lower item index.
+        core[members[np.lexsort((members, -closeness))[:CORE_ITEMS]]] = True
+    membership = pl.DataFrame(
+        {
+            "item_idx": np.arange(len(item_topic), dtype=np.int32),
+            "topic": np.asarray(item_topic, dtype=np.int64),
+            "core": core,
+        }
+    )
+    sizes = membership.group_by("topic").agg(
+        pl.len().alias("size"), pl.col("core").sum().alias("core_size")
+    )
+    overall = carried.group_by("kind", "term").agg(
+        (pl.len() / max(len(item_topic), 1)).alias("share_overall")
+    )
+    ranked = (
+        carried.join(membership, on="item_idx")
+        .group_by("topic", "kind", "term")
+        .agg(pl.len().alias("items"), pl.col("core").sum().alias("in_core"))
+        .join(sizes, on="topic")
+        .join(overall, on=["kind", "term"])
+        .with_columns(
+            (pl.col("items") / pl.col("size")).round(4).alias("share"),
+            (pl.col("in_core") / pl.col("core_size")).round(4).alias("core_share"),
+            (pl.col("items") / pl.col("size") / pl.col("share_overall")).round(4).alias("lift"),
+            pl.col("share_overall").round(4),
+        )
+        .filter(
+            (pl.col("lift") > 1.0)
+            & (pl.col("share") >= TOPIC_LABEL_SHARE)
+            & (pl.col("core_share") >= TOPIC_LABEL_SHARE)
+        )
+        .with_columns((pl.col("share") * pl.col("lift").log()).alias("weight"))
+        .sort(
+            ["topic", "weight", "share", "kind", "term"],
+            descending=[False, True, True, False, False],
+        )
+    )
+    by_topic: dict[int, list[dict[str, Any]]] = {}
+    for row in ranked.select(
+        "topic",
+        "term",
+        "kind",
+        pl.col("items").cast(pl.Int32),
+        "share",
+        "core_share",
+        "share_overall",
+        "lift",
+    ).iter_rows(named=True):
+        by_topic.setdefault(int(row.pop("topic")), []).append(row)
+    return by_topic
+
+
+def _topic_label_terms(terms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The terms a topic's label is chosen from: genres and tags; the words of titles and
+    descriptions only where no genre or tag qualifies; an era only where nothing else does."""
+    for kinds in (("genre", "tag"), ("word",), ("era",)):
+        found = [term for term in terms if term["kind"] in kinds]
+        if found:
+            return found
+    return []
+
+
 def topic_profiles(
     history: pl.DataFrame, items: pl.DataFrame, item_topic: np.ndarray, item_vectors: np.ndarray
 ) -> list[dict[str, Any]]:
-    """Per topic: its label (terms its items' events over-represent; distinct across topics,
-    with more terms where two would read the same), terms, size and medoid."""
+    """Per topic: its label, terms, size, events and medoid.
+
+    The label names what the topic's items share (`topic_terms`): its LABEL_TERMS terms of
+    highest weight among those carried by at least TOPIC_LABEL_SHARE of its items and of its
+    core (the items nearest its centre, which stand for it best), genres and tags before words
+    and words before eras. So each term named is on at least half the items `recli explore`
+    can show for the topic. Labels are distinct across topics as sets of terms: a topic whose
+    label reads like an earlier one's names more of its qualifying terms, and where it has no
+    more, its medoid's title is appended. A topic no term qualifies for is named after its
+    medoid. `history` counts the topic's events and picks a well-known medoid.
+    """
     events = history.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
-    keyed = events.select(
-        pl.col("item_idx").map_elements(lambda item: int(item_topic[item]), pl.Int64).alias("key"),
-        "item_idx",
-    )
-    ranked = keyed_terms(events, keyed, items)
-    by_topic: dict[int, list[dict[str, Any]]] = {}
-    for row in ranked.sort(["key", "lift"], descending=[False, True]).iter_rows(named=True):
-        by_topic.setdefault(int(row.pop("key")), []).append(row)
+    n_topics = int(item_topic.max()) + 1
+    by_topic = topic_terms(items, item_topic, item_vectors)
     titles = dict(items.select("item_idx", "title").iter_rows())
     unit = unit_rows(item_vectors.astype(np.float32))
-    counts = np.bincount(keyed["key"].to_numpy(), minlength=int(item_topic.max()) + 1)
-    item_events = np.bincount(keyed["item_idx"].to_numpy(), minlength=len(item_topic))
+    event_topics = item_topic[events["item_idx"].to_numpy()]
+    counts = np.bincount(event_topics, minlength=n_topics)
+    item_events = np.bincount(events["item_idx"].to_numpy(), minlength=len(item_topic))
     profiles: list[dict[str, Any]] = []
     used: set[frozenset[str]] = set()
-    for topic in range(int(item_topic.max()) + 1):
+    for topic in range(n_topics):
         members = np.flatnonzero(item_topic == topic)
         medoid = _exemplar(members, unit, item_events)
         title = titles.get(medoid, f"item {medoid}")
         terms = by_topic.get(topic, [])
+        nameable = _topic_label_terms(terms)
         # Distinct as sets of terms: "Drama · Romance" and "Romance · Drama" read the same.
         for size in range(LABEL_TERMS, LABEL_TERMS + 3):
-            text, named = label(terms, title, size)
+            text, named = label(nameable, title, size)
             if frozenset(named) not in used:
                 break
         else:

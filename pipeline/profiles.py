@@ -1,12 +1,16 @@
 """What a group of users, or one user, over-represents, and how it is put into words.
 
 The `cluster` stage groups users; this module describes any grouping of them from what they did
-in training. Terms (`item_terms`: genres, tags, release eras) are ranked by lift, a group's share
-of interactions carrying the term over everyone's share, with support floors so a rare term
-cannot top a list (`user_interests` does the same per user). Exemplars are the liked items that
-set a cluster apart; a label joins the terms that carry most of a cluster's activity, unique
-across clusters (`label_clusters`). `cluster_profiles` assembles one JSON-ready profile per
-cluster, and `label_agreement` measures how well the profiles describe their members.
+in training. Terms (`item_terms`: genres, tags, release eras) are measured by lift, a group's
+share of interactions carrying the term over everyone's share, with support floors so a rare term
+cannot top a list. A user's own terms are ranked by lift (`user_interests`); a cluster's by
+share × ln(lift), the part each term plays in how the cluster differs (`label_weight`), because
+that ranking also names the cluster. Exemplars are the liked items that set a cluster apart; a
+label joins the terms that carry most of a cluster's activity, unique across clusters
+(`label_clusters`), and a profile's `top_terms` start with exactly the label's terms, so a label
+never names what the terms shown beside it do not lead with. `cluster_profiles` assembles one
+JSON-ready profile per cluster, and `label_agreement` measures how well the profiles describe
+their members.
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ MIN_ITEM_USER_SHARE = 0.02
 LABEL_TERMS = 3
 """Genres/tags joined into a cluster label; more stops being short."""
 MIN_LABEL_LIFT = 1.1
-"""A genre/tag joins a label only at this lift or more (what `recli` shows as over-represented),
-unless no term of the cluster reaches it."""
+"""A term joins a label only at this lift or more: `recli` shows a group's terms only from this
+lift on, and a label names nothing the screen beside it leaves out."""
 EXTRA_LABEL_TERMS = 2
 """Terms a label may gain to tell it apart from clusters whose terms are the same."""
 LABEL_POOL = 12
@@ -123,10 +127,18 @@ def _ranked_terms(
     keep: int,
     by: str = "cluster",
     min_interactions: int = MIN_TERM_INTERACTIONS,
+    by_weight: bool = False,
 ) -> pl.DataFrame:
     """Supported terms each group (`by`: a cluster, or a user) over-represents, highest lift
-    first: `keep` genres/tags and at most ERA_TERMS eras per group."""
+    first (`by_weight`: highest `label_weight` first): `keep` genres/tags and at most ERA_TERMS
+    eras per group.
+
+    Lift and share are rounded to 4 places before the weight ranks them, so the order is the
+    one `label_weight` gives the stored values."""
     overall = _term_shares(train.with_columns(pl.lit(0).alias("everyone")), items, "everyone")
+    rank = "weight" if by_weight else "lift"
+    order = [by, rank, "share", "kind", "term"]
+    descending = [False, True, True, False, False]
     return (
         _term_shares(grouped, items, by)
         .join(
@@ -140,27 +152,27 @@ def _ranked_terms(
             # Below 1 the term is under-represented: it does not describe the cluster.
             & (pl.col("lift") > 1.0)
         )
-        .with_columns((pl.col("kind") == "era").alias("is_era"))
-        .sort(
-            [by, "lift", "share", "kind", "term"],
-            descending=[False, True, True, False, False],
+        .with_columns(
+            pl.col("lift").round(4),
+            pl.col("share").round(4),
+            pl.col("share_overall").round(4),
+            (pl.col("kind") == "era").alias("is_era"),
         )
+        .with_columns((pl.col("share") * pl.col("lift").log()).alias("weight"))
+        .sort(order, descending=descending)
         # Eras have high lifts (release years cluster sharply) and would crowd out genres and
         # tags, which say more about taste: `keep` of those, and at most ERA_TERMS eras.
         .group_by(by, "is_era", maintain_order=True)
         .head(keep)
         .filter(~pl.col("is_era") | (pl.int_range(pl.len()).over(by, "is_era") < ERA_TERMS))
-        .sort(
-            [by, "lift", "share", "kind", "term"],
-            descending=[False, True, True, False, False],
-        )
+        .sort(order, descending=descending)
         .select(
             by,
             "term",
             "kind",
-            pl.col("lift").round(4),
-            pl.col("share").round(4),
-            pl.col("share_overall").round(4),
+            "lift",
+            "share",
+            "share_overall",
             pl.col("interactions").cast(pl.Int32),
         )
     )
@@ -169,9 +181,9 @@ def _ranked_terms(
 def _top_terms(
     train: pl.DataFrame, clustered: pl.DataFrame, items: pl.DataFrame, keep: int
 ) -> dict[int, list[dict[str, Any]]]:
-    """Supported terms each cluster over-represents, highest lift first."""
+    """Supported terms each cluster over-represents, highest `label_weight` first."""
     result: dict[int, list[dict[str, Any]]] = {}
-    for row in _ranked_terms(train, clustered, items, keep).iter_rows(named=True):
+    for row in _ranked_terms(train, clustered, items, keep, by_weight=True).iter_rows(named=True):
         result.setdefault(row.pop("cluster"), []).append(row)
     return result
 
@@ -292,11 +304,12 @@ def _titled(examples: list[dict[str, Any]], label: str) -> bool:
     return bool(examples) and examples[0]["title"] not in label
 
 
-def _label_weight(term: dict[str, Any]) -> float:
+def label_weight(term: dict[str, Any]) -> float:
     """share × ln(lift): the term's part in how far the cluster's terms are from everyone's.
 
     Lift alone favours rare terms (a genre on 6% of the cluster's events at ×2 outranks one on
-    40% at ×1.5); a label should name what most of the group's activity is about.
+    40% at ×1.5); a label should name what most of the group's activity is about, and the terms
+    shown beside it are ranked by the same measure.
     """
     return term["share"] * math.log(term["lift"])
 
@@ -338,22 +351,36 @@ def label_clusters(
     `lift`; an exemplar its `title`); `pools[c]` (default: `top_terms[c]`) are more of the
     terms it over-represents, to tell clashing clusters apart.
 
-    Up to LABEL_TERMS genres/tags of lift ≥ MIN_LABEL_LIFT, those that carry most of the
-    cluster's activity; an era only
-    when there is nothing else, or when it is what sets the cluster apart. Clusters whose labels
-    name the same terms (in any order) each get the term from their pool that best sets them
-    apart from the others (`_setting_apart`), up to EXTRA_LABEL_TERMS times. A clash nothing
-    resolves gets every member's first exemplar title appended (not only the later ones, so none
-    reads as the "real" owner), and anything still equal its cluster id.
+    Up to LABEL_TERMS genres/tags of lift ≥ MIN_LABEL_LIFT, those of highest `label_weight` (the
+    ones that carry most of the cluster's activity); an era only when there is nothing else, or
+    when it is what sets the cluster apart. Clusters whose labels name the same terms (in any
+    order) each get the term from their pool that best sets them apart from the others
+    (`_setting_apart`), up to EXTRA_LABEL_TERMS times. A cluster with no term of lift ≥
+    MIN_LABEL_LIFT is named after its first exemplar. A clash nothing resolves gets every
+    member's first exemplar title appended (not only the later ones, so none reads as the
+    "real" owner), and anything still equal its cluster id.
     """
-    pools = top_terms if pools is None else pools
+    return _labelled(top_terms, exemplars, pools)[0]
+
+
+def _nameable(terms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The terms a label may name: only those the screen shows as over-represented, since a
+    label naming a term missing from the list beside it reads as a mistake."""
+    return [t for t in terms if t["lift"] >= MIN_LABEL_LIFT]
+
+
+def _labelled(
+    top_terms: list[list[dict[str, Any]]],
+    exemplars: list[list[dict[str, Any]]],
+    pools: list[list[dict[str, Any]]] | None = None,
+) -> tuple[list[str], list[list[dict[str, Any]]]]:
+    """`label_clusters`' labels, and per cluster the terms its label names, in the label's
+    order (what the profile's `top_terms` must start with)."""
+    pools = [_nameable(pool) for pool in (top_terms if pools is None else pools)]
     chosen: list[list[dict[str, Any]]] = []
     for terms in top_terms:
-        by_weight = sorted(terms, key=_label_weight, reverse=True)
-        tastes = [term for term in by_weight if term["kind"] != "era"]
-        # A label names what the group clearly likes more than everyone: a term barely above
-        # everyone's share only when nothing clears the bar.
-        tastes = ([t for t in tastes if t["lift"] >= MIN_LABEL_LIFT] or tastes[:1])[:LABEL_TERMS]
+        by_weight = sorted(_nameable(terms), key=label_weight, reverse=True)
+        tastes = [term for term in by_weight if term["kind"] != "era"][:LABEL_TERMS]
         chosen.append(tastes or [term for term in by_weight if term["kind"] == "era"][:1])
     for _ in range(EXTRA_LABEL_TERMS):
         clashes = _clashes(chosen)
@@ -369,14 +396,15 @@ def label_clusters(
         if extended == chosen:
             break
         chosen = extended
+    # What they like first (genres/tags), then when (an era).
+    named = [
+        [t for t in terms if t["kind"] != "era"] + [t for t in terms if t["kind"] == "era"]
+        for terms in chosen
+    ]
     labels = []
-    for cluster, (terms, examples) in enumerate(zip(chosen, exemplars, strict=True)):
+    for cluster, (terms, examples) in enumerate(zip(named, exemplars, strict=True)):
         if terms:
-            # What they like first (genres/tags), then when (an era).
-            ordered = [t for t in terms if t["kind"] != "era"] + [
-                t for t in terms if t["kind"] == "era"
-            ]
-            labels.append(LABEL_SEPARATOR.join(term_text(t) for t in ordered))
+            labels.append(LABEL_SEPARATOR.join(term_text(t) for t in terms))
         elif examples:
             labels.append(f"Like {examples[0]['title']}")
         else:
@@ -389,9 +417,26 @@ def label_clusters(
         for c, label in enumerate(labels)
     ]
     clashing = {label for label in labels if labels.count(label) > 1}
-    return [
+    labels = [
         f"{label} (cluster {c})" if label in clashing else label for c, label in enumerate(labels)
     ]
+    return labels, named
+
+
+def _shown_terms(
+    named: list[dict[str, Any]], pool: list[dict[str, Any]], keep: int
+) -> list[dict[str, Any]]:
+    """A profile's `top_terms`: the label's own terms in the label's order, then the rest of
+    the pool by `label_weight`, up to `keep` genres/tags and ERA_TERMS eras in all."""
+    in_label = {(t["kind"], t["term"]) for t in named}
+    rest = [t for t in pool if (t["kind"], t["term"]) not in in_label]
+    tastes_left = max(keep - sum(t["kind"] != "era" for t in named), 0)
+    eras_left = max(ERA_TERMS - sum(t["kind"] == "era" for t in named), 0)
+    return (
+        named
+        + [t for t in rest if t["kind"] != "era"][:tastes_left]
+        + [t for t in rest if t["kind"] == "era"][:eras_left]
+    )
 
 
 def _clashes(chosen: list[list[dict[str, Any]]]) -> list[list[int]]:
@@ -419,6 +464,9 @@ def cluster_profiles(
     """One JSON-ready profile per cluster, ordered by cluster id: its label, size and share of
     the clustered users, top terms, exemplars and top items (`cfg.top_terms`, `cfg.exemplars`).
 
+    `top_terms` start with the label's terms in the label's order, the rest follow by
+    `label_weight`: the first terms `recli clusters` shows beside a label are the ones it names.
+
     `labels[i]` is the cluster of user `clustered_users[i]`; `centroids` and `item_vectors` are
     in one space (exemplars are the items along each centroid's offset from everyone's mean).
     """
@@ -434,15 +482,17 @@ def cluster_profiles(
         train, clustered, processed.items, item_vectors, centroids, sizes, cfg.exemplars
     )
     pools = [pool.get(c, []) for c in range(k)]
-    # The profile's terms: its `top_terms` genres/tags by lift, then its eras (at most
-    # ERA_TERMS): what the group likes reads before when it watched.
-    terms_list = [
+    # The label is chosen among the `top_terms` genres/tags of highest weight, then its eras (at
+    # most ERA_TERMS): what the group likes reads before when it watched.
+    candidates = [
         [t for t in terms if t["kind"] != "era"][: cfg.top_terms]
         + [t for t in terms if t["kind"] == "era"]
         for terms in pools
     ]
     exemplar_list = [exemplars.get(c, []) for c in range(k)]
-    names = label_clusters(terms_list, exemplar_list, pools)
+    names, named = _labelled(candidates, exemplar_list, pools)
+    # One ranking on screen and in the label: the terms shown beside a label lead with its own.
+    terms_list = [_shown_terms(named[c], pools[c], cfg.top_terms) for c in range(k)]
     total = max(int(sizes.sum()), 1)
     return [
         {

@@ -14,13 +14,17 @@ from hand_built import HORROR_FANS, ROMANCE_FANS, groups, horror_and_romance, pr
 from pipeline.artifacts import Processed
 from pipeline.config import ClusterConfig
 from pipeline.profiles import (
+    LABEL_SEPARATOR,
+    MIN_LABEL_LIFT,
     cluster_profiles,
     item_terms,
     label_agreement,
     label_clusters,
+    label_weight,
     user_interests,
     user_term_shares,
 )
+from recli.contract import term_text
 
 
 def profiles_of(
@@ -73,7 +77,7 @@ def test_top_term_is_the_over_represented_genre_with_the_hand_computed_lift(
     assert romance["top_terms"][0]["lift"] == pytest.approx((24 / 30) / (30 / 61), abs=1e-4)
 
 
-def test_terms_are_ranked_by_lift_and_rare_terms_are_excluded(
+def test_terms_are_ranked_by_label_weight_and_rare_terms_are_excluded(
     horror_and_romance_profiles,
 ) -> None:
     horror = horror_and_romance_profiles[HORROR]
@@ -81,8 +85,8 @@ def test_terms_are_ranked_by_lift_and_rare_terms_are_excluded(
     # gore: 12 of 31 in the cluster, 18 of 61 overall.
     assert terms == [("genre", "Horror"), ("tag", "gore")]
     assert horror["top_terms"][1]["lift"] == pytest.approx((12 / 31) / (18 / 61), abs=1e-4)
-    lifts = [t["lift"] for t in horror["top_terms"]]
-    assert lifts == sorted(lifts, reverse=True)
+    weights = [label_weight(t) for t in horror["top_terms"]]
+    assert weights == sorted(weights, reverse=True)
     # `cult` has the highest lift of all ((1/31) / (1/61) ≈ 1.97) but one interaction of 31.
     assert ("tag", "cult") not in terms
     assert horror["label"] == "Horror · #gore"
@@ -229,6 +233,64 @@ def test_labels_name_the_terms_that_carry_most_of_the_activity() -> None:
         )
     ]
     assert label_clusters([terms], [[]]) == ["B · C · D"]
+
+
+def _label_leads_the_shown_terms(profile: dict[str, Any]) -> list[str]:
+    """The label's terms, checked to be the first terms shown beside it, in its order."""
+    named = profile["label"].split(LABEL_SEPARATOR)
+    shown = [term_text(t) for t in profile["top_terms"] if t["lift"] >= MIN_LABEL_LIFT]
+    assert shown[: len(named)] == named, profile
+    return named
+
+
+def test_the_label_is_made_of_the_first_terms_shown_beside_it() -> None:
+    # Cluster 0 (users 0-5): items 0-3 (Comedy) and item 8 (Animation), 30 events. Cluster 1
+    # (users 6-11): items 4, 5 (Comedy) and 9-11 (Drama), 30 events. Of all 60 events Comedy
+    # carries 36, Animation 6, Drama 18. Cluster 0: Comedy share 0.8, lift 1.333, weight
+    # 0.8 ln 1.333 = 0.230; Animation share 0.2, lift 2, weight 0.139. The label names Comedy
+    # first, so the terms shown beside it must not lead with Animation's higher lift.
+    genres = [["Comedy"]] * 8 + [["Animation"]] + [["Drama"]] * 3
+    liked = [[0, 1, 2, 3, 8]] * 6 + [[4, 5, 9, 10, 11]] * 6
+    items = unit(np.eye(16)[:12] + 0.01)
+    profiles, _ = profiles_of(
+        processed_from(liked, genres), [0] * 6 + [1] * 6, groups([6, 6]), items, ClusterConfig(k=2)
+    )
+    comedy = profiles[0]
+    assert _label_leads_the_shown_terms(comedy) == ["Comedy", "Animation"]
+    assert [(t["term"], t["lift"]) for t in comedy["top_terms"]] == [
+        ("Comedy", pytest.approx(0.8 / 0.6, abs=1e-4)),
+        ("Animation", pytest.approx(0.2 / 0.1, abs=1e-4)),
+    ]
+    assert _label_leads_the_shown_terms(profiles[1]) == ["Drama"]
+
+
+def test_a_term_added_to_tell_clashing_labels_apart_is_shown_with_them() -> None:
+    # Clusters 0 and 1 both watch Horror (items 0-3) and one more film: Horror-Thriller (item 4)
+    # for cluster 0, Horror-Mystery (item 5) for cluster 1; cluster 2 watches Romance. With one
+    # top term each, both labels would read "Horror": each gains its second genre, which must
+    # then be among the terms shown, right after Horror.
+    genres = [["Horror"]] * 4 + [["Horror", "Thriller"], ["Horror", "Mystery"]] + [["Romance"]] * 4
+    liked = [[0, 1, 2, 3, 4]] * 5 + [[0, 1, 2, 3, 5]] * 5 + [[6, 7, 8, 9]] * 5
+    items = unit(np.eye(16)[:10] + 0.01)
+    profiles, _ = profiles_of(
+        processed_from(liked, genres),
+        [0] * 5 + [1] * 5 + [2] * 5,
+        groups([5, 5, 5]),
+        items,
+        ClusterConfig(k=3, top_terms=1),
+    )
+    assert [_label_leads_the_shown_terms(p) for p in profiles] == [
+        ["Horror", "Thriller"],
+        ["Horror", "Mystery"],
+        ["Romance"],
+    ]
+
+
+def test_a_label_names_no_term_below_the_shown_lift() -> None:
+    # Nothing reaches MIN_LABEL_LIFT: the screen would show no term, so the label is the
+    # exemplar's title rather than a term the list beside it leaves out.
+    weak = [[_term("Drama", 1.05, 0.6)]]
+    assert label_clusters(weak, [[{"title": "Heat"}]]) == ["Like Heat"]
 
 
 def test_labels_without_terms_name_the_first_exemplar_or_the_cluster() -> None:
