@@ -9,30 +9,122 @@ serving module (stdlib + annoy) is imported inside the commands that query: `rec
 starts in about the time Python needs to import typer and rich. `recli search` encodes its query
 with `recli.query_encoder` (numpy and tokenizers, imported lazily), never torch.
 
+Whatever is typed ends in an answer, one error line (exit 1) or a usage error (exit 2): an
+integer SQLite cannot hold is refused before a query sees it, and what a user typed is echoed
+short and with control characters visible (`recli.inputs.shown`). A closed pipe or a full disk
+ends the command as a Unix tool would (`recli.render.writing`), and `--help` on a narrow
+terminal is plain text with every option name whole.
+
 No `from __future__ import annotations` here, unlike the rest of the project: Typer reads every
 command's annotations at each start, and string annotations cost it an `eval` per parameter
 (about 2 ms per run, measured); the few names only needed for type checking are quoted instead.
 """
 
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from recli import __version__, render
 from recli.contract import DEFAULT_ARTIFACTS, ENCODER_DIR, FINETUNE_DIR, INDEX_DIR
 from recli.errors import RecliError
+from recli.inputs import json_visible, shown, visible
 
 if TYPE_CHECKING:
     from recli.serve import Served
 
+LARGEST = 2**63 - 1
+"""The largest integer SQLite (the catalogue) takes: a larger id or count is refused as one
+error line before it reaches a query, which would raise OverflowError."""
+USAGE_ERROR = sys.modules[typer.BadParameter.__module__].UsageError
+"""Click's usage error, from the click Typer uses (its own copy since Typer 0.28)."""
+
+
+def _narrow_help(command: Any, ctx: Any) -> str | None:
+    """Help as plain stacked text where the terminal is narrower than `render.NARROW`: each
+    option or command name on a line of its own, in full, its help wrapped below it (rich's
+    help panels cut names to fit their columns). None on a wider terminal."""
+    width = render.console().width
+    if width >= render.NARROW:
+        return None
+    import inspect
+    import textwrap
+
+    wrap = max(width - 1, 20)
+
+    def block(text: str, indent: int) -> list[str]:
+        paragraphs = [" ".join(part.split()) for part in inspect.cleandoc(text).split("\n\n")]
+        lines: list[str] = []
+        for paragraph in filter(None, paragraphs):
+            if lines:
+                lines.append("")
+            # Never break an option name (`--by-interest`) across lines, nor cut one.
+            lines += textwrap.wrap(
+                paragraph,
+                wrap,
+                initial_indent=" " * indent,
+                subsequent_indent=" " * indent,
+                break_on_hyphens=False,
+                break_long_words=False,
+            )
+        return lines
+
+    lines = textwrap.wrap(
+        command.get_usage(ctx),
+        wrap,
+        subsequent_indent="  ",
+        break_on_hyphens=False,
+        break_long_words=False,
+    )
+    if command.help:
+        lines += ["", *block(command.help, 2)]
+    records: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
+    for param in command.get_params(ctx):
+        record = param.get_help_record(ctx)
+        if record is not None:
+            section = "Arguments" if param.param_type_name == "argument" else "Options"
+            records[section].append(record)
+    if hasattr(command, "list_commands"):
+        records["Commands"] = [
+            (name, sub.get_short_help_str(limit=1000))
+            for name in command.list_commands(ctx)
+            if (sub := command.get_command(ctx, name)) is not None and not sub.hidden
+        ]
+    for section, entries in records.items():
+        if entries:
+            lines += ["", f"{section}:"]
+            for term, text in entries:
+                lines.append(f"  {term}")
+                lines += block(text, 6) if text else []
+    return "\n".join(lines)
+
+
+def _format_help(command: Any, ctx: Any, formatter: Any, rich_help: Callable[..., None]) -> None:
+    """Print `command`'s help: `rich_help` (Typer's panels), or `_narrow_help`'s text on a
+    narrow terminal; an output fault (`--help > /dev/full`) ends as `render.writing` says."""
+    with render.writing():
+        narrow = _narrow_help(command, ctx)
+        if narrow is None:
+            rich_help(ctx, formatter)
+        else:
+            render.console().print(narrow, markup=False, highlight=False, soft_wrap=True, end="")
+
+
+class _RecliCommand(TyperCommand):
+    """A command whose help stays readable on a narrow terminal (`_narrow_help`)."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _format_help(self, ctx, formatter, super().format_help)
+
 
 class _RecliGroup(TyperGroup):
     """Turns a `RecliError` from any command into one red line and exit code 1 (also under
-    Typer's `CliRunner`, which calls the group directly rather than `main()`)."""
+    Typer's `CliRunner`, which calls the group directly rather than `main()`); its help, like
+    its commands', stays readable on a narrow terminal."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -40,6 +132,14 @@ class _RecliGroup(TyperGroup):
         except RecliError as error:
             render.print_error(error)
             raise typer.Exit(1) from None
+        except USAGE_ERROR as error:
+            # Click quotes most bad values with repr(), but not extra arguments: an ESC typed
+            # there would reach the terminal raw.
+            error.message = "\n".join(map(visible, error.message.split("\n")))
+            raise
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _format_help(self, ctx, formatter, super().format_help)
 
 
 app = typer.Typer(
@@ -60,7 +160,31 @@ ArtifactsOption = Annotated[
         show_default=False,
     ),
 ]
-CountOption = Annotated[int, typer.Option("-k", "--k", help="How many items to show.")]
+
+
+def _in_range(fix: str) -> Callable[[typer.CallbackParam, int | None], int | None]:
+    """A callback refusing an integer SQLite cannot hold (`LARGEST`), with `fix` as the remedy."""
+
+    def check(param: typer.CallbackParam, value: int | None) -> int | None:
+        if value is None or -LARGEST - 1 <= value <= LARGEST:
+            return value
+        name = (param.name or "").replace("_", " ")
+        if param.param_type_name != "argument":
+            name = param.opts[0]
+        raise RecliError(f"{name} {shown(str(value))} is out of range: {fix}")
+
+    return check
+
+
+CountOption = Annotated[
+    int,
+    typer.Option(
+        "-k",
+        "--k",
+        help="How many items to show.",
+        callback=_in_range("pass how many items to show, e.g. -k 10"),
+    ),
+]
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the answer as JSON on stdout, nothing else.")
 ]
@@ -71,7 +195,8 @@ option Click has never heard of."""
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"recli {__version__}")
+        with render.writing():
+            typer.echo(f"recli {__version__}")
         raise typer.Exit()
 
 
@@ -106,7 +231,8 @@ def _artifacts(ctx: typer.Context, artifacts: Path | None) -> Path:
 
 
 def _print_json(value: Any) -> None:
-    typer.echo(json.dumps(value, ensure_ascii=False, indent=2))
+    with render.writing():
+        typer.echo(json_visible(json.dumps(value, ensure_ascii=False, indent=2)))
 
 
 def _open(ctx: typer.Context, artifacts: Path | None) -> "Served":
@@ -118,7 +244,7 @@ def _open(ctx: typer.Context, artifacts: Path | None) -> "Served":
 # --------------------------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------------------------
-@app.command(context_settings=IdArguments)
+@app.command(cls=_RecliCommand, context_settings=IdArguments)
 def recommend(
     ctx: typer.Context,
     user_id: Annotated[str, typer.Argument(help="The user's id as in the dataset (e.g. 196).")],
@@ -131,7 +257,7 @@ def recommend(
         typer.Option(
             "--by-interest",
             help="One list per interest besides the whole-user one, dealt by weight and "
-            "grouped by the interest each row serves.",
+            "grouped by the interest each row serves (scored by that list's query).",
         ),
     ] = False,
     as_json: JsonOption = False,
@@ -146,12 +272,28 @@ def recommend(
     render.show(render.recommendations_view(result, explain))
 
 
-@app.command(context_settings=IdArguments)
+@app.command(cls=_RecliCommand, context_settings=IdArguments)
 def explore(
     ctx: typer.Context,
     user_id: Annotated[str, typer.Argument(help="The user's id as in the dataset (e.g. 196).")],
-    k: Annotated[int, typer.Option("-k", "--k", help="How many items per topic.")] = 5,
-    topics: Annotated[int, typer.Option("--topics", "-t", help="How many topics to suggest.")] = 3,
+    k: Annotated[
+        int,
+        typer.Option(
+            "-k",
+            "--k",
+            help="How many items per topic.",
+            callback=_in_range("pass how many items per topic, e.g. -k 5"),
+        ),
+    ] = 5,
+    topics: Annotated[
+        int,
+        typer.Option(
+            "--topics",
+            "-t",
+            help="How many topics to suggest.",
+            callback=_in_range("pass how many topics to suggest, e.g. --topics 3"),
+        ),
+    ] = 3,
     as_json: JsonOption = False,
     artifacts: ArtifactsOption = None,
 ) -> None:
@@ -165,12 +307,18 @@ def explore(
     render.show(render.exploration_view(result))
 
 
-@app.command(context_settings=IdArguments)
+@app.command(cls=_RecliCommand, context_settings=IdArguments)
 def user(
     ctx: typer.Context,
     user_id: Annotated[str, typer.Argument(help="The user's id as in the dataset.")],
     history: Annotated[
-        int, typer.Option("--history", "-n", help="How many history events to show.")
+        int,
+        typer.Option(
+            "--history",
+            "-n",
+            help="How many history events to show.",
+            callback=_in_range("pass how many history events to show, e.g. --history 10"),
+        ),
     ] = 10,
     as_json: JsonOption = False,
     artifacts: ArtifactsOption = None,
@@ -184,7 +332,7 @@ def user(
     render.show(render.user_view(profile))
 
 
-@app.command()
+@app.command(cls=_RecliCommand)
 def clusters(
     ctx: typer.Context, as_json: JsonOption = False, artifacts: ArtifactsOption = None
 ) -> None:
@@ -199,25 +347,39 @@ def clusters(
     render.show([render.clusters_table(groups)])
 
 
-@app.command(context_settings=IdArguments)
+@app.command(cls=_RecliCommand, context_settings=IdArguments)
 def cluster(
     ctx: typer.Context,
-    cluster_id: Annotated[int, typer.Argument(help="The group's id (see `recli clusters`).")],
-    members: Annotated[int, typer.Option(help="How many member user ids to show.")] = 10,
+    cluster_id: Annotated[
+        int,
+        typer.Argument(
+            help="The group's id (see `recli clusters`).",
+            callback=_in_range(
+                "pass one of the ids `recli clusters` lists, e.g. `recli cluster 0`"
+            ),
+        ),
+    ],
+    members: Annotated[
+        int,
+        typer.Option(
+            help="How many member user ids to show (0: none).",
+            callback=_in_range("pass how many member ids to show, e.g. --members 10"),
+        ),
+    ] = 10,
     as_json: JsonOption = False,
     artifacts: ArtifactsOption = None,
 ) -> None:
     """One interest group: its over-represented terms, exemplar items and some members."""
     with _open(ctx, artifacts) as served:
         group = served.cluster(cluster_id)
-        member_ids = served.cluster_members(cluster_id, max(members, 0))
+        member_ids = served.cluster_members(cluster_id, members)
     if as_json:
         _print_json(group.to_json_detailed(member_ids))
         return
     render.show(render.cluster_view(group, member_ids))
 
 
-@app.command(context_settings=IdArguments)
+@app.command(cls=_RecliCommand, context_settings=IdArguments)
 def similar(
     ctx: typer.Context,
     item_id: Annotated[str, typer.Argument(help="The item's id as in the dataset.")],
@@ -231,11 +393,11 @@ def similar(
     if as_json:
         _print_json({"item": item.to_json(), "similar": [n.to_json() for n in neighbours]})
         return
-    title = f"items like {escape(item.title)} ({escape(item.item_id)})"
+    title = f"items like {render.escape(item.title)} ({render.escape(item.item_id)})"
     render.show([render.items_table(title, neighbours)])
 
 
-@app.command()
+@app.command(cls=_RecliCommand)
 def search(
     ctx: typer.Context,
     text: Annotated[str, typer.Argument(help='What the user likes, e.g. "space opera, funny".')],
@@ -253,28 +415,35 @@ def search(
     """Cold start: recommend from a free-text description, with the fine-tuned encoder."""
     if not text.strip():
         raise RecliError('empty search text: describe a taste, e.g. recli search "space opera"')
-    from recli.inputs import is_text, not_text
+    from recli.inputs import check_k, is_text, known_words, not_text
 
     if not is_text(text):
         raise not_text("search text", text, 'recli search "space opera"')
     with _open(ctx, artifacts) as served:
-        from recli.inputs import check_k
-
         check_k(k, served.n_items)
         location = served.encoder_path(encoder)
         with render.error_console().status("encoding the query…"):
             # numpy + tokenizers, exact to the pipeline's encoder: no torch start-up.
             from recli.query_encoder import QueryEncoder
 
-            vector = QueryEncoder.load(location).encode([text])[0].tolist()
+            query_encoder = QueryEncoder.load(location)
+            if not known_words(query_encoder.tokenizer, text):
+                # Its vector would be the encoder's bias alone: ten items unrelated to anything.
+                raise RecliError(
+                    f"search text '{shown(text)}' has no words the encoder knows (only "
+                    "punctuation, symbols or unknown characters): describe a taste in words, "
+                    'e.g. recli search "space opera"'
+                )
+            vector = query_encoder.encode([text])[0].tolist()
         neighbours = served.search(vector, k)
     if as_json:
         _print_json({"query": text, "items": [n.to_json() for n in neighbours]})
         return
-    render.show([render.items_table(f"items for “{escape(render.shortened(text))}”", neighbours)])
+    title = f"items for “{render.escape(render.shortened(text))}”"
+    render.show([render.items_table(title, neighbours)])
 
 
-@app.command()
+@app.command(cls=_RecliCommand)
 def doctor(
     ctx: typer.Context, as_json: JsonOption = False, artifacts: ArtifactsOption = None
 ) -> None:
@@ -293,7 +462,7 @@ def doctor(
         raise RecliError(f"{len(problems)} problem(s) ({names}): fix them as the table says")
 
 
-@app.command()
+@app.command(cls=_RecliCommand)
 def metrics(
     split: Annotated[str, typer.Option(help="Which split to show: test or validation.")] = "test",
     rev: Annotated[
@@ -301,7 +470,11 @@ def metrics(
     ] = None,
     cutoff: Annotated[
         int | None,
-        typer.Option("--k", help="Only the metrics at this cut-off (default 10; 0 shows all)."),
+        typer.Option(
+            "--k",
+            help="Only the metrics at this cut-off (default 10; 0 shows all).",
+            callback=_in_range("pass a cut-off the evaluation used, e.g. --k 10"),
+        ),
     ] = 10,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="Print a Markdown table (for READMEs and reports).")
@@ -323,8 +496,9 @@ def metrics(
         )
         return
     if markdown:
-        for line in render.metrics_markdown(table):
-            typer.echo(line)
+        with render.writing():
+            for line in render.metrics_markdown(table):
+                typer.echo(line)
         return
     render.show(render.metrics_view(table, rev))
 

@@ -1,16 +1,29 @@
 """What a user can type wrong: an id the catalogue does not have, or a `-k` out of range.
 
 Each check raises (or builds) a `RecliError` whose one line says what was wrong and what would be
-right: the catalogue's id range and the nearest valid ids, or the allowed `-k`. Standard library
-only: `recli search` checks `-k` before it loads the encoder.
+right: the catalogue's id range and the closest valid ids, or the allowed `-k`. What a user typed
+is echoed through `shown`: cut short and with control characters made visible, so a pasted
+megabyte or an escape sequence cannot flood or drive the terminal. Standard library only:
+`recli search` checks `-k` before it loads the encoder.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from recli.errors import RecliError
 
 SUGGESTIONS = 5
-"""Nearest valid ids offered when an id is unknown."""
+"""Closest valid ids offered when an id is unknown."""
+SHOWN_CHARS = 40
+"""What a user typed is echoed in a message cut to this many characters."""
+CLOSE_SPELLING = 0.6
+"""The least `difflib` similarity at which a text id counts as a likely misspelling of a known
+one (difflib's own default): below it two short ids share little more than a letter or two."""
+KEPT_FORMAT = frozenset("\u200c\u200d")
+"""Format characters left as they are: the zero-width (non-)joiners shape emoji and scripts and
+move nothing on screen."""
+NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _is_number(text: str) -> bool:
@@ -21,10 +34,76 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def printable(text: str) -> str:
-    """`text` as it can always be printed: bytes that are not UTF-8 (a shell passes them to
-    Python as lone surrogates) shown as `\\xff` escapes."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+def _escaped(char: str) -> str:
+    """One character as it is safe to print: itself, or a backslash escape."""
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:
+        # A byte that was not UTF-8, as the shell passed it to Python (surrogateescape).
+        return f"\\x{code - 0xDC00:02x}"
+    if char in NAMED:
+        return NAMED[char]
+    import unicodedata  # only text that is not plain printable gets here
+
+    category = unicodedata.category(char)
+    # Cc: C0, DEL and C1 controls (ESC, BEL, CSI...); Cf: bidi overrides and other invisible
+    # format characters; Cs: lone surrogates; Zl/Zp: line and paragraph separators.
+    if category in ("Cc", "Cs", "Zl", "Zp") or (category == "Cf" and char not in KEPT_FORMAT):
+        if code <= 0xFF:
+            return f"\\x{code:02x}"
+        return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+    return char
+
+
+def visible(text: str) -> str:
+    """`text` with every character that would move the cursor, change colours, reorder the line
+    or cannot be encoded shown as a backslash escape (`\\x1b`, `\\u202e`, `\\xff`); all else
+    as written."""
+    if text.isprintable():
+        return text  # the common case, in one C-level pass
+    return "".join(_escaped(char) for char in text)
+
+
+def json_visible(text: str) -> str:
+    """JSON text with every character `visible` would escape written as a JSON `\\u` escape.
+
+    `json.dumps` escapes only the C0 controls; DEL, the C1 controls and bidi overrides would
+    reach the terminal raw. Escaped, the JSON still decodes to exactly the same strings. A raw
+    line break in JSON text is layout (one inside a string is already `\\n`), so it stays.
+    """
+    if text.replace("\n", "").isprintable():
+        return text
+    out = []
+    for char in text:
+        if char == "\n" or _escaped(char) == char:
+            out.append(char)
+        elif ord(char) > 0xFFFF:
+            high, low = divmod(ord(char) - 0x10000, 0x400)
+            out.append(f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}")
+        else:
+            out.append(f"\\u{ord(char):04x}")
+    return "".join(out)
+
+
+def shown(text: str, limit: int = SHOWN_CHARS) -> str:
+    """What a user typed, ready to quote in a message: `visible`, and cut to `limit` characters
+    with an ellipsis when longer (an escape is never cut in half)."""
+    pieces: list[str] = []
+    used = 0
+    for char in text:
+        pieces.append(_escaped(char))
+        used += len(pieces[-1])
+        if used > limit:
+            break
+    else:
+        return "".join(pieces)
+    kept: list[str] = []
+    used = 0
+    for piece in pieces:
+        if used + len(piece) > limit - 1:
+            break
+        kept.append(piece)
+        used += len(piece)
+    return "".join(kept).rstrip() + "…"
 
 
 def is_text(given: str) -> bool:
@@ -40,7 +119,7 @@ def is_text(given: str) -> bool:
 def not_text(kind: str, given: str, example: str) -> RecliError:
     """The error for an argument that is not valid UTF-8; `example` is a command that works."""
     return RecliError(
-        f"{kind} '{printable(given)}' is not valid UTF-8 text: pass it as the dataset spells it, "
+        f"{kind} '{shown(given)}' is not valid UTF-8 text: pass it as the dataset spells it, "
         f"e.g. `{example}`"
     )
 
@@ -58,34 +137,62 @@ def check_k(k: int, n_items: int) -> None:
 
 
 def unknown_id(kind: str, given: str, known: list[str], command: str) -> RecliError:
-    """The error for an id not in the catalogue: what was wrong, and the nearest valid ids.
+    """The error for an id not in the catalogue: what was wrong, and the closest valid ids.
 
-    Numeric ids (MovieLens) are matched by value, others by spelling, so a typo still finds
-    the id that was meant. `command` is the `recli` command the example in the message uses.
+    Numeric ids (MovieLens) are matched by value, so `999` finds the largest ids. Others are
+    matched by spelling, and offered only when the spelling is close (`CLOSE_SPELLING`), so a
+    typo finds the id that was meant and an unrelated word is not answered with unrelated ids.
+    `command` is the `recli` command the example in the message uses.
     """
     count = f"{len(known)} {kind}s"
     numeric = bool(known) and all(_is_number(value) for value in known)
+    example = f"`recli {command} {shown(known[0])}`" if known else f"`recli {command} ID`"
     if not given.strip():
-        example = f" e.g. `recli {command} {known[0]}`" if known else ""
         return RecliError(
-            f"empty {kind} id: pass one of the catalogue's {len(known)} {kind} ids,{example}"
+            f"empty {kind} id: pass one of the catalogue's {len(known)} {kind} ids, e.g. {example}"
         )
     if numeric:
         numbers = sorted(int(value) for value in known)
         span = f"ids {numbers[0]}–{numbers[-1]}"
         if not _is_number(given.strip()):
             return RecliError(
-                f"{kind} id '{given}' is not a number, but this catalogue's {count} have numeric "
-                f"{span}: e.g. `recli {command} {known[0]}`"
+                f"{kind} id '{shown(given)}' is not a number, but this catalogue's {count} have "
+                f"numeric {span}: e.g. {example}"
             )
         target = int(given.strip())
         nearest = sorted(known, key=lambda value: (abs(int(value) - target), int(value)))
+        closest = f"; nearest: {', '.join(shown(value) for value in nearest[:SUGGESTIONS])}"
     else:
         import difflib
 
-        span = f"e.g. {', '.join(known[:3])}"
-        nearest = difflib.get_close_matches(given, known, n=SUGGESTIONS, cutoff=0.0)
-    suggestions = ", ".join(nearest[:SUGGESTIONS])
+        span = f"e.g. {', '.join(shown(value) for value in known[:3])}"
+        close = difflib.get_close_matches(given, known, n=SUGGESTIONS, cutoff=CLOSE_SPELLING)
+        closest = f"; nearest: {', '.join(shown(value) for value in close)}" if close else ""
     return RecliError(
-        f"unknown {kind} id '{given}': the catalogue has {count} ({span}); nearest: {suggestions}"
+        f"unknown {kind} id '{shown(given)}': the catalogue has {count} ({span}){closest}"
     )
+
+
+def known_words(tokenizer: Any, text: str) -> list[str]:
+    """The tokens of `text` that carry meaning for the encoder: the wordpieces it knows (not
+    its unknown token, not a special token) with at least one letter or digit.
+
+    Read from the token ids the encoder would see (truncated as it truncates), so text the
+    tokenizer drops (`\\u200b`), maps to its unknown token (`☃`, emoji) or to punctuation
+    only (`!!!`) has none. `tokenizer` is a `tokenizers.Tokenizer`.
+    """
+    special = {
+        token_id
+        for token_id, token in tokenizer.get_added_tokens_decoder().items()
+        if token.special
+    }
+    unknown_token = getattr(tokenizer.model, "unk_token", None)
+    unknown = tokenizer.token_to_id(unknown_token) if isinstance(unknown_token, str) else None
+    encoding = tokenizer.encode(text, add_special_tokens=False)
+    return [
+        token
+        for token_id, token in zip(encoding.ids, encoding.tokens, strict=True)
+        if token_id != unknown
+        and token_id not in special
+        and any(char.isalnum() for char in token.removeprefix("##"))
+    ]

@@ -2,8 +2,11 @@
 
 Each view takes the result types of `recli.results` (or the metrics table) and returns what to
 print, so the commands in `recli.cli` only fetch and print, and a view can be checked without
-running a command. Titles, labels and ids are data and are escaped: a `[bold]` or `:x:` in a
-title is shown as written. Colour is added explicitly; rich's automatic highlighting is off.
+running a command. Titles, labels and ids are data and are escaped (`escape`): a `[bold]` or `:x:`
+in a title is shown as written, and a control character (an ESC, a carriage return, a bidi
+override) is shown as a backslash escape instead of reaching the terminal. Colour is added
+explicitly; rich's automatic highlighting is off. A `label: value` line that wraps continues
+under its value, not at the left edge.
 
 Imports only rich and stdlib-only recli modules (no Annoy): `--help` and the error paths stay
 light.
@@ -11,17 +14,23 @@ light.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import errno
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from rich.console import Console
-from rich.markup import escape
+from rich.console import Console, Group
+from rich.markup import escape as escape_markup
+from rich.padding import Padding
 from rich.table import Table
 
 from recli.contract import METRICS_FILE, term_text
 from recli.errors import RecliError
 from recli.explain import WHY_HISTORY_ITEMS
+from recli.inputs import shown, visible
 
 if TYPE_CHECKING:
     from recli.metrics_source import MetricsTable
@@ -68,16 +77,73 @@ def error_console() -> Console:
 
 
 def print_error(error: RecliError) -> None:
-    """A project error as one red line on stderr."""
-    error_console().print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+    """A project error as one red line on stderr (control characters in it made visible: a
+    message can quote catalogue text)."""
+    error_console().print(
+        f"[red]error:[/] {escape_markup(visible(str(error)))}", highlight=False, soft_wrap=True
+    )
+
+
+def escape(text: str) -> str:
+    """Data as rich markup that prints it as written: markup escaped, control characters shown
+    as backslash escapes (`recli.inputs.visible`)."""
+    return escape_markup(visible(text))
+
+
+def _discard_stdout() -> None:
+    """Point stdout at the null device, so the interpreter's own flush at exit does not fail a
+    second time (with a traceback of its own) on what could not be written."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a real file (a test runner's buffer): nothing is flushed at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, descriptor)
+    finally:
+        os.close(devnull)
+
+
+def output_fault(error: OSError) -> NoReturn:
+    """End the command after stdout failed to take its answer, as a Unix tool does: a closed
+    pipe (`recli recommend 1 | head -1`) quietly with exit code 1, any other fault (a full disk,
+    `> /dev/full`, an I/O error) as one error line."""
+    _discard_stdout()
+    if error.errno == errno.EPIPE:
+        raise SystemExit(1) from None
+    raise RecliError(
+        f"cannot write the output: {error.strerror or error}; free some space or write elsewhere"
+    ) from None
+
+
+@contextmanager
+def writing() -> Iterator[None]:
+    """Write a command's answer on stdout (flushed at the end); an output fault becomes
+    `output_fault`'s exit instead of a traceback."""
+    try:
+        yield
+        sys.stdout.flush()
+    except OSError as error:
+        output_fault(error)
 
 
 def show(parts: Iterable[Any]) -> None:
     """Print a view's parts (panels, tables, paragraphs) in order on stdout; on a terminal
     narrower than `NARROW` columns, tables are printed as stacked records."""
     out = console()
-    for part in parts:
-        out.print(part.stacked() if isinstance(part, Grid) and out.width < NARROW else part)
+    with writing():
+        for part in parts:
+            out.print(part.stacked() if isinstance(part, Grid) and out.width < NARROW else part)
+
+
+def labelled(label: str, value: str, indent: int = 0) -> Padding:
+    """`label value` as one line whose wrapped continuation lines start under `value` (not at
+    the left edge), `indent` columns in. Both are markup."""
+    line = Table.grid(padding=(0, 1))
+    line.add_column(no_wrap=True)
+    line.add_column()
+    line.add_row(label, value)
+    return Padding(line, (0, 0, 0, indent))
 
 
 class Grid(Table):
@@ -97,27 +163,27 @@ class Grid(Table):
         self.records.append([cell if isinstance(cell, str) else "" for cell in cells])
         super().add_row(*cells, **kwargs)
 
-    def stacked(self) -> str:
+    def stacked(self) -> Group:
         """Each row as a block: its first cell in bold (`#3`, `id 4`), then one `header: value`
-        line per other cell (multi-line cells indented), blocks separated by a blank line."""
-        blocks = [f"[bold]{self.title}[/]"] if self.title else []
+        line per other cell, indented, a long or multi-line value continuing under itself;
+        each block ends with a blank line, so the next part never reads as part of it."""
+        parts: list[Any] = [f"[bold]{self.title}[/]", ""] if self.title else []
         first = self.headers[0] if self.headers else ""
         for record in self.records:
             if not record:
                 continue
             heading = f"#{record[0]}" if first == "#" else f"{escape(first)} {record[0]}".strip()
-            lines = [f"[bold]{heading}[/]"]
+            parts.append(f"[bold]{heading}[/]")
             for header, cell in zip(self.headers[1:], record[1:], strict=False):
-                value = cell.replace("\n", "\n    ")
-                lines.append(f"  {escape(header)}: {value}")
-            blocks.append("\n".join(lines))
-        return "\n\n".join(blocks)
+                parts.append(labelled(f"{escape(header)}:", cell, indent=2))
+            parts.append("")
+        return Group(*parts)
 
 
 def shortened(text: str, limit: int = TITLE_CHARS) -> str:
-    """`text` on one line, cut to `limit` characters with an ellipsis (for titles)."""
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+    """`text` on one line, control characters visible, cut to `limit` characters with an
+    ellipsis (for titles)."""
+    return shown(" ".join(text.split()), limit)
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,10 +218,15 @@ def _table(title: str) -> Grid:
     return Grid(title=title, header_style="bold", title_justify="left")
 
 
-def _panel(lines: list[str], title: str) -> Any:
+Line = str | tuple[str, str]
+"""A header line: markup, or (label, value) markup that wraps under its value."""
+
+
+def _panel(lines: list[Line], title: str) -> Any:
     from rich.panel import Panel  # only the views with a header need it
 
-    return Panel("\n".join(lines), title=title, title_align="left", expand=False)
+    body = [line if isinstance(line, str) else labelled(*line) for line in lines]
+    return Panel(Group(*body), title=title, title_align="left", expand=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,21 +279,24 @@ def recommendations_view(result: Recommendations, explain: bool) -> list[Any]:
     """`recli recommend`: who the user is, then the items with their reasons (and, with
     `explain`, each score's text and collaborative parts and a paragraph on how they are formed).
     """
-    lines = [f"[bold]user {escape(result.user.user_id)}[/] · {result.user.events} events"]
+    lines: list[Line] = [
+        ("[bold]user[/]", f"[bold]{escape(result.user.user_id)}[/] · {result.user.events} events")
+    ]
     if result.cluster is not None:
         share = f" ({result.cluster.share:.0%} of users)" if result.cluster.share else ""
         lines.append(
-            f"interest group {result.cluster.cluster}: [bold]{escape(result.cluster.label)}[/]"
-            f"{share}"
+            (
+                f"interest group {result.cluster.cluster}:",
+                f"[bold]{escape(result.cluster.label)}[/]{share}",
+            )
         )
     else:
-        lines.append("interest group: [dim]none (no clustered history)[/]")
+        lines.append(("interest group:", "[dim]none (no clustered history)[/]"))
     if result.interests:
-        lines.append(f"interests: {interest_summary(result.interests)}")
-    lines.append(f"stands out: {interests_markup(result.user)}")
+        lines.append(("interests:", interest_summary(result.interests)))
+    lines.append(("stands out:", interests_markup(result.user)))
     if result.recent:
-        recent = "; ".join(escape(entry.item.title) for entry in result.recent)
-        lines.append(f"recently: {recent}")
+        lines.append(("recently:", "; ".join(escape(entry.item.title) for entry in result.recent)))
     header = _panel(lines, "recli recommend")
 
     groups: dict[str | None, list[Recommendation]] = {}
@@ -238,8 +312,9 @@ def recommendations_view(result: Recommendations, explain: bool) -> list[Any]:
     if result.by_interest:
         view.append(
             "[dim]--by-interest: the whole-user vector and each interest's (the user pulled "
-            "towards that interest's items) ask the index; the slots are dealt by weight, "
-            "ranks are the order of dealing.[/]"
+            "towards that interest's items) ask the index, and the slots are dealt by weight. "
+            "Each list's rows are shown together, scored by the query that found them; "
+            "--json's `dealt` is the order of dealing.[/]"
         )
     if explain:
         view.append(explanation(result))
@@ -286,10 +361,13 @@ def exploration_view(result: Exploration) -> list[Any]:
         f"{escape(label)} [dim]{weight:.0%}[/]" for label, weight in result.engaged[:4]
     )
     more = len(result.engaged) - 4
-    lines = [
-        f"[bold]user {escape(result.user.user_id)}[/] · {result.user.events} events · "
-        f"{len(result.engaged)} topics tried, {result.topics_left} not yet",
-        f"tried most: {engaged}" + (f" [dim](+{more} more)[/]" if more > 0 else ""),
+    lines: list[Line] = [
+        (
+            "[bold]user[/]",
+            f"[bold]{escape(result.user.user_id)}[/] · {result.user.events} events · "
+            f"{len(result.engaged)} topics tried, {result.topics_left} not yet",
+        ),
+        ("tried most:", engaged + (f" [dim](+{more} more)[/]" if more > 0 else "")),
     ]
     view: list[Any] = [_panel(lines, "recli explore")]
     if not result.suggestions:
@@ -327,23 +405,28 @@ def exploration_view(result: Exploration) -> list[Any]:
 def user_view(profile: UserProfile) -> list[Any]:
     """`recli user`: the user's group, interests and most frequent terms, then their history."""
     user = profile.user
-    lines = [f"[bold]user {escape(user.user_id)}[/] · {user.events} events"]
+    lines: list[Line] = [
+        ("[bold]user[/]", f"[bold]{escape(user.user_id)}[/] · {user.events} events")
+    ]
     if profile.cluster is not None:
         lines.append(
-            f"interest group {profile.cluster.cluster}: [bold]{escape(profile.cluster.label)}[/]"
+            (
+                f"interest group {profile.cluster.cluster}:",
+                f"[bold]{escape(profile.cluster.label)}[/]",
+            )
         )
     else:
-        lines.append("interest group: [dim]none[/]")
-    lines.append(f"stands out: {interests_markup(user)}")
+        lines.append(("interest group:", "[dim]none[/]"))
+    lines.append(("stands out:", interests_markup(user)))
     if profile.cluster is not None:
-        lines.append(f"group terms: {terms_markup(profile.cluster)}")
+        lines.append(("group terms:", terms_markup(profile.cluster)))
     if profile.top_genres:
         own = ", ".join(f"{genre} ({count})" for genre, count in profile.top_genres)
-        lines.append(f"most watched genres: {escape(own)}")
+        lines.append(("most watched genres:", escape(own)))
     if profile.top_tags:
         tags = [(term_text({"kind": "tag", "term": tag}), count) for tag, count in profile.top_tags]
         tagged = ", ".join(f"{tag} ({count})" for tag, count in tags)
-        lines.append(f"most frequent tags: {escape(tagged)}")
+        lines.append(("most frequent tags:", escape(tagged)))
     table = _table("history, most recent first")
     table.add_column("date", no_wrap=True)
     table.add_column("item", no_wrap=True)
@@ -426,7 +509,7 @@ def cluster_view(group: Cluster, member_ids: list[str]) -> list[Any]:
             [
                 f"[bold]{escape(group.label)}[/]",
                 f"{group.size} users{share}",
-                f"members: {escape(', '.join(member_ids)) or '—'}{more}",
+                ("members:", f"{escape(', '.join(member_ids)) or '—'}{more}"),
             ],
             f"interest group {group.cluster}",
         )
@@ -468,7 +551,7 @@ def cluster_view(group: Cluster, member_ids: list[str]) -> list[Any]:
 
 def checks_table(checks: list[Check], artifacts: Path) -> Grid:
     """`recli doctor`: one coloured line per check."""
-    table = _table(f"recli doctor ({artifacts})")
+    table = _table(f"recli doctor ({escape(str(artifacts))})")
     table.add_column("check", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("detail")
@@ -478,33 +561,86 @@ def checks_table(checks: list[Check], artifacts: Path) -> Grid:
     return table
 
 
+MODEL_NAMES = {
+    "popularity": "popularity",
+    "itemknn": "ItemKNN",
+    "ease": "EASE",
+    "als": "ALS",
+    "zero_shot": "text, zero-shot",
+    "finetuned": "text, fine-tuned",
+    "sasrec": "SASRec",
+    "text_sequence": "recli sequence model",
+    "ease_low_rank": "EASE, reduced rank",
+    "fused": "fused (served)",
+    "multi_interest": "multi-interest lists",
+    "explore": "exploration",
+}
+"""How `recli metrics` names the evaluation's models (its tables; `--json` keeps the keys of
+`metrics/evaluation.json`). A model not listed is shown by its key."""
+
+
+def model_name(model: str) -> str:
+    """The name a reader knows a model by (`MODEL_NAMES`), else its key."""
+    return MODEL_NAMES.get(model, model)
+
+
+def metric_columns(table: MetricsTable) -> list[tuple[str, str]]:
+    """(column, header) of each metric to show, a column equal to an earlier one in every row
+    (and at the revision compared with) folded into it: with one held-out item per user,
+    recall@k is hr@k, and one column headed `hr@10 = recall@10` says so."""
+
+    def values(rows: dict[str, dict[str, float]] | None, column: str) -> list[float | None]:
+        return [row.get(column) for row in (rows or {}).values()]
+
+    kept: list[str] = []
+    headers: dict[str, str] = {}
+    for column in table.columns:
+        same = next(
+            (
+                earlier
+                for earlier in kept
+                if values(table.rows, earlier) == values(table.rows, column)
+                and values(table.baseline, earlier) == values(table.baseline, column)
+                and None not in values(table.rows, column)
+            ),
+            None,
+        )
+        if same is None:
+            kept.append(column)
+            headers[column] = column
+        else:
+            headers[same] += f" = {column}"
+    return [(column, headers[column]) for column in kept]
+
+
 def metrics_markdown(table: MetricsTable) -> list[str]:
     """`recli metrics --markdown`: the table as Markdown lines, four decimals."""
+    columns = metric_columns(table)
     lines = [
-        "| model | " + " | ".join(table.columns) + " |",
-        "|---|" + "---:|" * len(table.columns),
+        "| model | " + " | ".join(header for _, header in columns) + " |",
+        "|---|" + "---:|" * len(columns),
     ]
     for model, row in table.rows.items():
-        cells = [f"{row[column]:.4f}" if column in row else "—" for column in table.columns]
-        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+        cells = [f"{row[column]:.4f}" if column in row else "—" for column, _ in columns]
+        lines.append(f"| {model_name(model)} | " + " | ".join(cells) + " |")
     return lines
 
 
 def metrics_view(table: MetricsTable, rev: str | None = None) -> list[Any]:
     """`recli metrics`: each column's best value in bold green and, against `rev`, each value's
     change since that revision."""
-    columns, baseline = table.columns, table.baseline
+    columns, baseline = metric_columns(table), table.baseline
     best = {
         column: max(row.get(column, float("-inf")) for row in table.rows.values())
-        for column in columns
+        for column, _ in columns
     }
     grid = Grid(title=f"{table.split} metrics ({METRICS_FILE})", header_style="bold")
     grid.add_column("model", no_wrap=True)
-    for column in columns:
-        grid.add_column(column, justify="right", no_wrap=True)
+    for _, header in columns:
+        grid.add_column(header, justify="right", no_wrap=True)
     for model, row in table.rows.items():
         cells = []
-        for column in columns:
+        for column, _ in columns:
             value = row.get(column)
             text = "—" if value is None else f"{value:.4f}"
             if value is not None and value == best[column]:
@@ -514,8 +650,8 @@ def metrics_view(table: MetricsTable, rev: str | None = None) -> list[Any]:
                 colour = "green" if delta > 0 else "red" if delta < 0 else "dim"
                 text += f" [{colour}]({delta:+.4f})[/]"
             cells.append(text)
-        grid.add_row(model, *cells)
+        grid.add_row(escape(model_name(model)), *cells)
     parts: list[Any] = [grid]
     if rev is not None:
-        parts.append(f"[dim]changes are against {rev}[/]")
+        parts.append(f"[dim]changes are against {escape(rev)}[/]")
     return parts

@@ -201,13 +201,19 @@ class Recommendation(NamedTuple):
     """The item's genres/tags that the user's cluster over-represents."""
     serves: str | None = None
     """With `--by-interest`: the label of the interest whose query found it ("overall taste"
-    for the whole-user vector's)."""
+    for the whole-user vector's). The score (and its parts) is then the dot product with that
+    query, which is what ranked the item in its list."""
+    dealt: int | None = None
+    """With `--by-interest`: the item's place (1..k) in the dealing by weight, the order the
+    multi-interest model's list is evaluated in; `rank` is its place in the rows as shown,
+    grouped by list."""
 
     def to_json(self) -> dict[str, Any]:
         """One entry of `recli recommend --json`'s `recommendations` (scores to 6 places)."""
         return {
             **({} if self.serves is None else {"serves": self.serves}),
             "rank": self.rank,
+            **({} if self.dealt is None else {"dealt": self.dealt}),
             **self.item.to_json(),
             "score": round(self.score, 6),
             "text_score": round(self.text_score, 6),

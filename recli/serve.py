@@ -341,7 +341,12 @@ class Served:
         return self._cluster_from_row(rows[0])
 
     def cluster_members(self, cluster_id: int, limit: int) -> list[str]:
-        """A sample of member user ids: the first `limit` by internal index (stable)."""
+        """A sample of member user ids: the first `limit` by internal index (stable); 0: none."""
+        if limit < 0:
+            raise RecliError(
+                f"--members must be at least 0 (got {limit}): pass how many member ids to show, "
+                "e.g. --members 10 (0 shows none)"
+            )
         rows = self._query(
             "SELECT user_id FROM users WHERE cluster = ? ORDER BY user_idx LIMIT ?",
             (cluster_id, limit),
@@ -430,9 +435,12 @@ class Served:
 
     def _by_interest(
         self, user: User, interests: list[Interest], seen: set[int], k: int
-    ) -> list[tuple[int, float, str]]:
-        """(item, whole-user score, label of the list it came from): the whole-user list and
-        one per interest, dealt by weight as `index` tuned it."""
+    ) -> list[tuple[int, float, str, list[float], int]]:
+        """(item, score, label of the list it serves, that list's query, place in the dealing):
+        the whole-user list and one per interest, dealt by weight as `index` tuned it, then
+        grouped by list (lists in the order first dealt from, each in its own order), so every
+        group reads best first and ranks can count straight down the groups. The score is the
+        item's dot product with the query that found it: what ranked it in its list."""
         settings = self.meta.get("multi_interest") or {}
         share = float(settings.get("whole_user_share", 1.0))
         pull = float(settings.get("pull", 0.0))
@@ -446,13 +454,21 @@ class Served:
                     exploration.interest_query(user.vector, mean, pull),
                 )
             )
-        lists = [[item for item, _ in self._retrieve(query, seen, k)] for _, _, query in queries]
-        merged = exploration.merge_by_weight(lists, [weight for _, weight, _ in queries], k)
-        index = self.index
-        return [
-            (item, _dot(user.vector, index.get_item_vector(item)), queries[source][0])
-            for item, source in merged
-        ]
+        lists = [dict(self._retrieve(query, seen, k)) for _, _, query in queries]
+        merged = exploration.merge_by_weight(
+            [list(found) for found in lists], [weight for _, weight, _ in queries], k
+        )
+        # Lists in the order they were first dealt from; within a list, the order of dealing.
+        group: dict[int, int] = {}
+        for _, source in merged:
+            group.setdefault(source, len(group))
+        shown = sorted(range(len(merged)), key=lambda dealt: (group[merged[dealt][1]], dealt))
+        found = []
+        for dealt in shown:
+            item, source = merged[dealt]
+            label, _, query = queries[source]
+            found.append((item, lists[source][item], label, query, dealt + 1))
+        return found
 
     # ---------------------------------------------------------------------------- queries
     def recommend(self, user_id: str, k: int = 10, by_interest: bool = False) -> Recommendations:
@@ -460,8 +476,9 @@ class Served:
 
         Asks Annoy for k + |history| neighbours of the user's fused vector and drops the history,
         which is exactly the query whose recall the index stage measures. `by_interest`: one
-        query per interest besides the whole-user one, the slots dealt by weight; each row says
-        which list it came from.
+        query per interest besides the whole-user one, the slots dealt by weight; rows are
+        grouped by the list they serve and scored by its query (`_by_interest`), ranks 1..k down
+        the groups.
         """
         check_k(k, self.n_items)
         user = self._history_user(user_id)
@@ -477,11 +494,14 @@ class Served:
         if by_interest:
             found = self._by_interest(user, interests, seen, k)
         else:
-            found = [(item, score, None) for item, score in self._retrieve(user.vector, seen, k)]
+            found = [
+                (item, score, None, user.vector, None)
+                for item, score in self._retrieve(user.vector, seen, k)
+            ]
         index = self.index
-        because_of = explain.closest_history(index, [i for i, _, _ in found], seen_order)
+        because_of = explain.closest_history(index, [entry[0] for entry in found], seen_order)
         items = self.items(
-            [i for i, _, _ in found]
+            [entry[0] for entry in found]
             + [source for source, _ in because_of.values()]
             + seen_order[:RECENT_SHOWN]
         )
@@ -491,11 +511,9 @@ class Served:
         text_dimension = int(self.meta.get("text_dimension", 0))
 
         results = []
-        for rank, (item_idx, score, serves) in enumerate(found, start=1):
+        for rank, (item_idx, score, serves, query, dealt) in enumerate(found, start=1):
             item = items[item_idx]
-            text_score = explain.text_score(
-                user.vector, index.get_item_vector(item_idx), text_dimension
-            )
+            text_score = explain.text_score(query, index.get_item_vector(item_idx), text_dimension)
             because = None
             if item_idx in because_of:
                 source, similarity = because_of[item_idx]
@@ -511,6 +529,7 @@ class Served:
                     cluster_lift=lifts.get(item.item_id),
                     cluster_terms=explain.matching_terms(item, terms),
                     serves=serves,
+                    dealt=dealt,
                 )
             )
         recent_entries = self.history(user.user_idx, RECENT_SHOWN)
@@ -634,23 +653,24 @@ class Served:
         ]
 
     def similar(self, item_id: str, k: int = 10) -> tuple[Item, list[Neighbour]]:
-        """Items nearest to an item in the fused space (dot product)."""
+        """The `k` items nearest to an item in the fused space (dot product), never the item
+        itself: at most the catalogue's other items, and exactly `k` (`_retrieve`)."""
         check_k(k, self.n_items)
+        others = self.n_items - 1
+        if k > others:
+            raise RecliError(
+                f"-k {k} is more than the {others} other items in the catalogue: "
+                + (f"use -k between 1 and {others}" if others else "it has no item to compare with")
+            )
         item = self.item(item_id)
-        neighbours, scores = self.index.get_nns_by_item(
-            item.item_idx, k + 1, search_k=self.search_k, include_distances=True
-        )
-        pairs = [(i, s) for i, s in zip(neighbours, scores, strict=True) if i != item.item_idx]
-        return item, self._neighbours(pairs[:k])
+        vector = self.index.get_item_vector(item.item_idx)
+        return item, self._neighbours(self._retrieve(vector, {item.item_idx}, k))
 
     def search(self, text_vector: Sequence[float], k: int = 10) -> list[Neighbour]:
-        """Cold start: items nearest to a text embedding, with an empty collaborative part."""
+        """Cold start: the `k` items nearest to a text embedding, with an empty collaborative
+        part; exactly `k` (`_retrieve`)."""
         check_k(k, self.n_items)
-        query = self.text_query(text_vector)
-        neighbours, scores = self.index.get_nns_by_vector(
-            query, k, search_k=self.search_k, include_distances=True
-        )
-        return self._neighbours(list(zip(neighbours, scores, strict=True)))
+        return self._neighbours(self._retrieve(self.text_query(text_vector), set(), k))
 
     def text_query(self, text_vector: Sequence[float]) -> list[float]:
         """[text_scale · text, zeros]: a user with no collaborative history, as a fused vector."""

@@ -155,7 +155,7 @@ def test_metrics_still_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     (tmp_path / "metrics" / "evaluation.json").write_text(json.dumps({"test": rows}))
     result = runner.invoke(app, ["metrics", "--markdown"], env=ENV)
     assert result.exit_code == 0, result.output
-    assert "| ease | 0.0800 | 0.1200 |" in result.stdout
+    assert "| EASE | 0.0800 | 0.1200 |" in result.stdout  # the name a reader knows
 
 
 def test_metrics_against_a_git_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -423,8 +423,11 @@ def test_recommend_by_interest(facts: dict[str, Any]) -> None:
     )
     rows = payload["recommendations"]
     assert len(rows) == 6 and [row["rank"] for row in rows] == list(range(1, 7))
-    # Whole-user share 0.5 and one interest of weight 1: the slots alternate, overall first.
-    assert [row["serves"] for row in rows] == ["overall taste", facts["interest_label"]] * 3
+    # Whole-user share 0.5 and one interest of weight 1: the slots alternate, overall first...
+    dealt = sorted(rows, key=lambda row: row["dealt"])
+    assert [row["serves"] for row in dealt] == ["overall taste", facts["interest_label"]] * 3
+    # ...and the rows are shown grouped by the list they serve, in the order first dealt.
+    assert [row["serves"] for row in rows] == ["overall taste"] * 3 + [facts["interest_label"]] * 3
     ids = [row["item_id"] for row in rows]
     assert len(set(ids)) == 6
     assert not set(ids) & facts["history_item_ids"]

@@ -151,8 +151,8 @@ def test_metrics_markdown() -> None:
     assert render.metrics_markdown(table) == [
         "| model | ndcg@10 | hr@10 |",
         "|---|---:|---:|",
-        "| als | 0.0700 | 0.1300 |",
-        "| ease | 0.0800 | — |",
+        "| ALS | 0.0700 | 0.1300 |",
+        "| EASE | 0.0800 | — |",
     ]
 
 
@@ -200,3 +200,26 @@ def test_a_users_interests_are_listed_with_weight_medoid_period_and_group() -> N
     assert "interests: Animation · Children's 61%; Film-Noir 39%; Animation" in header
     assert "(+1 more)" in header
     assert interests[0].to_json()["medoid"]["title"] == "Aristocats, The (1970)"
+
+
+def test_metrics_fold_a_column_equal_to_another_in_every_row() -> None:
+    rows = {
+        "als": {"hr@10": 0.13, "ndcg@10": 0.07, "recall@10": 0.13},
+        "fused": {"hr@10": 0.2, "ndcg@10": 0.1, "recall@10": 0.2},
+    }
+    table = MetricsTable("test", rows, ["hr@10", "ndcg@10", "recall@10"], baseline=None)
+    assert render.metric_columns(table) == [("hr@10", "hr@10 = recall@10"), ("ndcg@10", "ndcg@10")]
+    assert render.metrics_markdown(table)[0] == "| model | hr@10 = recall@10 | ndcg@10 |"
+    assert render.metrics_markdown(table)[3] == "| fused (served) | 0.2000 | 0.1000 |"
+    # Equal now but not at the revision compared with: both stay, each with its own change.
+    baseline = {"als": {"hr@10": 0.1, "recall@10": 0.2}, "fused": {"hr@10": 0.2, "recall@10": 0.2}}
+    assert len(render.metric_columns(table._replace(baseline=baseline))) == 3
+    assert render.model_name("text_sequence") == "recli sequence model"
+    assert render.model_name("my_model") == "my_model"  # one not listed keeps its key
+
+
+def test_data_with_control_characters_prints_as_escapes() -> None:
+    title = "\x1b]0;owned\x07[bold]Brazil[/] \u202eevil\r"
+    text = _text([render.items_table("t", [Neighbour(1, _item("1", title), 0.5)])])
+    assert "\\x1b]0;owned\\x07[bold]Brazil[/] \\u202eevil\\r" in text
+    assert render.escape("\x9b31m") == "\\x9b31m"
