@@ -415,7 +415,7 @@ def search(
     """Cold start: recommend from a free-text description, with the fine-tuned encoder."""
     if not text.strip():
         raise RecliError('empty search text: describe a taste, e.g. recli search "space opera"')
-    from recli.inputs import check_k, is_text, known_words, not_text
+    from recli.inputs import check_k, is_text, not_text
 
     if not is_text(text):
         raise not_text("search text", text, 'recli search "space opera"')
@@ -427,7 +427,7 @@ def search(
             from recli.query_encoder import QueryEncoder
 
             query_encoder = QueryEncoder.load(location)
-            if not known_words(query_encoder.tokenizer, text):
+            if not query_encoder.known_words(text):
                 # Its vector would be the encoder's bias alone: ten items unrelated to anything.
                 raise RecliError(
                     f"search text '{shown(text)}' has no words the encoder knows (only "

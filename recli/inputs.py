@@ -9,8 +9,6 @@ megabyte or an escape sequence cannot flood or drive the terminal. Standard libr
 
 from __future__ import annotations
 
-from typing import Any
-
 from recli.errors import RecliError
 
 SUGGESTIONS = 5
@@ -171,28 +169,3 @@ def unknown_id(kind: str, given: str, known: list[str], command: str) -> RecliEr
     return RecliError(
         f"unknown {kind} id '{shown(given)}': the catalogue has {count} ({span}){closest}"
     )
-
-
-def known_words(tokenizer: Any, text: str) -> list[str]:
-    """The tokens of `text` that carry meaning for the encoder: the wordpieces it knows (not
-    its unknown token, not a special token) with at least one letter or digit.
-
-    Read from the token ids the encoder would see (truncated as it truncates), so text the
-    tokenizer drops (`\\u200b`), maps to its unknown token (`☃`, emoji) or to punctuation
-    only (`!!!`) has none. `tokenizer` is a `tokenizers.Tokenizer`.
-    """
-    special = {
-        token_id
-        for token_id, token in tokenizer.get_added_tokens_decoder().items()
-        if token.special
-    }
-    unknown_token = getattr(tokenizer.model, "unk_token", None)
-    unknown = tokenizer.token_to_id(unknown_token) if isinstance(unknown_token, str) else None
-    encoding = tokenizer.encode(text, add_special_tokens=False)
-    return [
-        token
-        for token_id, token in zip(encoding.ids, encoding.tokens, strict=True)
-        if token_id != unknown
-        and token_id not in special
-        and any(char.isalnum() for char in token.removeprefix("##"))
-    ]

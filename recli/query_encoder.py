@@ -453,6 +453,37 @@ class QueryEncoder:
             )
         return weights, layers
 
+    def known_words(self, text: str) -> int:
+        """How many of the tokens the encoder would read from `text` carry meaning: wordpieces
+        in its vocabulary (not the unknown token, not a special token such as `[CLS]` or a
+        typed `[MASK]`) with at least one letter or digit.
+
+        A text with none (only punctuation `!!!`, symbols or emoji the vocabulary maps to the
+        unknown token, characters the tokenizer drops such as `\u200b`) still encodes, but to
+        a vector of special tokens, punctuation and position embeddings that lands near the
+        same point whatever was typed: its search results would say nothing about the query.
+        Counted on the token ids `encode` sees, special tokens and truncation to
+        `max_seq_length` included, so a word cut off the end of a long text counts for nothing,
+        as it does in the vector.
+        """
+        special = {
+            token_id
+            for token_id, token in self.tokenizer.get_added_tokens_decoder().items()
+            if token.special
+        }
+        unknown_token = getattr(self.tokenizer.model, "unk_token", None)
+        unknown = (
+            self.tokenizer.token_to_id(unknown_token) if isinstance(unknown_token, str) else None
+        )
+        encoding = self.tokenizer.encode(text, add_special_tokens=True)
+        return sum(
+            1
+            for token_id, token in zip(encoding.ids, encoding.tokens, strict=True)
+            if token_id != unknown
+            and token_id not in special
+            and any(char.isalnum() for char in token.removeprefix("##"))
+        )
+
     def encode(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """L2-normalised float32 vectors [len(texts), dimension]; an empty text gives a zero row.
 

@@ -386,6 +386,10 @@ def exploration_view(result: Exploration) -> list[Any]:
         )
         if why:
             title += f"\n[dim]{'; '.join(why)}[/]"
+        if suggestion.unseen < result.k:
+            # In the heading, not after the rows: on a narrow terminal a line after the stacked
+            # records reads as part of the next topic.
+            title += f"\n[yellow]{_unseen_note(suggestion.unseen)}[/]"
         table = Grid(header_style="bold", title=title, title_justify="left")
         table.add_column("#", justify="right", no_wrap=True)
         table.add_column("title")
@@ -399,7 +403,22 @@ def exploration_view(result: Exploration) -> list[Any]:
                 f"{neighbour.score:.2f}",
             )
         view.append(table)
+    if result.suggestions and len(result.suggestions) < result.topics_asked:
+        # The header counts the topics left, but does not say the answer is short of --topics.
+        view.append(f"[yellow]{_topics_note(len(result.suggestions), result.topics_asked)}[/]")
     return view
+
+
+def _unseen_note(unseen: int) -> str:
+    """Why a topic lists fewer items than `-k`: it has no more the user has not seen."""
+    if unseen == 0:
+        return "(no unseen items in this topic)"
+    return f"(only {unseen} unseen item{'s' if unseen != 1 else ''} in this topic)"
+
+
+def _topics_note(left: int, asked: int) -> str:
+    """Why fewer topics are shown than `--topics`: the user has tried all the others."""
+    return f"(only {left} untried topic{'s' if left != 1 else ''} left; {asked} asked for)"
 
 
 def user_view(profile: UserProfile) -> list[Any]:

@@ -286,8 +286,13 @@ class TopicSuggestion(NamedTuple):
     """Title of the item that stands for the topic."""
     items: list[Neighbour]
     """Its items the user has not interacted with, by explore score."""
+    unseen: int
+    """How many items of the topic the user has not interacted with, in all: `items` holds the
+    `-k` best of them, so fewer than `-k` when the topic has fewer."""
 
     def to_json(self) -> dict[str, Any]:
+        """One suggestion of `recli explore --json`; `unseen_items` says why `items` may be
+        shorter than `-k`."""
         return {
             "topic": self.topic,
             "label": self.label,
@@ -297,6 +302,7 @@ class TopicSuggestion(NamedTuple):
             "closest_interest": self.closest_interest,
             "exemplar": self.exemplar,
             "items": [item.to_json() for item in self.items],
+            "unseen_items": self.unseen,
         }
 
 
@@ -309,6 +315,10 @@ class Exploration(NamedTuple):
     suggestions: list[TopicSuggestion]
     topics_left: int
     """How many topics the user has not engaged with."""
+    k: int
+    """Items asked for per topic (`-k`): a topic with fewer unseen items shows all it has."""
+    topics_asked: int
+    """Topics asked for (`--topics`): fewer are suggested when fewer are left."""
 
     def to_json(self) -> dict[str, Any]:
         """The whole of `recli explore --json`."""

@@ -610,6 +610,7 @@ class Served:
                     items=self._explored_items(
                         user, unseen_in.get(entry.topic, []), entry.score, settings, k
                     ),
+                    unseen=len(unseen_in.get(entry.topic, [])),
                 )
             )
         engaged = sorted(weights.items(), key=lambda pair: (-pair[1], pair[0]))
@@ -618,6 +619,8 @@ class Served:
             engaged=[(labels[topic], weight) for topic, weight in engaged],
             suggestions=suggestions,
             topics_left=len(ranked),
+            k=k,
+            topics_asked=topics,
         )
 
     def _explored_items(
@@ -628,7 +631,8 @@ class Served:
         settings: dict[str, Any],
         k: int,
     ) -> list[Neighbour]:
-        """The `k` best of one topic's unseen items by `recli.exploration.explore_score`."""
+        """The `k` best of one topic's unseen items by `recli.exploration.explore_score`: all of
+        them when it has fewer than `k` (`TopicSuggestion.unseen` says how many it has)."""
         index = self.index
         scored = sorted(
             (

@@ -252,6 +252,36 @@ def test_similar_refuses_more_than_the_other_items(facts: dict[str, Any]) -> Non
     assert len(found) == others and facts["item_id"] not in found
 
 
+@pytest.mark.parametrize("columns", [40, 120])
+def test_explore_says_when_a_topic_or_the_topics_fall_short(
+    facts: dict[str, Any], columns: int
+) -> None:
+    # The user has tried every topic but block B, whose items they have none of.
+    unseen = len(facts["block_b_item_ids"])
+    args = ["explore", facts["user_id"], "-k", str(unseen + 5), "--topics", "3"]
+    result = invoke(facts["root"], *args, columns=columns)
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.stdout.splitlines()) <= columns
+    screen = " ".join(result.stdout.split())  # a note may wrap on a narrow terminal
+    payload = json.loads(invoke(facts["root"], *args, "--json").stdout)
+    (suggestion,) = payload["suggestions"]
+    assert suggestion["unseen_items"] == unseen and len(suggestion["items"]) == unseen
+    note = f"(only {unseen} unseen items in this topic)"
+    # Under the topic's heading, before its rows.
+    label, last = suggestion["label"], suggestion["items"][-1]["title"]
+    assert screen.index(label) < screen.index(note) < screen.rindex(last)
+    assert screen.endswith("(only 1 untried topic left; 3 asked for)")
+    assert payload["topics_left"] == 1
+    # Asked for no more than there is: the answer is whole and says nothing more.
+    args = ["explore", facts["user_id"], "-k", str(unseen), "--topics", "1"]
+    whole = invoke(facts["root"], *args, columns=columns)
+    assert whole.exit_code == 0, whole.output
+    assert "unseen items" not in whole.stdout and "untried" not in whole.stdout
+    payload = json.loads(invoke(facts["root"], *args, "--json").stdout)
+    assert [len(s["items"]) for s in payload["suggestions"]] == [unseen]
+    assert payload["suggestions"][0]["unseen_items"] == unseen
+
+
 def _narrow_encoder(directory: Path) -> Path:
     """A saved 2-wide random BERT sentence encoder (the packaged tokenizer), to match an index
     whose text part is 2-d."""

@@ -3,7 +3,8 @@
 Whatever the input, `recli` ends with exit code 0, 1 (a `RecliError`: exactly one `error:` line
 on stderr) or 2 (a usage error), never with a traceback; nothing it prints carries a raw control
 character (an id or title is echoed with its escapes visible); and an answer lists exactly as
-many rows as it says: `-k` items, the history or members asked for (or all there are).
+many rows as it says: `-k` items, the history or members asked for (or all there are, and
+`recli explore` says so when a topic, or the list of topics, falls short).
 
 The real CLI (Typer's `CliRunner` on `recli.cli.app`) answers from the tiny real artifacts of
 `tests/cli_artifacts.py`; the example budgets keep the file well under a minute.
@@ -163,19 +164,33 @@ def test_cluster_lists_the_members_asked_for(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=FIXTURES)
-@given(k=counts, topics=counts)
+@given(k=counts, topics=counts, as_json=st.booleans())
 def test_explore_lists_the_topics_and_items_asked_for(
-    facts: dict[str, Any], k: int, topics: int
+    facts: dict[str, Any], k: int, topics: int, as_json: bool
 ) -> None:
-    args = ["explore", facts["user_id"], "-k", str(k), "--topics", str(topics), "--json"]
-    result = run(facts["root"], *args)
+    args = ["explore", facts["user_id"], "-k", str(k), "--topics", str(topics)]
+    result = run(facts["root"], *args, *(["--json"] * as_json))
     check_ending(result)
     assert (result.exit_code == 0) == (1 <= k <= facts["n_items"] and 1 <= topics <= LARGEST)
-    if result.exit_code == 0:
+    if result.exit_code:
+        return
+    unseen = len(facts["block_b_item_ids"])  # block B: the one topic left, none of it seen
+    topics_left = 1
+    if as_json:
+        # min(k, unseen) items, and the count that says why when it is fewer than k.
         payload = json.loads(result.stdout)
-        assert len(payload["suggestions"]) == min(topics, payload["topics_left"])
-        for suggestion in payload["suggestions"]:  # block B: 15 items the user has not seen
-            assert len(suggestion["items"]) == min(k, len(facts["block_b_item_ids"]))
+        assert payload["topics_left"] == topics_left
+        assert len(payload["suggestions"]) == min(topics, topics_left)
+        for suggestion in payload["suggestions"]:
+            assert len(suggestion["items"]) == min(k, unseen)
+            assert suggestion["unseen_items"] == unseen
+        return
+    assert table_ranks(result.stdout) == list(range(1, min(k, unseen) + 1))
+    screen = " ".join(result.stdout.split())  # a note may wrap
+    short_items = f"(only {unseen} unseen items in this topic)"
+    assert (short_items in screen) == (k > unseen)
+    short_topics = f"(only {topics_left} untried topic left; {topics} asked for)"
+    assert (short_topics in screen) == (topics > topics_left)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=FIXTURES)

@@ -166,6 +166,38 @@ def test_what_cannot_be_read_exactly_is_refused(tiny_encoder_dir: Path, tmp_path
         QueryEncoder.load(folder)
 
 
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("robots", 1),
+        ("space opera, funny", 3),  # the comma is not a word
+        ("1984", 1),
+        ("東京", 2),  # one wordpiece per CJK character
+        ("sci-fi!!!", 2),
+        ("[CLS] [SEP] robots", 1),  # typed special tokens are not words
+        ("", 0),
+        ("!!! ???", 0),
+        ("…", 0),
+        ("🤖🚀", 0),  # the unknown token
+        ("☃ ☃", 0),
+        ("\u200b", 0),  # dropped by the tokenizer
+        ("[MASK]", 0),
+    ],
+)
+def test_known_words_counts_the_wordpieces_that_carry_meaning(
+    tiny_encoder_dir: Path, text: str, words: int
+) -> None:
+    assert QueryEncoder.load(tiny_encoder_dir).known_words(text) == words
+
+
+def test_a_word_truncated_away_is_not_known(tiny_encoder_dir: Path) -> None:
+    encoder = QueryEncoder.load(tiny_encoder_dir)
+    room = MAX_SEQ_LENGTH - 2  # [CLS] and [SEP] take two of the positions
+    assert encoder.known_words("!" * (room - 1) + " robots") == 1
+    # Each "!" is a token: `robots` is cut off, so the vector holds punctuation alone.
+    assert encoder.known_words("!" * room + " robots") == 0
+
+
 def test_erf_is_exact_to_float64() -> None:
     grid = np.linspace(-8.0, 8.0, 20001)
     expected = np.array([math.erf(value) for value in grid])
