@@ -82,6 +82,9 @@ class FilesSource(_Section):
     """Field separator for text files; `null` infers it from the extension (`.tsv` → tab)."""
     encoding: Literal["utf-8", "latin-1"] = "utf-8"
     """Text encoding of CSV/TSV files."""
+    timestamp_unit: Literal["auto", "s", "ms", "us", "ns"] = "auto"
+    """Unit of numeric timestamps since 1970; `auto` tells seconds from milliseconds, micro- and
+    nanoseconds by the values' size, and `s` keeps any number as it is."""
     columns: FileColumns = FileColumns()
     item_columns: ItemColumns = ItemColumns()
     tag_columns: TagColumns = TagColumns()

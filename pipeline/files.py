@@ -4,10 +4,19 @@ or parquet, read with the column names `data.files` gives and normalised into `R
 Every text column is read as a string and typed per column, so ids keep their spelling (`007`).
 A structural problem (missing file or column, non-numeric rating, bad encoding) raises
 `RecliError` naming the file as `params.yaml` spells it and the key that fixes it.
+
+Nothing is reinterpreted quietly: a file in another Unicode encoding than `data.files.encoding`
+(a UTF-16 or UTF-32 file, a UTF-8 byte-order mark) is read as what it is, and timestamps in
+milliseconds, microseconds or nanoseconds are converted to seconds, each with a one-line note on
+stderr saying so. A UTF-8 file declared latin-1 is refused rather than read as mojibake.
 """
 
 from __future__ import annotations
 
+import codecs
+import re
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -20,6 +29,26 @@ TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": None, ".dat": None}
 SEPARATOR_ALIASES = {"\\t": "\t", "tab": "\t"}
 # How exported files spell a missing (NaN) id; such rows are dropped and counted like empty ids.
 MISSING_ID_SPELLINGS = ("NaN", "nan")
+
+# Byte-order marks with the codec that reads what follows and the name a note shows. UTF-32LE's
+# mark starts with UTF-16LE's, so it is tried first.
+BYTE_ORDER_MARKS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le", "UTF-32LE"),
+    (codecs.BOM_UTF32_BE, "utf-32-be", "UTF-32BE"),
+    (codecs.BOM_UTF8, "utf-8", "UTF-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le", "UTF-16LE"),
+    (codecs.BOM_UTF16_BE, "utf-16-be", "UTF-16BE"),
+)
+# A multiple of 4, so a UTF-32 sniff never cuts a character.
+SNIFF_BYTES = 4096
+
+# Seconds per unit of a numeric timestamp.
+TIMESTAMP_UNITS = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+# Where each unit's values start: every band holds the instants from 1973-03 to the year 5138 in
+# its unit, so real dates of one unit never straddle a bound. Seconds also take every smaller
+# number, which keeps small sortable counters as they are.
+UNIT_BANDS = (("s", 0.0), ("ms", 1e11), ("us", 1e14), ("ns", 1e17))
 
 
 def load_files(cfg: FilesSource, root: Path = Path(".")) -> RawData:
@@ -36,11 +65,12 @@ def load_files(cfg: FilesSource, root: Path = Path(".")) -> RawData:
     events = _read_table(events_path, root, "data.files.interactions", cfg)
     _require_columns(events, events_path, "data.files.columns", columns.model_dump())
     _require_rows(events, events_path, "data.files.interactions")
+    users = _as_id(events, columns.user)
     interactions = events.select(
-        _as_id(events, columns.user).alias("user_id"),
+        users.alias("user_id"),
         _as_id(events, columns.item).alias("item_id"),
-        _as_number(events, columns.rating, events_path, "rating", pl.Float64).alias("rating"),
-        _as_number(events, columns.timestamp, events_path, "timestamp", pl.Int64).alias(
+        _as_rating(events, columns.rating, events_path).alias("rating"),
+        _as_timestamp(events, columns.timestamp, events_path, cfg.timestamp_unit, users).alias(
             "timestamp"
         ),
     )
@@ -110,20 +140,22 @@ def _read_table(path: Path, root: Path, key: str, cfg: FilesSource) -> pl.DataFr
         )
     if len(separator.encode("utf-8")) != 1:
         raise RecliError(f"data.files.separator must be one character, got {separator!r}")
+    source = _utf8_source(file, path, cfg.encoding, separator)
     try:
         # Ids stay strings (`007` keeps its zeros) because nothing is inferred.
-        return pl.read_csv(
-            file,
-            separator=separator,
-            infer_schema=False,
-            encoding="utf8" if cfg.encoding == "utf-8" else cfg.encoding,
-        )
+        return pl.read_csv(source, separator=separator, infer_schema=False, encoding="utf8")
     except pl.exceptions.NoDataError:
         raise RecliError(
             f"{path} is empty: point {key} at a file with a header row and data"
         ) from None
     except pl.exceptions.PolarsError as error:
         if "utf-8" in str(error).lower() or "utf8" in str(error).lower():
+            if _sniff(file).startswith(codecs.BOM_UTF8):
+                # The mark says UTF-8, so latin-1 is not the fix: part of the file is not UTF-8.
+                raise RecliError(
+                    f"{path} starts with a UTF-8 byte-order mark but is not valid UTF-8 "
+                    "throughout: re-save the whole file as UTF-8"
+                ) from None
             raise RecliError(
                 f"{path} is not valid UTF-8: set data.files.encoding: latin-1 in params.yaml"
             ) from None
@@ -131,6 +163,108 @@ def _read_table(path: Path, root: Path, key: str, cfg: FilesSource) -> pl.DataFr
             f"{path} could not be parsed ({_first_line(error)}): check data.files.separator "
             f"(now {separator!r}) and the file's quoting"
         ) from None
+
+
+def _note(message: str) -> None:
+    """Say on stderr what the reader did that the settings did not spell out."""
+    print(f"data: {message}", file=sys.stderr)
+
+
+def _sniff(file: Path) -> bytes:
+    with file.open("rb") as handle:
+        return handle.read(SNIFF_BYTES)
+
+
+def _unicode_encoding(head: bytes) -> tuple[str, str, bytes] | None:
+    """(codec, name, byte-order mark) of a file that starts with `head`, where its bytes say which
+    Unicode encoding it is: a byte-order mark, or the NUL bytes of UTF-16 or UTF-32 text without
+    one. None for a file with neither (UTF-8 or an 8-bit encoding)."""
+    for mark, codec, name in BYTE_ORDER_MARKS:
+        if head.startswith(mark):
+            return codec, name, mark
+    if b"\x00" not in head:
+        # Text in UTF-8 or an 8-bit encoding has no NUL bytes; UTF-16 or UTF-32 with ASCII has.
+        return None
+    best: tuple[int, str, str] | None = None
+    for codec, name in (
+        ("utf-32-le", "UTF-32LE"),
+        ("utf-32-be", "UTF-32BE"),
+        ("utf-16-le", "UTF-16LE"),
+        ("utf-16-be", "UTF-16BE"),
+    ):
+        try:
+            # Incremental, so a character cut at the end of the sniff is no error.
+            text = codecs.getincrementaldecoder(codec)().decode(head, final=False)
+        except UnicodeDecodeError:
+            continue
+        # The wrong byte order reads a line break as U+0A00 (unassigned), and UTF-8 bytes with a
+        # stray NUL read as unrelated characters, so neither has line breaks or much ASCII; the
+        # right one reads the header, the ids and the numbers as ASCII.
+        if "\n" not in text or "\x00" in text:
+            continue
+        ascii_count = sum(" " <= char <= "~" or char in "\t\r\n" for char in text)
+        if 10 * ascii_count > len(text) and (best is None or ascii_count > best[0]):
+            best = (ascii_count, codec, name)
+    return None if best is None else (best[1], best[2], b"")
+
+
+def _utf8_source(file: Path, path: Path, encoding: str, separator: str) -> Path | bytes:
+    """What polars reads for `file`: the file itself where it is UTF-8 as `encoding` says, else its
+    text re-encoded as UTF-8, with a note where the file's own bytes overrule `encoding`."""
+    found = _unicode_encoding(_sniff(file))
+    if found is None:
+        if encoding == "utf-8":
+            return file
+        data = file.read_bytes()
+        _refuse_utf8_as_latin1(data, path, separator)
+        return data.decode("latin-1").encode("utf-8")
+    codec, name, mark = found
+    if codec == "utf-8" and encoding == "utf-8":
+        # polars skips a UTF-8 byte-order mark itself: the file is what the settings say.
+        return file
+    data = file.read_bytes()[len(mark) :]
+    how = f"starts with a {name} byte-order mark" if mark else f"is {name} (no byte-order mark)"
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as error:
+        raise RecliError(
+            f"{path} {how} but is not valid {name} (byte {error.start + len(mark)}): "
+            "re-save it as UTF-8"
+        ) from None
+    _note(f"{path} {how}: read as {name}, not as data.files.encoding ({encoding})")
+    return text.encode("utf-8")
+
+
+def _refuse_utf8_as_latin1(data: bytes, path: Path, separator: str) -> None:
+    """Stop where a file declared latin-1 is UTF-8 with non-ASCII text.
+
+    Read as latin-1, every such character would become two or three others (`é` → `Ã©`) in every
+    title and tag, baked into the catalogue with nothing failing; a warning scrolls past in a
+    pipeline's output, and the fix is one setting. Latin-1 text whose accented letters happen to
+    form valid UTF-8 needs letter pairs like `Ã©` at every one of them, so a real latin-1 file is
+    all but never refused; if one is, saving it as UTF-8 reads it right.
+    """
+    if data.isascii():
+        return
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    start = re.search(rb"[\x80-\xff]", data).start()  # type: ignore[union-attr]
+    # Show the field that holds the first accented character, as read both ways.
+    mark = separator.encode("utf-8")
+    field_start = max(data.rfind(b"\n", 0, start), data.rfind(mark, 0, start)) + 1
+    ends = [end for end in (data.find(b"\n", start), data.find(mark, start)) if end >= 0]
+    field = data[field_start : min(ends, default=len(data))][:60]
+    # Cutting at 60 bytes may split a character; `ignore` drops only that one.
+    sample = field.decode("utf-8", errors="ignore").strip().strip('"')
+    number = data.count(b"\n", 0, start) + 1
+    raise RecliError(
+        f"{path} is UTF-8, but data.files.encoding is latin-1, which would read line "
+        f"{number}'s {sample!r} as "
+        f"{sample.encode('utf-8').decode('latin-1')!r}: set data.files.encoding: utf-8 "
+        "in params.yaml"
+    )
 
 
 def _require_columns(
@@ -205,45 +339,159 @@ def _iso_seconds(text: pl.Series) -> pl.Series:
     return parsed.fill_null(day.dt.epoch("s")).cast(pl.Float64)
 
 
-def _as_number(
-    frame: pl.DataFrame, column: str | None, path: Path, field: str, dtype: pl.DataType
-) -> pl.Series:
-    """A numeric column; a value that is present but not a number is a structural error."""
+def _bad_value(
+    path: Path, column: str, text: pl.Series, bad: pl.Series, kind: str, key: str
+) -> None:
+    """Stop at the first value where `bad` holds, naming its line (1-based, after the header)."""
+    bad = bad.fill_null(False)
+    if bad.any():
+        example = text.filter(bad)[0]
+        row = int(bad.arg_max() or 0) + 2
+        raise RecliError(
+            f"{path}: column '{column}' has {example!r}, not {kind} (line {row}): "
+            f"fix the file, or set data.files.columns.{key} to a numeric column or null"
+        )
+
+
+def _as_rating(frame: pl.DataFrame, column: str | None, path: Path) -> pl.Series:
+    """The rating column as Float64; a value that is present but not a number is an error."""
     if column is None:
-        return pl.repeat(None, frame.height, dtype=dtype, eager=True)
+        return pl.repeat(None, frame.height, dtype=pl.Float64, eager=True)
     values = frame[column]
-    if dtype == pl.Int64 and values.dtype == pl.Date:
-        values = values.cast(pl.Datetime("ms"))
-    if dtype == pl.Int64 and isinstance(values.dtype, pl.Datetime):
-        return values.dt.epoch("s")
     if values.dtype == pl.String:
         text = values.str.strip_chars().replace("", None)
-        parsed = text.cast(pl.Float64, strict=False)
-        if dtype == pl.Int64 and field == "timestamp":
-            parsed = parsed.fill_null(_iso_seconds(text))
-        bad = text.is_not_null() & parsed.is_null()
-        if bad.any():
-            example = text.filter(bad)[0]
-            row = int(bad.arg_max() or 0) + 2  # 1-based, after the header
-            kind = "a number or an ISO-8601 date" if field == "timestamp" else "a number"
-            raise RecliError(
-                f"{path}: column '{column}' has {example!r}, not {kind} (line {row}): "
-                f"fix the file, or set data.files.columns.{field} to a numeric column or null"
-            )
-        if dtype == pl.Int64:
-            # Integers are parsed exactly (a float round-trip loses precision past 2**53).
-            parsed = text.cast(pl.Int64, strict=False).fill_null(parsed.floor().cast(pl.Int64))
-        values = parsed
+        values = text.cast(pl.Float64, strict=False)
+        _bad_value(path, column, text, text.is_not_null() & values.is_null(), "a number", "rating")
     elif not values.dtype.is_numeric():
         raise RecliError(
             f"{path}: column '{column}' holds {values.dtype}, not numbers: "
-            f"set data.files.columns.{field} to a numeric column or null"
+            "set data.files.columns.rating to a numeric column or null"
         )
-    if values.dtype.is_float():
-        values = values.fill_nan(None)
-        if dtype == pl.Int64:
-            values = values.floor()
-    return values.cast(dtype)
+    values = values.cast(pl.Float64)
+    return values.fill_nan(None)
+
+
+def _as_timestamp(
+    frame: pl.DataFrame, column: str | None, path: Path, unit: str, users: pl.Series
+) -> pl.Series:
+    """Unix seconds (Int64) from numbers in `unit` (`auto`: told by their size), ISO-8601 text
+    or parquet dates; a value that is present but none of these is an error. Fractions of a
+    second are floored; `users` only serves the note on a conversion."""
+    if column is None:
+        return pl.repeat(None, frame.height, dtype=pl.Int64, eager=True)
+    values = frame[column]
+    if values.dtype == pl.Date:
+        values = values.cast(pl.Datetime("ms"))
+    if isinstance(values.dtype, pl.Datetime):
+        return values.dt.epoch("s")
+    dates = pl.repeat(None, frame.height, dtype=pl.Int64, eager=True)
+    if values.dtype == pl.String:
+        text = values.str.strip_chars().replace("", None)
+        floats = text.cast(pl.Float64, strict=False)
+        dates = _iso_seconds(text).cast(pl.Int64)
+        bad = text.is_not_null() & floats.is_null() & dates.is_null()
+        _bad_value(path, column, text, bad, "a number or an ISO-8601 date", "timestamp")
+        # Integers are parsed exactly (a float round-trip loses precision past 2**53).
+        exact = text.cast(pl.Int64, strict=False)
+    elif values.dtype.is_integer():
+        text = values.cast(pl.String)
+        # A UInt64 past Int64 becomes null here and is refused below.
+        exact = values.cast(pl.Int64, strict=False)
+        floats = values.cast(pl.Float64)
+    elif values.dtype.is_numeric():
+        text = values.cast(pl.String)
+        floats = values.cast(pl.Float64)
+        exact = pl.repeat(None, frame.height, dtype=pl.Int64, eager=True)
+    else:
+        raise RecliError(
+            f"{path}: column '{column}' holds {values.dtype}, not numbers: "
+            "set data.files.columns.timestamp to a numeric column or null"
+        )
+    # NaN is a missing time, as in the rating column; infinity or a number past Int64 is no time.
+    beyond = exact.is_null() & floats.is_not_nan() & ~(floats.abs() < 2.0**63)
+    _bad_value(path, column, text, beyond, "a time", "timestamp")
+    numbers = exact.fill_null(floats.fill_nan(None).floor().cast(pl.Int64))
+    told = unit != "auto"
+    unit = unit if told else _timestamp_unit(numbers, path, column)
+    factor = TIMESTAMP_UNITS[unit]
+    if factor == 1:
+        return numbers.fill_null(dates)
+    seconds = numbers // factor
+    _note_conversion(path, column, unit, told, numbers, seconds, users)
+    return seconds.fill_null(dates)
+
+
+def _timestamp_unit(numbers: pl.Series, path: Path, column: str) -> str:
+    """The unit every number in `numbers` has by its size (`UNIT_BANDS`); a column whose numbers
+    fall in several bands is refused, since no one unit reads all of them as plausible times."""
+    size = numbers.cast(pl.Float64).abs()
+    band = pl.Series(values=[0] * numbers.len(), dtype=pl.Int8)
+    for _, start in UNIT_BANDS[1:]:
+        band = band + (size >= start).cast(pl.Int8)
+    present = band.filter(numbers.is_not_null())
+    found = present.unique().sort().to_list()
+    if not found:
+        return "s"
+    if len(found) == 1:
+        return UNIT_BANDS[found[0]][0]
+    shown = []
+    for which in (found[0], found[-1]):
+        row = int((band == which).fill_null(False).arg_max() or 0)
+        name = UNIT_NAMES[UNIT_BANDS[which][0]]
+        shown.append(f"{numbers[row]} (line {row + 2}) looks like {name}")
+    raise RecliError(
+        f"{path}: column '{column}' mixes time units: {shown[0]}, {shown[1]}: make the column "
+        "one unit, or set data.files.timestamp_unit to its unit (s, ms, us or ns; s keeps "
+        "every number as it is)"
+    )
+
+
+def _date(seconds: int) -> str:
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%d")
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds} s"
+
+
+def _note_conversion(
+    path: Path,
+    column: str,
+    unit: str,
+    told: bool,
+    numbers: pl.Series,
+    seconds: pl.Series,
+    users: pl.Series,
+) -> None:
+    """Say which unit the timestamps were read in, the dates that gives, and how many events lost
+    their order within a second (preprocess then orders them by a seeded draw, as any tie)."""
+    present = seconds.drop_nulls()
+    if present.is_empty():
+        return
+    events = pl.DataFrame({"user": users, "number": numbers, "second": seconds}).drop_nulls(
+        "second"
+    )
+    tied = (
+        events.group_by("user", "second")
+        .agg(pl.len(), pl.col("number").n_unique().alias("instants"))
+        .filter(pl.col("instants") > 1)["len"]
+        .sum()
+    )
+    ties = (
+        f"; {tied} events now share their second with an event of the same user at another "
+        "instant (preprocess orders such ties by preprocess.split.seed)"
+        if tied
+        else ""
+    )
+    why = (
+        "as data.files.timestamp_unit says"
+        if told
+        else "told by their size (set data.files.timestamp_unit if that is wrong)"
+    )
+    _note(
+        f"{path}: column '{column}' holds {UNIT_NAMES[unit]} since 1970 "
+        f"({_date(int(present.min()))} to {_date(int(present.max()))}), {why}: "
+        f"converted to seconds{ties}"
+    )
 
 
 def _as_genres(frame: pl.DataFrame, column: str | None, separator: str) -> pl.Series:
