@@ -5,7 +5,7 @@ encoder it serves with are final. For each file (a path relative to the artifact
 records the size, the full sha256 and a *sampled* digest: BLAKE2b over the size and `SAMPLES`
 blocks of `BLOCK` bytes spread evenly through the file, the first and last blocks included.
 
-- `check_sampled` runs every time `recli` opens the artifacts. It reads at most 256 KiB a file,
+- `check_sampled` runs every time `recli` opens the artifacts. It reads at most 64 KiB a file,
   so it costs well under a millisecond: an edit through SQLite changes the catalogue's header
   (its change counter, or its journal mode), a file replaced by other bytes of the same size
   changes every block, a truncated or grown file changes its size. An edit of a few bytes in the
@@ -43,7 +43,7 @@ MANIFEST_FILE = "manifest.json"
 FORMAT = 1
 BLOCK = 4096
 """Bytes per sample: one SQLite page at its default size."""
-SAMPLES = 64
+SAMPLES = 16
 REBUILD = "run `dvc repro -f index` to rebuild what is served"
 
 
@@ -84,8 +84,8 @@ def record(artifacts: Path, files: Iterable[Path], located: dict[Path, Path] | N
     return {"format": FORMAT, "files": entries}
 
 
-def read_manifest(artifacts: Path) -> dict[str, dict[str, Any]]:
-    """`{relative path: entry}`, every path checked to lie inside the artifacts folder."""
+def _entries(artifacts: Path) -> dict[str, dict[str, Any]]:
+    """The manifest's `{relative path: entry}`, parsed and typed (paths not yet checked)."""
     path = manifest_path(artifacts)
     if not path.exists():
         raise RecliError(
@@ -93,7 +93,7 @@ def read_manifest(artifacts: Path) -> dict[str, dict[str, Any]]:
         )
     try:
         files = json.loads(path.read_text(encoding="utf-8"))["files"]
-        entries = {
+        return {
             str(name): {
                 "bytes": int(entry["bytes"]),
                 "sha256": str(entry["sha256"]),
@@ -103,12 +103,18 @@ def read_manifest(artifacts: Path) -> dict[str, dict[str, Any]]:
         }
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
         raise RecliError(f"{path} is damaged: {REBUILD}") from None
+
+
+def read_manifest(artifacts: Path) -> dict[str, dict[str, Any]]:
+    """`{relative path: entry}`, every path checked to lie inside the artifacts folder (before
+    anything opens the files the manifest names)."""
+    entries = _entries(artifacts)
     roots = transaction.allowed_roots(artifacts)[:1]
     for name in entries:
         if Path(name).is_absolute() or not transaction.inside(Path(artifacts) / name, roots):
             raise RecliError(
-                f"{path} names {name[:80]!r}, outside the artifacts folder: it was edited, "
-                f"{REBUILD}"
+                f"{manifest_path(artifacts)} names {name[:80]!r}, outside the artifacts folder: "
+                f"it was edited, {REBUILD}"
             )
     return entries
 
@@ -125,8 +131,9 @@ def _entry(entries: dict[str, dict[str, Any]], artifacts: Path, path: Path) -> d
 
 
 def check_sampled(artifacts: Path, paths: Iterable[Path]) -> None:
-    """Raise unless each of `paths` has its recorded size and sampled digest (cheap)."""
-    entries = read_manifest(artifacts)
+    """Raise unless each of `paths` has its recorded size and sampled digest (cheap). Only
+    entries for `paths`, which the caller names, are looked up: no path is taken from disk."""
+    entries = _entries(artifacts)
     for path in paths:
         entry = _entry(entries, artifacts, path)
         if not path.exists():

@@ -17,7 +17,7 @@ It prints a small table and writes JSON to `--out`: the two medians and their ra
 queried (the catalogue's first with history), and in-process timings over many users (`--users`) of
 `recli.serve.Served.recommend`, without Python start-up and imports: once with a fresh `Served`
 per query (open the catalogue, map the index, query: what a CLI process does) and once on one open
-`Served` (the query alone).
+`Served` (the query alone), and what the tamper check (`recli.integrity`) costs each command.
 
 Before timing, it compiles recli's modules to bytecode (`compileall`), as `pip install` does:
 with `PYTHONDONTWRITEBYTECODE` set, Python would otherwise recompile them on every run and the
@@ -38,7 +38,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from recli import contract, serve
+from recli import contract, integrity, serve
 
 BASELINE = [sys.executable, "-c", "import typer, rich.table"]
 # For reference only: what any Typer command that prints a 10-row rich table pays (a Console, a
@@ -114,6 +114,43 @@ def time_queries(artifacts: Path, users: list[str], k: int) -> dict[str, float]:
     }
 
 
+def time_integrity(artifacts: Path, repeats: int = 200) -> dict[str, float]:
+    """What the tamper check costs each `recli` command that opens the artifacts: the sizes and
+    sampled digests of the catalogue and the index against the index stage's record
+    (`recli.integrity.check_sampled`), and, for scale, the full sha256 `recli doctor` reads."""
+    files = [
+        artifacts / contract.INDEX_DIR / contract.CATALOGUE_FILE,
+        artifacts / contract.INDEX_DIR / contract.INDEX_FILE,
+    ]
+    sampled = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        integrity.check_sampled(artifacts, files)
+        sampled.append(1000 * (time.perf_counter() - started))
+    started = time.perf_counter()
+    integrity.check_full(artifacts)
+    full = 1000 * (time.perf_counter() - started)
+    return {
+        "sampled_check_ms_median": round(statistics.median(sampled), 4),
+        "sampled_check_bytes_read": sum(
+            min(path.stat().st_size, integrity.SAMPLES * integrity.BLOCK) for path in files
+        ),
+        "served_bytes": sum(path.stat().st_size for path in files),
+        "full_check_ms_every_served_file": round(full, 2),
+    }
+
+
+def _cpu() -> str:
+    """The CPU's model name (Linux), which timings depend on."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--artifacts", type=Path, default=contract.DEFAULT_ARTIFACTS)
@@ -136,6 +173,7 @@ def main() -> None:
     floor = statistics.median(times["typer_table_floor"])
     queries = time_queries(args.artifacts, users, args.k)
     search = statistics.median(times["search"])
+    check = time_integrity(args.artifacts)
 
     result = {
         "baseline_command": 'python -c "import typer, rich.table"',
@@ -155,11 +193,18 @@ def main() -> None:
         "search_meets_target": search <= SEARCH_TARGET_MS,
         "search_ms": [round(t, 2) for t in times["search"]],
         "in_process": queries,
+        "integrity": {
+            **check,
+            "sampled_check_share_of_recommend": round(
+                check["sampled_check_ms_median"] / recommend, 5
+            ),
+        },
         "catalogue": {"items": n_items, "users": n_users, "artifacts": str(args.artifacts)},
         "environment": {
             "python": platform.python_version(),
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
+            "cpu": _cpu(),
             "bytecode_precompiled": not args.no_compile,
             **{name: metadata.version(name) for name in ("typer", "rich", "annoy")},
         },
@@ -183,6 +228,9 @@ def main() -> None:
         f"{queries['open_and_query_ms_median']:.2f}",
     )
     table.add_row("in-process query alone", f"{queries['query_ms_median']:.2f}")
+    table.add_row(
+        "tamper check (sizes + sampled digests)", f"{check['sampled_check_ms_median']:.3f}"
+    )
     verdict = "meets" if result["search_meets_target"] else "misses"
     table.add_row(
         f"recli search (cold process; {verdict} ≤ {SEARCH_TARGET_MS:.0f} ms)", f"{search:.1f}"
