@@ -563,6 +563,11 @@ def main(root: Path = Path(".")) -> None:
         topics,
     )
     seal(layout.artifacts)
+    for served in (layout.index / contract.CATALOGUE_FILE, layout.index / contract.INDEX_FILE):
+        # Read-only: `cp` over the index rewrites in place a file that a running query has
+        # mapped, which kills that query (SIGBUS); refused, the copy has to replace the file,
+        # as the pipeline and DVC do, which leaves a running query's mapping intact.
+        io.resolve(served).chmod(0o444)
     io.write_json(
         layout.metrics_file("index"),
         {
