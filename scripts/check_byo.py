@@ -3,10 +3,11 @@
 The default data is MovieLens-100K, loaded by its own reader. This script checks the other road
 users take: a folder with `ratings.csv`, `movies.csv` and optionally `tags.csv` (the GroupLens
 "ml-latest-small" layout) is copied into a scratch project's `data/input/`, read with the
-`data.source: files` settings the README shows, and every stage runs on it with the committed
-`params.yaml` otherwise unchanged (`pipeline.workflow.run_all`, as `dvc repro` runs them). It
-prints each model's test and validation NDCG@10, the served model against the best peer with the
-paired per-user difference, and writes it all to `--out` (default `metrics/byo_check.json`).
+`data.source: files` settings `docs/your-own-data.md` shows, and every stage runs on it with the
+committed `params.yaml` otherwise unchanged (`pipeline.workflow.run_all`, as `dvc repro` runs
+them). It prints each model's test and validation NDCG@10, the served model against the best
+peer with the paired per-user difference, and writes it all to `--out` (default
+`metrics/byo_check.json`).
 
     python scripts/check_byo.py path/to/ml-latest-small
     python scripts/check_byo.py path/to/ml-latest-small --keep build --from sequence
