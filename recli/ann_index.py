@@ -1,10 +1,14 @@
-"""Opening the Annoy index that the catalogue describes, with the checks that cost nothing.
+"""Opening the Annoy index that the catalogue describes, with the checks that cost nothing, and
+searching it (`retrieve`: the nearest-neighbour search behind `recommend`, `similar` and `search`).
 
 A missing, empty or truncated file, a catalogue that records no dimension or a metric Annoy does
 not know, and a file Annoy cannot map each raise a `RecliError` naming the file and the fix,
 instead of Annoy's exception and the copy its C++ prints on the process's stderr. Whether the
 index holds the catalogue's items is checked by the caller (`recli.serve.Served.index`); whether
 it is the very file the catalogue was built with takes a full sha256 and is `recli doctor`'s job.
+
+`retrieve` lives here, next to the loading, because it is about Annoy alone (how many neighbours to
+ask for, when an approximate search must become exact), not about any one query.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +74,25 @@ def load_index(path: Path, meta: dict[str, Any], catalogue_path: Path) -> AnnoyI
     except OSError:
         raise RecliError(f"{path} is truncated or corrupted: {REBUILD}") from None
     return index
+
+
+def retrieve(
+    index: AnnoyIndex, vector: Sequence[float], seen: set[int], k: int, search_k: int = -1
+) -> list[tuple[int, float]]:
+    """The top-k unseen items of one query vector, as (item, dot product), best first.
+
+    Annoy is asked for k + |seen| neighbours and `seen` (the history) is dropped: the query whose
+    recall the index stage measures. An approximate search (`search_k`, -1: Annoy's default) can
+    come back short; then every leaf is visited (exact).
+    """
+    n_items = index.get_n_items()
+    wanted = min(k + len(seen), n_items)
+    chosen: list[tuple[int, float]] = []
+    for effort in (search_k, index.get_n_trees() * n_items):
+        neighbours, scores = index.get_nns_by_vector(
+            vector, wanted, search_k=effort, include_distances=True
+        )
+        chosen = [(i, s) for i, s in zip(neighbours, scores, strict=True) if i not in seen][:k]
+        if len(chosen) == k:
+            break
+    return chosen

@@ -1,8 +1,9 @@
 """The `recli` command line: one Typer app, thin commands over library functions.
 
 Each command opens the served artifacts (`recli.serve`), asks one question and prints the answer
-with a view from `recli.render`; `recli doctor` runs `recli.doctor` and `recli metrics` reads
-`recli.metrics_source`.
+with a view from `recli.views` (written out by `recli.render`); `recli doctor` runs
+`recli.doctor`, and `recli metrics` reads `recli.metrics_source` and shows it with
+`recli.metrics_view`.
 
 Only stdlib, typer, rich and stdlib-only recli modules are imported at module level, and the
 serving module (stdlib + annoy) is imported inside the commands that query: `recli recommend`
@@ -13,7 +14,7 @@ Whatever is typed ends in an answer, one error line (exit 1) or a usage error (e
 integer SQLite cannot hold is refused before a query sees it, and what a user typed is echoed
 short and with control characters visible (`recli.inputs.shown`). A closed pipe or a full disk
 ends the command as a Unix tool would (`recli.render.writing`), and `--help` on a narrow
-terminal is plain text with every option name whole.
+terminal is plain text with every option name whole (`recli.narrow_help`, imported only for help).
 
 No `from __future__ import annotations` here, unlike the rest of the project: Typer reads every
 command's annotations at each start, and string annotations cost it an `eval` per parameter
@@ -29,7 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from recli import __version__, render
+from recli import __version__, render, views
 from recli.contract import DEFAULT_ARTIFACTS, ENCODER_DIR, FINETUNE_DIR, INDEX_DIR
 from recli.errors import RecliError
 from recli.inputs import json_visible, shown, visible
@@ -44,81 +45,13 @@ USAGE_ERROR = sys.modules[typer.BadParameter.__module__].UsageError
 """Click's usage error, from the click Typer uses (its own copy since Typer 0.28)."""
 
 
-def _narrow_help(command: Any, ctx: Any) -> str | None:
-    """Help as plain stacked text where the terminal is narrower than `render.NARROW`: each
-    option or command name on a line of its own, in full, its help wrapped below it (rich's
-    help panels cut names to fit their columns). None on a wider terminal."""
-    width = render.console().width
-    if width >= render.NARROW:
-        return None
-    import inspect
-    import textwrap
-
-    wrap = max(width - 1, 20)
-
-    def block(text: str, indent: int) -> list[str]:
-        paragraphs = [" ".join(part.split()) for part in inspect.cleandoc(text).split("\n\n")]
-        lines: list[str] = []
-        for paragraph in filter(None, paragraphs):
-            if lines:
-                lines.append("")
-            # Never break an option name (`--by-interest`) across lines, nor cut one.
-            lines += textwrap.wrap(
-                paragraph,
-                wrap,
-                initial_indent=" " * indent,
-                subsequent_indent=" " * indent,
-                break_on_hyphens=False,
-                break_long_words=False,
-            )
-        return lines
-
-    lines = textwrap.wrap(
-        command.get_usage(ctx),
-        wrap,
-        subsequent_indent="  ",
-        break_on_hyphens=False,
-        break_long_words=False,
-    )
-    if command.help:
-        lines += ["", *block(command.help, 2)]
-    records: dict[str, list[tuple[str, str]]] = {"Arguments": [], "Options": []}
-    for param in command.get_params(ctx):
-        record = param.get_help_record(ctx)
-        if record is not None:
-            section = "Arguments" if param.param_type_name == "argument" else "Options"
-            records[section].append(record)
-    if hasattr(command, "list_commands"):
-        records["Commands"] = [
-            (name, sub.get_short_help_str(limit=1000))
-            for name in command.list_commands(ctx)
-            if (sub := command.get_command(ctx, name)) is not None and not sub.hidden
-        ]
-    for section, entries in records.items():
-        if entries:
-            lines += ["", f"{section}:"]
-            for term, text in entries:
-                lines.append(f"  {term}")
-                lines += block(text, 6) if text else []
-    return "\n".join(lines)
-
-
-def _format_help(command: Any, ctx: Any, formatter: Any, rich_help: Callable[..., None]) -> None:
-    """Print `command`'s help: `rich_help` (Typer's panels), or `_narrow_help`'s text on a
-    narrow terminal; an output fault (`--help > /dev/full`) ends as `render.writing` says."""
-    with render.writing():
-        narrow = _narrow_help(command, ctx)
-        if narrow is None:
-            rich_help(ctx, formatter)
-        else:
-            render.console().print(narrow, markup=False, highlight=False, soft_wrap=True, end="")
-
-
 class _RecliCommand(TyperCommand):
-    """A command whose help stays readable on a narrow terminal (`_narrow_help`)."""
+    """A command whose help stays readable on a narrow terminal (`recli.narrow_help`)."""
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
-        _format_help(self, ctx, formatter, super().format_help)
+        from recli.narrow_help import format_help  # only --help needs it
+
+        format_help(self, ctx, formatter, super().format_help)
 
 
 class _RecliGroup(TyperGroup):
@@ -139,7 +72,9 @@ class _RecliGroup(TyperGroup):
             raise
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
-        _format_help(self, ctx, formatter, super().format_help)
+        from recli.narrow_help import format_help  # only --help needs it
+
+        format_help(self, ctx, formatter, super().format_help)
 
 
 app = typer.Typer(
@@ -269,7 +204,7 @@ def recommend(
     if as_json:
         _print_json(result.to_json())
         return
-    render.show(render.recommendations_view(result, explain))
+    render.show(views.recommendations_view(result, explain))
 
 
 @app.command(cls=_RecliCommand, context_settings=IdArguments)
@@ -304,7 +239,7 @@ def explore(
     if as_json:
         _print_json(result.to_json())
         return
-    render.show(render.exploration_view(result))
+    render.show(views.exploration_view(result))
 
 
 @app.command(cls=_RecliCommand, context_settings=IdArguments)
@@ -329,7 +264,7 @@ def user(
     if as_json:
         _print_json(profile.to_json())
         return
-    render.show(render.user_view(profile))
+    render.show(views.user_view(profile))
 
 
 @app.command(cls=_RecliCommand)
@@ -344,7 +279,7 @@ def clusters(
     if as_json:
         _print_json([group.to_json() for group in groups])
         return
-    render.show([render.clusters_table(groups)])
+    render.show([views.clusters_table(groups)])
 
 
 @app.command(cls=_RecliCommand, context_settings=IdArguments)
@@ -376,7 +311,7 @@ def cluster(
     if as_json:
         _print_json(group.to_json_detailed(member_ids))
         return
-    render.show(render.cluster_view(group, member_ids))
+    render.show(views.cluster_view(group, member_ids))
 
 
 @app.command(cls=_RecliCommand, context_settings=IdArguments)
@@ -394,7 +329,7 @@ def similar(
         _print_json({"item": item.to_json(), "similar": [n.to_json() for n in neighbours]})
         return
     title = f"items like {render.escape(item.title)} ({render.escape(item.item_id)})"
-    render.show([render.items_table(title, neighbours)])
+    render.show([views.items_table(title, neighbours)])
 
 
 @app.command(cls=_RecliCommand)
@@ -440,7 +375,7 @@ def search(
         _print_json({"query": text, "items": [n.to_json() for n in neighbours]})
         return
     title = f"items for “{render.escape(render.shortened(text))}”"
-    render.show([render.items_table(title, neighbours)])
+    render.show([views.items_table(title, neighbours)])
 
 
 @app.command(cls=_RecliCommand)
@@ -455,7 +390,7 @@ def doctor(
     if as_json:
         _print_json([check.to_json() for check in checks])
     else:
-        render.show([render.checks_table(checks, artifacts)])
+        render.show([views.checks_table(checks, artifacts)])
     problems = [check for check in checks if check.status == "problem"]
     if problems:
         names = ", ".join(check.name for check in problems)
@@ -482,6 +417,7 @@ def metrics(
     as_json: JsonOption = False,
 ) -> None:
     """Show the evaluation table (every model, same split), optionally against a git revision."""
+    from recli import metrics_view
     from recli.metrics_source import load_table
 
     table = load_table(split, rev, cutoff)
@@ -497,10 +433,10 @@ def metrics(
         return
     if markdown:
         with render.writing():
-            for line in render.metrics_markdown(table):
+            for line in metrics_view.metrics_markdown(table):
                 typer.echo(line)
         return
-    render.show(render.metrics_view(table, rev))
+    render.show(metrics_view.metrics_view(table, rev))
 
 
 def main() -> None:

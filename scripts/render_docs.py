@@ -11,16 +11,16 @@ drift from the metrics as soon as the pipeline runs again; generated ones cannot
 
 Usage, from the repository root:
 
-    python scripts/render_docs.py            # rewrite every block in docs/*.md in place
+    python scripts/render_docs.py            # rewrite every block in docs/*.md and the READMEs
     python scripts/render_docs.py --check    # exit 1 naming each block that is out of date
 
 A metrics file or key that is absent is not an error: the block then renders what is present, or
 one line saying what is missing, so the docs build on a checkout where a benchmark was never run.
 A block name no function renders is an error (exit 2): it is a typo in a page.
 
-The standard library only, plus the CLI's own model names (`recli.render.MODEL_NAMES`), so a
-model reads the same in the docs as in `recli metrics`. That import brings in `rich`, one of
-recli's own dependencies, and nothing of the training stack.
+The standard library only, plus the CLI's own model names (`recli.metrics_view.MODEL_NAMES`),
+so a model reads the same in the docs as in `recli metrics`. That import brings in `rich`, one
+of recli's own dependencies, and nothing of the training stack.
 """
 
 from __future__ import annotations
@@ -36,11 +36,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 README = REPO / "README.md"
+BENCHMARKS_README = REPO / "benchmarks" / "README.md"
 METRICS = REPO / "metrics"
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run as a script from a checkout where recli is not installed
-from recli.render import MODEL_NAMES  # noqa: E402
+from recli.metrics_view import MODEL_NAMES  # noqa: E402
 
 BLOCK = re.compile(
     r"<!-- table: (?P<name>[a-z0-9-]+) -->\n(?P<body>.*?)<!-- /table -->",
@@ -59,9 +60,9 @@ SERVED = "fused"
 
 
 WRITTEN_BY = {
-    "bench_recommend.json": "python scripts/bench_recommend.py",
-    "bench_scale.json": "python scripts/bench_scale.py",
-    "bench_sequence.json": "python scripts/bench_sequence.py",
+    "bench_recommend.json": "python benchmarks/recommend.py",
+    "bench_scale.json": "python benchmarks/scale.py",
+    "bench_sequence.json": "python benchmarks/sequence.py",
     "byo_check.json": "python scripts/check_byo.py path/to/ml-latest-small",
     "byo_sparse_check.json": "python scripts/check_byo.py path/to/ml-latest-small --sessions 8 "
     "--out metrics/byo_sparse_check.json",
@@ -1736,10 +1737,12 @@ def render_text(text: str, metrics: Metrics | Path = METRICS) -> tuple[str, list
 
 
 def pages(docs: Path = DOCS) -> list[Path]:
-    """Every Markdown page under `docs`, in a stable order, and the README with the site's
-    own docs (its results tables come from the same metrics)."""
-    readme = [README] if docs.resolve() == DOCS.resolve() and README.exists() else []
-    return sorted(docs.rglob("*.md")) + readme
+    """Every Markdown page under `docs`, in a stable order, and with the site's own docs the
+    README and the benchmarks' README (their tables come from the same metrics)."""
+    if docs.resolve() != DOCS.resolve():
+        return sorted(docs.rglob("*.md"))
+    readmes = [path for path in (README, BENCHMARKS_README) if path.exists()]
+    return sorted(docs.rglob("*.md")) + readmes
 
 
 def render_docs(

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from pipeline import index
 from recli import __version__
 from recli.cli import app
 
@@ -264,9 +265,14 @@ def test_main_maps_errors_without_traceback(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 # search (loads the tiny encoder) and what `recommend` imports
 # --------------------------------------------------------------------------------------------
+def _place_encoder(root: Path, encoder: Path) -> None:
+    """An encoder where the finetune stage saves one, sealed as the index stage seals it."""
+    shutil.copytree(encoder, root / "finetune" / "model")
+    index.seal(root)
+
+
 def test_search_with_the_tiny_encoder(copy: Path, tiny_encoder_dir: Path) -> None:
-    (copy / "finetune").mkdir()
-    (copy / "finetune" / "model").symlink_to(tiny_encoder_dir, target_is_directory=True)
+    _place_encoder(copy, tiny_encoder_dir)
     result = invoke(copy, "search", "space opera with robots", "-k", "3")
     assert result.exit_code == 0, result.output
     assert "items for “space opera with robots”" in result.stdout
@@ -296,9 +302,8 @@ def test_recommend_imports_nothing_heavy(facts: dict[str, Any]) -> None:
 
 
 def test_benchmark_script_runs(copy: Path, tiny_encoder_dir: Path, tmp_path: Path) -> None:
-    (copy / "finetune").mkdir()
-    (copy / "finetune" / "model").symlink_to(tiny_encoder_dir, target_is_directory=True)
-    script = Path(__file__).parents[1] / "scripts" / "bench_recommend.py"
+    _place_encoder(copy, tiny_encoder_dir)
+    script = Path(__file__).parents[1] / "benchmarks" / "recommend.py"
     out = tmp_path / "bench.json"
     arguments = ["--artifacts", str(copy), "--runs", "1", "--users", "3"]
     subprocess.run(
@@ -397,8 +402,7 @@ def test_a_narrow_terminal_gets_stacked_records(facts: dict[str, Any]) -> None:
 
 
 def test_a_long_search_query_is_shortened_in_the_title(copy: Path, tiny_encoder_dir: Path) -> None:
-    (copy / "finetune").mkdir()
-    (copy / "finetune" / "model").symlink_to(tiny_encoder_dir, target_is_directory=True)
+    _place_encoder(copy, tiny_encoder_dir)
     query = "space opera with robots " * 500
     result = invoke(copy, "search", query, "-k", "2")
     assert result.exit_code == 0, result.output

@@ -218,7 +218,7 @@ def test_the_optional_integrity_and_cpu_sections_render_when_present(metrics_cop
 
 
 def test_the_model_names_are_the_clis() -> None:
-    from recli.render import MODEL_NAMES
+    from recli.metrics_view import MODEL_NAMES
 
     table = render_docs.render_table("evaluation-test", METRICS)
     if table.startswith("*Not rendered"):

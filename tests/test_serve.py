@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from recli import contract, explain, inputs, serve
+from recli import contract, explain, inputs, queries, serve
 from recli.errors import RecliError
 from recli.results import Item
 
@@ -32,7 +32,7 @@ def test_recommend_gives_the_known_answer(facts: dict[str, Any]) -> None:
     # The profile lists the expected item among the group's favourites (lift 2.0).
     assert result.items[0].cluster_lift == 2.0
     assert result.text_weight == 0.5
-    assert 0 < len(result.recent) <= serve.RECENT_SHOWN
+    assert 0 < len(result.recent) <= queries.RECENT_SHOWN
     assert {entry.item.item_id for entry in result.recent} <= facts["history_item_ids"]
 
 

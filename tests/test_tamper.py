@@ -194,3 +194,35 @@ def test_a_rebuild_that_reseals_serves_again(copy: Path, facts: dict) -> None:
     index.seal(copy)  # what the index stage does last
     result = runner.invoke(app, ["recommend", facts["user_id"], "--artifacts", str(copy)])
     assert result.exit_code == 0, result.output
+
+
+@pytest.fixture
+def with_encoder(copy: Path, tiny_encoder_dir: Path) -> Path:
+    """The artifacts with an encoder in place, sealed as the index stage seals it."""
+    shutil.copytree(tiny_encoder_dir, copy / contract.ENCODER_DIR)
+    index.seal(copy)
+    return copy
+
+
+def _search(root: Path) -> object:
+    return runner.invoke(app, ["search", "space opera", "--artifacts", str(root)])
+
+
+def test_search_refuses_an_edited_encoder_and_names_the_file(with_encoder: Path) -> None:
+    weights = with_encoder / contract.ENCODER_DIR / "model.safetensors"
+    _random_bytes(weights.relative_to(with_encoder))(with_encoder)
+    result = _search(with_encoder)
+    assert result.exit_code == 1  # type: ignore[attr-defined]
+    line = _one_line(result)
+    assert "model.safetensors was modified" in line and "dvc repro -f index" in line
+
+
+def test_search_refuses_a_file_added_to_the_encoder(with_encoder: Path) -> None:
+    (with_encoder / contract.ENCODER_DIR / "extra.json").write_text("{}")
+    assert "has no record of" in _one_line(_search(with_encoder))
+
+
+def test_an_untouched_encoder_passes_the_check(with_encoder: Path) -> None:
+    result = _search(with_encoder)
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert "items for" in result.output  # type: ignore[attr-defined]

@@ -1,4 +1,5 @@
-"""The terminal views, built from hand-made results: what they show, and that data stays data."""
+"""The terminal views (`recli.views`), built from hand-made results: what they show, and that
+data stays data."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from recli import render
-from recli.metrics_source import MetricsTable
+from recli import render, views
 from recli.results import (
     Because,
     Check,
@@ -79,14 +79,14 @@ def _recommendations() -> Recommendations:
 
 def test_titles_are_shown_as_written() -> None:
     neighbours = [Neighbour(1, _item("1", TRICKY), 0.5)]
-    text = _text([render.items_table("items like [bold]this[/]", neighbours)])
+    text = _text([views.items_table("items like [bold]this[/]", neighbours)])
     assert TRICKY in text  # a cell is data, escaped by the view
     assert "items like this" in text  # the title is markup, escaped by the caller
     assert "❌" not in text
 
 
 def test_recommendations_view_shows_each_reason() -> None:
-    text = _text(render.recommendations_view(_recommendations(), explain=False))
+    text = _text(views.recommendations_view(_recommendations(), explain=False))
     assert "user 7 · 12 events" in text
     assert "interest group 0: Dystopias (25% of users)" in text
     assert "recently: Metropolis" in text
@@ -97,7 +97,7 @@ def test_recommendations_view_shows_each_reason() -> None:
 
 
 def test_explain_adds_the_score_parts_and_the_paragraph() -> None:
-    parts = render.recommendations_view(_recommendations(), explain=True)
+    parts = views.recommendations_view(_recommendations(), explain=True)
     assert len(parts) == 3
     text = _text(parts)
     assert "0.600" in text and "0.300" in text and "collab" in text
@@ -106,9 +106,9 @@ def test_explain_adds_the_score_parts_and_the_paragraph() -> None:
 
 
 def test_a_user_without_interests_says_why() -> None:
-    assert "none stands out" in render.interests_markup(_user())
+    assert "none stands out" in views.interests_markup(_user())
     user = _user([{"term": "dystopia", "kind": "tag", "lift": 1.84}])
-    assert render.interests_markup(user) == "#dystopia ×1.8"
+    assert views.interests_markup(user) == "#dystopia ×1.8"
 
 
 def test_user_view_spells_tags_as_tags() -> None:
@@ -120,7 +120,7 @@ def test_user_view_spells_tags_as_tags() -> None:
         top_tags=[("dystopia", 2)],
         interests=[],
     )
-    text = _text(render.user_view(profile))
+    text = _text(views.user_view(profile))
     assert "most frequent tags: #dystopia (2)" in text
     assert "most watched genres: Comedy (3)" in text
     assert "group terms: Sci-Fi, #dystopia" in text
@@ -128,7 +128,7 @@ def test_user_view_spells_tags_as_tags() -> None:
 
 
 def test_cluster_view_skips_empty_tables_and_nameless_terms() -> None:
-    text = _text(render.cluster_view(CLUSTER, ["1", "2"]))
+    text = _text(views.cluster_view(CLUSTER, ["1", "2"]))
     assert "members: 1, 2 …" in text  # 2 of 10 shown
     assert "×1.50" in text and "40.0%" in text and "#dystopia" in text
     assert "exemplars" in text and "4 users" in text and TRICKY in text
@@ -137,33 +137,10 @@ def test_cluster_view_skips_empty_tables_and_nameless_terms() -> None:
 
 def test_checks_table_colours_the_status() -> None:
     checks = [Check("index", "problem", "[x] broken"), Check("encoder", "warning", "absent")]
-    table = render.checks_table(checks, Path("data"))
+    table = views.checks_table(checks, Path("data"))
     statuses = list(table.columns[1].cells)
     assert statuses == ["[red]problem[/]", "[yellow]warning[/]"]
     assert "[x] broken" in _text([table])
-
-
-ROWS = {"als": {"ndcg@10": 0.07, "hr@10": 0.13}, "ease": {"ndcg@10": 0.08}}
-
-
-def test_metrics_markdown() -> None:
-    table = MetricsTable("test", ROWS, ["ndcg@10", "hr@10"], baseline=None)
-    assert render.metrics_markdown(table) == [
-        "| model | ndcg@10 | hr@10 |",
-        "|---|---:|---:|",
-        "| ALS | 0.0700 | 0.1300 |",
-        "| EASE | 0.0800 | — |",
-    ]
-
-
-def test_metrics_view_marks_the_best_and_the_changes() -> None:
-    baseline = {"als": {"ndcg@10": 0.06}, "ease": {"ndcg@10": 0.09}}
-    table = MetricsTable("test", ROWS, ["ndcg@10"], baseline)
-    grid, note = render.metrics_view(table, rev="HEAD~1")
-    cells = list(grid.columns[1].cells)
-    assert cells == ["0.0700 [green](+0.0100)[/]", "[bold green]0.0800[/] [red](-0.0100)[/]"]
-    assert note == "[dim]changes are against HEAD~1[/]"
-    assert len(render.metrics_view(table._replace(baseline=None))) == 1
 
 
 def _interest(rank: int, label: str, weight: float) -> Interest:
@@ -190,36 +167,20 @@ def test_a_users_interests_are_listed_with_weight_medoid_period_and_group() -> N
         top_tags=[],
         interests=interests,
     )
-    text = _text(render.user_view(profile))
+    text = _text(views.user_view(profile))
     assert "interests, heaviest first" in text
     for expected in ("Animation · Children's", "61%", "Film-Noir", "39%", "Aristocats"):
         assert expected in text
     assert "1997-09 – 1997-11" in text  # the period, in UTC months
     recommendations = _recommendations()._replace(interests=interests * 2)
-    header = _text(render.recommendations_view(recommendations, explain=False))
+    header = _text(views.recommendations_view(recommendations, explain=False))
     assert "interests: Animation · Children's 61%; Film-Noir 39%; Animation" in header
     assert "(+1 more)" in header
     assert interests[0].to_json()["medoid"]["title"] == "Aristocats, The (1970)"
 
 
-def test_metrics_fold_a_column_equal_to_another_in_every_row() -> None:
-    rows = {
-        "als": {"hr@10": 0.13, "ndcg@10": 0.07, "recall@10": 0.13},
-        "fused": {"hr@10": 0.2, "ndcg@10": 0.1, "recall@10": 0.2},
-    }
-    table = MetricsTable("test", rows, ["hr@10", "ndcg@10", "recall@10"], baseline=None)
-    assert render.metric_columns(table) == [("hr@10", "hr@10 = recall@10"), ("ndcg@10", "ndcg@10")]
-    assert render.metrics_markdown(table)[0] == "| model | hr@10 = recall@10 | ndcg@10 |"
-    assert render.metrics_markdown(table)[3] == "| fused (served) | 0.2000 | 0.1000 |"
-    # Equal now but not at the revision compared with: both stay, each with its own change.
-    baseline = {"als": {"hr@10": 0.1, "recall@10": 0.2}, "fused": {"hr@10": 0.2, "recall@10": 0.2}}
-    assert len(render.metric_columns(table._replace(baseline=baseline))) == 3
-    assert render.model_name("text_sequence") == "recli sequence model"
-    assert render.model_name("my_model") == "my_model"  # one not listed keeps its key
-
-
 def test_data_with_control_characters_prints_as_escapes() -> None:
     title = "\x1b]0;owned\x07[bold]Brazil[/] \u202eevil\r"
-    text = _text([render.items_table("t", [Neighbour(1, _item("1", title), 0.5)])])
+    text = _text([views.items_table("t", [Neighbour(1, _item("1", title), 0.5)])])
     assert "\\x1b]0;owned\\x07[bold]Brazil[/] \\u202eevil\\r" in text
     assert render.escape("\x9b31m") == "\\x9b31m"
