@@ -9,9 +9,9 @@ the difference that any Typer + rich CLI pays (building a Console, the command t
 
 Usage, from the repository root (after `dvc repro`, or on any artifacts folder):
 
-    python scripts/bench_recommend.py                        # data/, 15 runs of each command
-    python scripts/bench_recommend.py --artifacts /tmp/tiny --runs 25 --users 500
-    python scripts/bench_recommend.py --out metrics/bench_recommend.json   # (the default)
+    python benchmarks/recommend.py                     # data/, 15 runs of each command
+    python benchmarks/recommend.py --artifacts /tmp/tiny --runs 25 --users 500
+    python benchmarks/recommend.py --out metrics/bench_recommend.json   # (the default)
 
 It prints a small table and writes JSON to `--out`: the two medians and their ratio, the user
 queried (the catalogue's first with history), and in-process timings over many users (`--users`) of
@@ -38,7 +38,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from recli import contract, integrity, serve
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # a checkout where the project is not installed
+from recli import contract, integrity, serve  # noqa: E402
 
 BASELINE = [sys.executable, "-c", "import typer, rich.table"]
 # For reference only: what any Typer command that prints a 10-row rich table pays (a Console, a

@@ -23,8 +23,8 @@ popularity, items in 16 latent topics whose words make up the titles and descrip
 prefer a few topics (so the text carries real signal), ratings 1-5 (higher in a user's favourite
 topic), strictly increasing timestamps per user, and `|`-separated genres.
 
-    python scripts/bench_scale.py --sizes 100000 1000000
-    python scripts/bench_scale.py --sizes 20000 50000 --stages preprocess factorize --keep
+    python benchmarks/scale.py --sizes 100000 1000000
+    python benchmarks/scale.py --sizes 20000 50000 --stages preprocess factorize --keep
 
 Fine-tuning has a fixed step budget (`finetune.max_steps`), about 5 minutes on a 2-core CPU with
 bf16 arithmetic (8 in float32) whatever the size, and the sequence models one too
@@ -56,12 +56,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipeline.config import Params, load_params
-from pipeline.data import RawData
-from pipeline.parallel import usable_cores
-from pipeline.workflow import STAGES, override, write_files, write_params
-
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # a checkout where the project is not installed
+from pipeline.config import Params, load_params  # noqa: E402
+from pipeline.data import RawData  # noqa: E402
+from pipeline.parallel import usable_cores  # noqa: E402
+from pipeline.workflow import STAGES, override, write_files, write_params  # noqa: E402
 
 DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000)
 TARGETS: dict[str, float] = {"max_total_minutes_at_10M": 45, "max_peak_gib": 12, "max_slope": 1.2}

@@ -14,10 +14,10 @@ validation history (the validation event is then known, and the protocol masks i
 
 Usage, from the repository root (MovieLens-100K is read from `data.cache_dir`, no network):
 
-    python scripts/bench_sequence.py                     # both splits, ids only (~4 min a model)
-    python scripts/bench_sequence.py --text              # also ids + fine-tuned text vectors
-    python scripts/bench_sequence.py --protocols reference --seeds 42 43 44
-    python scripts/bench_sequence.py --learning-rate 2e-3 --dropout 0.3   # a validation trial
+    python benchmarks/sequence.py                     # both splits, ids only (~4 min a model)
+    python benchmarks/sequence.py --text              # also ids + fine-tuned text vectors
+    python benchmarks/sequence.py --protocols reference --seeds 42 43 44
+    python benchmarks/sequence.py --learning-rate 2e-3 --dropout 0.3   # a validation trial
 
 `--text` reads the fine-tuned item vectors `dvc repro` writes (`data/embed/item_embeddings.npy`)
 and is skipped with a message when they are absent. Those vectors come from the encoder fine-tuned
@@ -37,6 +37,7 @@ import argparse
 import dataclasses
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -45,18 +46,19 @@ import numpy as np
 import polars as pl
 import torch
 
-from pipeline import io
-from pipeline import sasrec as sequence
-from pipeline.artifacts import Layout, Processed, item_embeddings_file
-from pipeline.config import Params, load_params
-from pipeline.data import RawData, load_source
-from pipeline.interactions import UserItemVectors
-from pipeline.metrics import EvaluationResult
-from pipeline.preprocess import run as preprocess
-from pipeline.protocol import Split, SplitMatrices, evaluate_model
-from pipeline.workflow import override
-
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # a checkout where the project is not installed
+from pipeline import io  # noqa: E402
+from pipeline import sasrec as sequence  # noqa: E402
+from pipeline.artifacts import Layout, Processed, item_embeddings_file  # noqa: E402
+from pipeline.config import Params, load_params  # noqa: E402
+from pipeline.data import RawData, load_source  # noqa: E402
+from pipeline.interactions import UserItemVectors  # noqa: E402
+from pipeline.metrics import EvaluationResult  # noqa: E402
+from pipeline.preprocess import run as preprocess  # noqa: E402
+from pipeline.protocol import Split, SplitMatrices, evaluate_model  # noqa: E402
+from pipeline.workflow import override  # noqa: E402
 
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "reference": {"preprocess.cold_item_fraction": 0},

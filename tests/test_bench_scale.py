@@ -17,7 +17,7 @@ from pipeline.data import load_source
 from pipeline.preprocess import clean
 
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bench_scale", REPO / "scripts" / "bench_scale.py")
+_spec = importlib.util.spec_from_file_location("bench_scale", REPO / "benchmarks" / "scale.py")
 assert _spec is not None and _spec.loader is not None
 bench_scale = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_scale)
