@@ -284,10 +284,6 @@ def score_scale(
     return max(float(np.std(user_vectors[sample] @ item_vectors.T)), 1e-12)
 
 
-def as_lists(matrix: np.ndarray) -> list[list[float]]:
-    return [[float(value) for value in row] for row in matrix]
-
-
 @dataclass(frozen=True)
 class ExplorationInputs:
     """Topics, transitions and each evaluated split's interests and topic weights: what the

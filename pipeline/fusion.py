@@ -104,12 +104,6 @@ def _spread(vectors: UserItemVectors, users: np.ndarray) -> float:
     return max(float(np.std(vectors.score(users))), 1e-12)
 
 
-def score_spreads(text: Embeddings, cf: Factors, seed: int) -> tuple[float, float]:
-    """Standard deviation of text and collaborative scores over a sample of users × all items."""
-    users = spread_sample(len(text.users), seed)
-    return _spread(text, users), _spread(cf, users)
-
-
 def _scaled(vectors: UserItemVectors, scale: float) -> UserItemVectors:
     def times(array: np.ndarray | None) -> np.ndarray | None:
         return None if array is None else (scale * array).astype(np.float32)

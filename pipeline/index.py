@@ -10,9 +10,9 @@ the chosen weight, ANN recall@10 against exact search on the same vectors, and q
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ from pipeline.interactions import UserItemVectors
 from pipeline.metrics import standard_error, top_k
 from pipeline.protocol import SplitMatrices, evaluate_model, select_on_validation
 from recli import catalogue, contract, integrity
+from recli.catalogue import MetaKey
 
 RECALL_K = 10
 
@@ -336,19 +337,21 @@ def write_catalogue(
     fused_users: np.ndarray,
     assignments: dict[int, int],
     profiles: list[dict[str, Any]],
-    meta: dict[str, Any],
+    meta: Mapping[str, Any],
     interests: pl.DataFrame | None = None,
     user_interests: pl.DataFrame | None = None,
     interest_vectors: tuple[np.ndarray, np.ndarray] | None = None,
     topics: Topics | None = None,
 ) -> None:
-    """Everything the CLI shows, in one SQLite file, written atomically.
+    """Everything the CLI shows, in one SQLite file, written atomically by `recli.catalogue`'s
+    writer: this adapter only turns the frames and arrays into rows in its column orders.
 
     `fused_users` are the served user vectors and the history table holds every event of every
     user (all splits and the cold-item events): what is served knows everything the user did.
     `interests` are the users' own profiles (`profiles.user_interests` rows), stored per user as
     JSON in rank order; `user_interests` the interests stage's table (one row per interest),
     with `interest_vectors` its rows' (centroids, fused means); `topics` the catalogue's topics.
+    `meta` is keyed by `recli.catalogue.MetaKey` (the writer refuses any other key).
     """
     history = processed.history_served
     events = dict(history.group_by("user_idx").len().iter_rows())
@@ -356,76 +359,72 @@ def write_catalogue(
     if interests is not None:
         for row in interests.iter_rows(named=True):
             own.setdefault(row.pop("user_idx"), []).append(row)
+    centroids, means = interest_vectors or (None, None)
     with io.atomic_path(path) as temporary:
         temporary.unlink()  # sqlite creates its own file
         connection = sqlite3.connect(temporary)
         try:
-            connection.executescript(catalogue.SCHEMA)
-            connection.executemany(
-                "INSERT INTO meta VALUES (?, ?)",
-                [(key, json.dumps(value)) for key, value in meta.items()],
-            )
-            connection.executemany(
-                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
+            catalogue.create_schema(connection)
+            catalogue.insert_meta(connection, meta)
+            catalogue.insert_items(
+                connection,
+                (
                     (
                         row["item_idx"],
                         row["item_id"],
                         row["title"],
                         row["year"],
-                        json.dumps(row["genres"] or []),
-                        json.dumps(row["tags"] or []),
+                        row["genres"] or [],
+                        row["tags"] or [],
                         int(row["cold"]),
                         row["train_count"],
                         None if topics is None else int(topics.item_topic[row["item_idx"]]),
                     )
                     for row in processed.items.iter_rows(named=True)
-                ],
+                ),
             )
             if topics is not None:
-                connection.executemany(
-                    "INSERT INTO topics VALUES (?, ?, ?, ?, ?)",
-                    [
+                catalogue.insert_topics(
+                    connection,
+                    (
                         (
                             profile["topic"],
                             profile["label"],
                             profile["size"],
-                            json.dumps(profile),
+                            profile,
                             catalogue.pack_vector(topics.centroids[profile["topic"]]),
                         )
                         for profile in topics.profiles
-                    ],
+                    ),
                 )
-            connection.executemany(
-                "INSERT INTO clusters VALUES (?, ?, ?, ?)",
-                [
-                    (profile["cluster"], profile["label"], profile["size"], json.dumps(profile))
+            catalogue.insert_clusters(
+                connection,
+                (
+                    (profile["cluster"], profile["label"], profile["size"], profile)
                     for profile in profiles
-                ],
+                ),
             )
-            connection.executemany(
-                "INSERT INTO users VALUES (?, ?, ?, ?, ?, ?)",
-                [
+            catalogue.insert_users(
+                connection,
+                (
                     (
                         row["user_idx"],
                         row["user_id"],
                         assignments.get(row["user_idx"]),
                         events.get(row["user_idx"], 0),
                         catalogue.pack_vector(fused_users[row["user_idx"]]),
-                        json.dumps(own.get(row["user_idx"], [])),
+                        own.get(row["user_idx"], []),
                     )
                     for row in processed.users.iter_rows(named=True)
-                ],
+                ),
             )
-            connection.executemany(
-                "INSERT INTO history VALUES (?, ?, ?, ?)",
-                history.select("user_idx", "item_idx", "timestamp", "rating").iter_rows(),
+            catalogue.insert_history(
+                connection, history.select(catalogue.HISTORY_COLUMNS).iter_rows()
             )
             if user_interests is not None:
-                centroids, means = interest_vectors or (None, None)
-                connection.executemany(
-                    "INSERT INTO user_interests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
+                catalogue.insert_user_interests(
+                    connection,
+                    (
                         (
                             row["user_idx"],
                             row["interest"],
@@ -435,14 +434,14 @@ def write_catalogue(
                             row["medoid"],
                             row["first_timestamp"],
                             row["last_timestamp"],
-                            row["group"],
-                            json.dumps(row["items"]),
+                            row["group"],  # the interests stage's name for the cluster
+                            row["items"],
                             row["terms"],
                             None if centroids is None else catalogue.pack_vector(centroids[number]),
                             None if means is None else catalogue.pack_vector(means[number]),
                         )
                         for number, row in enumerate(user_interests.iter_rows(named=True))
-                    ],
+                    ),
                 )
             connection.commit()
         finally:
@@ -511,22 +510,22 @@ def main(root: Path = Path(".")) -> None:
     clustering = read_clustering(layout)
     assignments = dict(clustering.assignments.select("user_idx", "cluster").iter_rows())
     profiles = clustering.profiles
-    meta = {
-        "schema_version": catalogue.SCHEMA_VERSION,
-        "dimension": int(fused_items.shape[1]),
-        "text_dimension": int(text.items.shape[1]),
-        "metric": params.index.metric,
-        "search_k": ann["search_k"],
-        "text_weight": fusion.text_weight,
-        "sequence_share": fusion.sequence_share,
-        "sequence_model": fusion.sequence_model,
-        "linear_share": fusion.linear_share,
-        "text_scale": fusion.text_scale,
-        "cf_scale": fusion.cf_scale,
-        "index_sha256": _file_digest(written_index),
-        "index_bytes": written_index.stat().st_size,
+    meta: dict[MetaKey, Any] = {
+        MetaKey.SCHEMA_VERSION: catalogue.SCHEMA_VERSION,
+        MetaKey.DIMENSION: int(fused_items.shape[1]),
+        MetaKey.TEXT_DIMENSION: int(text.items.shape[1]),
+        MetaKey.METRIC: params.index.metric,
+        MetaKey.SEARCH_K: ann["search_k"],
+        MetaKey.TEXT_WEIGHT: fusion.text_weight,
+        MetaKey.SEQUENCE_SHARE: fusion.sequence_share,
+        MetaKey.SEQUENCE_MODEL: fusion.sequence_model,
+        MetaKey.LINEAR_SHARE: fusion.linear_share,
+        MetaKey.TEXT_SCALE: fusion.text_scale,
+        MetaKey.CF_SCALE: fusion.cf_scale,
+        MetaKey.INDEX_SHA256: _file_digest(written_index),
+        MetaKey.INDEX_BYTES: written_index.stat().st_size,
         # Paths relative to the artifacts folder (`data/`), so `recli doctor` can re-hash them.
-        "built_from": {
+        MetaKey.BUILT_FROM: {
             path.relative_to(layout.artifacts).as_posix(): _file_digest(path)
             for path in (
                 layout.processed / "train.parquet",
@@ -538,10 +537,10 @@ def main(root: Path = Path(".")) -> None:
                 layout.interests / "user_interests.parquet",
             )
         },
-        "encoder": (contract.DEFAULT_ARTIFACTS / contract.ENCODER_DIR).as_posix(),
-        "multi_interest": multi,
-        "explore": explore,
-        "topic_transitions": {
+        MetaKey.ENCODER: (contract.DEFAULT_ARTIFACTS / contract.ENCODER_DIR).as_posix(),
+        MetaKey.MULTI_INTEREST: multi,
+        MetaKey.EXPLORE: explore,
+        MetaKey.TOPIC_TRANSITIONS: {
             "counts": topics.counts.tolist(),
             "adoptions": topics.adoptions.tolist(),
             "smoothing": topics.smoothing,

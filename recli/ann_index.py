@@ -23,6 +23,7 @@ from typing import Any
 from annoy import AnnoyIndex
 
 from recli import catalogue
+from recli.catalogue import MetaKey
 from recli.errors import RecliError
 
 REBUILD = "run `dvc repro -f index`"
@@ -52,16 +53,16 @@ def _native_stderr_silenced() -> Iterator[None]:
 def load_index(path: Path, meta: dict[str, Any], catalogue_path: Path) -> AnnoyIndex:
     """Map the index at `path` with the dimension and metric the catalogue's `meta` records.
 
-    A size that differs from `meta["index_bytes"]` (when recorded) means a truncated copy.
+    A size that differs from `meta[MetaKey.INDEX_BYTES]` (when recorded) means a truncated copy.
     """
     if not path.exists():
         raise RecliError(f"{path} not found: run `dvc repro` to build the index and catalogue")
     size = path.stat().st_size
-    expected_size = meta.get("index_bytes")
+    expected_size = meta.get(MetaKey.INDEX_BYTES)
     if size == 0 or (expected_size is not None and size != int(expected_size)):
         raise RecliError(f"{path} is truncated ({size} bytes): {REBUILD}")
-    dimension = int(catalogue.meta_value(meta, "dimension", catalogue_path))
-    metric = str(meta.get("metric", "dot"))
+    dimension = int(catalogue.meta_value(meta, MetaKey.DIMENSION, catalogue_path))
+    metric = str(meta.get(MetaKey.METRIC, "dot"))
     try:
         index = AnnoyIndex(dimension, metric)
     except ValueError:

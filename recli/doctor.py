@@ -17,12 +17,19 @@ import time
 from pathlib import Path
 
 from recli import integrity, transaction
+from recli.catalogue import MetaKey
 from recli.contract import DEFAULT_ARTIFACTS, DIGEST_CHARS, ENCODER_DIR, file_digest
 from recli.errors import RecliError
 from recli.results import Check
 from recli.serve import Served
 
-REQUIRED_META = ("dimension", "text_dimension", "metric", "text_scale", "index_sha256")
+REQUIRED_META = (
+    MetaKey.DIMENSION,
+    MetaKey.TEXT_DIMENSION,
+    MetaKey.METRIC,
+    MetaKey.TEXT_SCALE,
+    MetaKey.INDEX_SHA256,
+)
 """Meta keys without which the catalogue cannot serve or be checked."""
 HISTORY_USERS = 1000
 """Users (spread evenly over the catalogue) whose top 10 is checked against their history."""
@@ -46,7 +53,7 @@ def doctor(artifacts: Path = DEFAULT_ARTIFACTS) -> list[Check]:
             Check(
                 "catalogue",
                 "ok",
-                f"schema {meta.get('schema_version')}, {served.n_users} users, "
+                f"schema {meta.get(MetaKey.SCHEMA_VERSION)}, {served.n_users} users, "
                 f"{served.n_items} items, {len(served.clusters())} clusters",
             )
         )
@@ -61,8 +68,8 @@ def doctor(artifacts: Path = DEFAULT_ARTIFACTS) -> list[Check]:
             else Check(
                 "catalogue meta",
                 "ok",
-                f"{meta['dimension']}-d ({meta['text_dimension']} text), metric {meta['metric']}, "
-                f"text weight {meta.get('text_weight')}",
+                f"{meta[MetaKey.DIMENSION]}-d ({meta[MetaKey.TEXT_DIMENSION]} text), "
+                f"metric {meta[MetaKey.METRIC]}, text weight {meta.get(MetaKey.TEXT_WEIGHT)}",
             )
         )
         checks.append(_served_files_check(served.artifacts))
@@ -104,11 +111,11 @@ def _served_files_check(artifacts: Path) -> Check:
 
 
 def _hash_check(served: Served) -> Check:
-    expected = served.meta.get("index_sha256")
+    expected = served.meta.get(MetaKey.INDEX_SHA256)
     if not served.index_path.exists():
         return Check("index sha256", "skipped", "no index file")
     if expected is None:
-        return Check("index sha256", "warning", "the catalogue records no index_sha256")
+        return Check("index sha256", "warning", f"the catalogue records no {MetaKey.INDEX_SHA256}")
     actual = file_digest(served.index_path)
     expected = str(expected)
     if not expected or not actual.startswith(expected):
@@ -122,9 +129,15 @@ def _hash_check(served: Served) -> Check:
 
 
 def _upstream_checks(served: Served) -> list[Check]:
-    built_from = served.meta.get("built_from") or {}
+    built_from = served.meta.get(MetaKey.BUILT_FROM) or {}
     if not isinstance(built_from, dict) or not built_from:
-        return [Check("upstream files", "skipped", "the catalogue records no built_from digests")]
+        return [
+            Check(
+                "upstream files",
+                "skipped",
+                f"the catalogue records no {MetaKey.BUILT_FROM} digests",
+            )
+        ]
     stale, checked, absent = [], 0, 0
     # Keys are paths relative to the artifacts folder: digests of the files the index was built
     # from, which tell a stale catalogue from a fresh one.

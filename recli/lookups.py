@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from recli import catalogue
+from recli.catalogue import MetaKey
 from recli.errors import RecliError
 from recli.inputs import is_text, not_text, unknown_id
 from recli.results import Cluster, HistoryEntry, Interest, Item, User
@@ -74,7 +75,7 @@ class Lookups:
         except sqlite3.DatabaseError:
             raise self._corrupted() from None
 
-    def meta_value(self, key: str) -> Any:
+    def meta_value(self, key: MetaKey) -> Any:
         """A meta key the catalogue must record (`recli.catalogue.meta_value`)."""
         return catalogue.meta_value(self.meta, key, self.catalogue_path)
 
@@ -93,7 +94,7 @@ class Lookups:
     @property
     def search_k(self) -> int:
         """Annoy's `search_k` as the index stage tuned it (-1: Annoy's default)."""
-        return int(self.meta.get("search_k", -1))
+        return int(self.meta.get(MetaKey.SEARCH_K, -1))
 
     # ---------------------------------------------------------------------------- items
     def items(self, item_indices: Sequence[int]) -> dict[int, Item]:

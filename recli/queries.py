@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from recli import explain
 from recli.ann_index import retrieve
+from recli.catalogue import MetaKey
 from recli.contract import fuse_parts
 from recli.errors import RecliError
 from recli.inputs import check_k
@@ -97,7 +98,7 @@ class Queries(Lookups):
         cluster = self.user_cluster(user)
         lifts = explain.item_lifts(cluster)
         terms = explain.cluster_terms(cluster)
-        text_dimension = int(self.meta.get("text_dimension", 0))
+        text_dimension = int(self.meta.get(MetaKey.TEXT_DIMENSION, 0))
 
         results = []
         for rank, (item_idx, score, serves, query, dealt) in enumerate(found, start=1):
@@ -122,7 +123,7 @@ class Queries(Lookups):
                 )
             )
         recent_entries = self.history(user.user_idx, RECENT_SHOWN)
-        text_weight = self.meta.get("text_weight")
+        text_weight = self.meta.get(MetaKey.TEXT_WEIGHT)
         return Recommendations(
             user=user,
             cluster=cluster,
@@ -143,7 +144,7 @@ class Queries(Lookups):
         item's dot product with the query that found it: what ranked it in its list."""
         from recli import exploration  # only --by-interest and explore use its rules
 
-        settings = self.meta.get("multi_interest") or {}
+        settings = self.meta.get(MetaKey.MULTI_INTEREST) or {}
         share = float(settings.get("whole_user_share", 1.0))
         pull = float(settings.get("pull", 0.0))
         labels = {interest.interest: interest.label for interest in interests}
@@ -184,8 +185,8 @@ class Queries(Lookups):
         if topics < 1:
             raise RecliError(f"--topics must be at least 1 (got {topics})")
         user = self.user_with_history(user_id)
-        settings = self.meta.get("explore")
-        recorded = self.meta.get("topic_transitions")
+        settings = self.meta.get(MetaKey.EXPLORE)
+        recorded = self.meta.get(MetaKey.TOPIC_TRANSITIONS)
         if not settings or not recorded:
             raise RecliError(
                 f"{self.catalogue_path} has no topics to explore: run `dvc repro interests index`"
@@ -305,15 +306,15 @@ class Queries(Lookups):
 
     def text_query(self, text_vector: Sequence[float]) -> list[float]:
         """[text_scale · text, zeros]: a user with no collaborative history, as a fused vector."""
-        text_dimension = int(self.meta_value("text_dimension"))
-        dimension = int(self.meta_value("dimension"))
+        text_dimension = int(self.meta_value(MetaKey.TEXT_DIMENSION))
+        dimension = int(self.meta_value(MetaKey.DIMENSION))
         if len(text_vector) != text_dimension:
             raise RecliError(
                 f"the encoder gives {len(text_vector)}-d vectors but the index was built from "
                 f"{text_dimension}-d text vectors: use the encoder the index was built with "
                 "(`dvc repro` rebuilds both)"
             )
-        scale = float(self.meta_value("text_scale"))
+        scale = float(self.meta_value(MetaKey.TEXT_SCALE))
         return fuse_parts(
             [scale * float(value) for value in text_vector], [0.0] * (dimension - text_dimension)
         )

@@ -105,3 +105,10 @@ def blocks_with_random_text(seed: int = 0):
         items=unit(rng.normal(size=(processed.items.height, 16))),
     )
     return processed, matrices, cf, text
+
+
+def score_spreads(text, cf) -> tuple[float, float]:
+    """Standard deviation of the text and collaborative scores over every user × item: the
+    scales `make_fusion` divides each side's score by (`tune_fusion` measures them on a sample)."""
+    users = np.arange(len(text.users))
+    return float(np.std(text.score(users))), float(np.std(cf.score(users)))

@@ -135,3 +135,102 @@ def test_meta_value_names_the_missing_key_and_the_fix(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"{path} has no 'text_scale' in its meta table: run `dvc repro -f index`"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The writer: column orders, meta keys, and a round trip through the readers
+# --------------------------------------------------------------------------------------------
+def test_column_constants_follow_the_schema() -> None:
+    connection = sqlite3.connect(":memory:")
+    catalogue.create_schema(connection)
+    tables = {
+        name
+        for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    assert tables == {"meta", *catalogue.TABLE_COLUMNS}
+    for table, columns in catalogue.TABLE_COLUMNS.items():
+        declared = tuple(row[1] for row in connection.execute(f"PRAGMA table_info({table})"))
+        assert columns == declared, table  # `SELECT *` readers see the documented order
+
+
+def test_meta_keys_are_their_own_strings() -> None:
+    assert catalogue.MetaKey.SCHEMA_VERSION == "schema_version"
+    assert len({str(key) for key in catalogue.MetaKey}) == len(catalogue.MetaKey)
+    assert json.dumps({catalogue.MetaKey.TEXT_SCALE: 1.5}) == '{"text_scale": 1.5}'
+    path = Path("catalogue.sqlite")
+    with pytest.raises(RecliError, match="has no 'text_scale' in its meta table"):
+        catalogue.meta_value({}, catalogue.MetaKey.TEXT_SCALE, path)
+
+
+def test_insert_meta_refuses_unknown_keys_and_other_versions() -> None:
+    connection = sqlite3.connect(":memory:")
+    catalogue.create_schema(connection)
+    current = {catalogue.MetaKey.SCHEMA_VERSION: catalogue.SCHEMA_VERSION}
+    with pytest.raises(ValueError, match="text_wieght"):
+        catalogue.insert_meta(connection, {**current, "text_wieght": 0.5})
+    with pytest.raises(ValueError, match="schema version 4"):
+        catalogue.insert_meta(connection, {catalogue.MetaKey.SCHEMA_VERSION: 4})
+    with pytest.raises(ValueError, match="schema version None"):
+        catalogue.insert_meta(connection, {catalogue.MetaKey.TEXT_WEIGHT: 0.5})
+    catalogue.insert_meta(connection, {**current, "text_weight": 0.5})  # plain strings are fine
+    assert catalogue.read_meta(connection) == {
+        "schema_version": catalogue.SCHEMA_VERSION,
+        "text_weight": 0.5,
+    }
+
+
+def test_a_row_of_the_wrong_width_is_refused() -> None:
+    connection = sqlite3.connect(":memory:")
+    catalogue.create_schema(connection)
+    with pytest.raises(ValueError, match="a clusters row has 3 values, the table has 4 columns"):
+        catalogue.insert_clusters(connection, [(0, "label", 3)])
+
+
+def test_written_rows_read_back_through_the_lookups(tmp_path: Path) -> None:
+    from recli.lookups import Lookups
+
+    path = tmp_path / "catalogue.sqlite"
+    connection = sqlite3.connect(path)
+    catalogue.create_schema(connection)
+    catalogue.insert_meta(
+        connection,
+        {catalogue.MetaKey.SCHEMA_VERSION: catalogue.SCHEMA_VERSION, catalogue.MetaKey.SEARCH_K: 7},
+    )
+    catalogue.insert_items(
+        connection,
+        [
+            (0, "a", "A (1999)", 1999, ["Drama"], ["slow"], 0, 5, 0),
+            (1, "b", "B", None, [], [], 1, 0, None),
+        ],
+    )
+    catalogue.insert_topics(
+        connection, [(0, "Drama", 1, {"medoid_title": "A (1999)"}, catalogue.pack_vector([1.0]))]
+    )
+    catalogue.insert_clusters(connection, [(0, "Drama fans", 1, {"share": 1.0, "top_terms": []})])
+    terms = [{"term": "Drama", "lift": 2.0}]
+    catalogue.insert_users(connection, [(0, "u", 0, 1, catalogue.pack_vector([0.5, 2.0]), terms)])
+    catalogue.insert_history(connection, iter([(0, 0, 100, 4.0)]))  # any iterable, read lazily
+    catalogue.insert_user_interests(
+        connection,
+        [(0, 0, "Drama", 1.0, 1, 0, 100, 100, 0, [0], "Drama", catalogue.pack_vector([1.0]), None)],
+    )
+    connection.commit()
+    connection.close()
+
+    lookups = Lookups(catalogue.connect(path), path)
+    try:
+        assert lookups.search_k == 7
+        item = lookups.item("a")
+        assert (item.genres, item.tags, item.cold, item.year) == (["Drama"], ["slow"], False, 1999)
+        assert lookups.item("b").cold and lookups.item("b").year is None
+        user = lookups.user("u")
+        assert (user.cluster, user.events, user.vector, user.interests) == (0, 1, [0.5, 2.0], terms)
+        assert [entry.item.item_id for entry in lookups.history(0)] == ["a"]
+        assert [cluster.label for cluster in lookups.clusters()] == ["Drama fans"]
+        [interest] = lookups.interests(0)
+        assert (interest.label, interest.items, interest.medoid.item_id) == ("Drama", 1, "a")
+        assert lookups.interest_vectors(0) == []  # no mean recorded
+        assert lookups.item_topics() == {0: 0}
+        assert lookups.topic_records() == ({0: "Drama"}, {0: "A (1999)"}, [[1.0]])
+    finally:
+        lookups.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from synthetic import blocks_with_random_text
+from synthetic import blocks_with_random_text, score_spreads
 
 from pipeline.artifacts import Embeddings
 from pipeline.config import IndexConfig
@@ -14,7 +14,6 @@ from pipeline.fusion import (
     behaviour,
     make_fusion,
     mixture,
-    score_spreads,
     tune_fusion,
     tuning_view,
 )
@@ -29,7 +28,7 @@ def setup():
 
 def test_fused_dot_product_is_the_weighted_sum_of_scaled_scores(setup) -> None:
     _, _, cf, text = setup
-    spreads = score_spreads(text, cf, seed=0)
+    spreads = score_spreads(text, cf)
     fusion = make_fusion(0.3, spreads)
     users, items = fusion.fuse(text.users, cf.users), fusion.fuse(text.items, cf.items)
     expected = (
@@ -40,7 +39,7 @@ def test_fused_dot_product_is_the_weighted_sum_of_scaled_scores(setup) -> None:
 
 def test_the_tuning_scorer_scores_exactly_as_the_fused_vectors(setup) -> None:
     _, _, cf, text = setup
-    fusion = make_fusion(0.4, score_spreads(text, cf, seed=0))
+    fusion = make_fusion(0.4, score_spreads(text, cf))
     users = np.array([5, 0, 3])
     np.testing.assert_array_equal(
         fusion.validation_scorer(text, cf)(users), fusion.fuse_all(text, cf).score(users)

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import blocks_with_random_text
+from synthetic import blocks_with_random_text, score_spreads
 
 from pipeline import index
 from pipeline.config import IndexConfig
-from pipeline.fusion import make_fusion, score_spreads
+from pipeline.fusion import make_fusion
 from recli import catalogue
 
 
@@ -20,7 +20,7 @@ def setup():
 
 def _built(setup, tmp_path: Path, cfg: IndexConfig):
     processed, _, cf, text = setup
-    fusion = make_fusion(0.5, score_spreads(text, cf, seed=0))
+    fusion = make_fusion(0.5, score_spreads(text, cf))
     users, items = fusion.fuse(text.users, cf.users), fusion.fuse(text.items, cf.items)
     index.build_annoy(items, cfg, tmp_path / "items.ann")
     seen = [set() for _ in range(len(users))]
