@@ -17,8 +17,8 @@ ends the command as a Unix tool would (`recli.render.writing`), and `--help` on 
 terminal is plain text with every option name whole (`recli.narrow_help`, imported only for help).
 
 No `from __future__ import annotations` here, unlike the rest of the project: Typer reads every
-command's annotations at each start, and string annotations cost it an `eval` per parameter
-(about 2 ms per run, measured); the few names only needed for type checking are quoted instead.
+command's annotations at each start, and string annotations cost it an `eval` per parameter on
+every run; the few names only needed for type checking are quoted instead.
 """
 
 import json

@@ -6,10 +6,10 @@ records the size, the full sha256 and a *sampled* digest: BLAKE2b over the size 
 blocks of `BLOCK` bytes spread evenly through the file, the first and last blocks included.
 
 - `check_sampled` runs every time `recli` opens the artifacts. It reads at most 64 KiB a file,
-  so it costs well under a millisecond: an edit through SQLite changes the catalogue's header
-  (its change counter, or its journal mode), a file replaced by other bytes of the same size
-  changes every block, a truncated or grown file changes its size. An edit of a few bytes in the
-  middle of a file can fall between the samples.
+  however large the file. It catches what commonly happens: an edit through SQLite changes the
+  catalogue's header (its change counter, or its journal mode), a file replaced by other bytes
+  of the same size changes every block, a truncated or grown file changes its size. An edit of a
+  few bytes in the middle of a file can fall between the samples.
 - `check_full` re-hashes every byte (`recli doctor`), which catches that too.
 
 A file that differs raises `RecliError` naming the file and the fix. The manifest is itself read
@@ -17,9 +17,10 @@ from disk, so its paths must lie inside the artifacts folder (`recli.transaction
 guards against accidents, careless edits and damage, not against someone who rewrites the
 manifest as well: that takes a signature, which needs a key the artifacts folder does not hold.
 
-Standard library only, and not `hashlib`: its import loads OpenSSL (about 2.5 ms measured, a
-noticeable share of `recli recommend`'s start-up); `_blake2`, which `hashlib` itself wraps for
-BLAKE2, imports in about 0.2 ms. The full sha256 (only `recli doctor`) uses `hashlib`.
+Standard library only, and not `hashlib`: its import loads OpenSSL, a noticeable share of
+`recli recommend`'s start-up (`python -X importtime` shows it), while `_blake2`, which `hashlib`
+itself wraps for BLAKE2, is a small built-in module. The full sha256 (only `recli doctor`) uses
+`hashlib`. What the check costs is measured by `benchmarks/recommend.py`.
 """
 
 from __future__ import annotations

@@ -128,9 +128,9 @@ class Hanging:
     """`label value` as one line whose wrapped continuation lines start under `value` (not at
     the left edge), `indent` columns in. Both are markup.
 
-    Wrapped here at render time, to whatever width the panel or console leaves: a one-row
-    table would do the same, but laying out a table per header line cost about 15 ms of a
-    cold `recli recommend` (measured), a tenth of the command.
+    Wrapped here at render time, to whatever width the panel or console leaves. A one-row
+    table would do the same, but every table is measured and laid out on its own, once per
+    header line, on the path whose start-up `benchmarks/recommend.py` holds to its target.
     """
 
     def __init__(self, label: str, value: str, indent: int = 0) -> None:
