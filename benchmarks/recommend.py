@@ -38,10 +38,7 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # a checkout where the project is not installed
-from recli import contract, integrity, serve  # noqa: E402
+from recli import contract, integrity, serve
 
 BASELINE = [sys.executable, "-c", "import typer, rich.table"]
 # For reference only: what any Typer command that prints a 10-row rich table pays (a Console, a

@@ -56,13 +56,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from pipeline.config import Params, load_params
+from pipeline.data import RawData
+from pipeline.parallel import usable_cores
+from pipeline.workflow import STAGES, override, write_files, write_params
+
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # a checkout where the project is not installed
-from pipeline.config import Params, load_params  # noqa: E402
-from pipeline.data import RawData  # noqa: E402
-from pipeline.parallel import usable_cores  # noqa: E402
-from pipeline.workflow import STAGES, override, write_files, write_params  # noqa: E402
 
 DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000)
 TARGETS: dict[str, float] = {"max_total_minutes_at_10M": 45, "max_peak_gib": 12, "max_slope": 1.2}

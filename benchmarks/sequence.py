@@ -37,7 +37,6 @@ import argparse
 import dataclasses
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -46,19 +45,18 @@ import numpy as np
 import polars as pl
 import torch
 
+from pipeline import io
+from pipeline import sasrec as sequence
+from pipeline.artifacts import Layout, Processed, item_embeddings_file
+from pipeline.config import Params, load_params
+from pipeline.data import RawData, load_source
+from pipeline.interactions import UserItemVectors
+from pipeline.metrics import EvaluationResult
+from pipeline.preprocess import run as preprocess
+from pipeline.protocol import Split, SplitMatrices, evaluate_model
+from pipeline.workflow import override
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # a checkout where the project is not installed
-from pipeline import io  # noqa: E402
-from pipeline import sasrec as sequence  # noqa: E402
-from pipeline.artifacts import Layout, Processed, item_embeddings_file  # noqa: E402
-from pipeline.config import Params, load_params  # noqa: E402
-from pipeline.data import RawData, load_source  # noqa: E402
-from pipeline.interactions import UserItemVectors  # noqa: E402
-from pipeline.metrics import EvaluationResult  # noqa: E402
-from pipeline.preprocess import run as preprocess  # noqa: E402
-from pipeline.protocol import Split, SplitMatrices, evaluate_model  # noqa: E402
-from pipeline.workflow import override  # noqa: E402
 
 PROTOCOLS: dict[str, dict[str, Any]] = {
     "reference": {"preprocess.cold_item_fraction": 0},

@@ -33,15 +33,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from recli.metrics_view import MODEL_NAMES
+
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 README = REPO / "README.md"
 BENCHMARKS_README = REPO / "benchmarks" / "README.md"
 METRICS = REPO / "metrics"
-
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))  # run as a script from a checkout where recli is not installed
-from recli.metrics_view import MODEL_NAMES  # noqa: E402
 
 BLOCK = re.compile(
     r"<!-- table: (?P<name>[a-z0-9-]+) -->\n(?P<body>.*?)<!-- /table -->",

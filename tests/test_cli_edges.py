@@ -285,31 +285,9 @@ def test_explore_says_when_a_topic_or_the_topics_fall_short(
 def _narrow_encoder(directory: Path) -> Path:
     """A saved 2-wide random BERT sentence encoder (the packaged tokenizer), to match an index
     whose text part is 2-d."""
-    import torch
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from tiny_encoder import build_tiny_encoder
 
-    from pipeline.encoder import resolve_model
-
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model("packaged:all-MiniLM-L6-v2"))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=2,
-        num_hidden_layers=1,
-        num_attention_heads=1,
-        intermediate_size=4,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(directory / "transformer")
-    tokenizer.save_pretrained(directory / "transformer")
-    transformer = Transformer(str(directory / "transformer"), max_seq_length=32)
-    pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
-    SentenceTransformer(modules=[transformer, pooling], device="cpu").save(
-        str(directory / "encoder")
-    )
-    return directory / "encoder"
+    return build_tiny_encoder(directory, width=2, layers=1, heads=1, max_positions=64)
 
 
 @pytest.fixture(scope="module")
