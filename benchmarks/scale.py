@@ -56,9 +56,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipeline.config import Params, load_params
-from pipeline.data import RawData
-from pipeline.parallel import usable_cores
+from pipeline.core.config import Params, load_params
+from pipeline.core.parallel import usable_cores
+from pipeline.data.source import RawData
 from pipeline.workflow import STAGES, override, write_files, write_params
 
 REPO = Path(__file__).resolve().parents[1]

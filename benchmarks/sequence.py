@@ -1,10 +1,10 @@
-"""Benchmark SASRec (`pipeline.sasrec`) on MovieLens-100K under the evaluation protocol.
+"""Benchmark SASRec (`pipeline.models.sasrec`) on MovieLens-100K under the evaluation protocol.
 
 The bar: validation NDCG@10 of at least 0.108, within 10% of RecBole 1.2.1's SASRec on the same
 split with no cold holdout (2 layers, 64-d, 2 heads, CE over all items, last 50 items, dropout
 0.2: validation NDCG@10 0.120; test 0.108 reading the validation event, 0.093 from training
-history only). Every number here comes from `pipeline.protocol.evaluate_model`: full ranking,
-training items masked on validation, training and validation items masked on test.
+history only). Every number here comes from `pipeline.evaluation.protocol.evaluate_model`: full
+ranking, training items masked on validation, training and validation items masked on test.
 
 Two splits of the same data: `reference` (`preprocess.cold_item_fraction=0`, the protocol the
 RecBole numbers were measured under) and `default` (params.yaml: 5% of items held out as cold,
@@ -45,15 +45,16 @@ import numpy as np
 import polars as pl
 import torch
 
-from pipeline import io
-from pipeline import sasrec as sequence
-from pipeline.artifacts import Layout, Processed, item_embeddings_file
-from pipeline.config import Params, load_params
-from pipeline.data import RawData, load_source
-from pipeline.interactions import UserItemVectors
-from pipeline.metrics import EvaluationResult
+from pipeline.core import io
+from pipeline.core.config import Params, load_params
+from pipeline.core.layout import Layout
+from pipeline.data.artifacts import Processed, item_embeddings_file
+from pipeline.data.interactions import UserItemVectors
+from pipeline.data.source import RawData, load_source
+from pipeline.evaluation.metrics import EvaluationResult
+from pipeline.evaluation.protocol import Split, SplitMatrices, evaluate_model
+from pipeline.models import sasrec as sequence
 from pipeline.preprocess import run as preprocess
-from pipeline.protocol import Split, SplitMatrices, evaluate_model
 from pipeline.workflow import override
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ item in their training history: what they like, all of it. `recent` uses the emb
 vector instead (the encoded titles of their last few items, built to predict the next one), which
 groups users as much by when they were active as by taste. `cluster.k: auto` tries every k in
 `cluster.k_range` and keeps the best cosine silhouette. Each cluster is then profiled from what
-its users did in training (`pipeline.profiles`): the genres and tags it over-represents (lift
+its users did in training (`pipeline.models.profiles`): the genres and tags it over-represents (lift
 against the whole population, ranked by share × ln(lift)), recognisable exemplar items (the liked
 items furthest along the direction from everyone's mean to the cluster's centroid), and a unique
 short label made of the first of those terms, so the terms shown beside a label lead with its
@@ -14,7 +14,7 @@ own. How well the profiles describe their members is measured (`label_agreement`
 random membership.
 
 This module holds the stage itself: what a user's vector is, KMeans and the choice of k, `run`
-and `main`; describing the groups is `pipeline.profiles`' job.
+and `main`; describing the groups is `pipeline.models.profiles`' job.
 
 Outputs (under `data/cluster/`): `assignments.parquet` (`user_idx, cluster, distance`),
 `centroids.npy` (float32 [k, d]), `profiles.json` (one profile per cluster, by cluster id),
@@ -30,25 +30,23 @@ their `cluster` and `distance` are null.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from pipeline import io
-from pipeline.artifacts import (
+from pipeline.core import io
+from pipeline.core.config import ClusterConfig, load_params
+from pipeline.core.layout import Layout, writes
+from pipeline.data.artifacts import (
     Clustering,
-    Layout,
     Processed,
     read_embeddings,
     read_processed,
     write_clustering,
-    writes,
 )
-from pipeline.config import ClusterConfig, load_params
-from pipeline.interactions import UserItemVectors, interaction_matrix
-from pipeline.profiles import (
+from pipeline.data.interactions import UserItemVectors, interaction_matrix
+from pipeline.models.profiles import (
     LABEL_SEPARATOR,
     cluster_profiles,
     label_agreement,
@@ -277,9 +275,8 @@ def run(
 
 
 @writes("cluster")
-def main(root: Path = Path(".")) -> None:
-    """Run the stage for the project rooted at `root`: read, cluster, write, print a summary."""
-    layout = Layout(root)
+def main(layout: Layout) -> None:
+    """Read, cluster, write, print a summary (the layout is staged for this stage)."""
     params = load_params(layout.params)
     processed = read_processed(layout)
     embeddings = read_embeddings(params.cluster.encoder, layout)

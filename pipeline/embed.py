@@ -1,8 +1,8 @@
 """Stage `embed`: L2-normalised vectors for every item and user, zero-shot and fine-tuned.
 
 An item's vector encodes its text (title, year, genres, tags). A user's vector encodes their
-history text, the titles of their most recent training items (`pipeline.text`): the very input the
-fine-tuned encoder was trained to place next to the item a user picks next. The same text is
+history text, the titles of their most recent training items (`pipeline.data.text`): the very input
+the fine-tuned encoder was trained to place next to the item a user picks next. The same text is
 also encoded from the history up to the test event (training + validation items): what the model
 reads when the test event is predicted (`user_embeddings_at_test.npy`; the encoder is the same),
 and from every event of the user (`user_embeddings_served.npy`): what serving uses.
@@ -19,23 +19,16 @@ and `zero_shot_user_embeddings_at_test.npy` (the base encoder, evaluated but nev
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
-from pipeline import io
-from pipeline.artifacts import (
-    Embeddings,
-    Layout,
-    Processed,
-    read_processed,
-    write_embeddings,
-    writes,
-)
-from pipeline.config import EmbedConfig, TextConfig, load_params
-from pipeline.encoder import encode, load_encoder, pick_device, pick_precision
-from pipeline.protocol import only_users, user_sample
-from pipeline.text import user_texts
+from pipeline.core import io
+from pipeline.core.config import EmbedConfig, TextConfig, load_params
+from pipeline.core.layout import Layout, writes
+from pipeline.data.artifacts import Embeddings, Processed, read_processed, write_embeddings
+from pipeline.data.text import user_texts
+from pipeline.evaluation.protocol import only_users, user_sample
+from pipeline.models.encoder import encode, load_encoder, pick_device, pick_precision
 
 
 def run(
@@ -81,8 +74,7 @@ def run(
 
 
 @writes("embed")
-def main(root: Path = Path(".")) -> None:
-    layout = Layout(root)
+def main(layout: Layout) -> None:
     params = load_params(layout.params)
     processed = read_processed(layout)
     io.require(layout.encoder, "finetune")

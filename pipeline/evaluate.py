@@ -1,7 +1,7 @@
 """Stage `evaluate`: every model, full ranking, the same split, validation and test.
 
-Every number goes through `pipeline.protocol` (split, candidates, ties, metrics), the same
-rules every tuning loop uses. Each model is fit on the training split only; hyper-parameters
+Every number goes through `pipeline.evaluation.protocol` (split, candidates, ties, metrics), the
+same rules every tuning loop uses. Each model is fit on the training split only; hyper-parameters
 (EASE's λ, ItemKNN's neighbours) are chosen on validation; test numbers are reported, each model
 reading the history up to the test event (training + validation events; nothing refit).
 
@@ -10,11 +10,11 @@ them, for the users who interacted with them, so collaborative models (which hav
 on) meet text models (which read the item's text) and a seeded random ranking as the floor.
 
 Beside the peers and the single-vector served model (`fused`), two of recli's own read the
-user's several interests (`pipeline.exploration`, tuned by `index` on validation):
+user's several interests (`pipeline.models.exploration`, tuned by `index` on validation):
 `multi_interest` (one list per interest from the same fused vectors, dealt by weight) and
 `explore` (items of topics new to the user first). Every model's lists are also described
-beyond accuracy (`pipeline.beyond_accuracy`: diversity, novelty, interest coverage, accuracy on
-novel and familiar events).
+beyond accuracy (`pipeline.evaluation.beyond_accuracy`: diversity, novelty, interest coverage,
+accuracy on novel and familiar events).
 
 Outputs: `metrics/evaluation.json` (DVC metrics), `metrics/evaluation_by_cluster.json` (test
 metrics per interest cluster), and DVC plot data `metrics/plots/ndcg_by_activity.json`,
@@ -26,16 +26,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from pipeline import io
-from pipeline.artifacts import (
+from pipeline.core import io
+from pipeline.core.config import EvaluateConfig, Params, load_params
+from pipeline.core.layout import Layout, writes
+from pipeline.data.artifacts import (
     Factors,
-    Layout,
     read_clustering,
     read_embeddings,
     read_factors,
@@ -44,20 +44,11 @@ from pipeline.artifacts import (
     read_processed,
     read_retrieval,
     read_sequence_vectors,
-    writes,
 )
-from pipeline.beyond_accuracy import beyond_accuracy, self_information
-from pipeline.config import EvaluateConfig, Params, load_params
-from pipeline.exploration import (
-    ExplorationInputs,
-    exploration_inputs,
-    novel_topic_ranks,
-    topic_rank_summary,
-)
-from pipeline.interactions import UserItemVectors
-from pipeline.metrics import EvaluationResult, Scorer, activity_buckets, standard_error
-from pipeline.peers import ItemKNN, Popularity, itemknn_grid, quadratic_skip, tuned_ease
-from pipeline.protocol import (
+from pipeline.data.interactions import UserItemVectors
+from pipeline.evaluation.beyond_accuracy import beyond_accuracy, self_information
+from pipeline.evaluation.metrics import EvaluationResult, Scorer, activity_buckets, standard_error
+from pipeline.evaluation.protocol import (
     Model,
     SplitMatrices,
     SplitScorers,
@@ -65,6 +56,13 @@ from pipeline.protocol import (
     random_scorer,
     select_on_validation,
 )
+from pipeline.models.exploration import (
+    ExplorationInputs,
+    exploration_inputs,
+    novel_topic_ranks,
+    topic_rank_summary,
+)
+from pipeline.models.peers import ItemKNN, Popularity, itemknn_grid, quadratic_skip, tuned_ease
 
 PLOT_METRIC = "ndcg@10"
 # Models that take part in the cold-item slice: the floor, the collaborative and sequence models
@@ -181,7 +179,7 @@ def run(
 
     `clusters` are (label, boolean mask over users) pairs; `seed` drives the random floor of the
     cold-item slice; `lists(result, split)` describes a model's ranked lists beyond accuracy
-    (`pipeline.beyond_accuracy`), reported per split and model under `beyond_accuracy`.
+    (`pipeline.evaluation.beyond_accuracy`), reported per split and model under `beyond_accuracy`.
     """
     metrics: dict[str, Any] = {"validation": {}, "test": {}, "test_by_activity": {}}
     described: dict[str, dict[str, Any]] = {"validation": {}, "test": {}}
@@ -357,8 +355,7 @@ def cluster_groups(
 
 
 @writes("evaluate")
-def main(root: Path = Path(".")) -> None:
-    layout = Layout(root)
+def main(layout: Layout) -> None:
     params = load_params(layout.params)
     seed = params.preprocess.split.seed
     processed = read_processed(layout)
@@ -382,7 +379,8 @@ def main(root: Path = Path(".")) -> None:
 
     def lists(result: EvaluationResult, split: str) -> dict[str, Any]:
         relevant = matrices.relevant(split)  # type: ignore[arg-type]
-        return beyond_accuracy(result, split, inputs, item_space, information, relevant)
+        events = inputs.novel(relevant, split)
+        return beyond_accuracy(result, inputs.sets[split], item_space, information, events)
 
     report = run(
         matrices,

@@ -6,32 +6,25 @@ history, item factors fixed: what the model knows when the test event is predict
 `user_factors_served.npy` (folded in from every event of the user: what serving uses) and
 `config.json`, the effective config next to the factors. Score of user u for item i = u · i.
 
-Beside the factors, the same matrix gives EASE in reduced rank (`pipeline.linear`): the
+Beside the factors, the same matrix gives EASE in reduced rank (`pipeline.models.linear`): the
 `linear_{user,item}_vectors.npy` files (with the same `_at_test` and `_served` users) and
 `linear.json`, the λ chosen on validation and the rank, or why there are none.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline import io, linear
-from pipeline.artifacts import (
-    Factors,
-    Layout,
-    read_processed,
-    write_factors,
-    write_linear,
-    writes,
-)
-from pipeline.collaborative import fold_in, make_model
-from pipeline.config import EvaluateConfig, FactorizeConfig, load_params
-from pipeline.interactions import UserItemVectors, interaction_matrix
-from pipeline.peers import quadratic_skip
-from pipeline.protocol import SplitMatrices
+from pipeline.core import io
+from pipeline.core.config import EvaluateConfig, FactorizeConfig, load_params
+from pipeline.core.layout import Layout, writes
+from pipeline.data.artifacts import Factors, read_processed, write_factors, write_linear
+from pipeline.data.interactions import UserItemVectors, interaction_matrix
+from pipeline.evaluation.protocol import SplitMatrices
+from pipeline.models import linear
+from pipeline.models.collaborative import fold_in, make_model
+from pipeline.models.peers import quadratic_skip
 
 
 def run(
@@ -79,8 +72,7 @@ def run_linear(
 
 
 @writes("factorize")
-def main(root: Path = Path(".")) -> None:
-    layout = Layout(root)
+def main(layout: Layout) -> None:
     params = load_params(layout.params)
     processed = read_processed(layout)
     seed = params.preprocess.split.seed

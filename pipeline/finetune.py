@@ -8,8 +8,8 @@ other positive in the batch. The script reads as the usual sentence-transformers
 5. training arguments, 6. trainer, 7. save.
 
 The in-training metric is validation NDCG@10 / HR@10 on a seeded sample of `finetune.eval_users`
-users, through the evaluation protocol `evaluate` reports with (`pipeline.protocol`: seen items
-masked, cold items never candidates, ties broken at random), so the curve in
+users, through the evaluation protocol `evaluate` reports with (`pipeline.evaluation.protocol`: seen
+items masked, cold items never candidates, ties broken at random), so the curve in
 `metrics/plots/finetune_validation.json` says whether fine-tuning helps the task we care about,
 not just whether the loss goes down.
 
@@ -47,13 +47,14 @@ from sentence_transformers.base.sampler import DefaultBatchSampler
 from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 from transformers import TrainerCallback
 
-from pipeline import io
-from pipeline.artifacts import Layout, Processed, read_processed, writes
-from pipeline.config import FinetuneConfig, TextConfig, load_params
-from pipeline.encoder import encode, load_encoder, pick_device, pick_precision
-from pipeline.metrics import EvaluationResult
-from pipeline.protocol import SplitMatrices, evaluate_model
-from pipeline.text import TrainingPairs, user_texts
+from pipeline.core import io
+from pipeline.core.config import FinetuneConfig, TextConfig, load_params
+from pipeline.core.layout import Layout, writes
+from pipeline.data.artifacts import Processed, read_processed
+from pipeline.data.text import TrainingPairs, user_texts
+from pipeline.evaluation.metrics import EvaluationResult
+from pipeline.evaluation.protocol import SplitMatrices, evaluate_model
+from pipeline.models.encoder import encode, load_encoder, pick_device, pick_precision
 from recli import contract
 from recli.errors import RecliError
 
@@ -209,7 +210,7 @@ class RecommendationEvaluator(BaseEvaluator):
     """Validation NDCG@10 and HR@10 of "user history text · item text" on a seeded user sample.
 
     Scores are dot products of L2-normalised embeddings (cosine), ranked by the evaluation
-    protocol (`pipeline.protocol.evaluate_model`) exactly as `evaluate` ranks them.
+    protocol (`pipeline.evaluation.protocol.evaluate_model`) exactly as `evaluate` ranks them.
     """
 
     def __init__(
@@ -512,8 +513,7 @@ def write_metrics(result: FinetuneResult, layout: Layout) -> None:
 
 
 @writes("finetune")
-def main(root: Path = Path(".")) -> None:
-    layout = Layout(root)
+def main(layout: Layout) -> None:
     params = load_params(layout.params)
     processed = read_processed(layout)
     result = run(

@@ -1,7 +1,7 @@
 """Stage `index`: fuse text and collaborative vectors, index the items, write the serving catalogue.
 
-How the two sides are fused and weighted is `pipeline.fusion`; this stage packages the result for
-serving.
+How the two sides are fused and weighted is `pipeline.models.fusion`; this stage packages the result
+for serving.
 
 Outputs under `data/index/`: `items.ann` (Annoy over fused item vectors), `catalogue.sqlite` (what
 the CLI reads), `fused_{user,item}_vectors.npy` (for the evaluation), and `metrics/index.json`:
@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from pipeline import io
-from pipeline.artifacts import (
+from pipeline.core import io
+from pipeline.core.config import IndexConfig, load_params
+from pipeline.core.layout import Layout, writes
+from pipeline.data.artifacts import (
     SEQUENCE_MODELS,
-    Layout,
+    InterestSets,
     Processed,
     Topics,
     clustering_files,
@@ -39,23 +41,20 @@ from pipeline.artifacts import (
     read_topics,
     write_fused,
     write_retrieval,
-    writes,
 )
-from pipeline.beyond_accuracy import finite_mean, interest_coverage
-from pipeline.config import IndexConfig, load_params
-from pipeline.exploration import (
+from pipeline.data.interactions import UserItemVectors
+from pipeline.evaluation.beyond_accuracy import finite_mean, interest_coverage
+from pipeline.evaluation.metrics import standard_error, top_k
+from pipeline.evaluation.protocol import SplitMatrices, evaluate_model, select_on_validation
+from pipeline.models.exploration import (
     ExplorationInputs,
-    InterestSets,
     exploration_inputs,
     explore_scorer,
     novel_topic_ranks,
     score_scale,
     topic_rank_summary,
 )
-from pipeline.fusion import tune_fusion, tuning_view
-from pipeline.interactions import UserItemVectors
-from pipeline.metrics import standard_error, top_k
-from pipeline.protocol import SplitMatrices, evaluate_model, select_on_validation
+from pipeline.models.fusion import tune_fusion, tuning_view
 from recli import catalogue, contract, integrity
 from recli.catalogue import MetaKey
 
@@ -270,7 +269,7 @@ def measure_ann(
     tuning, reporting = (sample[::2], sample[1::2]) if len(sample) > 1 else (sample, sample)
 
     index = AnnoyIndex(items.shape[1], cfg.metric)
-    index.load(str(io.resolve(index_path)))
+    index.load(str(index_path))
     by_search_k: dict[str, float] = {}
     errors: dict[str, float] = {}
     if cfg.search_k == "auto":
@@ -323,12 +322,13 @@ def served_files(artifacts: Path) -> list[Path]:
     return [index_dir / contract.CATALOGUE_FILE, index_dir / contract.INDEX_FILE, *model]
 
 
-def seal(artifacts: Path) -> None:
+def seal(artifacts: Path, written: Callable[[Path], Path] = Path) -> None:
     """Write `index/manifest.json`, the record `recli` checks what it serves against
-    (`recli.integrity`): last, once every served file is final."""
+    (`recli.integrity`): last, once every served file is final. Files are named where they are
+    served from and read where this run wrote them (`written`: a staged layout's `placed`)."""
     files = served_files(artifacts)
-    manifest = integrity.record(artifacts, files, {path: io.resolve(path) for path in files})
-    io.write_json(integrity.manifest_path(artifacts), manifest)
+    manifest = integrity.record(artifacts, files, {path: written(path) for path in files})
+    io.write_json(written(integrity.manifest_path(artifacts)), manifest)
 
 
 def write_catalogue(
@@ -458,8 +458,7 @@ def _served_means(table: pl.DataFrame, sets: InterestSets, items: np.ndarray) ->
 
 
 @writes("index")
-def main(root: Path = Path(".")) -> None:
-    layout = Layout(root)
+def main(layout: Layout) -> None:
     params = load_params(layout.params)
     processed = read_processed(layout)
     matrices = SplitMatrices.from_processed(
@@ -506,7 +505,7 @@ def main(root: Path = Path(".")) -> None:
     served_sets = InterestSets.from_table(served_interests.table, served_interests.centroids)
     topics = read_topics(layout)
 
-    written_index = io.resolve(index_path)  # in staging until the stage commits
+    written_index = index_path  # in staging until the stage commits
     clustering = read_clustering(layout)
     assignments = dict(clustering.assignments.select("user_idx", "cluster").iter_rows())
     profiles = clustering.profiles
@@ -561,12 +560,12 @@ def main(root: Path = Path(".")) -> None:
         ),
         topics,
     )
-    seal(layout.artifacts)
+    seal(layout.final.artifacts, layout.placed)
     for served in (layout.index / contract.CATALOGUE_FILE, layout.index / contract.INDEX_FILE):
         # Read-only: `cp` over the index rewrites in place a file that a running query has
         # mapped, which kills that query (SIGBUS); refused, the copy has to replace the file,
         # as the pipeline and DVC do, which leaves a running query's mapping intact.
-        io.resolve(served).chmod(0o444)
+        served.chmod(0o444)
     io.write_json(
         layout.metrics_file("index"),
         {

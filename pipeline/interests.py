@@ -11,8 +11,8 @@ nearest larger one. Each interest has:
   age its position from the user's latest event, so what the user does now counts most;
 - a medoid: the member closest on average to the others, the item that stands for it;
 - the terms its items over-represent against everyone's events (lift, as the cluster profiles
-  rank them: `pipeline.profiles`), and, on data without genres, tags or years, the words of the
-  items' titles and descriptions;
+  rank them: `pipeline.models.profiles`), and, on data without genres, tags or years, the words of
+  the items' titles and descriptions;
 - a short label from those terms, where a release era leads only when no genre or tag is
   over-represented (era terms otherwise group users by *when* they watched);
 - the global interest group nearest to it: the cluster whose members' events, averaged in the
@@ -29,16 +29,17 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from pipeline import io
-from pipeline.artifacts import (
-    Layout,
+from pipeline.core import io
+from pipeline.core.config import InterestsConfig, load_params
+from pipeline.core.layout import Layout, writes
+from pipeline.core.parallel import usable_cores
+from pipeline.data.artifacts import (
     Processed,
     Topics,
     UserInterests,
@@ -48,19 +49,17 @@ from pipeline.artifacts import (
     write_interests,
     write_split_interests,
     write_topics,
-    writes,
 )
-from pipeline.config import InterestsConfig, load_params
-from pipeline.exploration import transition_counts, unit_rows
-from pipeline.interest_sets import InterestSettings, user_interest_sets
-from pipeline.parallel import usable_cores
-from pipeline.profiles import (
+from pipeline.data.interactions import unit_rows
+from pipeline.evaluation.protocol import user_sample
+from pipeline.models.exploration import transition_counts
+from pipeline.models.interest_sets import InterestSettings, user_interest_sets
+from pipeline.models.profiles import (
     LABEL_SEPARATOR,
     MIN_USER_TERM_INTERACTIONS,
     _ranked_terms,
     item_terms,
 )
-from pipeline.protocol import user_sample
 
 KEY_STRIDE = 1 << 16
 """(user, interest) pairs are keyed `user * KEY_STRIDE + interest` for the term tables."""
@@ -127,8 +126,8 @@ def keyed_terms(
     """Terms each group of events (`keyed`: `key, item_idx`) over-represents against all of
     `events`: `key, term, kind, lift, share, share_overall, interactions`.
 
-    Genres, tags and eras (`pipeline.profiles.item_terms`); where the data has none of those for
-    a group, the words of its items' titles and descriptions.
+    Genres, tags and eras (`pipeline.models.profiles.item_terms`); where the data has none of those
+    for a group, the words of its items' titles and descriptions.
     """
     ranked = _ranked_terms(
         events, keyed, items, keep, by="key", min_interactions=MIN_USER_TERM_INTERACTIONS
@@ -294,7 +293,7 @@ def topic_terms(
     Items, not events: `recli explore` shows a topic's items, so what names a topic must be
     visible on them, and a blockbuster's hundreds of events would otherwise lend the whole topic
     a genre only that one film has. The weight is share × ln(lift), as the cluster labels weigh
-    terms (`pipeline.profiles.label_weight`): common in the topic and rarer elsewhere.
+    terms (`pipeline.models.profiles.label_weight`): common in the topic and rarer elsewhere.
     """
     carried = pl.concat(
         [item_terms(items).select("item_idx", "kind", "term"), word_terms(items)],
@@ -564,8 +563,7 @@ def settings_for(cfg: InterestsConfig) -> InterestSettings:
 
 
 @writes("interests")
-def main(root: Path = Path(".")) -> None:
-    layout = Layout(root)
+def main(layout: Layout) -> None:
     params = load_params(layout.params)
     cfg = params.interests
     processed = read_processed(layout)

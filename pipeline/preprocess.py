@@ -14,22 +14,14 @@ by a random key drawn from `preprocess.split.seed`.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 
-from pipeline import io
-from pipeline.artifacts import (
-    INTERACTION_SCHEMA,
-    SPLITS,
-    Layout,
-    Processed,
-    write_processed,
-    writes,
-)
-from pipeline.config import PreprocessConfig, SplitConfig, load_params
-from pipeline.data import RawData, load_source
+from pipeline.core import io
+from pipeline.core.config import PreprocessConfig, SplitConfig, load_params
+from pipeline.core.layout import Layout, writes
+from pipeline.data.artifacts import INTERACTION_SCHEMA, SPLITS, Processed, write_processed
+from pipeline.data.source import RawData, load_source
 from recli.errors import RecliError
 
 
@@ -408,10 +400,9 @@ def run(raw: RawData, cfg: PreprocessConfig) -> Processed:
 
 
 @writes("preprocess")
-def main(root: Path = Path(".")) -> None:
-    layout = Layout(root)
+def main(layout: Layout) -> None:
     params = load_params(layout.params)
-    raw = load_source(params.data, root)
+    raw = load_source(params.data, layout.root)
     processed = run(raw, params.preprocess)
     write_processed(processed, layout)
     print(summary_line(processed.summary))

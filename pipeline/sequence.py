@@ -1,7 +1,7 @@
 """Stage `sequence`: order-aware user models, trained on the training split, stopped on validation.
 
 Leave-last-out asks for the *next* item, and the models that read order win there. Two causal
-transformers over each user's item sequence (`pipeline.sasrec`) are trained with the same
+transformers over each user's item sequence (`pipeline.models.sasrec`) are trained with the same
 settings (`params.yaml: sequence`):
 
 - `sasrec`, the peer: SASRec with free item-id embeddings, as the field runs it;
@@ -23,26 +23,24 @@ Outputs under `data/sequence/`: `{sasrec,text}_{user,item}_vectors.npy`,
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline import io
-from pipeline.artifacts import (
-    Layout,
+from pipeline.core import io
+from pipeline.core.config import SequenceConfig, load_params
+from pipeline.core.layout import Layout, writes
+from pipeline.core.parallel import in_processes, usable_cores
+from pipeline.data.artifacts import (
     Processed,
     read_embeddings,
     read_processed,
     write_sequence_vectors,
-    writes,
 )
-from pipeline.config import SequenceConfig, load_params
-from pipeline.encoder import pick_device
-from pipeline.interactions import UserItemVectors
-from pipeline.parallel import in_processes, usable_cores
-from pipeline.protocol import SplitMatrices, evaluate_model, only_users
-from pipeline.sasrec import SequenceSettings, append_histories, fit, histories
+from pipeline.data.interactions import UserItemVectors
+from pipeline.evaluation.protocol import SplitMatrices, evaluate_model, only_users
+from pipeline.models.encoder import pick_device
+from pipeline.models.sasrec import SequenceSettings, append_histories, fit, histories
 
 MODELS = {
     "sasrec": {"use_ids": True, "use_text": False},
@@ -160,8 +158,7 @@ def run(
 
 
 @writes("sequence")
-def main(root: Path = Path(".")) -> None:
-    layout = Layout(root)
+def main(layout: Layout) -> None:
     params = load_params(layout.params)
     processed = read_processed(layout)
     text = read_embeddings(params.sequence.text_encoder, layout)

@@ -3,7 +3,7 @@
 `dvc repro` runs each stage's `main()` from the project root, reading `params.yaml` and writing
 `data/` and `metrics/`. `run_all` runs the very same `main(root)`s, in `dvc.yaml` order, for
 another folder after writing the given params there, so the outputs have the layout DVC gives
-them (`<root>/data/...`, `<root>/metrics/...`, `pipeline.artifacts.Layout`) and every reader
+them (`<root>/data/...`, `<root>/metrics/...`, `pipeline.core.layout.Layout`) and every reader
 (`artifacts.read_processed(Layout(root))`, `recli --artifacts`) works on them unchanged. It does
 no caching and no dependency tracking: that is DVC's job.
 
@@ -26,8 +26,8 @@ from typing import Any
 import polars as pl
 import yaml
 
-from pipeline.config import PARAMS_FILE, DataConfig, Params, parse_params
-from pipeline.data import RawData, load_source
+from pipeline.core.config import PARAMS_FILE, DataConfig, Params, parse_params
+from pipeline.data.source import RawData, load_source
 from recli.errors import RecliError
 
 STAGES = (
@@ -198,7 +198,7 @@ def run_all(
     """Run `stages` (default: all, in `dvc.yaml` order) in `root` as `dvc repro` would run them.
 
     Writes `root/params.yaml`, then calls each stage's `main(root)`: every path a stage reads or
-    writes comes from the project root it is given (`pipeline.artifacts.Layout`), and relative
+    writes comes from the project root it is given (`pipeline.core.layout.Layout`), and relative
     paths in `params` (input files, `data.cache_dir`) are relative to `root` too. The current
     directory is never changed. Returns, per stage, the wall time (`seconds`) and what the stage
     printed (`output`). `quiet` keeps progress bars and warnings (stderr) out of the way; they

@@ -6,7 +6,7 @@ first token is read; the forward pass itself then takes milliseconds. This modul
 saved sentence-transformers folder (`modules.json`, the BERT `config.json`, `model.safetensors`,
 `tokenizer.json`, the Pooling config) and runs the same computation with numpy, the `tokenizers`
 package (Rust) and `safetensors` only: tokenisation with truncation to `max_seq_length`, the BERT
-forward pass, pooling and L2 normalisation. The vectors match `pipeline.encoder.encode()` in
+forward pass, pooling and L2 normalisation. The vectors match `pipeline.models.encoder.encode()` in
 float32 to round-off (about 1e-6), so queries land in the same space as the catalogue that the
 pipeline embedded (one embedded in bfloat16, `embed.precision`, is within 1e-5 in cosine). No
 training stack (torch, transformers, sentence-transformers) is imported, not even lazily: what

@@ -39,7 +39,7 @@ import numpy as np
 import polars as pl
 from check_peers import best_peer  # scripts/ is on the path when run as a script
 
-from pipeline.config import load_params
+from pipeline.core.config import load_params
 from pipeline.evaluate import SERVED
 from pipeline.workflow import INPUT_DIR, STAGES, override, run_all
 

@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import factorize, preprocess
-from pipeline.config import Params, load_params
-from pipeline.data import RawData, load_source
+from pipeline.core.config import Params, load_params
+from pipeline.data.source import RawData, load_source
 from pipeline.evaluate import PEERS, SERVED, peer_scorers
-from pipeline.protocol import SplitMatrices, evaluate_model
+from pipeline.evaluation.protocol import SplitMatrices, evaluate_model
 from pipeline.workflow import override, run_all
 
 

@@ -17,13 +17,14 @@ import polars as pl
 from synthetic import make_block_raw
 
 from pipeline import index
-from pipeline.artifacts import Processed, Topics
-from pipeline.config import IndexConfig, PreprocessConfig
-from pipeline.exploration import InterestSets, transition_counts, unit_rows
-from pipeline.fusion import Fusion
+from pipeline.core.config import IndexConfig, PreprocessConfig
+from pipeline.data.artifacts import InterestSets, Processed, Topics
+from pipeline.data.interactions import unit_rows
 from pipeline.interests import InterestSettings, describe
+from pipeline.models.exploration import transition_counts
+from pipeline.models.fusion import Fusion
+from pipeline.models.profiles import user_interests
 from pipeline.preprocess import run
-from pipeline.profiles import user_interests
 from recli import catalogue, contract
 
 ITEMS_PER_BLOCK = 15

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from pipeline.artifacts import Processed
+from pipeline.data.artifacts import Processed
 
 
 def unit(rows: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from pipeline.artifacts import Layout, stage_outputs
+from pipeline.core.layout import Layout, stage_outputs
 from recli import transaction
 
 REPO = Path(__file__).resolve().parents[1]

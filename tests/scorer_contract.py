@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.protocol import SplitMatrices, SplitScorers, evaluate_model
+from pipeline.evaluation.protocol import SplitMatrices, SplitScorers, evaluate_model
 
 
 class ScorerContract:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from pipeline.data import RawData
+from pipeline.data.source import RawData
 
 GENRES = ["Action", "Comedy", "Drama", "Horror", "Romance", "Sci-Fi"]
 
@@ -86,9 +86,9 @@ def blocks_with_random_text(seed: int = 0):
     """(processed, matrices, ALS factors, text vectors) on the two-block data, where the text
     knows nothing (random unit vectors) and ALS finds the blocks: fusion should prefer ALS."""
     from pipeline import factorize, preprocess
-    from pipeline.artifacts import Embeddings
-    from pipeline.config import FactorizeConfig, PreprocessConfig
-    from pipeline.protocol import SplitMatrices
+    from pipeline.core.config import FactorizeConfig, PreprocessConfig
+    from pipeline.data.artifacts import Embeddings
+    from pipeline.evaluation.protocol import SplitMatrices
 
     processed = preprocess.run(make_block_raw(), PreprocessConfig(min_user_interactions=3))
     matrices = SplitMatrices.from_processed(processed)

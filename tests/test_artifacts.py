@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from synthetic import make_raw
 
-from pipeline import artifacts, preprocess
-from pipeline.artifacts import Layout
-from pipeline.config import PreprocessConfig
-from pipeline.interactions import UserItemVectors
+from pipeline import preprocess
+from pipeline.core.config import PreprocessConfig
+from pipeline.core.layout import STAGE_OUTPUTS, Layout
+from pipeline.data import artifacts
+from pipeline.data.interactions import UserItemVectors
 from recli import contract
 from recli.errors import RecliError
 
@@ -24,7 +25,7 @@ def test_layout_puts_every_stage_under_the_served_artifacts_folder(tmp_path: Pat
     assert layout.metrics_file("cluster") == tmp_path / "metrics" / "cluster.json"
     assert layout.plot_file("cluster_sizes") == tmp_path / "metrics/plots/cluster_sizes.json"
     # Run from the project root, the outputs are spelled as dvc.yaml spells them.
-    assert artifacts.STAGE_OUTPUTS["index"] == ["data/index", "metrics/index.json"]
+    assert STAGE_OUTPUTS["index"] == ["data/index", "metrics/index.json"]
 
 
 def test_processed_round_trip(tmp_path: Path) -> None:

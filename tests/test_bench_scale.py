@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipeline.config import DataConfig, PreprocessConfig
-from pipeline.data import load_source
+from pipeline.core.config import DataConfig, PreprocessConfig
+from pipeline.data.source import load_source
 from pipeline.preprocess import clean
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,17 +13,17 @@ import yaml
 from hand_built import HORROR_FANS, ROMANCE_FANS, groups, horror_and_romance, processed_from, unit
 
 from pipeline import cluster
-from pipeline.artifacts import (
+from pipeline.core.config import ClusterConfig, Params
+from pipeline.core.layout import Layout
+from pipeline.data.artifacts import (
     Clustering,
-    Layout,
     Processed,
     read_clustering,
     write_embeddings,
     write_processed,
 )
-from pipeline.config import ClusterConfig, Params
-from pipeline.interactions import UserItemVectors
-from pipeline.profiles import user_interests
+from pipeline.data.interactions import UserItemVectors
+from pipeline.models.profiles import user_interests
 from recli.errors import RecliError
 
 

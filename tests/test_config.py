@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.config import Params, load_params, parse_params
+from pipeline.core.config import Params, load_params, parse_params
 from recli.errors import RecliError
 
 REPO = Path(__file__).resolve().parents[1]

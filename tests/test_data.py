@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import data, files, movielens, raw
-from pipeline.config import DataConfig, FilesSource
+from pipeline.core.config import DataConfig, FilesSource
+from pipeline.data import files, movielens, raw
+from pipeline.data import source as data
 from recli.errors import RecliError
 
 EVENTS = "user_id,item_id,rating,timestamp\na,1,4,10\nb,1,5,11\nb,2,3,12\n"
@@ -72,7 +73,8 @@ def test_movielens_is_fetched_into_the_cache_under_the_root(
 
 
 def test_the_front_offers_what_the_pipeline_imports_from_it() -> None:
-    # preprocess, workflow and the tests import these from `pipeline.data`, wherever they live.
+    # preprocess, workflow and the tests import these from `pipeline.data.source`, wherever they
+    # live.
     assert data.RawData is raw.RawData
     assert data.load_files is files.load_files
     assert data.load_movielens_100k is movielens.load_movielens_100k

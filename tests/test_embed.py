@@ -6,10 +6,11 @@ import numpy as np
 from synthetic import make_raw
 
 from pipeline import embed, preprocess
-from pipeline.artifacts import Layout, read_embeddings, write_embeddings
-from pipeline.config import EmbedConfig, PreprocessConfig, TextConfig
-from pipeline.encoder import encode, load_encoder
-from pipeline.text import user_texts
+from pipeline.core.config import EmbedConfig, PreprocessConfig, TextConfig
+from pipeline.core.layout import Layout
+from pipeline.data.artifacts import read_embeddings, write_embeddings
+from pipeline.data.text import user_texts
+from pipeline.models.encoder import encode, load_encoder
 
 
 def _processed():

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import encoder
+from pipeline.models import encoder
 from recli.errors import RecliError
 
 

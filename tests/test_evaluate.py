@@ -5,8 +5,8 @@ import pytest
 from synthetic import make_block_raw, make_raw
 
 from pipeline import evaluate, factorize, preprocess
-from pipeline.config import EvaluateConfig, FactorizeConfig, PreprocessConfig
-from pipeline.protocol import SplitMatrices, evaluate_model
+from pipeline.core.config import EvaluateConfig, FactorizeConfig, PreprocessConfig
+from pipeline.evaluation.protocol import SplitMatrices, evaluate_model
 
 SMALL = EvaluateConfig(ease_reg_grid=[1.0, 10.0], itemknn_neighbors_grid=[5, 10])
 
@@ -128,7 +128,7 @@ def test_reported_numbers_are_the_protocols_numbers() -> None:
 
 
 def test_paired_differences_are_per_user_means_with_their_standard_error() -> None:
-    from pipeline.metrics import EvaluationResult
+    from pipeline.evaluation.metrics import EvaluationResult
 
     def result(values: list[float]) -> EvaluationResult:
         users = np.arange(len(values))

@@ -10,15 +10,16 @@ import polars as pl
 import pytest
 import scipy.sparse as sp
 
-from pipeline.beyond_accuracy import (
+from pipeline.data.artifacts import InterestSets
+from pipeline.evaluation.beyond_accuracy import (
     interest_coverage,
     intra_list_diversity,
     novelty,
     on_events,
     self_information,
 )
-from pipeline.exploration import (
-    InterestSets,
+from pipeline.evaluation.metrics import EvaluationResult, rank_users
+from pipeline.models.exploration import (
     closest_similarity_matrix,
     explore_scorer,
     interest_queries,
@@ -28,7 +29,6 @@ from pipeline.exploration import (
     topic_weight_matrix,
     transition_counts,
 )
-from pipeline.metrics import EvaluationResult, rank_users
 from recli import exploration
 from recli.exploration import Transitions, merge_by_weight, rank_topics, topic_weights
 

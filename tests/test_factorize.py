@@ -5,9 +5,10 @@ import pytest
 from synthetic import make_block_raw
 
 from pipeline import factorize, preprocess
-from pipeline.artifacts import Layout, read_factors, write_factors
-from pipeline.config import FactorizeConfig, PreprocessConfig
-from pipeline.interactions import interaction_matrix
+from pipeline.core.config import FactorizeConfig, PreprocessConfig
+from pipeline.core.layout import Layout
+from pipeline.data.artifacts import read_factors, write_factors
+from pipeline.data.interactions import interaction_matrix
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipeline.config import (
+from pipeline.core.config import (
     FileColumns,
     FilesSource,
     ItemColumns,
@@ -20,9 +20,9 @@ from pipeline.config import (
     SplitConfig,
     TagColumns,
 )
-from pipeline.files import load_files
+from pipeline.data.files import load_files
+from pipeline.data.raw import INTERACTIONS_SCHEMA, ITEMS_SCHEMA
 from pipeline.preprocess import run
-from pipeline.raw import INTERACTIONS_SCHEMA, ITEMS_SCHEMA
 from recli.errors import RecliError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "byo"

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline.config import FileColumns, FilesSource, PreprocessConfig, SplitConfig
-from pipeline.files import load_files
+from pipeline.core.config import FileColumns, FilesSource, PreprocessConfig, SplitConfig
+from pipeline.data.files import load_files
+from pipeline.data.raw import RawData
 from pipeline.preprocess import clean
-from pipeline.raw import RawData
 from recli.errors import RecliError
 
 SETTINGS = settings(

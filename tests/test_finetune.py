@@ -17,12 +17,12 @@ import polars as pl
 import pytest
 
 from pipeline import finetune, preprocess
-from pipeline.artifacts import Layout
-from pipeline.config import FinetuneConfig, PreprocessConfig, TextConfig
-from pipeline.data import RawData
-from pipeline.encoder import encode, load_encoder
-from pipeline.protocol import evaluate_model
-from pipeline.text import TrainingPairs
+from pipeline.core.config import FinetuneConfig, PreprocessConfig, TextConfig
+from pipeline.core.layout import Layout
+from pipeline.data.source import RawData
+from pipeline.data.text import TrainingPairs
+from pipeline.evaluation.protocol import evaluate_model
+from pipeline.models.encoder import encode, load_encoder
 from recli.errors import RecliError
 
 # One distinct word per item title (block A: the first 15, block B: the rest).
@@ -272,7 +272,7 @@ def test_batch_larger_than_the_data_is_a_clear_error(
 
 
 def test_mixed_precision_on_cpu_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline import encoder
+    from pipeline.models import encoder
 
     full = {"bf16": False, "fp16": False}
     assert finetune.mixed_precision("mps") == full

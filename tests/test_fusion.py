@@ -7,9 +7,10 @@ import pytest
 import scipy.sparse as sp
 from synthetic import blocks_with_random_text, score_spreads
 
-from pipeline.artifacts import Embeddings
-from pipeline.config import IndexConfig
-from pipeline.fusion import (
+from pipeline.core.config import IndexConfig
+from pipeline.data.artifacts import Embeddings
+from pipeline.evaluation.protocol import SplitMatrices
+from pipeline.models.fusion import (
     TUNING_USERS,
     behaviour,
     make_fusion,
@@ -17,7 +18,6 @@ from pipeline.fusion import (
     tune_fusion,
     tuning_view,
 )
-from pipeline.protocol import SplitMatrices
 from recli import contract
 
 

@@ -8,8 +8,8 @@ import pytest
 from synthetic import blocks_with_random_text, score_spreads
 
 from pipeline import index
-from pipeline.config import IndexConfig
-from pipeline.fusion import make_fusion
+from pipeline.core.config import IndexConfig
+from pipeline.models.fusion import make_fusion
 from recli import catalogue
 
 

@@ -8,7 +8,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline import interest_sets
 from pipeline.interests import (
     InterestSettings,
     describe,
@@ -19,6 +18,7 @@ from pipeline.interests import (
     user_interest_sets,
     word_terms,
 )
+from pipeline.models import interest_sets
 
 TOPICS = ("Animation", "Film-Noir", "Western")
 WORDS = ("cartoons", "detectives", "cowboys")

@@ -1,4 +1,4 @@
-"""Atomic artifact writes and typed reads (`pipeline.io`)."""
+"""Atomic artifact writes and typed reads (`pipeline.core.io`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline import io
+from pipeline.core import io
 from recli import transaction
 from recli.errors import RecliError
 
@@ -67,7 +67,7 @@ COMMITTING_STAGE = textwrap.dedent(
     import os, signal, sys
     from pathlib import Path
 
-    from pipeline import io
+    from pipeline.core import io
     from recli import transaction
 
     artifacts, when, signum = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
@@ -92,9 +92,10 @@ COMMITTING_STAGE = textwrap.dedent(
 
 
     def main() -> None:
-        with io.stage_outputs(artifacts, "index", outputs):
-            io.write_json(outputs[0] / "catalogue.json", {"run": "new"})
-            io.write_json(outputs[1], {"run": "new"})
+        with io.stage_outputs(artifacts, "index", outputs) as running:
+            index, metrics = (staged for _, staged in running.staging)
+            io.write_json(index / "catalogue.json", {"run": "new"})
+            io.write_json(metrics, {"run": "new"})
             if when == "before":
                 os.kill(os.getpid(), signum)
                 signal.sigtimedwait([], 0.1)  # let the handler run, as it would mid-stage

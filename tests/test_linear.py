@@ -1,4 +1,4 @@
-"""EASE in reduced rank (`pipeline.linear`): exact at full rank, the best rank-r fit of the
+"""EASE in reduced rank (`pipeline.models.linear`): exact at full rank, the best rank-r fit of the
 training scores below it, histories read with nothing refit, λ from validation."""
 
 from __future__ import annotations
@@ -8,11 +8,12 @@ import pytest
 import scipy.sparse as sp
 from synthetic import make_block_raw
 
-from pipeline import factorize, linear, preprocess
-from pipeline.config import EvaluateConfig, FactorizeConfig, PreprocessConfig
-from pipeline.interactions import interaction_matrix
-from pipeline.peers import EASE
-from pipeline.protocol import SplitMatrices
+from pipeline import factorize, preprocess
+from pipeline.core.config import EvaluateConfig, FactorizeConfig, PreprocessConfig
+from pipeline.data.interactions import interaction_matrix
+from pipeline.evaluation.protocol import SplitMatrices
+from pipeline.models import linear
+from pipeline.models.peers import EASE
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
 
-from pipeline.metrics import (
+from pipeline.evaluation.metrics import (
     activity_buckets,
     evaluate_scorer,
     item_coverage,

@@ -13,9 +13,13 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipeline import movielens
-from pipeline.movielens import load_movielens_100k, parse_ml100k_grouplens, parse_ml100k_recbole
-from pipeline.raw import INTERACTIONS_SCHEMA, ITEMS_SCHEMA
+from pipeline.data import movielens
+from pipeline.data.movielens import (
+    load_movielens_100k,
+    parse_ml100k_grouplens,
+    parse_ml100k_recbole,
+)
+from pipeline.data.raw import INTERACTIONS_SCHEMA, ITEMS_SCHEMA
 from recli.errors import RecliError
 
 RECBOLE_INTER = (

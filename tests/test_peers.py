@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
 
-from pipeline import peers
-from pipeline.metrics import rank_users, top_k
-from pipeline.peers import EASE, ItemKNN, Popularity, ease_grid, itemknn_grid
+from pipeline.evaluation.metrics import rank_users, top_k
+from pipeline.models import peers
+from pipeline.models.peers import EASE, ItemKNN, Popularity, ease_grid, itemknn_grid
 
 
 def _csr(rows: list[list[int]], n_items: int) -> csr_matrix:

@@ -105,7 +105,8 @@ def test_what_is_served_knows_every_event_of_the_user(project: Path) -> None:
     # held-out validation and test events and cold-item events included.
     import polars as pl
 
-    from pipeline.artifacts import Layout, read_processed
+    from pipeline.core.layout import Layout
+    from pipeline.data.artifacts import read_processed
     from recli.serve import Served
 
     processed = read_processed(Layout(project))
@@ -166,7 +167,7 @@ def test_editing_a_stage_module_makes_only_that_stage_and_later_ones_stale(proje
         assert _stale_stages(project) == {"evaluate"}
     finally:
         evaluate_module.write_text(original)
-    contracts = project / "pipeline/artifacts.py"
+    contracts = project / "pipeline/data/artifacts.py"
     original = contracts.read_text()
     try:
         # Every stage reads or writes through the stage contracts: all of them depend on it.

@@ -5,8 +5,8 @@ import pytest
 from synthetic import make_items, make_raw
 
 from pipeline import preprocess
-from pipeline.config import PreprocessConfig, SplitConfig
-from pipeline.data import RawData
+from pipeline.core.config import PreprocessConfig, SplitConfig
+from pipeline.data.source import RawData
 from recli.errors import RecliError
 
 

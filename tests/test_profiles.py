@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 from hand_built import HORROR_FANS, ROMANCE_FANS, groups, horror_and_romance, processed_from, unit
 
-from pipeline.artifacts import Processed
-from pipeline.config import ClusterConfig
-from pipeline.profiles import (
+from pipeline.core.config import ClusterConfig
+from pipeline.data.artifacts import Processed
+from pipeline.models.profiles import (
     LABEL_SEPARATOR,
     MIN_LABEL_LIFT,
     cluster_profiles,

@@ -8,9 +8,9 @@ from scipy.sparse import csr_matrix
 from synthetic import make_raw
 
 from pipeline import preprocess
-from pipeline.config import PreprocessConfig
-from pipeline.metrics import evaluate_scorer, rank_users
-from pipeline.protocol import (
+from pipeline.core.config import PreprocessConfig
+from pipeline.evaluation.metrics import evaluate_scorer, rank_users
+from pipeline.evaluation.protocol import (
     SPREAD_SAMPLE_USERS,
     SplitMatrices,
     SplitScorers,

@@ -31,8 +31,8 @@ TEXTS = [
 
 
 def reference(directory: Path, texts: list[str]) -> np.ndarray:
-    """What the pipeline computes: sentence-transformers through pipeline.encoder."""
-    from pipeline.encoder import encode, load_encoder
+    """What the pipeline computes: sentence-transformers through pipeline.models.encoder."""
+    from pipeline.models.encoder import encode, load_encoder
 
     return encode(load_encoder(str(directory), device="cpu"), texts)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from pipeline.raw import RawData, drop_no_genre, title_year
+from pipeline.data.raw import RawData, drop_no_genre, title_year
 
 
 def test_raw_data_is_frozen() -> None:

@@ -35,9 +35,9 @@ from kill_points import run_stage as run_killable
 from synthetic import make_raw
 from typer.testing import CliRunner
 
-from pipeline import cluster, evaluate, factorize, index, io, preprocess
-from pipeline.artifacts import Embeddings, Layout, write_processed
-from pipeline.config import (
+from pipeline import cluster, evaluate, factorize, index, preprocess
+from pipeline.core import io
+from pipeline.core.config import (
     ClusterConfig,
     EvaluateConfig,
     FactorizeConfig,
@@ -49,9 +49,11 @@ from pipeline.config import (
     SplitConfig,
     parse_params,
 )
-from pipeline.data import load_files
-from pipeline.fusion import tune_fusion
-from pipeline.protocol import SplitMatrices
+from pipeline.core.layout import Layout
+from pipeline.data.artifacts import Embeddings, write_processed
+from pipeline.data.source import load_files
+from pipeline.evaluation.protocol import SplitMatrices
+from pipeline.models.fusion import tune_fusion
 from recli.cli import app
 from recli.contract import file_digest
 from recli.errors import RecliError
@@ -458,7 +460,7 @@ WRITER = textwrap.dedent(
 
     import numpy as np
 
-    from pipeline import io
+    from pipeline.core import io
 
     destination, ready, kind = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     # A shell may start background jobs with Ctrl-C ignored; a stage at a terminal gets it.
@@ -801,7 +803,7 @@ def test_doctor_reports_an_upstream_file_changed_since_the_index(tmp_path: Path)
 
 
 def test_artifacts_get_ordinary_file_permissions(tmp_path: Path) -> None:
-    from pipeline import io as artifact_io
+    from pipeline.core import io as artifact_io
 
     target = tmp_path / "out.json"
     artifact_io.write_json(target, {"a": 1})

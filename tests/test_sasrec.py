@@ -1,5 +1,5 @@
-"""SASRec (`pipeline.sasrec`): it learns order, reads only the past, is reproducible, leaves cold
-items to their text, and reads whatever history it is given at scoring time."""
+"""SASRec (`pipeline.models.sasrec`): it learns order, reads only the past, is reproducible, leaves
+cold items to their text, and reads whatever history it is given at scoring time."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from pipeline.interactions import UserItemVectors
-from pipeline.metrics import Scorer
-from pipeline.protocol import SplitMatrices, evaluate_model
-from pipeline.sasrec import (
+from pipeline.data.interactions import UserItemVectors
+from pipeline.evaluation.metrics import Scorer
+from pipeline.evaluation.protocol import SplitMatrices, evaluate_model
+from pipeline.models.sasrec import (
     IGNORE,
     PAD,
     SequenceModel,

@@ -11,7 +11,7 @@ from scorer_contract import HistoryContract, ScorerContract
 from synthetic import make_raw
 
 from pipeline import embed, factorize, finetune, preprocess
-from pipeline.config import (
+from pipeline.core.config import (
     EmbedConfig,
     FactorizeConfig,
     FinetuneConfig,
@@ -19,9 +19,9 @@ from pipeline.config import (
     PreprocessConfig,
     TextConfig,
 )
-from pipeline.fusion import tune_fusion
-from pipeline.peers import EASE, ItemKNN, Popularity
-from pipeline.protocol import SplitMatrices, SplitScorers
+from pipeline.evaluation.protocol import SplitMatrices, SplitScorers
+from pipeline.models.fusion import tune_fusion
+from pipeline.models.peers import EASE, ItemKNN, Popularity
 
 TEXT = TextConfig(history_items=3, max_seq_length=32)
 EMBED = EmbedConfig(batch_size=16, device="cpu")

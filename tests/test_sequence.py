@@ -9,11 +9,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline import parallel, preprocess, sequence
-from pipeline.artifacts import Layout, read_sequence_vectors, write_processed
-from pipeline.config import Params, PreprocessConfig, SequenceConfig
-from pipeline.data import RawData
-from pipeline.protocol import SplitMatrices, SplitScorers, evaluate_model
+from pipeline import preprocess, sequence
+from pipeline.core import parallel
+from pipeline.core.config import Params, PreprocessConfig, SequenceConfig
+from pipeline.core.layout import Layout
+from pipeline.data.artifacts import read_sequence_vectors, write_processed
+from pipeline.data.source import RawData
+from pipeline.evaluation.protocol import SplitMatrices, SplitScorers, evaluate_model
 from pipeline.workflow import write_params
 
 N_ITEMS = 12
@@ -93,8 +95,8 @@ def test_main_writes_every_output(processed, fitted, tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     write_processed(processed, layout)
     text = np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32)
-    from pipeline.artifacts import write_embeddings
-    from pipeline.interactions import UserItemVectors
+    from pipeline.data.artifacts import write_embeddings
+    from pipeline.data.interactions import UserItemVectors
 
     users = np.zeros((processed.users.height, 8), np.float32)
     write_embeddings("finetuned", UserItemVectors(users, text), layout)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.artifacts import STAGE_OUTPUTS
+from pipeline.core.layout import STAGE_OUTPUTS
 from pipeline.workflow import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,7 +18,8 @@ PACKAGES = ("pipeline", "recli")
 
 
 def _module_path(module: str) -> Path | None:
-    """The file of a project module (`pipeline.io` -> pipeline/io.py), None for anything else."""
+    """The file of a project module (`pipeline.core.io` -> pipeline/core/io.py), None for anything
+    else."""
     if module.split(".")[0] not in PACKAGES:
         return None
     base = ROOT.joinpath(*module.split("."))
@@ -38,7 +39,8 @@ def direct_imports(module: str) -> frozenset[str]:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # `from pipeline import io` names a module; `from pipeline.io import x` names one too.
+            # `from pipeline.core import io` names a module; `from pipeline.core.io import x` names
+            # one too.
             names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
         else:
             continue
@@ -83,7 +85,7 @@ def dvc_stages() -> dict:
 
 def test_the_import_walk_finds_known_imports() -> None:
     # Guard against a walker that finds nothing (every test below would then pass vacuously).
-    assert "pipeline.io" in direct_imports("pipeline.preprocess")
+    assert "pipeline.core.io" in direct_imports("pipeline.preprocess")
     assert "recli.errors" in imported_closure("pipeline.preprocess")
     assert "recli.catalogue" in direct_imports("pipeline.index")
 
@@ -102,7 +104,7 @@ def test_no_import_cycles() -> None:
 
 def test_serving_never_imports_the_pipeline() -> None:
     # `recli search` loads the encoder through the pipeline lazily; that one import is allowed.
-    allowed = {"pipeline.encoder"}
+    allowed = {"pipeline.models.encoder"}
     for module in _all_modules():
         if module.startswith("recli."):
             reached = {name for name in direct_imports(module) if name.startswith("pipeline.")}

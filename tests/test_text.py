@@ -5,8 +5,8 @@ from __future__ import annotations
 from synthetic import make_raw
 
 from pipeline import preprocess
-from pipeline.config import PreprocessConfig
-from pipeline.text import HISTORY_PREFIX, TrainingPairs, user_texts
+from pipeline.core.config import PreprocessConfig
+from pipeline.data.text import HISTORY_PREFIX, TrainingPairs, user_texts
 
 
 def _processed():

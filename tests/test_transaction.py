@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import io
+from pipeline.core import io
+from pipeline.core.layout import Layout
 from recli import transaction
 from recli.cli import app
 from recli.errors import RecliError
@@ -105,17 +106,31 @@ def test_a_stage_reads_what_it_wrote_and_commits_the_set_at_the_end(tmp_path: Pa
     artifacts, outputs = _outputs(tmp_path)
     io.write_npy(outputs[0] / "stale.npy", np.zeros(2))
     io.write_json(outputs[1], {"old": True})
-    with io.stage_outputs(artifacts, "embed", outputs):
-        io.write_npy(outputs[0] / "items.npy", np.arange(3.0))
+    layout = Layout(tmp_path)
+    with io.stage_outputs(artifacts, "embed", outputs) as running:
+        staged = layout.staged(running.staging)
+        # The stage's own outputs point into staging; everything else stays where it is.
+        assert staged.embed != layout.embed and staged.processed == layout.processed
+        io.write_npy(staged.embed / "items.npy", np.arange(3.0))
         # Not in place yet, but the stage itself reads its new output.
         assert not (outputs[0] / "items.npy").exists()
-        assert io.read_npy(outputs[0] / "items.npy", "embed").tolist() == [0.0, 1.0, 2.0]
+        assert io.read_npy(staged.embed / "items.npy", "embed").tolist() == [0.0, 1.0, 2.0]
         assert io.read_json(outputs[1], "embed") == {"old": True}  # not rewritten yet
-        io.write_json(outputs[1], {"old": False})
-        assert io.read_json(outputs[1], "embed") == {"old": False}
+        io.write_json(staged.metrics_file("embed"), {"old": False})
+        assert io.read_json(staged.metrics_file("embed"), "embed") == {"old": False}
     assert sorted(path.name for path in outputs[0].iterdir()) == ["items.npy"]
     assert json.loads(outputs[1].read_text()) == {"old": False}
+    assert staged.final == layout
     assert transaction.committed(artifacts) == []
+
+
+def test_an_output_the_stage_did_not_write_keeps_its_old_contents(tmp_path: Path) -> None:
+    artifacts, outputs = _outputs(tmp_path)
+    io.write_json(outputs[1], {"old": True})
+    with io.stage_outputs(artifacts, "embed", outputs) as running:
+        io.write_npy(Layout(tmp_path).staged(running.staging).embed / "items.npy", np.ones(2))
+    assert (outputs[0] / "items.npy").exists()
+    assert json.loads(outputs[1].read_text()) == {"old": True}
 
 
 def test_a_failed_stage_leaves_every_old_output_and_no_staging(tmp_path: Path) -> None:
@@ -124,9 +139,10 @@ def test_a_failed_stage_leaves_every_old_output_and_no_staging(tmp_path: Path) -
     io.write_json(outputs[1], {"old": True})
     (tmp_path / "metrics" / ".embed.json.x1y2.tmp").write_text("left by a killed writer")
     before = _tree(tmp_path)
-    with pytest.raises(RuntimeError), io.stage_outputs(artifacts, "embed", outputs):
-        io.write_npy(outputs[0] / "items.npy", np.ones(2))
-        io.write_json(outputs[1], {"old": False})
+    with pytest.raises(RuntimeError), io.stage_outputs(artifacts, "embed", outputs) as running:
+        staged = Layout(tmp_path).staged(running.staging)
+        io.write_npy(staged.embed / "items.npy", np.ones(2))
+        io.write_json(staged.metrics_file("embed"), {"old": False})
         raise RuntimeError("the stage failed after writing everything")
     assert _tree(tmp_path) == {k: v for k, v in before.items() if not k.endswith(".tmp")}
     assert [
@@ -134,11 +150,14 @@ def test_a_failed_stage_leaves_every_old_output_and_no_staging(tmp_path: Path) -
     ] == []
 
 
-def test_writes_outside_the_declared_outputs_go_straight_to_their_place(tmp_path: Path) -> None:
+def test_paths_outside_the_declared_outputs_are_not_staged(tmp_path: Path) -> None:
     artifacts, outputs = _outputs(tmp_path)
-    with io.stage_outputs(artifacts, "embed", outputs):
-        io.write_json(tmp_path / "data" / "external" / "cache.json", {"download": 1})
-        assert (tmp_path / "data" / "external" / "cache.json").exists()
+    cache = tmp_path / "data" / "external" / "cache.json"
+    with io.stage_outputs(artifacts, "embed", outputs) as running:
+        staged = Layout(tmp_path).staged(running.staging)
+        assert staged.placed(cache) == cache
+        io.write_json(staged.placed(cache), {"download": 1})
+        assert cache.exists()
 
 
 # ------------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ from polars.testing import assert_frame_equal
 from synthetic import make_raw
 
 from pipeline import workflow
-from pipeline.config import Params, load_params, parse_params
-from pipeline.data import load_files
+from pipeline.core.config import Params, load_params, parse_params
+from pipeline.data.source import load_files
 from recli.errors import RecliError
 from recli.serve import Served
 

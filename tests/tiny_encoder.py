@@ -23,7 +23,7 @@ def build_tiny_encoder(
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from pipeline.encoder import resolve_model
+    from pipeline.models.encoder import resolve_model
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model("packaged:all-MiniLM-L6-v2"))
     config = BertConfig(

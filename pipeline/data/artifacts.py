@@ -4,22 +4,15 @@ and how it is written and read.
 Stages import this module, never each other: a stage's code then depends only on what it reads,
 and `dvc.yaml`'s `deps` can say exactly that (a test derives each stage's imports and checks).
 
-Where: `Layout(root)` names every path of a project rooted at `root` (the folder holding
-`params.yaml` and `dvc.yaml`): `dvc repro` runs stages with root `.`, `workflow.run_all` with any
-folder, and the stage outputs listed in `STAGE_OUTPUTS` are the `outs`/`metrics` of `dvc.yaml`
-(checked by a test). The folder names the CLI relies on come from the serving contract
-(`recli.contract`), which the pipeline depends on and never the other way round.
-
-What: one frozen dataclass per stage output (`Processed`, `Clustering`) or the shared vector pair
-(`UserItemVectors` for text embeddings, factors and fused vectors, with the user vectors of the
-training history and, as `*_at_test.npy`, of the training + validation history), each with a
-`write_*` and a `read_*`. Reads name the stage to re-run when an artifact is missing or damaged.
+Where each artifact lives is `pipeline.core.layout.Layout`. What: one frozen dataclass per stage
+output (`Processed`, `Clustering`) or the shared vector pair (`UserItemVectors` for text
+embeddings, factors and fused vectors, with the user vectors of the training history and, as
+`*_at_test.npy`, of the training + validation history), each with a `write_*` and a `read_*`.
+Reads name the stage to re-run when an artifact is missing or damaged.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,10 +20,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipeline import io
-from pipeline.config import PARAMS_FILE
-from pipeline.interactions import UserItemVectors
-from recli import contract
+from pipeline.core import io
+from pipeline.core.layout import Layout
+from pipeline.data.interactions import UserItemVectors
 
 SPLITS = ("train", "validation", "test")
 """The evaluation splits; `cold` (events of held-out items) is written beside them."""
@@ -43,141 +35,6 @@ INTERACTION_SCHEMA = {
 """Columns and types of every interaction table (train, validation, test, cold)."""
 EMBEDDING_VARIANTS = {"finetuned": "", "zero_shot": "zero_shot_"}
 """Text vectors come from two encoders: the fine-tuned one and the base model (file prefix)."""
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Every path of a project rooted at `root`."""
-
-    root: Path = Path(".")
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
-
-    # inputs
-    @property
-    def params(self) -> Path:
-        return self.root / PARAMS_FILE
-
-    # stage output folders (`recli.contract` names them)
-    @property
-    def artifacts(self) -> Path:
-        return self.root / contract.DEFAULT_ARTIFACTS
-
-    @property
-    def processed(self) -> Path:
-        return self.artifacts / contract.PROCESSED_DIR
-
-    @property
-    def finetune(self) -> Path:
-        return self.artifacts / contract.FINETUNE_DIR
-
-    @property
-    def encoder(self) -> Path:
-        """The fine-tuned encoder (inside `finetune`), what `recli search` loads."""
-        return self.artifacts / contract.ENCODER_DIR
-
-    @property
-    def embed(self) -> Path:
-        return self.artifacts / contract.EMBED_DIR
-
-    @property
-    def cluster(self) -> Path:
-        return self.artifacts / contract.CLUSTER_DIR
-
-    @property
-    def interests(self) -> Path:
-        return self.artifacts / "interests"
-
-    @property
-    def factorize(self) -> Path:
-        return self.artifacts / contract.FACTORIZE_DIR
-
-    @property
-    def sequence(self) -> Path:
-        return self.artifacts / contract.SEQUENCE_DIR
-
-    @property
-    def index(self) -> Path:
-        return self.artifacts / contract.INDEX_DIR
-
-    # metrics and plot data (tracked by git, not the DVC cache)
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics"
-
-    def metrics_file(self, name: str) -> Path:
-        """`metrics/<name>.json`."""
-        return self.metrics / f"{name}.json"
-
-    @property
-    def evaluation(self) -> Path:
-        """The evaluate stage's table, where `recli metrics` reads it."""
-        return self.root / contract.METRICS_FILE
-
-    def plot_file(self, name: str) -> Path:
-        """`metrics/plots/<name>.json`."""
-        return self.metrics / "plots" / f"{name}.json"
-
-
-def stage_outputs(layout: Layout) -> dict[str, list[Path]]:
-    """What each stage writes (its DVC `outs` and `metrics`), as paths under `layout.root`."""
-    return {
-        "preprocess": [layout.processed, layout.metrics_file("preprocess")],
-        "finetune": [
-            layout.finetune,
-            layout.plot_file("finetune_loss"),
-            layout.plot_file("finetune_validation"),
-            layout.metrics_file("finetune"),
-        ],
-        "embed": [layout.embed],
-        "cluster": [
-            layout.cluster,
-            layout.plot_file("cluster_sizes"),
-            layout.metrics_file("cluster"),
-        ],
-        "interests": [layout.interests, layout.metrics_file("interests")],
-        "factorize": [layout.factorize],
-        "sequence": [
-            layout.sequence,
-            layout.plot_file("sequence_validation"),
-            layout.metrics_file("sequence"),
-        ],
-        "index": [layout.index, layout.metrics_file("index")],
-        "evaluate": [
-            layout.plot_file("ndcg_by_activity"),
-            layout.plot_file("ndcg_by_cluster"),
-            layout.plot_file("accuracy_diversity"),
-            layout.evaluation,
-            layout.metrics_file("evaluation_by_cluster"),
-        ],
-    }
-
-
-STAGE_OUTPUTS = {
-    stage: [path.as_posix() for path in paths] for stage, paths in stage_outputs(Layout()).items()
-}
-"""`stage_outputs` of a project run from its own root, as `dvc.yaml` spells them."""
-
-
-def writes(stage: str) -> Callable[[Callable[[Path], None]], Callable[[Path], None]]:
-    """Decorate a stage's `main(root)` so that its `stage_outputs` are replaced as a set.
-
-    Everything the stage writes to its declared outputs goes to its staging folder and is put in
-    place only when `main` returns (`io.stage_outputs`); a failed or interrupted run leaves every
-    earlier output as it was.
-    """
-
-    def decorate(main: Callable[[Path], None]) -> Callable[[Path], None]:
-        @functools.wraps(main)
-        def run(root: Path = Path(".")) -> None:
-            layout = Layout(root)
-            with io.stage_outputs(layout.artifacts, stage, stage_outputs(layout)[stage]):
-                main(root)
-
-        return run
-
-    return decorate
 
 
 # --------------------------------------------------------------------------------------------
@@ -267,8 +124,8 @@ def _read_vectors(users: Path, items: Path, stage: str) -> UserItemVectors:
     return UserItemVectors(
         users=io.read_npy(users, stage),
         items=io.read_npy(items, stage),
-        users_at_test=io.read_npy(at_test, stage) if io.resolve(at_test).exists() else None,
-        users_served=io.read_npy(served, stage) if io.resolve(served).exists() else None,
+        users_at_test=io.read_npy(at_test, stage) if at_test.exists() else None,
+        users_served=io.read_npy(served, stage) if served.exists() else None,
     )
 
 
@@ -332,8 +189,8 @@ def linear_files(layout: Layout) -> tuple[Path, Path]:
 
 
 def write_linear(vectors: UserItemVectors | None, record: dict[str, Any], layout: Layout) -> None:
-    """The reduced-rank EASE vectors (`pipeline.linear`) beside the factors, or only the record
-    of why there are none (too many items)."""
+    """The reduced-rank EASE vectors (`pipeline.models.linear`) beside the factors, or only the
+    record of why there are none (too many items)."""
     if vectors is not None:
         _write_vectors(vectors, *linear_files(layout))
     io.write_json(layout.factorize / "linear.json", record)
@@ -342,7 +199,7 @@ def write_linear(vectors: UserItemVectors | None, record: dict[str, Any], layout
 def read_linear(layout: Layout) -> UserItemVectors | None:
     """The reduced-rank EASE vectors, None where the factorize stage skipped them."""
     users, items = linear_files(layout)
-    return _read_vectors(users, items, "factorize") if io.resolve(users).exists() else None
+    return _read_vectors(users, items, "factorize") if users.exists() else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,6 +306,45 @@ def read_interests(layout: Layout) -> UserInterests:
 INTEREST_HISTORIES = ("validation", "test")
 """Interests are also cut from the history each evaluated split reads: the training split
 (validation) and training + validation (test), for `index` and `evaluate` to score with."""
+
+
+@dataclass(frozen=True)
+class InterestSets:
+    """Interests cut from one history: one row per (user, interest), heaviest first per user."""
+
+    users: np.ndarray
+    """int [n_interests]: whose interest each row is."""
+    weights: np.ndarray
+    """float [n_interests]: the interest's recency-decayed share of its user's events."""
+    items: list[np.ndarray]
+    """The interest's item indices, per row."""
+    centroids: np.ndarray
+    """float32 [n_interests, d]: unit centroids in the base encoder's item space."""
+
+    @classmethod
+    def from_table(cls, table: pl.DataFrame, centroids: np.ndarray) -> InterestSets:
+        """From an `interests`-stage table (`user_idx, interest, items, weight, ...`)."""
+        ordered = table.with_row_index("row").sort(["user_idx", "interest"])
+        rows = ordered["row"].to_numpy()
+        return cls(
+            users=ordered["user_idx"].to_numpy().astype(np.int64),
+            weights=ordered["weight"].to_numpy().astype(np.float64),
+            items=[np.asarray(items, dtype=np.int64) for items in ordered["items"].to_list()],
+            centroids=np.asarray(centroids, dtype=np.float32)[rows],
+        )
+
+    def rows_of(self, n_users: int) -> list[np.ndarray]:
+        """Per user, the row numbers of their interests (heaviest first)."""
+        bounds = np.searchsorted(self.users, np.arange(n_users + 1))
+        return [np.arange(bounds[user], bounds[user + 1]) for user in range(n_users)]
+
+    def means(self, item_vectors: np.ndarray) -> np.ndarray:
+        """Per interest, the mean of its items' vectors in `item_vectors`' space."""
+        if not self.items:
+            return np.zeros((0, item_vectors.shape[1]), dtype=np.float32)
+        return np.stack([item_vectors[items].mean(axis=0) for items in self.items]).astype(
+            np.float32
+        )
 
 
 def _split_interest_files(layout: Layout, split: str) -> tuple[Path, Path]:

@@ -9,7 +9,7 @@ The collaborative side may itself be two models read from behaviour, ALS and a s
 `behaviour(cf, sequence, s)` is [√((1 − s)/σ_als)·als | √(s/σ_seq)·sequence], whose dot product
 is (1 − s)·ALS/σ_als + s·sequence/σ_seq, so the served score stays one dot product and
 `--explain` still splits it into text and behaviour. `w` and `s` are picked together on
-validation through the evaluation protocol. Then EASE in reduced rank (`pipeline.linear`) can
+validation through the evaluation protocol. Then EASE in reduced rank (`pipeline.models.linear`) can
 join the behaviour side the same way, [√((1 − l)/σ_b)·behaviour | √(l/σ_ease)·ease], its share
 `l` picked on validation together with `w` again (the sequence model and `s` stay).
 """
@@ -23,11 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.artifacts import Embeddings, Factors
-from pipeline.config import IndexConfig
-from pipeline.interactions import UserItemVectors
-from pipeline.metrics import Scorer
-from pipeline.protocol import SplitMatrices, select_on_validation, spread_sample, user_sample
+from pipeline.core.config import IndexConfig
+from pipeline.data.artifacts import Embeddings, Factors
+from pipeline.data.interactions import UserItemVectors
+from pipeline.evaluation.metrics import Scorer
+from pipeline.evaluation.protocol import (
+    SplitMatrices,
+    select_on_validation,
+    spread_sample,
+    user_sample,
+)
 from recli import contract
 
 TUNING_USERS = 5000

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipeline.artifacts import Processed
-from pipeline.config import ClusterConfig
+from pipeline.core.config import ClusterConfig
+from pipeline.data.artifacts import Processed
 from recli.contract import term_text
 
 # A term must be carried by at least 5% of the cluster's interactions and by 5 of them: lift is a

@@ -26,64 +26,23 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from pipeline.artifacts import (
+from pipeline.core.layout import Layout
+from pipeline.data.artifacts import (
     INTEREST_HISTORIES,
-    Layout,
+    InterestSets,
     Processed,
     Topics,
     read_split_interests,
     read_topics,
 )
-from pipeline.metrics import Scorer, standard_error, top_k
-from pipeline.protocol import spread_sample
+from pipeline.data.interactions import unit_rows
+from pipeline.evaluation.metrics import Scorer, standard_error, top_k
+from pipeline.evaluation.protocol import spread_sample
 from recli.exploration import Transitions, merge_by_weight, rank_topics
 
 ENGAGED_OFFSET = 1.0e4
 """Subtracted from the explore score of items in topics the user already engaged with: they
 come after every item of a topic new to the user, still ordered among themselves."""
-
-
-def unit_rows(vectors: np.ndarray) -> np.ndarray:
-    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
-
-
-@dataclass(frozen=True)
-class InterestSets:
-    """Interests cut from one history: one row per (user, interest), heaviest first per user."""
-
-    users: np.ndarray
-    """int [n_interests]: whose interest each row is."""
-    weights: np.ndarray
-    """float [n_interests]: the interest's recency-decayed share of its user's events."""
-    items: list[np.ndarray]
-    """The interest's item indices, per row."""
-    centroids: np.ndarray
-    """float32 [n_interests, d]: unit centroids in the base encoder's item space."""
-
-    @classmethod
-    def from_table(cls, table: pl.DataFrame, centroids: np.ndarray) -> InterestSets:
-        """From an `interests`-stage table (`user_idx, interest, items, weight, ...`)."""
-        ordered = table.with_row_index("row").sort(["user_idx", "interest"])
-        rows = ordered["row"].to_numpy()
-        return cls(
-            users=ordered["user_idx"].to_numpy().astype(np.int64),
-            weights=ordered["weight"].to_numpy().astype(np.float64),
-            items=[np.asarray(items, dtype=np.int64) for items in ordered["items"].to_list()],
-            centroids=np.asarray(centroids, dtype=np.float32)[rows],
-        )
-
-    def rows_of(self, n_users: int) -> list[np.ndarray]:
-        """Per user, the row numbers of their interests (heaviest first)."""
-        bounds = np.searchsorted(self.users, np.arange(n_users + 1))
-        return [np.arange(bounds[user], bounds[user + 1]) for user in range(n_users)]
-
-    def means(self, item_vectors: np.ndarray) -> np.ndarray:
-        """Per interest, the mean of its items' vectors in `item_vectors`' space."""
-        if not self.items:
-            return np.zeros((0, item_vectors.shape[1]), dtype=np.float32)
-        return np.stack([item_vectors[items].mean(axis=0) for items in self.items]).astype(
-            np.float32
-        )
 
 
 def _masked(

@@ -45,29 +45,16 @@ class StageOutputs:
         self.stage = stage
         self.folder = transaction.staging_root(self.artifacts) / stage
         self.outputs = [Path(os.path.abspath(path)) for path in outputs]
-        self.written: set[int] = set()
         self.committed = False
 
-    def _slot(self, path: Path) -> tuple[int, Path] | None:
-        path = Path(os.path.abspath(path))
-        for number, output in enumerate(self.outputs):
-            if path == output or output in path.parents:
-                staged = self.folder / transaction.NEW / f"{number}-{output.name}"
-                return number, staged / path.relative_to(output)
-        return None
+    def _staged(self, number: int) -> Path:
+        return self.folder / transaction.NEW / f"{number}-{self.outputs[number].name}"
 
-    def redirect(self, path: Path) -> Path:
-        """Where a write to `path` goes: its staged copy when `path` is a declared output."""
-        slot = self._slot(path)
-        if slot is None:
-            return Path(path)
-        self.written.add(slot[0])
-        return slot[1]
-
-    def resolve(self, path: Path) -> Path:
-        """Where a read of `path` goes: the staged copy once this run has written that output."""
-        slot = self._slot(path)
-        return slot[1] if slot is not None and slot[0] in self.written else Path(path)
+    @property
+    def staging(self) -> list[tuple[Path, Path]]:
+        """(declared output, where this run writes it) for each output: what the stage's layout
+        is given (`Layout.staged`), so that nothing it writes reaches the live outputs early."""
+        return [(output, self._staged(number)) for number, output in enumerate(self.outputs)]
 
     def commit(self) -> None:
         """Publish the journal and put every written output in place; an interrupting signal
@@ -76,7 +63,8 @@ class StageOutputs:
             f"{number}-{self.outputs[number].name}": os.path.relpath(
                 self.outputs[number], self.artifacts
             )
-            for number in sorted(self.written)
+            for number in range(len(self.outputs))
+            if self._staged(number).exists()
         }
         with _signals_held(self.stage):
             transaction.write_journal(self.folder, journal)
@@ -124,7 +112,6 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-_RUNNING: StageOutputs | None = None
 _FINISHED: list[str] = []  # stages of this process whose outputs were committed
 
 
@@ -142,12 +129,10 @@ def stage_outputs(artifacts: Path, stage: str, outputs: list[Path]) -> Iterator[
     """Run a stage so that its `outputs` are replaced as a set, or not at all.
 
     First finishes any committed swap an interrupted run left (of any stage), deletes this
-    stage's abandoned staging folder and stray temporaries; then redirects the writes to
-    `outputs` into staging until the block ends, and commits them only if it ends normally.
+    stage's abandoned staging folder and stray temporaries. The block writes its outputs to
+    their staging places (`StageOutputs.staging`); the outputs written are committed only if the
+    block ends normally.
     """
-    global _RUNNING
-    if _RUNNING is not None:
-        raise RuntimeError(f"stage {stage} started inside stage {_RUNNING.stage}")
     transaction.roll_forward(artifacts)
     transaction.discard(artifacts, stage)
     for output in outputs:
@@ -155,29 +140,17 @@ def stage_outputs(artifacts: Path, stage: str, outputs: list[Path]) -> Iterator[
             shutil.rmtree(stray) if stray.is_dir() else stray.unlink(missing_ok=True)
     running = StageOutputs(artifacts, stage, outputs)
     running.folder.mkdir(parents=True)
-    _RUNNING = running
     try:
         yield running
         running.commit()
     finally:
-        _RUNNING = None
         if not running.committed:
             shutil.rmtree(running.folder, ignore_errors=True)
-
-
-def resolve(path: Path) -> Path:
-    """The file a read of `path` should open (the staged copy of the running stage's output)."""
-    return _RUNNING.resolve(path) if _RUNNING is not None else Path(path)
-
-
-def _destination(path: Path) -> Path:
-    return _RUNNING.redirect(path) if _RUNNING is not None else Path(path)
 
 
 @contextlib.contextmanager
 def atomic_path(destination: Path) -> Iterator[Path]:
     """Yield a temporary path next to `destination`; rename it into place on success only."""
-    destination = _destination(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
         prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
@@ -203,7 +176,6 @@ def atomic_directory(destination: Path) -> Iterator[Path]:
     directory exchange, so there is a moment with no `destination` - never a half-written one.
     Inside `stage_outputs` the destination is in staging, where nothing else reads it.)
     """
-    destination = _destination(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(
         tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent)
@@ -230,9 +202,9 @@ def atomic_directory(destination: Path) -> Iterator[Path]:
 def require(path: Path, produced_by: str) -> Path:
     """Fail with a clear message when an input artifact is missing."""
     path = Path(path)
-    if not resolve(path).exists():
+    if not path.exists():
         raise RecliError(f"{path} is missing: run `dvc repro {produced_by}` to produce it")
-    return resolve(path)
+    return path
 
 
 def write_json(path: Path, payload: Any) -> None:

@@ -60,3 +60,7 @@ class UserItemVectors:
 
     def score_at_test(self, users: np.ndarray) -> np.ndarray:
         return self.test_users[users] @ self.items.T
+
+
+def unit_rows(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)

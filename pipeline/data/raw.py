@@ -1,9 +1,10 @@
 """The one shape every raw-data source is read into (`RawData`), and the normalisation the sources
 share: how a title's release year is found and which genre cells mean "no genre".
 
-The sources (`pipeline.movielens`, `pipeline.files`) build `RawData`; `pipeline.data` picks one
-and re-exports `RawData`, which is where the rest of the pipeline imports it from. It lives here,
-not there, because `pipeline.data` imports both sources and each source needs it.
+The sources (`pipeline.data.movielens`, `pipeline.data.files`) build `RawData`;
+`pipeline.data.source` picks one and re-exports `RawData`, which is where the rest of the pipeline
+imports it from. It lives here, not there, because `pipeline.data.source` imports both sources and
+each source needs it.
 """
 
 from __future__ import annotations

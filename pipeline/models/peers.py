@@ -5,7 +5,7 @@ implicit positives, then `score(users)` -> float32 [len(users), n_items]. Each m
 matrix it was fit on as `train` and scores users from their rows in it; `with_history(matrix)`
 scores them from another history with the same fitted weights (at test time: training plus
 validation events, nothing refit). Masking already-seen items is the evaluator's job
-(`pipeline.metrics.rank_users`), not the model's.
+(`pipeline.evaluation.metrics.rank_users`), not the model's.
 
 Memory, for n items: ItemKNN builds its similarity in blocks of target items (about 64 MB of
 float32 at a time) and keeps only `neighbors` entries per item, so 10k items is cheap. EASE needs
@@ -23,8 +23,8 @@ import numpy as np
 import scipy.linalg.lapack
 from scipy.sparse import csr_matrix, issparse
 
-from pipeline.metrics import Scorer, check_user_indices, top_k
-from pipeline.protocol import SplitMatrices, select_on_validation
+from pipeline.evaluation.metrics import Scorer, check_user_indices, top_k
+from pipeline.evaluation.protocol import SplitMatrices, select_on_validation
 
 # Dense scratch blocks are sized to about this many entries (x4 bytes for float32, x8 float64).
 _BLOCK_ENTRIES = 16_000_000

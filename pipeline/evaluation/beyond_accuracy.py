@@ -9,7 +9,8 @@ Per user, from the protocol's ranked lists (`EvaluationResult.recommended`):
 - **interest coverage@k**: the share of the user's interests (cut from the history the split
   reads) that at least one listed item is closest to, for users with at least two interests;
 - **accuracy on novel and familiar events**: HR@k and NDCG@k judged only on the held-out events
-  whose item's topic the user had / had not engaged with before (`pipeline.exploration`).
+  whose item's topic the user had / had not engaged with before (the caller splits them: the
+  exploration model knows the topics).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline.exploration import ExplorationInputs, InterestSets, unit_rows
-from pipeline.metrics import EvaluationResult, ranking_metrics, standard_error
+from pipeline.data.artifacts import InterestSets
+from pipeline.data.interactions import unit_rows
+from pipeline.evaluation.metrics import EvaluationResult, ranking_metrics, standard_error
 
 
 def intra_list_diversity(recommended: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
@@ -100,18 +102,18 @@ def on_events(
 
 def beyond_accuracy(
     result: EvaluationResult,
-    split: str,
-    inputs: ExplorationInputs,
+    sets: InterestSets,
     item_space: np.ndarray,
     information: np.ndarray,
-    relevant: sp.csr_matrix,
+    events: tuple[sp.csr_matrix, sp.csr_matrix],
     k: int = 10,
 ) -> dict[str, Any]:
-    """Diversity, novelty and interest coverage of the top `k`, and accuracy on the novel and
-    familiar events of `relevant` (the split's), for one model on one split."""
+    """Diversity, novelty and interest coverage (`sets`: the interests of the history the split
+    reads) of the top `k`, and accuracy on the split's (novel, familiar) `events`, for one model
+    on one split."""
     listed = result.recommended[:, :k]
-    coverage = interest_coverage(result.users, listed, inputs.sets[split], item_space)
-    novel, familiar = inputs.novel(relevant, split)
+    coverage = interest_coverage(result.users, listed, sets, item_space)
+    novel, familiar = events
     return {
         f"ild@{k}": round(float(intra_list_diversity(listed, item_space).mean()), 5),
         f"novelty@{k}": round(float(novelty(listed, information).mean()), 5),

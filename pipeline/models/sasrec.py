@@ -6,7 +6,8 @@ Why it is shaped like this:
 - **One dot product.** The user vector is the transformer's output at the user's last real
   position and an item's vector is the very representation the transformer reads as input (tied
   weights), so a score is `user · item` and the pair is a `UserItemVectors`: it goes through
-  `pipeline.protocol.evaluate_model` and into one Annoy index like the factors and text vectors.
+  `pipeline.evaluation.protocol.evaluate_model` and into one Annoy index like the factors and text
+  vectors.
 - **Item representation.** `e_i = ID embedding (use_ids) + LayerNorm(Linear(text_i)) (use_text)`,
   with the text vectors frozen. A cold item (never in training) gets no ID part at all: with ids
   only it is the zero vector (every cold item ties, the protocol breaks ties at random), with text
@@ -45,7 +46,7 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from pipeline.interactions import UserItemVectors
+from pipeline.data.interactions import UserItemVectors
 
 PAD = 0
 """Input token of an empty position; item `i` is token `i + 1`."""

@@ -17,7 +17,7 @@ under exactly the rules the table reports with:
   only (`metrics.tie_priority`): ranking ties by item index would reward catalogue order, which
   is not neutral. A model that cannot tell items apart (ALS on items it never saw, popularity
   among items with the same count) is therefore ranked at random among them.
-- **Metrics.** HR, NDCG, MRR and Recall at each K and item coverage (`pipeline.metrics`).
+- **Metrics.** HR, NDCG, MRR and Recall at each K and item coverage (`pipeline.evaluation.metrics`).
 
 `select_on_validation` is the one tuning loop: it scores each candidate setting on validation
 through `evaluate_model` and keeps the best (the first of equal ones).
@@ -33,9 +33,15 @@ from typing import Literal, TypeVar
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline.artifacts import Processed
-from pipeline.interactions import UserItemVectors, interaction_matrix
-from pipeline.metrics import METRIC_NAMES, EvaluationResult, Scorer, evaluate_scorer, tie_priority
+from pipeline.data.artifacts import Processed
+from pipeline.data.interactions import UserItemVectors, interaction_matrix
+from pipeline.evaluation.metrics import (
+    METRIC_NAMES,
+    EvaluationResult,
+    Scorer,
+    evaluate_scorer,
+    tie_priority,
+)
 
 Split = Literal["validation", "test", "cold"]
 TUNING_METRIC = "ndcg@10"

@@ -181,8 +181,8 @@ class FactorizeConfig(_Section):
     learning_rate: Annotated[float, Field(gt=0)] = 0.05
     """BPR only."""
     linear_rank: Annotated[int, Field(ge=0)] = 1024
-    """Dimensions of the reduced-rank EASE vectors (`pipeline.linear`) that the behaviour side
-    can fuse in (at most the number of items, and of users); 0: none. λ is the EASE peer's grid
+    """Dimensions of the reduced-rank EASE vectors (`pipeline.models.linear`) that the behaviour
+    side can fuse in (at most the number of items, and of users); 0: none. λ is the EASE peer's grid
     (`evaluate.ease_reg_grid`, chosen on validation), and above
     `evaluate.quadratic_peers_max_items` items there is none either."""
     seed: int = 42
@@ -442,7 +442,7 @@ class EvaluateConfig(_Section):
     ease_reg_grid: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)] = [
         10.0, 25.0, 50.0, 100.0, 200.0, 400.0, 800.0, 1600.0
     ]  # fmt: skip
-    """EASE λ candidates, tuned on validation NDCG@10 (`pipeline.protocol`)."""
+    """EASE λ candidates, tuned on validation NDCG@10 (`pipeline.evaluation.protocol`)."""
     itemknn_neighbors_grid: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = [
         20, 50, 100, 200
     ]  # fmt: skip

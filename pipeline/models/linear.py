@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline.interactions import UserItemVectors
-from pipeline.peers import tuned_ease
-from pipeline.protocol import SplitMatrices
+from pipeline.data.interactions import UserItemVectors
+from pipeline.evaluation.protocol import SplitMatrices
+from pipeline.models.peers import tuned_ease
 
 OVERSAMPLING = 16
 """Extra directions carried through the subspace iteration beyond the rank kept."""

@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 from scipy.cluster.hierarchy import fcluster, linkage
 
-from pipeline.parallel import in_processes
+from pipeline.core.parallel import in_processes
 
 
 @dataclass(frozen=True)

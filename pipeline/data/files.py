@@ -21,8 +21,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.config import FilesSource
-from pipeline.raw import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, RawData, drop_no_genre, title_year
+from pipeline.core.config import FilesSource
+from pipeline.data.raw import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, RawData, drop_no_genre, title_year
 from recli.errors import RecliError
 
 TEXT_SUFFIXES = {".csv": ",", ".tsv": "\t", ".txt": None, ".dat": None}

@@ -3,9 +3,9 @@
 This module is the front: `load_source` reads the source `data.source` names, for a project
 rooted at any folder. The sources themselves live in their own modules:
 
-- `pipeline.movielens`: MovieLens-100K, fetched once into `data.cache_dir` and verified;
-- `pipeline.files`: bring-your-own CSV/TSV/parquet files (`data.files`);
-- `pipeline.raw`: the `RawData` shape both produce (re-exported here, where callers import it).
+- `pipeline.data.movielens`: MovieLens-100K, fetched once into `data.cache_dir` and verified;
+- `pipeline.data.files`: bring-your-own CSV/TSV/parquet files (`data.files`);
+- `pipeline.data.raw`: the `RawData` shape both produce (re-exported here, where callers import it).
 
 Duplicates and rows with missing ids are kept on purpose: `preprocess` drops and counts them.
 Structural problems (missing file or column, non-numeric ratings, bad encoding) raise
@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.config import DataConfig
-from pipeline.files import load_files
-from pipeline.movielens import load_movielens_100k
-from pipeline.raw import RawData
+from pipeline.core.config import DataConfig
+from pipeline.data.files import load_files
+from pipeline.data.movielens import load_movielens_100k
+from pipeline.data.raw import RawData
 from recli.errors import RecliError
 
 __all__ = ["RawData", "load_files", "load_movielens_100k", "load_source"]

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import polars as pl
 
-from pipeline.io import atomic_path
-from pipeline.raw import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, RawData, drop_no_genre, title_year
+from pipeline.core.io import atomic_path
+from pipeline.data.raw import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, RawData, drop_no_genre, title_year
 from recli.errors import RecliError
 
 ML100K_INTER_SHA256 = "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff"
