@@ -53,7 +53,8 @@ from pipeline.data.interactions import UserItemVectors
 from pipeline.data.source import RawData, load_source
 from pipeline.evaluation.metrics import EvaluationResult
 from pipeline.evaluation.protocol import Split, SplitMatrices, evaluate_model
-from pipeline.models import sasrec as sequence
+from pipeline.models import sasrec_training as sequence
+from pipeline.models.sasrec import SequenceSettings
 from pipeline.preprocess import run as preprocess
 from pipeline.workflow import override
 
@@ -126,7 +127,7 @@ def metrics(result: EvaluationResult) -> dict[str, float]:
 
 
 def run_model(
-    data: dict[str, Any], settings: sequence.SequenceSettings, text: np.ndarray | None
+    data: dict[str, Any], settings: SequenceSettings, text: np.ndarray | None
 ) -> dict[str, Any]:
     """Fit one model with early stopping on validation NDCG@10 and evaluate it every way."""
     matrices = data["matrices"]
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--protocols", nargs="+", choices=list(PROTOCOLS), default=list(PROTOCOLS))
     parser.add_argument("--text", action="store_true", help="also ids + fine-tuned text vectors")
     parser.add_argument("--seeds", nargs="+", type=int, default=[42])
-    defaults = sequence.SequenceSettings()
+    defaults = SequenceSettings()
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--dropout", type=float, default=defaults.dropout)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
@@ -256,9 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     for protocol, data in prepared.items():
         section: dict[str, Any] = {"params": PROTOCOLS[protocol], "split": data["summary"]}
         report["protocols"][protocol] = section
-        variants: dict[str, tuple[sequence.SequenceSettings, np.ndarray | None]] = {
-            "sasrec": (base, None)
-        }
+        variants: dict[str, tuple[SequenceSettings, np.ndarray | None]] = {"sasrec": (base, None)}
         if texts[protocol] is not None:
             variants["sasrec_text"] = (dataclasses.replace(base, use_text=True), texts[protocol])
         for variant, (settings, text) in variants.items():

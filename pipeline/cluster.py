@@ -36,8 +36,9 @@ import numpy as np
 import polars as pl
 
 from pipeline.core import io
-from pipeline.core.config import ClusterConfig, load_params
+from pipeline.core.config import load_params
 from pipeline.core.layout import Layout, writes
+from pipeline.core.sections import ClusterConfig
 from pipeline.data.artifacts import (
     Clustering,
     Processed,
@@ -46,13 +47,8 @@ from pipeline.data.artifacts import (
     write_clustering,
 )
 from pipeline.data.interactions import UserItemVectors, interaction_matrix
-from pipeline.models.profiles import (
-    LABEL_SEPARATOR,
-    cluster_profiles,
-    label_agreement,
-    user_interests,
-    user_term_shares,
-)
+from pipeline.models.profiles import LABEL_SEPARATOR, cluster_profiles, label_agreement
+from pipeline.models.terms import user_interests, user_term_shares
 from recli.errors import RecliError
 
 N_INIT = 10

@@ -19,12 +19,15 @@ and `zero_shot_user_embeddings_at_test.npy` (the base encoder, evaluated but nev
 from __future__ import annotations
 
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pipeline.core import io
-from pipeline.core.config import EmbedConfig, TextConfig, load_params
+from pipeline.core.config import Params, load_params
 from pipeline.core.layout import Layout, writes
+from pipeline.core.sections import EmbedConfig, TextConfig
 from pipeline.data.artifacts import Embeddings, Processed, read_processed, write_embeddings
 from pipeline.data.text import user_texts
 from pipeline.evaluation.protocol import only_users, user_sample
@@ -73,23 +76,44 @@ def run(
     )
 
 
+def encoders(params: Params, encoder_dir: Path) -> dict[str, str]:
+    """The encoders run, by variant: the fine-tuned one (`encoder_dir`, the one served) and the
+    base one (`finetune.base_model`, "zero-shot": a row of the evaluation)."""
+    return {"finetuned": str(encoder_dir), "zero_shot": params.finetune.base_model}
+
+
+def evaluated_users(params: Params, n_users: int) -> np.ndarray | None:
+    """The users whose split vectors are read: the evaluation's seeded sample, or every user
+    (None) where clustering users by their recent titles reads every training-history vector."""
+    if params.cluster.representation == "recent":
+        return None
+    return user_sample(n_users, params.evaluate.max_users, params.preprocess.split.seed)
+
+
+def config_record(
+    params: Params, sources: dict[str, str], evaluated: np.ndarray | None, n_users: int
+) -> dict[str, Any]:
+    """`data/embed/config.json`: the settings, the encoders, where and how they ran."""
+    device = pick_device(params.embed.device)
+    return {
+        "text": params.text.model_dump(mode="json"),
+        "embed": params.embed.model_dump(mode="json"),
+        "models": sources,
+        "device": device,
+        "precision": pick_precision(params.embed.precision, device),
+        "users_with_split_vectors": n_users if evaluated is None else int(evaluated.size),
+    }
+
+
 @writes("embed")
 def main(layout: Layout) -> None:
     params = load_params(layout.params)
     processed = read_processed(layout)
     io.require(layout.encoder, "finetune")
-    sources = {"finetuned": str(layout.encoder), "zero_shot": params.finetune.base_model}
-    # Clustering users by their recent titles reads every user's training-history vector.
-    evaluated = (
-        None
-        if params.cluster.representation == "recent"
-        else user_sample(
-            processed.users.height, params.evaluate.max_users, params.preprocess.split.seed
-        )
-    )
+    sources = encoders(params, layout.encoder)
+    evaluated = evaluated_users(params, processed.users.height)
     for variant, model_name in sources.items():
         started = time.perf_counter()
-        # Only the fine-tuned encoder is served; the base one is a row of the evaluation.
         embeddings = run(
             model_name,
             processed,
@@ -103,19 +127,8 @@ def main(layout: Layout) -> None:
             f"embed: {variant}: {embeddings.users.shape[0]} users and {embeddings.items.shape[0]} "
             f"items, {embeddings.items.shape[1]}-d, {time.perf_counter() - started:.1f} s"
         )
-    io.write_json(
-        layout.embed / "config.json",
-        {
-            "text": params.text.model_dump(mode="json"),
-            "embed": params.embed.model_dump(mode="json"),
-            "models": sources,
-            "device": pick_device(params.embed.device),
-            "precision": pick_precision(params.embed.precision, pick_device(params.embed.device)),
-            "users_with_split_vectors": processed.users.height
-            if evaluated is None
-            else int(evaluated.size),
-        },
-    )
+    record = config_record(params, sources, evaluated, processed.users.height)
+    io.write_json(layout.embed / "config.json", record)
 
 
 if __name__ == "__main__":

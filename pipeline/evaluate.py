@@ -10,7 +10,7 @@ them, for the users who interacted with them, so collaborative models (which hav
 on) meet text models (which read the item's text) and a seeded random ranking as the floor.
 
 Beside the peers and the single-vector served model (`fused`), two of recli's own read the
-user's several interests (`pipeline.models.exploration`, tuned by `index` on validation):
+user's several interests (`pipeline.models.exploration`, tuned by `fuse` on validation):
 `multi_interest` (one list per interest from the same fused vectors, dealt by weight) and
 `explore` (items of topics new to the user first). Every model's lists are also described
 beyond accuracy (`pipeline.evaluation.beyond_accuracy`: diversity, novelty, interest coverage,
@@ -32,8 +32,9 @@ import numpy as np
 import polars as pl
 
 from pipeline.core import io
-from pipeline.core.config import EvaluateConfig, Params, load_params
+from pipeline.core.config import Params, load_params
 from pipeline.core.layout import Layout, writes
+from pipeline.core.sections import EvaluateConfig
 from pipeline.data.artifacts import (
     Factors,
     read_clustering,
@@ -47,7 +48,8 @@ from pipeline.data.artifacts import (
 )
 from pipeline.data.interactions import UserItemVectors
 from pipeline.evaluation.beyond_accuracy import beyond_accuracy, self_information
-from pipeline.evaluation.metrics import EvaluationResult, Scorer, activity_buckets, standard_error
+from pipeline.evaluation.metrics import EvaluationResult, Scorer, activity_buckets
+from pipeline.evaluation.paired import paired_differences
 from pipeline.evaluation.protocol import (
     Model,
     SplitMatrices,
@@ -257,36 +259,6 @@ def _paired_by_bucket(
     }
 
 
-def paired_differences(
-    results: dict[str, EvaluationResult],
-    served: str,
-    metric: str,
-    user_mask: np.ndarray | None = None,
-) -> dict[str, dict[str, float | int]]:
-    """Per-user `metric` of `served` minus each other model's, on the same users: mean, standard
-    error and their ratio (a paired comparison is far tighter than two separate error bars,
-    since both lists are judged on the same test item of the same user). `user_mask` (over all
-    users) restricts the comparison to some users, e.g. an activity bucket."""
-    mine = results[served]
-    selected = np.ones(mine.users.size, dtype=bool) if user_mask is None else user_mask[mine.users]
-    table: dict[str, dict[str, float | int]] = {}
-    for name, other in results.items():
-        if name == served:
-            continue
-        if not np.array_equal(mine.users, other.users):
-            raise ValueError(f"{served} and {name} were evaluated on different users")
-        difference = (mine.per_user[metric] - other.per_user[metric])[selected]
-        error = standard_error(difference)
-        mean = float(np.mean(difference))
-        table[name] = {
-            f"{metric}_difference": round(mean, 5),
-            "standard_error": round(error, 5),
-            "z": round(mean / error, 2) if error > 0 else 0.0,
-            "users": int(difference.size),
-        }
-    return table
-
-
 def interest_models(
     fused: UserItemVectors,
     inputs: ExplorationInputs,
@@ -294,7 +266,7 @@ def interest_models(
     retrieval: dict[str, Any],
     params: Params,
 ) -> dict[str, Model]:
-    """The multi-interest and explore models as `index` tuned them, each split reading its own
+    """The multi-interest and explore models as `fuse` tuned them, each split reading its own
     history (interests, topics engaged with, fused user vector)."""
     multi, explore = retrieval["multi_interest"], retrieval["explore"]
     depth = max(params.evaluate.k)
@@ -354,27 +326,43 @@ def cluster_groups(
     return [(profile["label"], cluster_of == profile["cluster"]) for profile in profiles]
 
 
-@writes("evaluate")
-def main(layout: Layout) -> None:
-    params = load_params(layout.params)
-    seed = params.preprocess.split.seed
-    processed = read_processed(layout)
-    matrices = SplitMatrices.from_processed(processed, params.evaluate.max_users, seed)
-    scorers, tuning = peer_scorers(matrices, params.evaluate, read_factors(layout), seed)
-    clustering = read_clustering(layout)
-    for variant in ("zero_shot", "finetuned"):
-        scorers[variant] = SplitScorers.from_vectors(read_embeddings(variant, layout))
-    scorers["sasrec"] = SplitScorers.from_vectors(read_sequence_vectors("sasrec", layout))
-    scorers["text_sequence"] = SplitScorers.from_vectors(read_sequence_vectors("text", layout))
-    linear = read_linear(layout)
-    if linear is not None:  # EASE at the rank it is fused in: what the rank limit costs
-        scorers["ease_low_rank"] = SplitScorers.from_vectors(linear)
-    fused = read_fused(layout)
-    scorers["fused"] = SplitScorers.from_vectors(fused)
-    inputs = exploration_inputs(processed, layout, params.interests.half_life)
-    retrieval = read_retrieval(layout)
-    scorers.update(interest_models(fused, inputs, matrices, retrieval, params))
-    item_space = read_embeddings(params.interests.encoder, layout).items
+def read_vectors(layout: Layout) -> dict[str, UserItemVectors]:
+    """The models scored by dot products of vectors other stages wrote, in report order: the
+    text encoders, the sequence models, EASE at the rank it is fused in (what the rank limit
+    costs; absent without `factorize`'s EASE part) and the served fused vectors."""
+    vectors: dict[str, UserItemVectors | None] = {
+        "zero_shot": read_embeddings("zero_shot", layout),
+        "finetuned": read_embeddings("finetuned", layout),
+        "sasrec": read_sequence_vectors("sasrec", layout),
+        "text_sequence": read_sequence_vectors("text", layout),
+        "ease_low_rank": read_linear(layout),
+        "fused": read_fused(layout),
+    }
+    return {name: found for name, found in vectors.items() if found is not None}
+
+
+def model_scorers(
+    matrices: SplitMatrices,
+    factors: Factors | None,
+    vectors: dict[str, UserItemVectors],
+    inputs: ExplorationInputs,
+    retrieval: dict[str, Any],
+    params: Params,
+) -> tuple[dict[str, Model], dict[str, Any]]:
+    """Every model evaluated, in report order: the peers (tuned on validation, `peer_scorers`),
+    the vector models (`read_vectors`) and the interest models read from the fused vectors
+    (`interest_models`); and what tuning the peers chose."""
+    scorers, tuning = peer_scorers(matrices, params.evaluate, factors, params.preprocess.split.seed)
+    scorers.update({name: SplitScorers.from_vectors(found) for name, found in vectors.items()})
+    scorers.update(interest_models(vectors["fused"], inputs, matrices, retrieval, params))
+    return scorers, tuning
+
+
+def lists_beyond_accuracy(
+    matrices: SplitMatrices, inputs: ExplorationInputs, item_space: np.ndarray
+) -> Callable[[EvaluationResult, str], dict[str, Any]]:
+    """`run`'s `lists`: a model's ranked lists of a split described beyond accuracy in
+    `item_space`, against the split's interests and its novel events."""
     information = self_information(matrices.train)
 
     def lists(result: EvaluationResult, split: str) -> dict[str, Any]:
@@ -382,6 +370,52 @@ def main(layout: Layout) -> None:
         events = inputs.novel(relevant, split)
         return beyond_accuracy(result, inputs.sets[split], item_space, information, events)
 
+    return lists
+
+
+def evaluation_metrics(
+    report: Report,
+    tuning: dict[str, Any],
+    inputs: ExplorationInputs,
+    matrices: SplitMatrices,
+    retrieval: dict[str, Any],
+    n_users: int,
+    max_users: int | None,
+) -> dict[str, Any]:
+    """`metrics/evaluation.json`: the report's tables, what tuning chose, the next-new-topic
+    ranking, and the user sample when there is one."""
+    metrics = {**report.metrics, "tuning": tuning}
+    metrics["next_new_topic"] = next_topic_report(inputs, matrices, retrieval)
+    if matrices.evaluated is not None:
+        metrics["users_evaluated"] = {
+            "sample": int(matrices.evaluated.size),
+            "of": n_users,
+            "why": f"more users than evaluate.max_users ({max_users})",
+        }
+    return metrics
+
+
+def write_report(metrics: dict[str, Any], report: Report, layout: Layout) -> None:
+    io.write_json(layout.evaluation, metrics)
+    io.write_json(layout.metrics_file("evaluation_by_cluster"), report.by_cluster)
+    io.write_json(layout.plot_file("ndcg_by_activity"), report.activity_rows)
+    io.write_json(layout.plot_file("ndcg_by_cluster"), report.cluster_rows)
+    io.write_json(layout.plot_file("accuracy_diversity"), report.trade_off_rows)
+
+
+@writes("evaluate")
+def main(layout: Layout) -> None:
+    params = load_params(layout.params)
+    seed = params.preprocess.split.seed
+    processed = read_processed(layout)
+    matrices = SplitMatrices.from_processed(processed, params.evaluate.max_users, seed)
+    clustering = read_clustering(layout)
+    inputs = exploration_inputs(processed, layout, params.interests.half_life)
+    retrieval = read_retrieval(layout)
+    scorers, tuning = model_scorers(
+        matrices, read_factors(layout), read_vectors(layout), inputs, retrieval, params
+    )
+    item_space = read_embeddings(params.interests.encoder, layout).items
     report = run(
         matrices,
         scorers,
@@ -390,21 +424,18 @@ def main(layout: Layout) -> None:
             processed.users.height, clustering.assignments, clustering.profiles
         ),
         seed=seed,
-        lists=lists,
+        lists=lists_beyond_accuracy(matrices, inputs, item_space),
     )
-    metrics = {**report.metrics, "tuning": tuning}
-    metrics["next_new_topic"] = next_topic_report(inputs, matrices, retrieval)
-    if matrices.evaluated is not None:
-        metrics["users_evaluated"] = {
-            "sample": int(matrices.evaluated.size),
-            "of": processed.users.height,
-            "why": f"more users than evaluate.max_users ({params.evaluate.max_users})",
-        }
-    io.write_json(layout.evaluation, metrics)
-    io.write_json(layout.metrics_file("evaluation_by_cluster"), report.by_cluster)
-    io.write_json(layout.plot_file("ndcg_by_activity"), report.activity_rows)
-    io.write_json(layout.plot_file("ndcg_by_cluster"), report.cluster_rows)
-    io.write_json(layout.plot_file("accuracy_diversity"), report.trade_off_rows)
+    metrics = evaluation_metrics(
+        report,
+        tuning,
+        inputs,
+        matrices,
+        retrieval,
+        processed.users.height,
+        params.evaluate.max_users,
+    )
+    write_report(metrics, report, layout)
     for name, summary in metrics["test"].items():
         ndcg, hit_rate = summary["ndcg@10"], summary["hr@10"]
         print(f"evaluate: test {name:<12} ndcg@10={ndcg:.4f} hr@10={hit_rate:.4f}")

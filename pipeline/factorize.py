@@ -17,8 +17,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from pipeline.core import io
-from pipeline.core.config import EvaluateConfig, FactorizeConfig, load_params
+from pipeline.core.config import load_params
 from pipeline.core.layout import Layout, writes
+from pipeline.core.sections import EvaluateConfig, FactorizeConfig
 from pipeline.data.artifacts import Factors, read_processed, write_factors, write_linear
 from pipeline.data.interactions import UserItemVectors, interaction_matrix
 from pipeline.evaluation.protocol import SplitMatrices

@@ -18,8 +18,9 @@ import numpy as np
 import polars as pl
 
 from pipeline.core import io
-from pipeline.core.config import PreprocessConfig, SplitConfig, load_params
+from pipeline.core.config import load_params
 from pipeline.core.layout import Layout, writes
+from pipeline.core.sections import PreprocessConfig, SplitConfig
 from pipeline.data.artifacts import INTERACTION_SCHEMA, SPLITS, Processed, write_processed
 from pipeline.data.source import RawData, load_source
 from recli.errors import RecliError

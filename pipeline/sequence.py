@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from pipeline.core import io
-from pipeline.core.config import SequenceConfig, load_params
+from pipeline.core.config import load_params
 from pipeline.core.layout import Layout, writes
 from pipeline.core.parallel import in_processes, usable_cores
+from pipeline.core.sections import SequenceConfig
 from pipeline.data.artifacts import (
     Processed,
     read_embeddings,
@@ -40,7 +41,8 @@ from pipeline.data.artifacts import (
 from pipeline.data.interactions import UserItemVectors
 from pipeline.evaluation.protocol import SplitMatrices, evaluate_model, only_users
 from pipeline.models.encoder import pick_device
-from pipeline.models.sasrec import SequenceSettings, append_histories, fit, histories
+from pipeline.models.sasrec import SequenceSettings
+from pipeline.models.sasrec_training import append_histories, fit, histories
 
 MODELS = {
     "sasrec": {"use_ids": True, "use_text": False},
@@ -157,6 +159,20 @@ def run(
     return vectors, report
 
 
+def validation_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Plot rows of the validation curves: one per epoch any model was scored at, one column per
+    model (None where that model was not scored)."""
+    epochs = sorted({point["epoch"] for entry in report.values() for point in entry["curve"]})
+    curves = {
+        name: {point["epoch"]: point["validation"] for point in entry["curve"]}
+        for name, entry in report.items()
+    }
+    return [
+        {"epoch": epoch, **{name: curve.get(epoch) for name, curve in curves.items()}}
+        for epoch in epochs
+    ]
+
+
 @writes("sequence")
 def main(layout: Layout) -> None:
     params = load_params(layout.params)
@@ -176,18 +192,7 @@ def main(layout: Layout) -> None:
         layout.metrics_file("sequence"),
         {name: {k: v for k, v in entry.items() if k != "curve"} for name, entry in report.items()},
     )
-    epochs = sorted({point["epoch"] for entry in report.values() for point in entry["curve"]})
-    curves = {
-        name: {point["epoch"]: point["validation"] for point in entry["curve"]}
-        for name, entry in report.items()
-    }
-    io.write_json(
-        layout.plot_file("sequence_validation"),
-        [
-            {"epoch": epoch, **{name: curve.get(epoch) for name, curve in curves.items()}}
-            for epoch in epochs
-        ],
-    )
+    io.write_json(layout.plot_file("sequence_validation"), validation_rows(report))
     for name, entry in report.items():
         print(
             f"sequence: {name}: {entry['epochs']} epochs (best {entry['best_epoch']}), "

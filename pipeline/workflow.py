@@ -38,6 +38,7 @@ STAGES = (
     "interests",
     "factorize",
     "sequence",
+    "fuse",
     "index",
     "evaluate",
 )

@@ -5,15 +5,13 @@ with a view from `recli.views` (written out by `recli.render`); `recli doctor` r
 `recli.doctor`, and `recli metrics` reads `recli.metrics_source` and shows it with
 `recli.metrics_view`.
 
-Only stdlib, typer, rich and stdlib-only recli modules are imported at module level, and the
-serving module (stdlib + annoy) is imported inside the commands that query: `recli recommend`
-starts in about the time Python needs to import typer and rich. `recli search` encodes its query
-with `recli.query_encoder` (numpy and tokenizers, imported lazily), never torch.
+Module level imports only stdlib, typer, rich and stdlib-only recli modules; the serving module
+(stdlib + annoy) is imported by the commands that query, `recli.query_encoder` (numpy,
+tokenizers; never torch) by `recli search` alone.
 
-Whatever is typed ends in an answer, one error line (exit 1) or a usage error (exit 2): an
-integer SQLite cannot hold is refused before a query sees it, and what a user typed is echoed
-short and with control characters visible (`recli.inputs.shown`). A closed pipe or a full disk
-ends the command as a Unix tool would (`recli.render.writing`), and `--help` on a narrow
+Whatever is typed ends in an answer, one error line (exit 1) or a usage error (exit 2), and what
+a user typed is echoed short, control characters visible (`recli.inputs.shown`). A closed pipe
+or a full disk ends the command as a Unix tool would (`recli.render.writing`); `--help` on a narrow
 terminal is plain text with every option name whole (`recli.narrow_help`, imported only for help).
 
 No `from __future__ import annotations` here, unlike the rest of the project: Typer reads every
@@ -39,8 +37,7 @@ if TYPE_CHECKING:
     from recli.serve import Served
 
 LARGEST = 2**63 - 1
-"""The largest integer SQLite (the catalogue) takes: a larger id or count is refused as one
-error line before it reaches a query, which would raise OverflowError."""
+"""The largest integer SQLite holds: larger ids and counts are refused before any query."""
 USAGE_ERROR = sys.modules[typer.BadParameter.__module__].UsageError
 """Click's usage error, from the click Typer uses (its own copy since Typer 0.28)."""
 

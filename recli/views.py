@@ -96,9 +96,9 @@ def explanation(result: Recommendations) -> str:
     """The `--explain` paragraph: how the score and each reason in the table are formed."""
     weight = result.text_weight
     shares = (
-        f"weighted {weight:.0%} text and {1 - weight:.0%} collaborative (index.text_weight)"
+        f"weighted {weight:.0%} text and {1 - weight:.0%} collaborative (fuse.text_weight)"
         if weight is not None
-        else "weighted by index.text_weight"
+        else "weighted by fuse.text_weight"
     )
     return (
         "[bold]How the score is formed.[/] The score is one dot product between the user's and "

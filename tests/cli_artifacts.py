@@ -5,27 +5,35 @@ Built with the index stage's own writers (`write_catalogue`, `build_annoy`) from
 Fused vectors are made by hand so that every user points along their block's axis and an item's
 score grows with its position in its block, so a user's top recommendation is the highest-placed
 block item they have not seen, and nothing from the other block can outrank it.
+
+Below the builder: running the CLI on them (`invoke`, `one_error_line`) and editing a private
+copy of them (`edit_catalogue`, `place_encoder`), shared by the CLI test files.
 """
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 from synthetic import make_block_raw
+from typer.testing import CliRunner
 
 from pipeline import index
-from pipeline.core.config import IndexConfig, PreprocessConfig
+from pipeline.core.sections import IndexConfig, PreprocessConfig
 from pipeline.data.artifacts import InterestSets, Processed, Topics
 from pipeline.data.interactions import unit_rows
+from pipeline.data.serving import served_means
 from pipeline.interests import InterestSettings, describe
 from pipeline.models.exploration import transition_counts
 from pipeline.models.fusion import Fusion
-from pipeline.models.profiles import user_interests
+from pipeline.models.terms import user_interests
 from pipeline.preprocess import run
 from recli import catalogue, contract
+from recli.cli import app
 
 ITEMS_PER_BLOCK = 15
 USERS_PER_BLOCK = 20
@@ -216,7 +224,7 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         meta,
         interests,
         own,
-        (centroids, index._served_means(own, InterestSets.from_table(own, centroids), fused_items)),
+        (centroids, served_means(own, InterestSets.from_table(own, centroids), fused_items)),
         topics,
     )
     index.seal(root)
@@ -240,3 +248,53 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         "n_users": processed.users.height,
         "text_dimension": text_dimension,
     }
+
+
+# --------------------------------------------------------------------------------------------
+# Running the CLI on them, and editing a private copy
+# --------------------------------------------------------------------------------------------
+runner = CliRunner()
+ENV = {"COLUMNS": "200", "RECLI_ARTIFACTS": None, "FORCE_COLOR": None}
+"""Wide enough that rich never wraps a title across lines; no artifacts folder and no colour
+from the environment."""
+WIDTHS = (40, 80, 120)
+"""Terminal widths a screen is checked at: narrow (stacked records), common and wide."""
+
+
+def invoke(
+    root: Path, *args: str, columns: int = 200, env: dict[str, str | None] | None = None
+) -> Any:
+    """`recli --artifacts root ARGS…` in process, `columns` wide (`env` overrides any variable)."""
+    return runner.invoke(
+        app,
+        ["--artifacts", str(root), *args],
+        env={**ENV, "COLUMNS": str(columns), **(env or {})},
+    )
+
+
+def one_error_line(result: Any) -> str:
+    """The whole stderr of a failed command: exactly one line, starting `error:`."""
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def edit_catalogue(root: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    """Run SQL `statements` (each with its parameters) on the catalogue at `root`, then record
+    the edited files as what is served (the index stage's own seal)."""
+    connection = sqlite3.connect(root / "index" / "catalogue.sqlite")
+    with connection:
+        for sql, parameters in statements:
+            connection.execute(sql, parameters)
+    connection.close()
+    index.seal(root)
+
+
+def place_encoder(root: Path, encoder: Path) -> None:
+    """An encoder where the finetune stage saves one, sealed as the index stage seals it."""
+    shutil.copytree(encoder, root / "finetune" / "model")
+    index.seal(root)

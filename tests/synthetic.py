@@ -86,7 +86,7 @@ def blocks_with_random_text(seed: int = 0):
     """(processed, matrices, ALS factors, text vectors) on the two-block data, where the text
     knows nothing (random unit vectors) and ALS finds the blocks: fusion should prefer ALS."""
     from pipeline import factorize, preprocess
-    from pipeline.core.config import FactorizeConfig, PreprocessConfig
+    from pipeline.core.sections import FactorizeConfig, PreprocessConfig
     from pipeline.data.artifacts import Embeddings
     from pipeline.evaluation.protocol import SplitMatrices
 

@@ -9,8 +9,8 @@ import pytest
 from synthetic import make_raw
 
 from pipeline import preprocess
-from pipeline.core.config import PreprocessConfig
 from pipeline.core.layout import STAGE_OUTPUTS, Layout
+from pipeline.core.sections import PreprocessConfig
 from pipeline.data import artifacts
 from pipeline.data.interactions import UserItemVectors
 from recli import contract
@@ -25,6 +25,7 @@ def test_layout_puts_every_stage_under_the_served_artifacts_folder(tmp_path: Pat
     assert layout.metrics_file("cluster") == tmp_path / "metrics" / "cluster.json"
     assert layout.plot_file("cluster_sizes") == tmp_path / "metrics/plots/cluster_sizes.json"
     # Run from the project root, the outputs are spelled as dvc.yaml spells them.
+    assert STAGE_OUTPUTS["fuse"] == ["data/fuse", "metrics/fuse.json"]
     assert STAGE_OUTPUTS["index"] == ["data/index", "metrics/index.json"]
 
 
@@ -76,7 +77,8 @@ def test_reading_before_the_stage_ran_names_the_stage(tmp_path: Path) -> None:
         (artifacts.read_processed, "preprocess"),
         (artifacts.read_factors, "factorize"),
         (artifacts.read_clustering, "cluster"),
-        (artifacts.read_fused, "index"),
+        (artifacts.read_fused, "fuse"),
+        (artifacts.read_retrieval, "fuse"),
     ):
         with pytest.raises(RecliError, match=rf"run `dvc repro {stage}`"):
             read(layout)

@@ -1,48 +1,46 @@
-"""The scaling benchmark's parts that need no stage run: the synthetic data (shape, skew, signal,
-determinism, and that the project's own files loader reads it back whole) and the log-log slope
-and target arithmetic behind its report."""
+"""The scaling benchmark's parts that need no stage run (`benchmarks/scaling/`): the synthetic
+data (shape, skew, signal, determinism, and that the project's own files loader reads it back
+whole) and the log-log slope and target arithmetic behind its report."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
+from scaling.report import markdown_table, text_table
+from scaling.summary import judge, loglog_slope, slopes, totals
+from scaling.synthetic import scale_of, synthetic_events, write_inputs
 
-from pipeline.core.config import DataConfig, PreprocessConfig
+from pipeline.core.config import DataConfig
+from pipeline.core.sections import PreprocessConfig
 from pipeline.data.source import load_source
 from pipeline.preprocess import clean
-
-REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("bench_scale", REPO / "benchmarks" / "scale.py")
-assert _spec is not None and _spec.loader is not None
-bench_scale = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(bench_scale)
+from pipeline.workflow import STAGES
 
 N_EVENTS = 20_000
 
 
 @pytest.fixture(scope="module")
 def generated() -> tuple[pl.DataFrame, pl.DataFrame]:
-    return bench_scale.synthetic_events(N_EVENTS, seed=42)
+    return synthetic_events(N_EVENTS, seed=42)
 
 
 def test_exact_counts_and_the_documented_scale(
     generated: tuple[pl.DataFrame, pl.DataFrame],
 ) -> None:
     interactions, items = generated
-    n_users, n_items = bench_scale.scale_of(N_EVENTS)
+    n_users, n_items = scale_of(N_EVENTS)
     assert interactions.height == N_EVENTS
     assert interactions["user_id"].n_unique() == n_users == N_EVENTS // 100
     assert items.height == n_items == items["item_id"].n_unique()
     assert interactions["item_id"].is_in(items["item_id"].implode()).all()
-    assert bench_scale.scale_of(10_000_000) == (100_000, 30_042)
-    assert bench_scale.scale_of(1_000_000) == (10_000, 9_500)
+    assert scale_of(10_000_000) == (100_000, 30_042)
+    assert scale_of(1_000_000) == (10_000, 9_500)
     with pytest.raises(ValueError, match="at least"):
-        bench_scale.synthetic_events(10, seed=7)
+        synthetic_events(10, seed=7)
 
 
 def test_every_user_has_five_distinct_items(generated: tuple[pl.DataFrame, pl.DataFrame]) -> None:
@@ -88,10 +86,10 @@ def test_users_prefer_a_few_topics(generated: tuple[pl.DataFrame, pl.DataFrame])
 
 
 def test_deterministic_for_a_seed(generated: tuple[pl.DataFrame, pl.DataFrame]) -> None:
-    again = bench_scale.synthetic_events(N_EVENTS, seed=42)
+    again = synthetic_events(N_EVENTS, seed=42)
     assert_frame_equal(generated[0], again[0])
     assert_frame_equal(generated[1], again[1])
-    other = bench_scale.synthetic_events(N_EVENTS, seed=43)
+    other = synthetic_events(N_EVENTS, seed=43)
     assert not other[0].equals(generated[0])
 
 
@@ -99,7 +97,7 @@ def test_written_files_read_back_whole(
     generated: tuple[pl.DataFrame, pl.DataFrame], tmp_path: Path
 ) -> None:
     interactions, items = generated
-    data = DataConfig.model_validate(bench_scale.write_inputs(interactions, items, tmp_path))
+    data = DataConfig.model_validate(write_inputs(interactions, items, tmp_path))
     assert data.source == "files"
     assert (tmp_path / "data" / "input" / "interactions.csv").exists()
     raw = load_source(data, tmp_path)
@@ -116,12 +114,12 @@ def test_written_files_read_back_whole(
 
 def test_loglog_slope_on_known_powers() -> None:
     sizes = [1e5, 1e6, 1e7]
-    assert bench_scale.loglog_slope(sizes, [3 * n for n in sizes]) == pytest.approx(1.0)
-    assert bench_scale.loglog_slope(sizes, [n**2 / 1e9 for n in sizes]) == pytest.approx(2.0)
-    assert bench_scale.loglog_slope(sizes, [5.0, 5.0, 5.0]) == pytest.approx(0.0)
-    assert bench_scale.loglog_slope([1e5, 1e6], [2.0, 2.0 * 10**0.5]) == pytest.approx(0.5)
-    assert bench_scale.loglog_slope([1e5], [1.0]) is None
-    assert bench_scale.loglog_slope([1e5, 1e6], [1.0, 0.0]) is None  # one usable point
+    assert loglog_slope(sizes, [3 * n for n in sizes]) == pytest.approx(1.0)
+    assert loglog_slope(sizes, [n**2 / 1e9 for n in sizes]) == pytest.approx(2.0)
+    assert loglog_slope(sizes, [5.0, 5.0, 5.0]) == pytest.approx(0.0)
+    assert loglog_slope([1e5, 1e6], [2.0, 2.0 * 10**0.5]) == pytest.approx(0.5)
+    assert loglog_slope([1e5], [1.0]) is None
+    assert loglog_slope([1e5, 1e6], [1.0, 0.0]) is None  # one usable point
 
 
 def _run(n_events: int, minutes_each: float, mib: float, stages: tuple[str, ...]) -> dict[str, Any]:
@@ -131,20 +129,20 @@ def _run(n_events: int, minutes_each: float, mib: float, stages: tuple[str, ...]
     }
     return {
         "n_events": n_events,
-        "all_stages": stages == bench_scale.STAGES,
+        "all_stages": stages == STAGES,
         "stages": records,
-        "totals": bench_scale.totals(records, stages),
+        "totals": totals(records, stages),
     }
 
 
 def test_slopes_and_targets_from_runs() -> None:
-    stages = bench_scale.STAGES
+    stages = STAGES
     each = 40.0 / len(stages)  # minutes per stage at 10M: 40 in all, within the 45 target
     runs = [_run(1_000_000, each / 10, 1024, stages), _run(10_000_000, each, 4096, stages)]
-    per_stage = bench_scale.slopes(runs, stages)
+    per_stage = slopes(runs, stages)
     assert per_stage["finetune"]["seconds"] == pytest.approx(1.0)
     assert per_stage["total"]["peak_rss_mib"] == pytest.approx(0.602, abs=1e-3)
-    verdict = bench_scale.judge(runs, per_stage)
+    verdict = judge(runs, per_stage)
     assert verdict["measured"]["max_total_minutes_at_10M"] == pytest.approx(40.0)
     assert verdict["meets"] == {
         "max_total_minutes_at_10M": True,
@@ -152,21 +150,21 @@ def test_slopes_and_targets_from_runs() -> None:
         "max_slope": True,
     }
     slow = [_run(1_000_000, each / 10, 1024, stages), _run(10_000_000, 2 * each, 16384, stages)]
-    assert bench_scale.judge(slow, bench_scale.slopes(slow, stages))["meets"] == {
+    assert judge(slow, slopes(slow, stages))["meets"] == {
         "max_total_minutes_at_10M": False,
         "max_peak_gib": False,
         "max_slope": False,
     }
     one = [_run(100_000, 0.1, 500, ("preprocess",))]
-    unmeasured = bench_scale.judge(one, bench_scale.slopes(one, ("preprocess",)))["meets"]
+    unmeasured = judge(one, slopes(one, ("preprocess",)))["meets"]
     assert unmeasured == {"max_total_minutes_at_10M": None, "max_peak_gib": True, "max_slope": None}
 
 
 def test_tables_name_every_stage_and_size() -> None:
     stages = ("preprocess", "factorize")
     runs = [_run(20_000, 0.1, 100, stages), _run(50_000, 0.2, 120, stages)]
-    report = {"stages": list(stages), "sizes": runs, "slopes": bench_scale.slopes(runs, stages)}
-    markdown = bench_scale.markdown_table(report).splitlines()
+    report = {"stages": list(stages), "sizes": runs, "slopes": slopes(runs, stages)}
+    markdown = markdown_table(report).splitlines()
     assert markdown[0] == "| stage | 20k s | 20k MiB | 50k s | 50k MiB | slope s | slope MiB |"
     assert [line.split(" | ")[0] for line in markdown[2:]] == [
         "| preprocess",
@@ -174,4 +172,4 @@ def test_tables_name_every_stage_and_size() -> None:
         "| total",
     ]
     assert "0.76" in markdown[2]  # log(2) / log(2.5)
-    assert len(bench_scale.text_table(report).splitlines()) == 4
+    assert len(text_table(report).splitlines()) == 4

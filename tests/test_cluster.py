@@ -13,8 +13,9 @@ import yaml
 from hand_built import HORROR_FANS, ROMANCE_FANS, groups, horror_and_romance, processed_from, unit
 
 from pipeline import cluster
-from pipeline.core.config import ClusterConfig, Params
+from pipeline.core.config import Params
 from pipeline.core.layout import Layout
+from pipeline.core.sections import ClusterConfig
 from pipeline.data.artifacts import (
     Clustering,
     Processed,
@@ -23,7 +24,7 @@ from pipeline.data.artifacts import (
     write_processed,
 )
 from pipeline.data.interactions import UserItemVectors
-from pipeline.models.profiles import user_interests
+from pipeline.models.terms import user_interests
 from recli.errors import RecliError
 
 

@@ -7,7 +7,7 @@ import pytest
 from scipy.sparse import csr_matrix
 
 from pipeline import factorize
-from pipeline.core.config import FactorizeConfig
+from pipeline.core.sections import FactorizeConfig
 from pipeline.models.collaborative import fold_in
 
 CFG = FactorizeConfig(embedding_size=6, epochs=8, reg=0.5, alpha=4.0, seed=3)

@@ -135,6 +135,7 @@ def test_a_changed_metric_changes_the_evaluation_table(metrics_copy: Path) -> No
     [
         ("cluster-summary", "cluster.json", ["silhouette"], 0.4321, "0.432"),
         ("index-summary", "index.json", ["search_k"], 123456, "123,456"),
+        ("index-summary", "fuse.json", ["text_weight"], 0.4321, "0.4321"),
         ("peer-check-summary", "peer_check.json", ["leave_last_out", "summary", "ease"], None, ""),
         ("byo-check", "byo_check.json", ["test_ndcg@10", "fused"], 0.4321, "0.4321"),
         ("bench-scale-targets", "bench_scale.json", ["measured", "max_peak_gib"], 11.5, "11.50"),

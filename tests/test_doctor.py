@@ -12,7 +12,7 @@ import pytest
 from cli_artifacts import CF_DIMENSION
 
 from pipeline import index
-from pipeline.core.config import IndexConfig
+from pipeline.core.sections import IndexConfig
 from recli import catalogue, contract, serve
 from recli import doctor as doctor_module
 from recli.doctor import doctor

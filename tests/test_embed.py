@@ -6,8 +6,8 @@ import numpy as np
 from synthetic import make_raw
 
 from pipeline import embed, preprocess
-from pipeline.core.config import EmbedConfig, PreprocessConfig, TextConfig
 from pipeline.core.layout import Layout
+from pipeline.core.sections import EmbedConfig, PreprocessConfig, TextConfig
 from pipeline.data.artifacts import read_embeddings, write_embeddings
 from pipeline.data.text import user_texts
 from pipeline.models.encoder import encode, load_encoder

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +75,19 @@ def test_precision_auto_follows_the_hardware(monkeypatch: pytest.MonkeyPatch) ->
     assert encoder.pick_precision("auto", "cpu") == "float32"
     with pytest.raises(RecliError, match="unknown precision"):
         encoder.pick_precision("int8", "cpu")
+
+
+def test_torch_held_to_avx2_kernels_means_float32_even_on_a_bf16_cpu() -> None:
+    # ATEN_CPU_CAPABILITY is read when torch loads, so the check runs in a fresh interpreter.
+    probe = (
+        "from pipeline.models.encoder import pick_precision; print(pick_precision('auto', 'cpu'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ATEN_CPU_CAPABILITY": "avx2"},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "float32"

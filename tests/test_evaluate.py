@@ -5,7 +5,7 @@ import pytest
 from synthetic import make_block_raw, make_raw
 
 from pipeline import evaluate, factorize, preprocess
-from pipeline.core.config import EvaluateConfig, FactorizeConfig, PreprocessConfig
+from pipeline.core.sections import EvaluateConfig, FactorizeConfig, PreprocessConfig
 from pipeline.evaluation.protocol import SplitMatrices, evaluate_model
 
 SMALL = EvaluateConfig(ease_reg_grid=[1.0, 10.0], itemknn_neighbors_grid=[5, 10])
@@ -125,30 +125,6 @@ def test_reported_numbers_are_the_protocols_numbers() -> None:
         report.metrics["validation"]["ease"]["ndcg@10"]
         == tuning["ease_validation_ndcg@10"][str(best)]
     )
-
-
-def test_paired_differences_are_per_user_means_with_their_standard_error() -> None:
-    from pipeline.evaluation.metrics import EvaluationResult
-
-    def result(values: list[float]) -> EvaluationResult:
-        users = np.arange(len(values))
-        return EvaluationResult(
-            users=users,
-            per_user={"ndcg@10": np.array(values)},
-            recommended=np.zeros((len(values), 10), dtype=np.int64),
-            coverage={},
-        )
-
-    results = {"served": result([1.0, 0.5, 0.0, 1.0]), "peer": result([0.0, 0.5, 0.0, 0.0])}
-    everyone = evaluate.paired_differences(results, "served", "ndcg@10")["peer"]
-    # Differences 1, 0, 0, 1: mean 0.5, sample sd 0.57735, standard error 0.57735 / 2.
-    assert everyone["ndcg@10_difference"] == 0.5
-    assert everyone["standard_error"] == round(0.57735027 / 2, 5)
-    assert everyone["users"] == 4
-    mask = np.array([True, True, False, False])  # users 0 and 1: differences 1 and 0
-    bucket = evaluate.paired_differences(results, "served", "ndcg@10", mask)["peer"]
-    assert bucket["ndcg@10_difference"] == 0.5 and bucket["users"] == 2
-    assert bucket["standard_error"] == 0.5
 
 
 def test_item_x_item_peers_are_skipped_above_the_item_cap_and_the_record_says_why() -> None:

@@ -5,8 +5,8 @@ import pytest
 from synthetic import make_block_raw
 
 from pipeline import factorize, preprocess
-from pipeline.core.config import FactorizeConfig, PreprocessConfig
 from pipeline.core.layout import Layout
+from pipeline.core.sections import FactorizeConfig, PreprocessConfig
 from pipeline.data.artifacts import read_factors, write_factors
 from pipeline.data.interactions import interaction_matrix
 

@@ -1,29 +1,21 @@
 """Bring-your-own files: exact normalised output on tiny fixtures, one clear error per problem,
-and paths read under the project root but shown as `params.yaml` spells them."""
+and paths read under the project root but shown as `params.yaml` spells them. Encodings are in
+`test_files_encodings.py`, timestamps' units in `test_files_timestamps.py`."""
 
 from __future__ import annotations
 
-import codecs
 import re
 import shutil
 from pathlib import Path
 
 import polars as pl
 import pytest
+from byo_files import error_message, write
 from polars.testing import assert_frame_equal
 
-from pipeline.core.config import (
-    FileColumns,
-    FilesSource,
-    ItemColumns,
-    PreprocessConfig,
-    SplitConfig,
-    TagColumns,
-)
+from pipeline.core.config import FileColumns, FilesSource, ItemColumns, TagColumns
 from pipeline.data.files import load_files
 from pipeline.data.raw import INTERACTIONS_SCHEMA, ITEMS_SCHEMA
-from pipeline.preprocess import run
-from recli.errors import RecliError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "byo"
 ML_LATEST_SMALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
@@ -42,19 +34,6 @@ def fixture_config(**overrides: object) -> FilesSource:
         **MOVIELENS_COLUMNS,
     }
     return FilesSource(**{**settings, **overrides})
-
-
-def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
-    path.write_bytes(text.encode(encoding))
-    return path
-
-
-def error_message(cfg: FilesSource, root: Path = Path(".")) -> str:
-    with pytest.raises(RecliError) as caught:
-        load_files(cfg, root)
-    message = str(caught.value)
-    assert "\n" not in message
-    return message
 
 
 def test_fixture_interactions_keep_duplicates_and_missing_ids() -> None:
@@ -198,28 +177,6 @@ def test_float_timestamps_and_huge_integers(tmp_path: Path) -> None:
     # Integers beyond 2**53 survive exactly; fractional seconds are floored; NaN is missing.
     assert raw.interactions["timestamp"].to_list() == [12, 9007199254740993]
     assert raw.interactions["rating"].to_list() == [None, 3.0]
-
-
-def test_latin1_file_reads_with_latin1_encoding(tmp_path: Path) -> None:
-    items = write(
-        tmp_path / "items.csv", "item_id,title,genres\n1,Misérables (1995),Drama\n", "latin-1"
-    )
-    events = write(tmp_path / "events.csv", "user_id,item_id,rating,timestamp\na,1,4,10\n")
-    raw = load_files(FilesSource(interactions=events, items=items, encoding="latin-1"))
-    assert raw.items["title"].to_list() == ["Misérables (1995)"]
-
-    message = error_message(FilesSource(interactions=events, items=items))
-    assert str(items) in message
-    assert "set data.files.encoding: latin-1" in message
-
-
-def test_latin1_header_hints_at_the_encoding(tmp_path: Path) -> None:
-    items = write(tmp_path / "items.csv", "item_id,títle,genres\n1,A,Drama\n", "latin-1")
-    events = write(tmp_path / "events.csv", "user_id,item_id,rating,timestamp\na,1,4,10\n")
-    message = error_message(
-        FilesSource(interactions=events, items=items, item_columns=ItemColumns(title="títle"))
-    )
-    assert "data.files.encoding: latin-1" in message
 
 
 @pytest.mark.parametrize(
@@ -408,252 +365,3 @@ def test_messages_show_the_path_as_written(
     message = error_message(relative_config(**override), project)
     assert message.startswith(written)
     assert str(project) not in message
-
-
-# --------------------------------------------------------------------------------------------
-# Encodings: a file is read as what its bytes say, or refused with the setting that fixes it
-# --------------------------------------------------------------------------------------------
-TITLES = "item_id,title,genres\n1,Amélie (2001),Comedy\n2,Ça tourne à Manhattan (1993),Drama\n"
-EVENTS = "user_id,item_id,rating,timestamp\nu1,1,4,978300760\nu1,2,3,978300761\n"
-
-
-def write_pair(tmp_path: Path, encoding: str) -> FilesSource:
-    return FilesSource(
-        interactions=write(tmp_path / "events.csv", EVENTS, encoding),
-        items=write(tmp_path / "items.csv", TITLES, encoding),
-    )
-
-
-@pytest.mark.parametrize(
-    ("encoding", "name", "mark"),
-    [
-        ("utf-16", "UTF-16LE", True),  # Python writes a byte-order mark, then little-endian
-        ("utf-16-le", "UTF-16LE", False),
-        ("utf-16-be", "UTF-16BE", False),
-        ("utf-32", "UTF-32LE", True),
-        ("utf-32-le", "UTF-32LE", False),
-        ("utf-32-be", "UTF-32BE", False),
-    ],
-)
-@pytest.mark.parametrize("declared", ["utf-8", "latin-1"])
-def test_utf16_and_utf32_files_are_read_with_a_note(
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    encoding: str,
-    name: str,
-    mark: bool,
-    declared: str,
-) -> None:
-    cfg = write_pair(tmp_path, encoding).model_copy(update={"encoding": declared})
-    raw = load_files(cfg)
-    assert raw.items["title"].to_list() == ["Amélie (2001)", "Ça tourne à Manhattan (1993)"]
-    assert raw.interactions.row(0) == ("u1", "1", 4.0, 978300760)
-    notes = capsys.readouterr().err.splitlines()
-    how = f"starts with a {name} byte-order mark" if mark else f"is {name} (no byte-order mark)"
-    assert f"data: {cfg.items} {how}: read as {name}, not as data.files.encoding ({declared})" in (
-        notes
-    )
-    assert len(notes) == 2  # one line per file
-
-
-def test_utf8_byte_order_mark_overrules_a_latin1_setting(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    cfg = write_pair(tmp_path, "utf-8-sig").model_copy(update={"encoding": "latin-1"})
-    raw = load_files(cfg)
-    assert raw.items["title"].to_list()[0] == "Amélie (2001)"
-    assert "starts with a UTF-8 byte-order mark: read as UTF-8" in capsys.readouterr().err
-
-
-def test_files_as_declared_read_without_notes(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    # UTF-8 with or without a mark, and latin-1 declared latin-1: nothing to say.
-    for encoding, declared in (("utf-8", "utf-8"), ("utf-8-sig", "utf-8"), ("latin-1", "latin-1")):
-        cfg = write_pair(tmp_path, encoding).model_copy(update={"encoding": declared})
-        assert load_files(cfg).items["title"].to_list()[0] == "Amélie (2001)"
-    assert capsys.readouterr().err == ""
-
-
-def test_utf8_file_declared_latin1_is_refused_not_read_as_mojibake(tmp_path: Path) -> None:
-    cfg = write_pair(tmp_path, "utf-8").model_copy(update={"encoding": "latin-1"})
-    message = error_message(cfg)
-    assert message == (
-        f"{cfg.items} is UTF-8, but data.files.encoding is latin-1, which would read line 2's "
-        "'Amélie (2001)' as 'AmÃ©lie (2001)': set data.files.encoding: utf-8 in params.yaml"
-    )
-
-
-def test_ascii_file_declared_latin1_reads(tmp_path: Path) -> None:
-    cfg = write_pair(tmp_path, "utf-8").model_copy(update={"encoding": "latin-1"})
-    write(tmp_path / "items.csv", "item_id,title,genres\n1,Heat (1995),Crime\n2,Up,\n")
-    assert load_files(cfg).items["title"].to_list() == ["Heat (1995)", "Up"]
-
-
-def test_broken_utf16_names_what_it_looked_like(tmp_path: Path) -> None:
-    cfg = write_pair(tmp_path, "utf-16")
-    # A lone high surrogate: the mark says UTF-16, the bytes after it are not.
-    write(tmp_path / "items.csv", "item_id,title\n1,A", "utf-16")
-    (tmp_path / "items.csv").write_bytes((tmp_path / "items.csv").read_bytes() + b"\x00\xd8")
-    message = error_message(cfg)
-    assert message.startswith(f"{cfg.items} starts with a UTF-16LE byte-order mark but is not ")
-    assert message.endswith("re-save it as UTF-8")
-
-
-def test_utf8_mark_with_latin1_bytes_does_not_suggest_latin1(tmp_path: Path) -> None:
-    cfg = write_pair(tmp_path, "utf-8")
-    (tmp_path / "items.csv").write_bytes(
-        codecs.BOM_UTF8 + "item_id,title,genres\n1,Misérables,Drama\n".encode("latin-1")
-    )
-    message = error_message(cfg)
-    assert "latin-1" not in message
-    assert message == (
-        f"{cfg.items} starts with a UTF-8 byte-order mark but is not valid UTF-8 throughout: "
-        "re-save the whole file as UTF-8"
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Timestamps: one unit, seconds, said where converted
-# --------------------------------------------------------------------------------------------
-# 2021-01-01 00:00:00 UTC plus half a second, and a day later, in each unit.
-NEW_YEAR = 1609459200
-
-
-def timestamp_events(tmp_path: Path, stamps: list[str], users: list[str] | None = None) -> Path:
-    users = users or ["u1"] * len(stamps)
-    rows = "".join(f"{user},1,4,{stamp}\n" for user, stamp in zip(users, stamps, strict=True))
-    return write(tmp_path / "events.csv", "user_id,item_id,rating,timestamp\n" + rows)
-
-
-def items_file(tmp_path: Path) -> Path:
-    return write(tmp_path / "items.csv", "item_id,title,genres\n1,A,\n")
-
-
-@pytest.mark.parametrize(
-    ("unit", "name", "factor"),
-    [("ms", "milliseconds", 10**3), ("us", "microseconds", 10**6), ("ns", "nanoseconds", 10**9)],
-)
-def test_sub_second_units_are_told_by_size_and_converted(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], unit: str, name: str, factor: int
-) -> None:
-    stamps = [str(NEW_YEAR * factor + factor // 2), str((NEW_YEAR + 86400) * factor)]
-    events = timestamp_events(tmp_path, stamps)
-    raw = load_files(FilesSource(interactions=events, items=items_file(tmp_path)))
-    assert raw.interactions["timestamp"].to_list() == [NEW_YEAR, NEW_YEAR + 86400]
-    assert capsys.readouterr().err == (
-        f"data: {events}: column 'timestamp' holds {name} since 1970 (2021-01-01 to 2021-01-02), "
-        "told by their size (set data.files.timestamp_unit if that is wrong): "
-        "converted to seconds\n"
-    )
-
-
-def test_parquet_milliseconds_are_converted(tmp_path: Path) -> None:
-    events = tmp_path / "events.parquet"
-    pl.DataFrame(
-        {"user_id": ["a", "b"], "item_id": ["1", "1"], "timestamp": [NEW_YEAR * 1000, None]}
-    ).write_parquet(events)
-    cfg = FilesSource(
-        interactions=events, items=items_file(tmp_path), columns=FileColumns(rating=None)
-    )
-    assert load_files(cfg).interactions["timestamp"].to_list() == [NEW_YEAR, None]
-
-
-def test_seconds_are_kept_without_a_note(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    events = timestamp_events(tmp_path, ["874965758", "12.7", "", "2021-01-01"])
-    raw = load_files(FilesSource(interactions=events, items=items_file(tmp_path)))
-    assert raw.interactions["timestamp"].to_list() == [874965758, 12, None, NEW_YEAR]
-    assert capsys.readouterr().err == ""
-
-
-def test_collapsed_order_within_a_second_is_counted(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    ms = NEW_YEAR * 1000
-    # u1's first two events were 300 ms apart and now share a second; u2's event shares that
-    # second with u1's, which changes no one's order; u1's third event was already tied.
-    events = timestamp_events(
-        tmp_path, [str(ms + 100), str(ms + 400), str(ms + 400), str(ms)], ["u1", "u1", "u1", "u2"]
-    )
-    load_files(FilesSource(interactions=events, items=items_file(tmp_path)))
-    assert (
-        capsys.readouterr()
-        .err.rstrip("\n")
-        .endswith(
-            "converted to seconds; 3 events now share their second with an event of the same user "
-            "at another instant (preprocess orders such ties by preprocess.split.seed)"
-        )
-    )
-
-
-def test_mixed_units_are_refused_with_the_setting(tmp_path: Path) -> None:
-    events = timestamp_events(tmp_path, [str(NEW_YEAR), "5", str(NEW_YEAR * 10**6)])
-    message = error_message(FilesSource(interactions=events, items=items_file(tmp_path)))
-    assert message == (
-        f"{events}: column 'timestamp' mixes time units: {NEW_YEAR} (line 2) looks like seconds, "
-        f"{NEW_YEAR * 10**6} (line 4) looks like microseconds: make the column one unit, or set "
-        "data.files.timestamp_unit to its unit (s, ms, us or ns; s keeps every number as it is)"
-    )
-
-
-def test_told_unit_converts_every_value(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # A zero placeholder among milliseconds is "mixed" by size; the setting settles it.
-    events = timestamp_events(tmp_path, ["0", str(NEW_YEAR * 1000 + 999)])
-    cfg = FilesSource(interactions=events, items=items_file(tmp_path), timestamp_unit="ms")
-    assert load_files(cfg).interactions["timestamp"].to_list() == [0, NEW_YEAR]
-    assert "as data.files.timestamp_unit says: converted to seconds" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("value", ["inf", "-inf", "1e400", "9223372036854775808"])
-def test_timestamps_that_are_no_time_are_refused(tmp_path: Path, value: str) -> None:
-    events = timestamp_events(tmp_path, [str(NEW_YEAR), value])
-    message = error_message(FilesSource(interactions=events, items=items_file(tmp_path)))
-    assert message == (
-        f"{events}: column 'timestamp' has {value!r}, not a time (line 3): fix the file, "
-        "or set data.files.columns.timestamp to a numeric column or null"
-    )
-
-
-def test_parquet_infinite_timestamp_is_refused(tmp_path: Path) -> None:
-    events = tmp_path / "events.parquet"
-    pl.DataFrame({"user_id": ["a"], "item_id": ["1"], "timestamp": [float("inf")]}).write_parquet(
-        events
-    )
-    cfg = FilesSource(
-        interactions=events, items=items_file(tmp_path), columns=FileColumns(rating=None)
-    )
-    assert "not a time (line 2)" in error_message(cfg)
-
-
-def test_splits_see_seconds_whatever_unit_the_file_had(tmp_path: Path) -> None:
-    """The conversion happens in the reader, so splits, interest periods and everything after
-    them see the same seconds from a millisecond file as from a second one."""
-    users = [f"u{user}" for user in range(4) for _ in range(5)]
-    items = [str(item) for _ in range(4) for item in range(5)]
-    seconds = [NEW_YEAR + 3600 * index for index in range(20)]
-    items_path = write(
-        tmp_path / "items.csv", "item_id,title,genres\n" + "".join(f"{i},T{i},\n" for i in range(5))
-    )
-    processed = {}
-    for unit, factor in (("s", 1), ("ms", 1000)):
-        rows = "".join(
-            f"{user},{item},4,{stamp * factor}\n"
-            for user, item, stamp in zip(users, items, seconds, strict=True)
-        )
-        events = write(tmp_path / f"events_{unit}.csv", "user_id,item_id,rating,timestamp\n" + rows)
-        raw = load_files(FilesSource(interactions=events, items=items_path))
-        for strategy in ("leave_last_out", "temporal"):
-            cfg = PreprocessConfig(
-                min_user_interactions=3,
-                cold_item_fraction=0.0,
-                split=SplitConfig(strategy=strategy),
-            )
-            processed[unit, strategy] = run(raw, cfg)
-    for strategy in ("leave_last_out", "temporal"):
-        seconds_run, ms_run = processed["s", strategy], processed["ms", strategy]
-        for name in ("train", "validation", "test"):
-            assert_frame_equal(getattr(ms_run, name), getattr(seconds_run, name))
-        kept = pl.concat([seconds_run.train, seconds_run.validation, seconds_run.test])
-        assert set(kept["timestamp"].to_list()) <= set(seconds)

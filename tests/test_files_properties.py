@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline.core.config import FileColumns, FilesSource, PreprocessConfig, SplitConfig
+from pipeline.core.config import FileColumns, FilesSource
+from pipeline.core.sections import PreprocessConfig, SplitConfig
 from pipeline.data.files import load_files
 from pipeline.data.raw import RawData
 from pipeline.preprocess import clean

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from synthetic import blocks_with_random_text, score_spreads
 
-from pipeline.core.config import IndexConfig
+from pipeline.core.sections import FuseConfig
 from pipeline.data.artifacts import Embeddings
 from pipeline.evaluation.protocol import SplitMatrices
 from pipeline.models.fusion import (
@@ -19,6 +21,7 @@ from pipeline.models.fusion import (
     tuning_view,
 )
 from recli import contract
+from recli.errors import RecliError
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +51,13 @@ def test_the_tuning_scorer_scores_exactly_as_the_fused_vectors(setup) -> None:
 
 def test_tuning_prefers_the_informative_side(setup) -> None:
     _, matrices, cf, text = setup
-    cfg = IndexConfig(weight_grid=[0.0, 0.5, 1.0])
+    cfg = FuseConfig(weight_grid=[0.0, 0.5, 1.0])
     fusion, side, by_weight = tune_fusion(text, cf, matrices, cfg)
     assert side is cf and fusion.sequence_model is None
     assert list(by_weight) == ["0.0", "0.5", "1.0"]
     assert fusion.text_weight == 0.0  # random text only hurts
     assert by_weight["0.0"] > by_weight["1.0"]
-    fixed, _, only = tune_fusion(text, cf, matrices, IndexConfig(text_weight=0.5))
+    fixed, _, only = tune_fusion(text, cf, matrices, FuseConfig(text_weight=0.5))
     assert fixed.text_weight == 0.5 and list(only) == ["0.5"]
 
 
@@ -97,7 +100,7 @@ def test_tuning_picks_the_sequence_model_that_helps_on_validation(setup) -> None
         users=rng.normal(size=(oracle_users.shape[0], 8)).astype(np.float32),
         items=rng.normal(size=(matrices.n_items, 8)).astype(np.float32),
     )
-    cfg = IndexConfig(weight_grid=[0.0, 0.5], sequence_share_grid=[0.0, 0.5, 1.0])
+    cfg = FuseConfig(weight_grid=[0.0, 0.5], sequence_share_grid=[0.0, 0.5, 1.0])
     fusion, side, table = tune_fusion(
         text, cf, matrices, cfg, sequences={"oracle": oracle, "noise": noise}
     )
@@ -137,6 +140,7 @@ def test_a_mixture_of_three_models_scores_their_scaled_weighted_sum(setup) -> No
             users_served=rng.normal(size=(len(cf.users), width)).astype(np.float32),
         )
 
+    cf = replace(cf, users_served=rng.normal(size=cf.users.shape).astype(np.float32))
     first, second = noise(5), noise(3)
     parts = [(cf, 0.5), (first, 0.3), (second, 0.2)]
     side = mixture(parts, seed=0)
@@ -149,7 +153,7 @@ def test_a_mixture_of_three_models_scores_their_scaled_weighted_sum(setup) -> No
         for (vectors, share), spread in zip(parts, spreads, strict=True)
     )
     np.testing.assert_allclose(side.score(users), expected, rtol=1e-4, atol=1e-4)
-    # Served users: each model's own where it has them, its training users where it has none.
+    # Served users: each model's own, scaled and weighted the same way.
     served = sum(
         share * (vectors.served_users[users] @ vectors.items.T) / spread
         for (vectors, share), spread in zip(parts, spreads, strict=True)
@@ -159,11 +163,23 @@ def test_a_mixture_of_three_models_scores_their_scaled_weighted_sum(setup) -> No
     )
 
 
+def test_a_part_without_served_users_makes_the_mixture_unservable(setup) -> None:
+    cf = replace(setup[2], users_served=None)
+    rng = np.random.default_rng(5)
+    other = Embeddings(
+        users=rng.normal(size=(len(cf.users), 3)).astype(np.float32),
+        items=rng.normal(size=(len(cf.items), 3)).astype(np.float32),
+        users_served=rng.normal(size=(len(cf.users), 3)).astype(np.float32),
+    )
+    with pytest.raises(RecliError, match="served variant"):
+        mixture([(cf, 0.5), (other, 0.5)], seed=0)
+
+
 def test_tuning_gives_the_linear_part_the_share_validation_asks_for(setup) -> None:
     _, matrices, cf, text = setup
     oracle_users = matrices.validation.toarray().astype(np.float32)
     oracle = Embeddings(users=oracle_users, items=np.eye(matrices.n_items, dtype=np.float32))
-    cfg = IndexConfig(weight_grid=[0.0, 0.5], linear_share_grid=[0.0, 0.3, 1.0])
+    cfg = FuseConfig(weight_grid=[0.0, 0.5], linear_share_grid=[0.0, 0.3, 1.0])
     fusion, side, table = tune_fusion(text, cf, matrices, cfg, linear=oracle)
     assert fusion.linear_share > 0 and fusion.sequence_model is None
     assert side.items.shape[1] == cf.items.shape[1] + matrices.n_items

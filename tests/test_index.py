@@ -1,16 +1,42 @@
+"""The `index` stage: Annoy over the fused item vectors, the recall it serves, and a catalogue
+that serves exactly what `fuse` chose."""
+
 from __future__ import annotations
 
+import json
+import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from stage_project import upstream_project
 from synthetic import blocks_with_random_text, score_spreads
 
-from pipeline import index
-from pipeline.core.config import IndexConfig
+from pipeline import fuse, index
+from pipeline.core.config import load_params
+from pipeline.core.layout import Layout
+from pipeline.core.sections import IndexConfig
+from pipeline.data.artifacts import read_fused, read_retrieval
+from pipeline.data.serving import write_catalogue
 from pipeline.models.fusion import make_fusion
-from recli import catalogue
+from pipeline.workflow import override, write_params
+from recli import catalogue, contract
+
+ANN_KEYS = {
+    "n_trees",
+    "search_k",
+    "recall_target",
+    "ann_recall@10",
+    "tuning_recall@10_by_search_k",
+    "tuning_recall@10_standard_error_by_search_k",
+    "search_k_ladder_exhausted",
+    "ann_query_ms_median",
+    "exact_query_ms_median",
+    "users_measured",
+}
+"""`metrics/index.json`'s keys: the Annoy index and the recall it serves, nothing tuned."""
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +106,7 @@ def test_catalogue_round_trip(setup, tmp_path: Path) -> None:
     assignments = {user: int(user >= 20) for user in range(processed.users.height)}
     path = tmp_path / "catalogue.sqlite"
     meta = {"schema_version": catalogue.SCHEMA_VERSION, "text_weight": 0.5}
-    index.write_catalogue(path, processed, fused, assignments, profiles, meta)
+    write_catalogue(path, processed, fused, assignments, profiles, meta)
     connection = catalogue.connect(path)
     assert catalogue.read_meta(connection)["text_weight"] == 0.5
     vector = connection.execute("SELECT vector FROM users WHERE user_idx = 3").fetchone()[0]
@@ -90,3 +116,93 @@ def test_catalogue_round_trip(setup, tmp_path: Path) -> None:
     assert connection.execute("SELECT label FROM clusters WHERE cluster = 1").fetchone() == ("B",)
     with pytest.raises(sqlite3.OperationalError):
         connection.execute("INSERT INTO meta VALUES ('x', '1')")  # opened read-only
+
+
+def test_a_recall_under_the_target_is_said_with_its_fix() -> None:
+    cfg = IndexConfig(recall_target=0.98)
+    measured = {"ann_recall@10": 0.9, "search_k": 500, "search_k_ladder_exhausted": True}
+    assert index.low_recall_warning(measured, cfg) == (
+        "index: warning: recall@10 0.900 is below index.recall_target 0.98 at search_k 500: "
+        "raise index.n_trees"
+    )
+    assert index.low_recall_warning({**measured, "ann_recall@10": 0.98}, cfg) is None
+
+
+def test_a_query_leaves_out_every_event_of_the_user(setup) -> None:
+    processed = setup[0]
+    seen = index.served_histories(processed)
+    assert len(seen) == processed.users.height
+    assert sum(map(len, seen)) == processed.history_served.unique(["user_idx", "item_idx"]).height
+    for name in ("train", "validation", "test"):
+        for user, item in processed.split(name).select("user_idx", "item_idx").iter_rows():
+            assert item in seen[user]
+
+
+# --------------------------------------------------------------------------------------------
+# The stage: what `fuse` chose, served
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny two-block project once `fuse` and `index` have run."""
+    root = tmp_path_factory.mktemp("index")
+    upstream_project(root)
+    fuse.main(root)
+    index.main(root)
+    return root
+
+
+def _meta(root: Path) -> dict[str, Any]:
+    connection = catalogue.connect(root / "data" / contract.INDEX_DIR / contract.CATALOGUE_FILE)
+    try:
+        return catalogue.read_meta(connection)
+    finally:
+        connection.close()
+
+
+def test_the_catalogue_serves_what_fuse_chose(project: Path) -> None:
+    layout = Layout(project)
+    settings, fused, meta = read_retrieval(layout), read_fused(layout), _meta(project)
+    fusion = settings["fusion"]
+    for key in ("text_weight", "sequence_model", "sequence_share", "linear_share"):
+        assert meta[key] == fusion[key], key
+    assert meta["text_scale"] == fusion["text_scale"] and meta["cf_scale"] == fusion["cf_scale"]
+    assert meta["text_dimension"] == fusion["text_dimension"]
+    assert meta["dimension"] == fused.items.shape[1]
+    assert meta["multi_interest"] == settings["multi_interest"]
+    assert meta["explore"] == settings["explore"]
+    connection = catalogue.connect(layout.index / contract.CATALOGUE_FILE)
+    vector = connection.execute("SELECT vector FROM users WHERE user_idx = 5").fetchone()[0]
+    connection.close()
+    np.testing.assert_allclose(catalogue.unpack_vector(vector), fused.served_users[5], rtol=1e-6)
+    # The fused vectors and their settings are among the files `recli doctor` re-hashes.
+    built_from = meta["built_from"]
+    for name in ("fused_item_vectors.npy", "retrieval.json"):
+        path = layout.fuse / name
+        assert built_from[f"fuse/{name}"] == contract.file_digest(path)[: contract.DIGEST_CHARS]
+    assert all((layout.artifacts / relative).exists() for relative in built_from)
+
+
+def test_index_metrics_hold_only_the_annoy_part(project: Path) -> None:
+    measured = json.loads((project / "metrics/index.json").read_text(encoding="utf-8"))
+    assert set(measured) == ANN_KEYS
+    assert measured["n_trees"] == load_params(project / "params.yaml").index.n_trees
+    assert measured["ann_recall@10"] >= measured["recall_target"]
+    assert measured["search_k"] == _meta(project)["search_k"]
+
+
+def test_an_annoy_knob_rebuilds_only_the_index(project: Path, tmp_path: Path) -> None:
+    other = tmp_path / "project"
+    shutil.copytree(project, other)
+    write_params(override(load_params(other / "params.yaml"), {"index.n_trees": 2}), other)
+    fused_before = {path.name: path.read_bytes() for path in Layout(other).fuse.iterdir()}
+    index.main(other)
+    assert {path.name: path.read_bytes() for path in Layout(other).fuse.iterdir()} == fused_before
+    before, after = _meta(project), _meta(other)
+    changed = {key for key in before if before[key] != after[key]}
+    assert changed <= {"index_sha256", "index_bytes", "search_k"}
+    assert "index_sha256" in changed  # fewer trees: another index
+    measured = json.loads((other / "metrics/index.json").read_text(encoding="utf-8"))
+    assert measured["n_trees"] == 2
+    served = Layout(other).index
+    for name in (contract.CATALOGUE_FILE, contract.INDEX_FILE):
+        assert (served / name).stat().st_mode & 0o222 == 0  # read-only

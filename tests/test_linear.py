@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from synthetic import make_block_raw
 
 from pipeline import factorize, preprocess
-from pipeline.core.config import EvaluateConfig, FactorizeConfig, PreprocessConfig
+from pipeline.core.sections import EvaluateConfig, FactorizeConfig, PreprocessConfig
 from pipeline.data.interactions import interaction_matrix
 from pipeline.evaluation.protocol import SplitMatrices
 from pipeline.models import linear

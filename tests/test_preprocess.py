@@ -5,7 +5,7 @@ import pytest
 from synthetic import make_items, make_raw
 
 from pipeline import preprocess
-from pipeline.core.config import PreprocessConfig, SplitConfig
+from pipeline.core.sections import PreprocessConfig, SplitConfig
 from pipeline.data.source import RawData
 from recli.errors import RecliError
 

@@ -1,5 +1,5 @@
-"""Profiles of hand-made groupings: terms and lifts worked out on paper, exemplars, labels, each
-user's own interests and how well the profiles describe their members."""
+"""Profiles of hand-made groupings: terms and lifts worked out on paper, exemplars, labels, and
+how well the profiles describe their members."""
 
 from __future__ import annotations
 
@@ -11,19 +11,17 @@ import polars as pl
 import pytest
 from hand_built import HORROR_FANS, ROMANCE_FANS, groups, horror_and_romance, processed_from, unit
 
-from pipeline.core.config import ClusterConfig
+from pipeline.core.sections import ClusterConfig
 from pipeline.data.artifacts import Processed
 from pipeline.models.profiles import (
     LABEL_SEPARATOR,
     MIN_LABEL_LIFT,
     cluster_profiles,
-    item_terms,
     label_agreement,
     label_clusters,
     label_weight,
-    user_interests,
-    user_term_shares,
 )
+from pipeline.models.terms import user_term_shares
 from recli.contract import term_text
 
 
@@ -98,47 +96,6 @@ def test_profiles_are_ordered_and_json_ready(horror_and_romance_profiles) -> Non
     assert [p["size"] for p in profiles] == [6, 6]
     assert sum(p["share"] for p in profiles) == pytest.approx(1.0)
     assert json.loads(json.dumps(profiles)) == profiles
-
-
-def test_release_era_is_a_term_exact_year_recently_decade_before() -> None:
-    items = pl.DataFrame(
-        {
-            "item_idx": [0, 1, 2],
-            "genres": [["Drama"], [], ["Comedy"]],
-            "tags": [[], [], []],
-            "year": [1997, 1974, None],
-        },
-        schema_overrides={"year": pl.Int32, "tags": pl.List(pl.String)},
-    )
-    terms = item_terms(items).filter(pl.col("kind") == "era").sort("item_idx")
-    assert terms["term"].to_list() == ["1997 films", "1970s films"]
-
-
-def test_user_term_shares_are_each_users_share_of_events_carrying_the_term() -> None:
-    processed = horror_and_romance()
-    shares = user_term_shares(processed.train, processed.items)
-    first = shares.filter(pl.col("user_idx") == 0).sort("kind", "term")
-    # User 0: items 0, 1, 2, 3, 4 (Horror; gore on 0 and 1, cult on 4) and 5 (Romance).
-    assert first.select("kind", "term", "interactions", "total").rows() == [
-        ("genre", "Horror", 5, 6),
-        ("genre", "Romance", 1, 6),
-        ("tag", "cult", 1, 6),
-        ("tag", "gore", 2, 6),
-    ]
-    assert first["share"].to_list() == pytest.approx([5 / 6, 1 / 6, 1 / 6, 2 / 6])
-
-
-def test_user_interests_are_the_users_own_lifts_with_support() -> None:
-    processed = horror_and_romance()
-    interests = user_interests(processed.train, processed.items, keep=5)
-    first = interests.filter(pl.col("user_idx") == 0)
-    # User 0: 5 of 6 events Horror, against 31 of 61 overall. gore (2 events) and cult (1) are
-    # above the population's share but below the 3-event support floor.
-    assert first["term"].to_list() == ["Horror"]
-    assert first["lift"][0] == pytest.approx((5 / 6) / (31 / 61), abs=1e-4)
-    romance_fan = interests.filter(pl.col("user_idx") == 6)
-    assert romance_fan["term"].to_list() == ["Romance"]
-    assert romance_fan["lift"][0] == pytest.approx((4 / 5) / (30 / 61), abs=1e-4)
 
 
 # --------------------------------------------------------------------------------------------

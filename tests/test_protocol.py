@@ -8,7 +8,7 @@ from scipy.sparse import csr_matrix
 from synthetic import make_raw
 
 from pipeline import preprocess
-from pipeline.core.config import PreprocessConfig
+from pipeline.core.sections import PreprocessConfig
 from pipeline.evaluation.metrics import evaluate_scorer, rank_users
 from pipeline.evaluation.protocol import (
     SPREAD_SAMPLE_USERS,

@@ -11,11 +11,11 @@ from scorer_contract import HistoryContract, ScorerContract
 from synthetic import make_raw
 
 from pipeline import embed, factorize, finetune, preprocess
-from pipeline.core.config import (
+from pipeline.core.sections import (
     EmbedConfig,
     FactorizeConfig,
     FinetuneConfig,
-    IndexConfig,
+    FuseConfig,
     PreprocessConfig,
     TextConfig,
 )
@@ -132,7 +132,7 @@ class TestFused(ScorerContract, HistoryContract):
     @pytest.fixture
     def fused(self, finetuned, factors, matrices):
         fusion, side, _ = tune_fusion(
-            finetuned, factors, matrices, IndexConfig(weight_grid=[0.0, 0.5])
+            finetuned, factors, matrices, FuseConfig(weight_grid=[0.0, 0.5])
         )
         return fusion.fuse_all(finetuned, side)
 

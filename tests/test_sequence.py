@@ -11,8 +11,9 @@ import pytest
 
 from pipeline import preprocess, sequence
 from pipeline.core import parallel
-from pipeline.core.config import Params, PreprocessConfig, SequenceConfig
+from pipeline.core.config import Params
 from pipeline.core.layout import Layout
+from pipeline.core.sections import PreprocessConfig, SequenceConfig
 from pipeline.data.artifacts import read_sequence_vectors, write_processed
 from pipeline.data.source import RawData
 from pipeline.evaluation.protocol import SplitMatrices, SplitScorers, evaluate_model

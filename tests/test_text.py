@@ -5,7 +5,7 @@ from __future__ import annotations
 from synthetic import make_raw
 
 from pipeline import preprocess
-from pipeline.core.config import PreprocessConfig
+from pipeline.core.sections import PreprocessConfig
 from pipeline.data.text import HISTORY_PREFIX, TrainingPairs, user_texts
 
 

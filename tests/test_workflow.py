@@ -150,11 +150,11 @@ def test_run_all_builds_what_dvc_repro_builds(tmp_path: Path, tiny_encoder_dir: 
     for split in ("validation", "test"):
         for row in metrics["beyond_accuracy"][split].values():
             assert 0.0 <= row["ild@10"] <= 2.0 and row["novelty@10"] >= 0.0
-    chosen = json.loads((tmp_path / "metrics/index.json").read_text(encoding="utf-8"))
+    chosen = json.loads((tmp_path / "metrics/fuse.json").read_text(encoding="utf-8"))
     multi = chosen["multi_interest"]
     table = multi["validation_by_share/pull"]
     row = table[f"{multi['whole_user_share']}/{multi['pull']}"]
-    floor = (1 - params.index.interest_tolerance) * multi["single_vector_validation_ndcg@10"]
+    floor = (1 - params.fuse.interest_tolerance) * multi["single_vector_validation_ndcg@10"]
     assert row["ndcg@10"] >= floor or row["ndcg@10"] == max(r["ndcg@10"] for r in table.values())
     assert set(metrics["next_new_topic"]) == {
         "timeline_and_similarity",

@@ -98,6 +98,11 @@ class Layout:
         return self.placed(self.artifacts / contract.SEQUENCE_DIR)
 
     @property
+    def fuse(self) -> Path:
+        """The fused vectors and the settings chosen with them (`recli` never reads them)."""
+        return self.placed(self.artifacts / "fuse")
+
+    @property
     def index(self) -> Path:
         return self.placed(self.artifacts / contract.INDEX_DIR)
 
@@ -143,6 +148,7 @@ def stage_outputs(layout: Layout) -> dict[str, list[Path]]:
             layout.plot_file("sequence_validation"),
             layout.metrics_file("sequence"),
         ],
+        "fuse": [layout.fuse, layout.metrics_file("fuse")],
         "index": [layout.index, layout.metrics_file("index")],
         "evaluate": [
             layout.plot_file("ndcg_by_activity"),

@@ -278,8 +278,8 @@ def clustering_files(layout: Layout) -> list[Path]:
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class UserInterests:
-    """Every user's interests (`pipeline.interests.describe`), one row each, and their unit
-    centroids in the item text space (rows in the same order)."""
+    """Every user's interests (`pipeline.models.interest_labels.describe`), one row each, and
+    their unit centroids in the item text space (rows in the same order)."""
 
     table: pl.DataFrame
     """`user_idx, interest, items, events, weight, medoid, first_timestamp, last_timestamp,
@@ -305,7 +305,7 @@ def read_interests(layout: Layout) -> UserInterests:
 
 INTEREST_HISTORIES = ("validation", "test")
 """Interests are also cut from the history each evaluated split reads: the training split
-(validation) and training + validation (test), for `index` and `evaluate` to score with."""
+(validation) and training + validation (test), for `fuse` and `evaluate` to score with."""
 
 
 @dataclass(frozen=True)
@@ -420,25 +420,31 @@ def read_topics(layout: Layout) -> Topics:
 
 
 # --------------------------------------------------------------------------------------------
-# index: the fused vectors the Annoy index holds
+# fuse: the fused vectors the Annoy index holds, and the settings chosen with them
 # --------------------------------------------------------------------------------------------
 def write_fused(fused: UserItemVectors, layout: Layout) -> None:
     _write_vectors(
-        fused, layout.index / "fused_user_vectors.npy", layout.index / "fused_item_vectors.npy"
+        fused, layout.fuse / "fused_user_vectors.npy", layout.fuse / "fused_item_vectors.npy"
     )
 
 
 def read_fused(layout: Layout) -> UserItemVectors:
-    """The fused vectors the index was built from (what `evaluate` scores as "fused")."""
+    """The fused vectors: what `index` serves and `evaluate` scores as "fused"."""
     return _read_vectors(
-        layout.index / "fused_user_vectors.npy", layout.index / "fused_item_vectors.npy", "index"
+        layout.fuse / "fused_user_vectors.npy", layout.fuse / "fused_item_vectors.npy", "fuse"
     )
 
 
+def fused_files(layout: Layout) -> list[Path]:
+    """The fuse outputs the serving catalogue is built from (their digests are recorded)."""
+    return [layout.fuse / "fused_item_vectors.npy", layout.fuse / "retrieval.json"]
+
+
 def write_retrieval(settings: dict[str, Any], layout: Layout) -> None:
-    """What `index` tuned for multi-interest retrieval and exploration (`evaluate` scores it)."""
-    io.write_json(layout.index / "retrieval.json", settings)
+    """What `fuse` chose (`fusion`: weights, scales, the text part's width; `multi_interest`;
+    `explore`): `index` serves it, `evaluate` scores it."""
+    io.write_json(layout.fuse / "retrieval.json", settings)
 
 
 def read_retrieval(layout: Layout) -> dict[str, Any]:
-    return io.read_json(layout.index / "retrieval.json", "index")
+    return io.read_json(layout.fuse / "retrieval.json", "fuse")

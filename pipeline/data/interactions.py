@@ -13,6 +13,8 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from recli.errors import RecliError
+
 
 def interaction_matrix(events: pl.DataFrame, n_users: int, n_items: int) -> sp.csr_matrix:
     """Binary user × item CSR matrix (float32) from `user_idx, item_idx` rows."""
@@ -43,12 +45,18 @@ class UserItemVectors:
     users_at_test: np.ndarray | None = None
     """float32 [n_users, d], from the training and validation history; None: same as `users`."""
     users_served: np.ndarray | None = None
-    """float32 [n_users, d], from every event of the user; None: same as `test_users`."""
+    """float32 [n_users, d], from every event of the user; None: not derived (not servable)."""
 
     @property
     def served_users(self) -> np.ndarray:
-        """The user vectors serving uses (`test_users` when none were derived)."""
-        return self.test_users if self.users_served is None else self.users_served
+        """The user vectors serving uses. Never a fallback: vectors from fewer events than the
+        user has would serve a stale taste, so vectors without them are an error."""
+        if self.users_served is None:
+            raise RecliError(
+                "user vectors without their served variant (from every event of the user): "
+                "run `dvc repro` to rebuild the stages from factorize on"
+            )
+        return self.users_served
 
     @property
     def test_users(self) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from pipeline.core.config import FactorizeConfig
+from pipeline.core.sections import FactorizeConfig
 
 
 def make_model(cfg: FactorizeConfig, use_gpu: bool = False) -> Any:

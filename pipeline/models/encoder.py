@@ -66,12 +66,18 @@ emulated and no faster than float32."""
 
 
 def _cpu_has_native_bf16() -> bool:
+    """The CPU has a bf16 flag and torch may use it: `ATEN_CPU_CAPABILITY=avx2` (or `default`)
+    holds torch to narrower kernels, where bf16 is emulated, so `auto` then means float32."""
     try:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
     flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return any(flag in flags.split() for flag in NATIVE_BF16_CPU_FLAGS)
+    if not any(flag in flags.split() for flag in NATIVE_BF16_CPU_FLAGS):
+        return False
+    import torch
+
+    return torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 def pick_precision(requested: str, device: str) -> str:

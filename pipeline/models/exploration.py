@@ -1,7 +1,7 @@
 """Multi-interest retrieval and exploration as models the evaluation protocol can rank.
 
 The rules are `recli.exploration`'s (what serving runs); this module applies them to whole
-batches of users with numpy so that `index` can tune them on validation and `evaluate` can
+batches of users with numpy so that `fuse` can tune them on validation and `evaluate` can
 report them on test, each model reading the history its split allows:
 
 - `InterestSets`: every user's interests cut from one history (the training split for
@@ -246,7 +246,7 @@ def score_scale(
 @dataclass(frozen=True)
 class ExplorationInputs:
     """Topics, transitions and each evaluated split's interests and topic weights: what the
-    multi-interest and explore models read, built once for `index` (tuning) and `evaluate`."""
+    multi-interest and explore models read, built once for `fuse` (tuning) and `evaluate`."""
 
     item_topic: np.ndarray
     topic_centroids: np.ndarray

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.config import IndexConfig
+from pipeline.core.sections import FuseConfig
 from pipeline.data.artifacts import Embeddings, Factors
 from pipeline.data.interactions import UserItemVectors
 from pipeline.evaluation.metrics import Scorer
@@ -37,9 +37,10 @@ from recli import contract
 
 TUNING_USERS = 5000
 """Validation users every serving-side tuning loop (fusion weights here, the multi-interest and
-exploration settings in `index`) ranks at most: a seeded sample of the evaluated users. Each
-grid point is a full ranking, so the grids cost users × items × settings; 5,000 users put a
-validation NDCG@10 within about ±0.005 (one standard error), far finer than the grid steps."""
+exploration settings in `pipeline.models.retrieval`) ranks at most: a seeded sample of the
+evaluated users. Each grid point is a full ranking, so the grids cost users × items × settings;
+5,000 users put a validation NDCG@10 within about ±0.005 (one standard error), far finer than the
+grid steps."""
 
 
 def tuning_view(matrices: SplitMatrices, seed: int) -> SplitMatrices:
@@ -93,7 +94,8 @@ class Fusion:
 
 def _joined(join, left: UserItemVectors, right: UserItemVectors) -> UserItemVectors:
     """`join` of two sides' users and items, and of their test-time and served users where
-    either side derived them (the other side's fallback fills in)."""
+    either side derived them (test-time users fall back to the training ones; served users do
+    not: a side without them cannot be served, and joining it is an error)."""
     at_test = left.users_at_test is not None or right.users_at_test is not None
     served = left.users_served is not None or right.users_served is not None
     return UserItemVectors(
@@ -163,7 +165,7 @@ def tune_fusion(
     text: Embeddings,
     cf: Factors,
     matrices: SplitMatrices,
-    cfg: IndexConfig,
+    cfg: FuseConfig,
     seed: int = 0,
     sequences: dict[str, UserItemVectors] | None = None,
     linear: UserItemVectors | None = None,

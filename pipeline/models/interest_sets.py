@@ -10,7 +10,7 @@ medoid is the member closest on average to the others.
 
 A library, not a stage: the `interests` stage groups the whole history (what is served), the
 `interests` stage also groups the training split and the history up to the test event (what the
-`index` and `evaluate` stages score multi-interest retrieval from), all with this one function.
+`fuse` and `evaluate` stages score multi-interest retrieval from), all with this one function.
 """
 
 from __future__ import annotations

@@ -1,16 +1,14 @@
-"""What a group of users, or one user, over-represents, and how it is put into words.
+"""What a group of users over-represents, and how it is put into words.
 
 The `cluster` stage groups users; this module describes any grouping of them from what they did
-in training. Terms (`item_terms`: genres, tags, release eras) are measured by lift, a group's
-share of interactions carrying the term over everyone's share, with support floors so a rare term
-cannot top a list. A user's own terms are ranked by lift (`user_interests`); a cluster's by
-share × ln(lift), the part each term plays in how the cluster differs (`label_weight`), because
-that ranking also names the cluster. Exemplars are the liked items that set a cluster apart; a
-label joins the terms that carry most of a cluster's activity, unique across clusters
-(`label_clusters`), and a profile's `top_terms` start with exactly the label's terms, so a label
-never names what the terms shown beside it do not lead with. `cluster_profiles` assembles one
-JSON-ready profile per cluster, and `label_agreement` measures how well the profiles describe
-their members.
+in training, in the terms of `pipeline.models.terms` (genres, tags, release eras, measured by
+lift). A cluster's terms are ranked by share × ln(lift), the part each term plays in how the
+cluster differs (`label_weight`), because that ranking also names the cluster. Exemplars are the
+liked items that set a cluster apart; a label joins the terms that carry most of a cluster's
+activity, unique across clusters (`label_clusters`), and a profile's `top_terms` start with
+exactly the label's terms, so a label never names what the terms shown beside it do not lead
+with. `cluster_profiles` assembles one JSON-ready profile per cluster, and `label_agreement`
+measures how well the profiles describe their members.
 """
 
 from __future__ import annotations
@@ -21,16 +19,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipeline.core.config import ClusterConfig
+from pipeline.core.sections import ClusterConfig
 from pipeline.data.artifacts import Processed
+from pipeline.models.terms import ERA_TERMS, ranked_terms, user_events, user_term_shares
 from recli.contract import term_text
-
-# A term must be carried by at least 5% of the cluster's interactions and by 5 of them: lift is a
-# ratio, and a tag seen twice in a cluster but almost never elsewhere would otherwise top every
-# list while describing nobody's taste.
-MIN_TERM_SHARE = 0.05
-MIN_TERM_INTERACTIONS = 5
-MIN_USER_TERM_INTERACTIONS = 3
 
 # An exemplar (or top item) must be liked by at least 3 of the cluster's users and by at least 2%
 # of them: an item one user happened to watch can sit near the centroid by accident, but it does
@@ -48,158 +40,19 @@ EXTRA_LABEL_TERMS = 2
 LABEL_POOL = 12
 """Genres/tags per cluster among which the term that sets a clashing cluster apart is sought."""
 LABEL_SEPARATOR = " · "
-ERA_EXACT_FROM = 1990
-"""From this year on, an item's era term is its exact release year; before, its decade."""
-ERA_TERMS = 2
-"""At most this many era terms per cluster profile (and one in its label)."""
 
 
 # --------------------------------------------------------------------------------------------
-# Terms: what a group over-represents
+# Terms: what each cluster over-represents
 # --------------------------------------------------------------------------------------------
-def _era(year: pl.Expr) -> pl.Expr:
-    """ "1997 films" for recent years, "1970s films" before 1990.
-
-    Users described by their recent history group as much by *when* they watch (the new releases
-    of their day) as by genre; an era term lets a cluster label say so. Exact years only where
-    the catalogue is dense enough for one year to carry support.
-    """
-    decade = (year // 10 * 10).cast(pl.String) + pl.lit("s films")
-    exact = year.cast(pl.String) + pl.lit(" films")
-    return pl.when(year >= ERA_EXACT_FROM).then(exact).otherwise(decade)
-
-
-def item_terms(items: pl.DataFrame) -> pl.DataFrame:
-    """One row per (item_idx, kind, term) for the items' genres, tags and release era."""
-    parts = [
-        items.select(pl.col("item_idx").cast(pl.Int32), pl.col(column).alias("term"))
-        .explode("term")
-        .with_columns(pl.col("term").str.strip_chars(), pl.lit(kind).alias("kind"))
-        for column, kind in (("genres", "genre"), ("tags", "tag"))
-        if column in items.columns
-    ]
-    if "year" in items.columns:
-        parts.append(
-            items.filter(pl.col("year").is_not_null()).select(
-                pl.col("item_idx").cast(pl.Int32),
-                _era(pl.col("year")).alias("term"),
-                pl.lit("era").alias("kind"),
-            )
-        )
-    if not parts:
-        return pl.DataFrame(schema={"item_idx": pl.Int32, "term": pl.String, "kind": pl.String})
-    return (
-        pl.concat(parts)
-        .filter(pl.col("term").is_not_null() & (pl.col("term") != ""))
-        # A tag repeated on one item is still one item carrying it.
-        .unique()
-    )
-
-
-def _term_shares(grouped: pl.DataFrame, items: pl.DataFrame, by: str) -> pl.DataFrame:
-    """Per group (`by`) and term: the group's `interactions` carrying it, its `total`
-    interactions, and the `share` of the one in the other."""
-    totals = grouped.group_by(by).agg(pl.len().alias("total"))
-    return (
-        grouped.join(item_terms(items), on="item_idx")
-        .group_by(by, "kind", "term")
-        .agg(pl.len().alias("interactions"))
-        .join(totals, on=by)
-        .with_columns((pl.col("interactions") / pl.col("total")).alias("share"))
-    )
-
-
-def _user_events(train: pl.DataFrame) -> pl.DataFrame:
-    """`user_idx, item_idx` (Int32) of every event: what the term and item counts group."""
-    return train.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
-
-
-def user_term_shares(train: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
-    """Per user and term: the user's training `interactions` carrying it, their `total`
-    interactions and the `share` of the one in the other (what `label_agreement` compares)."""
-    return _term_shares(_user_events(train), items, "user_idx")
-
-
-def _ranked_terms(
-    train: pl.DataFrame,
-    grouped: pl.DataFrame,
-    items: pl.DataFrame,
-    keep: int,
-    by: str = "cluster",
-    min_interactions: int = MIN_TERM_INTERACTIONS,
-    by_weight: bool = False,
-) -> pl.DataFrame:
-    """Supported terms each group (`by`: a cluster, or a user) over-represents, highest lift
-    first (`by_weight`: highest `label_weight` first): `keep` genres/tags and at most ERA_TERMS
-    eras per group.
-
-    Lift and share are rounded to 4 places before the weight ranks them, so the order is the
-    one `label_weight` gives the stored values."""
-    overall = _term_shares(train.with_columns(pl.lit(0).alias("everyone")), items, "everyone")
-    rank = "weight" if by_weight else "lift"
-    order = [by, rank, "share", "kind", "term"]
-    descending = [False, True, True, False, False]
-    return (
-        _term_shares(grouped, items, by)
-        .join(
-            overall.select("kind", "term", pl.col("share").alias("share_overall")),
-            on=["kind", "term"],
-        )
-        .with_columns((pl.col("share") / pl.col("share_overall")).alias("lift"))
-        .filter(
-            (pl.col("share") >= MIN_TERM_SHARE)
-            & (pl.col("interactions") >= min_interactions)
-            # Below 1 the term is under-represented: it does not describe the cluster.
-            & (pl.col("lift") > 1.0)
-        )
-        .with_columns(
-            pl.col("lift").round(4),
-            pl.col("share").round(4),
-            pl.col("share_overall").round(4),
-            (pl.col("kind") == "era").alias("is_era"),
-        )
-        .with_columns((pl.col("share") * pl.col("lift").log()).alias("weight"))
-        .sort(order, descending=descending)
-        # Eras have high lifts (release years cluster sharply) and would crowd out genres and
-        # tags, which say more about taste: `keep` of those, and at most ERA_TERMS eras.
-        .group_by(by, "is_era", maintain_order=True)
-        .head(keep)
-        .filter(~pl.col("is_era") | (pl.int_range(pl.len()).over(by, "is_era") < ERA_TERMS))
-        .sort(order, descending=descending)
-        .select(
-            by,
-            "term",
-            "kind",
-            "lift",
-            "share",
-            "share_overall",
-            pl.col("interactions").cast(pl.Int32),
-        )
-    )
-
-
 def _top_terms(
     train: pl.DataFrame, clustered: pl.DataFrame, items: pl.DataFrame, keep: int
 ) -> dict[int, list[dict[str, Any]]]:
     """Supported terms each cluster over-represents, highest `label_weight` first."""
     result: dict[int, list[dict[str, Any]]] = {}
-    for row in _ranked_terms(train, clustered, items, keep, by_weight=True).iter_rows(named=True):
+    for row in ranked_terms(train, clustered, items, keep, by_weight=True).iter_rows(named=True):
         result.setdefault(row.pop("cluster"), []).append(row)
     return result
-
-
-def user_interests(train: pl.DataFrame, items: pl.DataFrame, keep: int) -> pl.DataFrame:
-    """Each user's own profile: the genres, tags and eras their training history
-    over-represents against everyone's, highest lift first, as `user_idx, term, kind, lift,
-    share, share_overall, interactions` rows.
-
-    The same lift as the cluster profiles, with a lower support floor (MIN_USER_TERM_INTERACTIONS)
-    since one user has far fewer events than a cluster.
-    """
-    events = _user_events(train)
-    return _ranked_terms(
-        events, events, items, keep, by="user_idx", min_interactions=MIN_USER_TERM_INTERACTIONS
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -472,7 +325,7 @@ def cluster_profiles(
     """
     k = len(centroids)
     sizes = np.bincount(labels, minlength=k)
-    train = _user_events(processed.train)
+    train = user_events(processed.train)
     user_cluster = pl.DataFrame(
         {"user_idx": clustered_users.astype(np.int32), "cluster": labels.astype(np.int32)}
     )

@@ -1,0 +1,16 @@
+"""The scale benchmark's parts; `benchmarks/scale.py` is its command line.
+
+- `synthetic`: the seeded synthetic data set of a given number of events, written as
+  bring-your-own files;
+- `runner`: each stage in a child process (wall time, peak memory, outcome) and `bench`, the
+  whole run over the sizes;
+- `summary`: the log-log slopes, the totals and the targets;
+- `report`: what the numbers were measured on (machine, code, budgets) and the tables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+"""The repository root: the committed `params.yaml`, and where the stages run."""

@@ -1,0 +1,219 @@
+"""Running the scale benchmark: each stage in a child process of its own, as `dvc repro` runs
+it (`run_stage`), and every size from data generation to the written report (`bench`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline.core.config import load_params
+from pipeline.workflow import STAGES, override, write_params
+from scaling import REPO
+from scaling.report import budgets, code_version, count_label, machine
+from scaling.summary import judge, slopes, totals
+from scaling.synthetic import synthetic_events, write_inputs
+
+
+def _tail(path: Path, lines: int) -> list[str]:
+    """The last non-empty `lines` lines of a log (progress bars' carriage returns split too)."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8", errors="replace").replace("\r", "\n")
+    return [line.rstrip() for line in text.splitlines() if line.strip()][-lines:]
+
+
+def _kill(process: subprocess.Popen[bytes], signum: int) -> None:
+    """Send `signum` to the stage's process group (it runs in a session of its own)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+def run_stage(stage: str, root: Path, timeout: float | None = None) -> dict[str, Any]:
+    """Run one stage's `main(root)` in a child process; its wall time, peak RSS and outcome.
+
+    `status` is `ok`, `failed` (non-zero exit), `killed` (a signal, such as the kernel's
+    out-of-memory killer) or `timeout` (past `timeout` seconds: SIGTERM, then SIGKILL 30 s later).
+    Peak memory is the child's own max RSS (`os.wait4`), not that of any process it starts.
+    """
+    logs = root / "bench_logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    code = (
+        f"from pathlib import Path; from pipeline import {stage}; {stage}.main(Path({str(root)!r}))"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    env.setdefault("TQDM_DISABLE", "1")  # progress bars would fill the stderr log
+    timed_out = threading.Event()
+    timers: list[threading.Timer] = []
+    with open(logs / f"{stage}.out", "wb") as out, open(logs / f"{stage}.err", "wb") as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+        if timeout is not None:
+
+            def expire() -> None:
+                timed_out.set()
+                # Armed before the SIGTERM, so the `finally` below always sees it to cancel.
+                timers.append(threading.Timer(30, _kill, (process, signal.SIGKILL)))
+                timers[-1].start()
+                _kill(process, signal.SIGTERM)
+
+            timers.append(threading.Timer(timeout, expire))
+            timers[0].start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # Ctrl-C: take the stage down too
+            _kill(process, signal.SIGKILL)
+            os.waitpid(process.pid, 0)
+            process.returncode = -signal.SIGKILL
+            raise
+        finally:
+            for timer in timers:
+                timer.cancel()
+        seconds = time.perf_counter() - started
+    exit_code = os.waitstatus_to_exitcode(status)
+    process.returncode = exit_code  # reaped here, not by Popen
+    if timed_out.is_set():
+        outcome = "timeout"
+    elif exit_code < 0:
+        outcome = "killed"
+    else:
+        outcome = "ok" if exit_code == 0 else "failed"
+    printed = _tail(logs / f"{stage}.out", 1)
+    record: dict[str, Any] = {
+        "status": outcome,
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # ru_maxrss is KiB on Linux
+        "exit_code": exit_code,
+        "last_line": printed[0] if printed else "",
+    }
+    if outcome != "ok":
+        why = f"signal {signal.Signals(-exit_code).name}" if exit_code < 0 else f"exit {exit_code}"
+        if outcome == "timeout":
+            why = f"past the {timeout:g} s timeout ({why})"
+        record["error"] = "\n".join([why, *_tail(logs / f"{stage}.err", 20)])[-4000:]
+    return record
+
+
+def _write_json(report: dict[str, Any], out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".tmp")
+    partial.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    partial.replace(out)
+
+
+def _summarise(report: dict[str, Any]) -> None:
+    report["slopes"] = slopes(report["sizes"], report["stages"])
+    report.update(judge(report["sizes"], report["slopes"]))
+
+
+def bench(
+    sizes: Sequence[int],
+    out: Path,
+    work: Path | None = None,
+    keep: bool = False,
+    stages: Sequence[str] = STAGES,
+    timeout: float | None = None,
+    seed: int = 42,
+    add: bool = False,
+) -> dict[str, Any]:
+    """Generate each size, run `stages` on it in child processes, write `out` after every stage;
+    the report. With `add`, the sizes already in `out` (measured with the same params and seed)
+    are kept unless run again, so the sizes can be measured in separate sittings."""
+    unknown = [stage for stage in stages if stage not in STAGES]
+    if unknown:
+        raise SystemExit(f"unknown stage(s) {unknown}: use some of {list(STAGES)}")
+    stages = [stage for stage in STAGES if stage in stages]  # dvc.yaml order
+    base = load_params(REPO / "params.yaml")
+    scratch = Path(tempfile.mkdtemp(prefix="recli-bench-scale-")) if work is None else work
+    report: dict[str, Any] = {
+        "machine": machine(),
+        "seed": seed,
+        "stages": stages,
+        **budgets(base),
+        "sizes": [],
+    }
+    if add and out.exists():
+        earlier = json.loads(out.read_text(encoding="utf-8"))
+        if earlier.get("params_sha256") != report["params_sha256"] or earlier.get("seed") != seed:
+            raise SystemExit(f"{out} was measured with other params or seed: drop --add")
+        report["sizes"] = [run for run in earlier["sizes"] if run["n_events"] not in set(sizes)]
+    try:
+        for n_events in sorted(set(sizes)):
+            root = (scratch / f"events-{n_events}").resolve()
+            if root.exists():
+                shutil.rmtree(root)
+            started = time.perf_counter()
+            interactions, items = synthetic_events(n_events, seed)
+            data = write_inputs(interactions, items, root)
+            write_params(override(base, {"data": data}), root)
+            inputs = root / "data" / "input"
+            run: dict[str, Any] = {
+                "n_events": n_events,
+                "code": code_version(),
+                "n_users": interactions["user_id"].n_unique(),
+                "n_items": items.height,
+                "n_items_with_events": interactions["item_id"].n_unique(),
+                "generate_seconds": round(time.perf_counter() - started, 2),
+                "input_mib": round(sum(f.stat().st_size for f in inputs.iterdir()) / 2**20, 1),
+                "all_stages": list(stages) == list(STAGES),
+                "stages": {},
+                "totals": totals({}, stages),
+            }
+            del interactions, items
+            report["sizes"].append(run)
+            report["sizes"].sort(key=lambda entry: entry["n_events"])
+            print(
+                f"{count_label(n_events)} events: {run['n_users']} users, {run['n_items']} items "
+                f"({run['generate_seconds']:.1f} s to generate) in {root}",
+                flush=True,
+            )
+            failed: str | None = None
+            for stage in stages:
+                if failed is not None:
+                    run["stages"][stage] = {"status": "skipped", "reason": failed}
+                    continue
+                # Written before the stage starts: a run that is itself stopped shows where.
+                run["stages"][stage] = {"status": "running", "started": time.strftime("%FT%T%z")}
+                _write_json(report, out)
+                record = run_stage(stage, root, timeout)
+                run["stages"][stage] = record
+                if record["status"] != "ok":
+                    failed = f"{stage} {record['status']}"
+                print(
+                    f"  {stage:<10} {record['status']:<7} {record['seconds']:8.1f} s "
+                    f"{record['peak_rss_mib']:8.0f} MiB  {record['last_line'][:80]}",
+                    flush=True,
+                )
+                run["totals"] = totals(run["stages"], stages)
+                _summarise(report)
+                _write_json(report, out)
+            run["totals"] = totals(run["stages"], stages)
+            _summarise(report)
+            _write_json(report, out)
+            if not keep:
+                shutil.rmtree(root, ignore_errors=True)
+    finally:
+        if work is None and not keep:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return report

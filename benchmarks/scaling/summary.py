@@ -1,0 +1,104 @@
+"""The scale benchmark's arithmetic: log-log slopes against events, each size's totals, and
+the targets with whether each is met."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+TARGETS: dict[str, float] = {"max_total_minutes_at_10M": 45, "max_peak_gib": 12, "max_slope": 1.2}
+"""The scaling targets: all stages within 45 minutes at 10M events, no stage above 12 GiB, and
+no stage's wall time or peak memory growing faster than events^1.2."""
+TARGET_SIZE = 10_000_000
+
+
+def loglog_slope(sizes: Sequence[float], values: Sequence[float]) -> float | None:
+    """The least-squares slope of log(value) against log(size): the exponent b of value ∝ size^b.
+
+    None when fewer than two distinct sizes have a positive value."""
+    pairs = [
+        (s, v) for s, v in zip(sizes, values, strict=True) if s > 0 and v is not None and v > 0
+    ]
+    if len({s for s, _ in pairs}) < 2:
+        return None
+    x = np.log([s for s, _ in pairs])
+    y = np.log([v for _, v in pairs])
+    x_centred = x - x.mean()
+    return float((x_centred * (y - y.mean())).sum() / (x_centred**2).sum())
+
+
+def slopes(runs: Sequence[dict[str, Any]], stages: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Per stage (and `total`): the log-log slopes of seconds and of peak RSS against events,
+    over the sizes where the stage (for `total`, every stage) completed."""
+    result: dict[str, dict[str, Any]] = {}
+    for stage in [*stages, "total"]:
+        if stage == "total":
+            done = [run for run in runs if run["totals"]["complete"]]
+            points = [
+                (r["n_events"], r["totals"]["seconds"], r["totals"]["peak_rss_mib"]) for r in done
+            ]
+        else:
+            points = [
+                (
+                    run["n_events"],
+                    run["stages"][stage]["seconds"],
+                    run["stages"][stage]["peak_rss_mib"],
+                )
+                for run in runs
+                if run["stages"].get(stage, {}).get("status") == "ok"
+            ]
+        sizes = [n for n, _, _ in points]
+        result[stage] = {
+            "seconds": _rounded(loglog_slope(sizes, [s for _, s, _ in points])),
+            "peak_rss_mib": _rounded(loglog_slope(sizes, [m for _, _, m in points])),
+            "sizes": sizes,
+        }
+    return result
+
+
+def _rounded(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def totals(records: dict[str, dict[str, Any]], stages: Sequence[str]) -> dict[str, Any]:
+    """Total wall time and largest peak RSS of one size's stages; `complete` when all ran."""
+    ran = [record for record in records.values() if "seconds" in record]
+    return {
+        "seconds": round(sum(record["seconds"] for record in ran), 2),
+        "minutes": round(sum(record["seconds"] for record in ran) / 60, 2),
+        "peak_rss_mib": max((record["peak_rss_mib"] for record in ran), default=None),
+        "complete": all(records.get(stage, {}).get("status") == "ok" for stage in stages),
+    }
+
+
+def judge(runs: Sequence[dict[str, Any]], per_stage: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each target's measured value and whether it is met (None where it cannot be measured)."""
+    measured: dict[str, Any] = {}
+    meets: dict[str, bool | None] = {}
+    at_target = [
+        run
+        for run in runs
+        if run["n_events"] == TARGET_SIZE and run["totals"]["complete"] and run["all_stages"]
+    ]
+    minutes = at_target[0]["totals"]["minutes"] if at_target else None
+    measured["max_total_minutes_at_10M"] = minutes
+    meets["max_total_minutes_at_10M"] = (
+        None if minutes is None else minutes <= TARGETS["max_total_minutes_at_10M"]
+    )
+    peaks = [r["totals"]["peak_rss_mib"] for r in runs if r["totals"]["peak_rss_mib"] is not None]
+    peak_gib = round(max(peaks) / 1024, 3) if peaks else None
+    measured["max_peak_gib"] = peak_gib
+    meets["max_peak_gib"] = None if peak_gib is None else peak_gib <= TARGETS["max_peak_gib"]
+    steepest: tuple[float, str] | None = None
+    for stage, row in per_stage.items():
+        if stage == "total":
+            continue
+        for kind in ("seconds", "peak_rss_mib"):
+            if row[kind] is not None and (steepest is None or row[kind] > steepest[0]):
+                steepest = (row[kind], f"{stage} {kind}")
+    measured["max_slope"] = None if steepest is None else steepest[0]
+    measured["max_slope_of"] = None if steepest is None else steepest[1]
+    meets["max_slope"] = None if steepest is None else steepest[0] <= TARGETS["max_slope"]
+    return {"targets": dict(TARGETS), "measured": measured, "meets": meets}

@@ -1,0 +1,254 @@
+"""Topics: groups of the catalogue's items in the item text space, what `recli explore` suggests
+and what makes a held-out event "novel" (its topic new to the user).
+
+KMeans on the unit item vectors, topics numbered largest first (`fit_topics`). A topic is named
+after the terms most of its items carry, and most of its core (the items nearest its centre,
+which `recli explore` shows first), counted over items rather than events (`topic_terms`), and
+stands for itself by a well-known item near its centre. How users move from topic to topic is
+counted on the training split (`topics_for`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from pipeline.core.sections import InterestsConfig
+from pipeline.data.artifacts import Processed, Topics
+from pipeline.data.interactions import unit_rows
+from pipeline.models.exploration import transition_counts
+from pipeline.models.interest_labels import LABEL_TERMS, label
+from pipeline.models.terms import carried_terms, item_terms, word_terms
+
+TOPIC_LABEL_SHARE = 0.5
+"""A term can name a topic only when at least this share of its items carry it, and of its
+core: then the items `recli explore` shows for the topic mostly carry it too."""
+CORE_ITEMS = 10
+"""A topic's core: its items nearest its centre (all of them in a smaller topic)."""
+
+
+def fit_topics(item_vectors: np.ndarray, n_topics: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(topic per item, unit centroids): KMeans on the unit item vectors, topics numbered
+    largest first."""
+    from sklearn.cluster import KMeans
+
+    unit = unit_rows(item_vectors.astype(np.float64))
+    k = max(1, min(n_topics, len(np.unique(unit.round(6), axis=0))))
+    model = KMeans(n_clusters=k, n_init=4, random_state=seed).fit(unit)
+    sizes = np.bincount(model.labels_, minlength=k)
+    order = np.lexsort((np.arange(k), -sizes))  # largest first, ties by KMeans id
+    renumbered = np.empty(k, dtype=np.int64)
+    renumbered[order] = np.arange(k)
+    centroids = unit_rows(model.cluster_centers_[order]).astype(np.float32)
+    return renumbered[model.labels_], centroids
+
+
+def _exemplar(members: np.ndarray, unit: np.ndarray, item_events: np.ndarray) -> int:
+    """The item that stands for a topic: among its most interacted quarter, the one closest to
+    the topic's centroid (a well-known item reads better than an obscure central one)."""
+    if members.size == 0:
+        return -1
+    popular = members[item_events[members] >= np.quantile(item_events[members], 0.75)]
+    centre = unit[members].mean(axis=0)
+    return int(popular[np.argmax(unit[popular] @ centre)])
+
+
+def topic_terms(
+    items: pl.DataFrame, item_topic: np.ndarray, item_vectors: np.ndarray
+) -> dict[int, list[dict[str, Any]]]:
+    """Per topic, the terms its items carry more often than the catalogue's, highest weight
+    first: `term, kind, items` (the topic's items carrying it), `share` (of the topic's items),
+    `core_share` (of its core: the CORE_ITEMS items nearest its centre), `share_overall` (of
+    every item), `lift` (`share / share_overall`), only terms carried by at least
+    TOPIC_LABEL_SHARE of the topic's items and of its core.
+
+    Items, not events: `recli explore` shows a topic's items, so what names a topic must be
+    visible on them, and a blockbuster's hundreds of events would otherwise lend the whole topic
+    a genre only that one film has. The weight is share × ln(lift), as the cluster labels weigh
+    terms (`pipeline.models.profiles.label_weight`): common in the topic and rarer elsewhere.
+    """
+    carried = pl.concat(
+        [item_terms(items).select("item_idx", "kind", "term"), word_terms(items)],
+        how="diagonal_relaxed",
+    ).select(pl.col("item_idx").cast(pl.Int32), "kind", "term")
+    unit = unit_rows(item_vectors.astype(np.float64))
+    core = np.zeros(len(item_topic), dtype=bool)
+    for topic in np.unique(item_topic):
+        members = np.flatnonzero(item_topic == topic)
+        closeness = unit[members] @ unit[members].mean(axis=0)
+        # Nearest first, ties to the lower item index.
+        core[members[np.lexsort((members, -closeness))[:CORE_ITEMS]]] = True
+    membership = pl.DataFrame(
+        {
+            "item_idx": np.arange(len(item_topic), dtype=np.int32),
+            "topic": np.asarray(item_topic, dtype=np.int64),
+            "core": core,
+        }
+    )
+    sizes = membership.group_by("topic").agg(
+        pl.len().alias("size"), pl.col("core").sum().alias("core_size")
+    )
+    overall = carried.group_by("kind", "term").agg(
+        (pl.len() / max(len(item_topic), 1)).alias("share_overall")
+    )
+    ranked = (
+        carried.join(membership, on="item_idx")
+        .group_by("topic", "kind", "term")
+        .agg(pl.len().alias("items"), pl.col("core").sum().alias("in_core"))
+        .join(sizes, on="topic")
+        .join(overall, on=["kind", "term"])
+        .with_columns(
+            (pl.col("items") / pl.col("size")).round(4).alias("share"),
+            (pl.col("in_core") / pl.col("core_size")).round(4).alias("core_share"),
+            (pl.col("items") / pl.col("size") / pl.col("share_overall")).round(4).alias("lift"),
+            pl.col("share_overall").round(4),
+        )
+        .filter(
+            (pl.col("lift") > 1.0)
+            & (pl.col("share") >= TOPIC_LABEL_SHARE)
+            & (pl.col("core_share") >= TOPIC_LABEL_SHARE)
+        )
+        .with_columns((pl.col("share") * pl.col("lift").log()).alias("weight"))
+        .sort(
+            ["topic", "weight", "share", "kind", "term"],
+            descending=[False, True, True, False, False],
+        )
+    )
+    by_topic: dict[int, list[dict[str, Any]]] = {}
+    for row in ranked.select(
+        "topic",
+        "term",
+        "kind",
+        pl.col("items").cast(pl.Int32),
+        "share",
+        "core_share",
+        "share_overall",
+        "lift",
+    ).iter_rows(named=True):
+        by_topic.setdefault(int(row.pop("topic")), []).append(row)
+    return by_topic
+
+
+def _topic_label_terms(terms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The terms a topic's label is chosen from: genres and tags; the words of titles and
+    descriptions only where no genre or tag qualifies; an era only where nothing else does."""
+    for kinds in (("genre", "tag"), ("word",), ("era",)):
+        found = [term for term in terms if term["kind"] in kinds]
+        if found:
+            return found
+    return []
+
+
+def topic_profiles(
+    history: pl.DataFrame, items: pl.DataFrame, item_topic: np.ndarray, item_vectors: np.ndarray
+) -> list[dict[str, Any]]:
+    """Per topic: its label, terms, size, events and medoid.
+
+    The label names what the topic's items share (`topic_terms`): its LABEL_TERMS terms of
+    highest weight among those carried by at least TOPIC_LABEL_SHARE of its items and of its
+    core (the items nearest its centre, which stand for it best), genres and tags before words
+    and words before eras. So each term named is on at least half the items `recli explore`
+    can show for the topic. Labels are distinct across topics as sets of terms: a topic whose
+    label reads like an earlier one's names more of its qualifying terms, and where it has no
+    more, its medoid's title is appended. A topic no term qualifies for is named after its
+    medoid. `history` counts the topic's events and picks a well-known medoid.
+    """
+    events = history.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
+    n_topics = int(item_topic.max()) + 1
+    by_topic = topic_terms(items, item_topic, item_vectors)
+    titles = dict(items.select("item_idx", "title").iter_rows())
+    unit = unit_rows(item_vectors.astype(np.float32))
+    event_topics = item_topic[events["item_idx"].to_numpy()]
+    counts = np.bincount(event_topics, minlength=n_topics)
+    item_events = np.bincount(events["item_idx"].to_numpy(), minlength=len(item_topic))
+    profiles: list[dict[str, Any]] = []
+    used: set[frozenset[str]] = set()
+    for topic in range(n_topics):
+        members = np.flatnonzero(item_topic == topic)
+        medoid = _exemplar(members, unit, item_events)
+        title = titles.get(medoid, f"item {medoid}")
+        terms = by_topic.get(topic, [])
+        nameable = _topic_label_terms(terms)
+        # Distinct as sets of terms: "Drama · Romance" and "Romance · Drama" read the same.
+        for size in range(LABEL_TERMS, LABEL_TERMS + 3):
+            text, named = label(nameable, title, size)
+            if frozenset(named) not in used:
+                break
+        else:
+            text = f"{text} (like {title})"
+        used.add(frozenset(named))
+        profiles.append(
+            {
+                "topic": topic,
+                "label": text,
+                "label_terms": named,
+                "size": int(members.size),
+                "events": int(counts[topic]),
+                "medoid": medoid,
+                "medoid_title": title,
+                "terms": terms,
+            }
+        )
+    return profiles
+
+
+def topics_for(processed: Processed, vectors: np.ndarray, cfg: InterestsConfig) -> Topics:
+    """Topics of the catalogue, labelled from and with transitions counted on the training
+    split only (the timelines exploration is evaluated against come after it)."""
+    item_topic, centroids = fit_topics(vectors, cfg.topics, cfg.seed)
+    counts, adoptions = transition_counts(processed.train, item_topic, len(centroids))
+    return Topics(
+        item_topic=item_topic,
+        centroids=centroids,
+        profiles=topic_profiles(processed.train, processed.items, item_topic, vectors),
+        counts=counts,
+        adoptions=adoptions,
+        smoothing=cfg.transition_smoothing,
+    )
+
+
+def topic_metrics(topics: Topics, processed: Processed, items: pl.DataFrame) -> dict[str, Any]:
+    """How the topics came out: sizes, distinct labels, label agreement, and how many held-out
+    events are novel (their topic new to the user before them)."""
+    sizes = np.array([profile["size"] for profile in topics.profiles])
+    carried = carried_terms(items)
+    agreement = [
+        np.mean([bool(carried.get(item, set()) & set(profile["label_terms"])) for item in members])
+        for profile in topics.profiles
+        if profile["label_terms"]
+        for members in [np.flatnonzero(topics.item_topic == profile["topic"])]
+    ]
+    shuffled = np.random.default_rng(0).permutation(topics.item_topic)
+    floor = [
+        np.mean([bool(carried.get(item, set()) & set(profile["label_terms"])) for item in members])
+        for profile in topics.profiles
+        if profile["label_terms"]
+        for members in [np.flatnonzero(shuffled == profile["topic"])]
+    ]
+    novel = {}
+    n_users, n_topics = processed.users.height, len(topics.profiles)
+    for split, history in (("validation", processed.train), ("test", processed.history_at_test)):
+        engaged = np.zeros((n_users, n_topics), dtype=bool)
+        engaged[
+            history["user_idx"].to_numpy(), topics.item_topic[history["item_idx"].to_numpy()]
+        ] = True
+        held_out = processed.split(split)
+        new = ~engaged[
+            held_out["user_idx"].to_numpy(), topics.item_topic[held_out["item_idx"].to_numpy()]
+        ]
+        novel[split] = {"events": int(held_out.height), "novel": int(new.sum())}
+    labels = [profile["label"] for profile in topics.profiles]
+    return {
+        "topics": len(topics.profiles),
+        "items_per_topic": {
+            "min": int(sizes.min()),
+            "median": float(np.median(sizes)),
+            "max": int(sizes.max()),
+        },
+        "distinct_labels": len(set(labels)),
+        "label_agreement": round(float(np.mean(agreement)), 4) if agreement else None,
+        "label_agreement_shuffled_items": round(float(np.mean(floor)), 4) if floor else None,
+        "novel_events": novel,
+    }

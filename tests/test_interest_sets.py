@@ -1,0 +1,66 @@
+"""Users' histories cut into interests (`pipeline.models.interest_sets`) on hand-built histories
+whose right answers are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from three_topics import SETTINGS, events_of, topic_items
+
+from pipeline.models import interest_sets
+from pipeline.models.interest_sets import InterestSettings, user_interest_sets
+
+
+def test_a_user_with_two_tastes_gets_two_interests_with_their_owntopic_items() -> None:
+    _, vectors = topic_items()
+    # User 0: six noir films long ago, then six animated ones recently.
+    history = events_of({0: [8, 9, 10, 11, 12, 13, 0, 1, 2, 3, 4, 5]})
+    table, centroids = user_interest_sets(history, vectors, SETTINGS)
+    assert table["interest"].to_list() == [0, 1]
+    recent, older = table.row(0, named=True), table.row(1, named=True)
+    assert set(recent["items"]) == {0, 1, 2, 3, 4, 5}
+    assert set(older["items"]) == {8, 9, 10, 11, 12, 13}
+    assert recent["items"][0] == 5  # newest first
+    # Same number of events, but the recent interest weighs more (half-life 4 events).
+    assert recent["events"] == older["events"] == 6
+    # The older events are all 6 events further back: each counts 0.5 ** (6 / 4) as much.
+    assert recent["weight"] == pytest.approx(1 / (1 + 0.5**1.5))
+    assert recent["weight"] + older["weight"] == pytest.approx(1.0)
+    assert recent["medoid"] == 0 and older["medoid"] == 8  # the items on their topic's axis
+    assert centroids.shape == (2, 6)
+    np.testing.assert_allclose(np.linalg.norm(centroids, axis=1), 1.0, rtol=1e-5)
+    assert int(np.argmax(centroids[0][:3])) == 0 and int(np.argmax(centroids[1][:3])) == 1
+
+
+def test_users_grouped_in_worker_processes_get_the_same_interests(monkeypatch) -> None:
+    _, vectors = topic_items()
+    rng = np.random.default_rng(3)
+    history = events_of(
+        {user: rng.choice(24, size=int(rng.integers(4, 14))).tolist() for user in range(9)}
+    )
+    alone = user_interest_sets(history, vectors, SETTINGS)
+    monkeypatch.setattr(interest_sets, "PARALLEL_MIN_USERS", 3)
+    split = user_interest_sets(history, vectors, SETTINGS, workers=2)
+    assert split[0].equals(alone[0])
+    np.testing.assert_array_equal(split[1], alone[1])
+    assert alone[0]["user_idx"].n_unique() == 9
+
+
+def test_small_groups_join_the_nearest_interest_and_the_count_is_capped() -> None:
+    _, vectors = topic_items()
+    # Two westerns are too few to be an interest of their own.
+    history = events_of({0: [0, 1, 2, 3, 16, 17, 8, 9, 10, 11]})
+    table, _ = user_interest_sets(history, vectors, SETTINGS)
+    assert table.height == 2
+    assert (
+        sorted(len(items) for items in table["items"]) == [5, 5]
+        or sum(len(items) for items in table["items"]) == 10
+    )
+    capped, _ = user_interest_sets(
+        events_of({0: [0, 1, 2, 8, 9, 10, 16, 17, 18]}),
+        vectors,
+        InterestSettings(distance_threshold=0.5, max_interests=2, min_items=1),
+    )
+    assert capped.height == 2
+    few, _ = user_interest_sets(events_of({0: [0, 8, 16]}), vectors, SETTINGS)
+    assert few.height == 1 and few["weight"].to_list() == [1.0]  # too short to split
