@@ -64,7 +64,11 @@ def finetuned(processed, tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="module")
 def factors(matrices):
     cfg = FactorizeConfig(embedding_size=4, epochs=3, reg=0.1)
-    return factorize.run(matrices.train, cfg, history_at_test=matrices.seen("test"))
+    # Served: every event, the test ones too (what serving knows).
+    served = (matrices.seen("test") + matrices.relevant("test")).tocsr()
+    return factorize.run(
+        matrices.train, cfg, history_at_test=matrices.seen("test"), history_served=served
+    )
 
 
 class TestPopularity(ScorerContract):
