@@ -42,6 +42,7 @@ from pipeline.data.artifacts import (
 from pipeline.data.serving import make_read_only, seal, served_means, write_catalogue
 from pipeline.evaluation.metrics import standard_error, top_k
 from recli import catalogue, contract
+from recli.ann_index import retrieve
 from recli.catalogue import MetaKey
 
 RECALL_K = 10
@@ -87,16 +88,14 @@ def ann_recall(
     """Recall@10 of the served query against `exact`, its standard error over the users, and
     the median query time in ms.
 
-    The served query asks Annoy for 10 + |seen| neighbours and drops the user's history, exactly
-    as `recli recommend` does, so this is the recall users get.
+    The query is `recli recommend`'s own (`recli.ann_index.retrieve`: 10 + |seen| neighbours,
+    the user's history dropped), so this is the recall users get.
     """
     overlaps, seconds = [], []
     for user, truth in zip(rows.tolist(), exact, strict=True):
-        exclude = seen[user]
         query = users[user].tolist()
         started = time.perf_counter()
-        neighbours = index.get_nns_by_vector(query, RECALL_K + len(exclude), search_k=search_k)
-        approximate = [i for i in neighbours if i not in exclude][:RECALL_K]
+        approximate = [item for item, _ in retrieve(index, query, seen[user], RECALL_K, search_k)]
         seconds.append(time.perf_counter() - started)
         overlaps.append(len(set(approximate) & set(truth.tolist())) / RECALL_K)
     return float(np.mean(overlaps)), standard_error(overlaps), 1000 * float(np.median(seconds))

@@ -7,8 +7,8 @@ Each notebook runs top to bottom with nbclient, from `notebooks/`, with `RECLI_N
 to `--mode`. Its outputs are then checked for paths of this machine (a committed notebook must
 read well anywhere) and its metadata gets a stamp, `recli: {source_digest, cells_digest, mode}`:
 the digest of the pipeline's code and params (`source_digest()`) and of the notebook's own code
-cells (`cells_digest()`). `tests/test_notebooks.py` recomputes both, so a notebook whose outputs
-were not produced by the committed code fails the tests.
+cells (`cells_digest()`). `tests/tools/test_notebooks.py` recomputes both, so a notebook whose
+outputs were not produced by the committed code fails the tests.
 
 Nothing is written under `data/` or `metrics/`: real mode only reads them, small mode and
 notebook 04 work in temporary folders.
@@ -37,7 +37,7 @@ MODE_ENV = "RECLI_NOTEBOOK_MODE"
 CELL_TIMEOUT_S = 600
 STAMP_KEY = "recli"
 
-SOURCE_PATTERNS = ("pipeline/*.py", "recli/*.py", "params.yaml", "dvc.yaml")
+SOURCE_PATTERNS = ("pipeline/**/*.py", "recli/**/*.py", "params.yaml", "dvc.yaml")
 """What the outputs depend on: the library code, the params and the stage graph."""
 
 

@@ -93,11 +93,12 @@ class Fusion:
 
 
 def _joined(join, left: UserItemVectors, right: UserItemVectors) -> UserItemVectors:
-    """`join` of two sides' users and items, and of their test-time and served users where
-    either side derived them (test-time users fall back to the training ones; served users do
-    not: a side without them cannot be served, and joining it is an error)."""
+    """`join` of two sides' users and items, and of their test-time users where either side
+    derived them (the other falls back to its training users). Served users only where both
+    sides have them: no fallback there, so a fusion with a side that has none (fine to evaluate)
+    cannot be served (`served_users` says so)."""
     at_test = left.users_at_test is not None or right.users_at_test is not None
-    served = left.users_served is not None or right.users_served is not None
+    served = left.users_served is not None and right.users_served is not None
     return UserItemVectors(
         users=join(left.users, right.users),
         items=join(left.items, right.items),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("bench_plot", REPO / "benchmarks" / "plot.py")
 assert _spec is not None and _spec.loader is not None
 bench_plot = importlib.util.module_from_spec(_spec)

@@ -39,7 +39,8 @@ from pipeline.models.fusion import tune_fusion
 from recli.cli import app
 from recli.contract import file_digest
 
-TESTS = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent
+TESTS = HERE.parent
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,7 +126,9 @@ def test_same_params_same_numbers_in_another_process(
     )
     result = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path)],
-        env=code_env(PYTHONPATH=os.pathsep.join([str(TESTS), str(REPO)]), PYTHONHASHSEED="12345"),
+        env=code_env(
+            PYTHONPATH=os.pathsep.join([str(HERE), str(TESTS), str(REPO)]), PYTHONHASHSEED="12345"
+        ),
         capture_output=True,
         text=True,
         timeout=300,

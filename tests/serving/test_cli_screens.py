@@ -97,7 +97,7 @@ def test_by_interest_ranks_run_1_to_k_and_scores_fall_within_each_list(
 @pytest.fixture
 def committed_metrics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The repository's own metrics/evaluation.json, in a folder `recli metrics` reads from."""
-    source = Path(__file__).resolve().parents[1] / "metrics" / "evaluation.json"
+    source = Path(__file__).resolve().parents[2] / "metrics" / "evaluation.json"
     (tmp_path / "metrics").mkdir()
     shutil.copy(source, tmp_path / "metrics" / "evaluation.json")
     monkeypatch.chdir(tmp_path)

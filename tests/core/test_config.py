@@ -8,7 +8,7 @@ import yaml
 from pipeline.core.config import Params, load_params, parse_params
 from recli.errors import RecliError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_committed_params_are_valid_and_round_trip() -> None:

@@ -18,7 +18,7 @@ from pipeline.data.source import load_files
 from recli.errors import RecliError
 from recli.serve import Served
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_stages_are_dvc_yaml_stages_in_order() -> None:

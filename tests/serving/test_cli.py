@@ -214,7 +214,7 @@ def test_recommend_imports_nothing_heavy(facts: dict[str, Any]) -> None:
 
 def test_benchmark_script_runs(copy: Path, tiny_encoder_dir: Path, tmp_path: Path) -> None:
     place_encoder(copy, tiny_encoder_dir)
-    script = Path(__file__).parents[1] / "benchmarks" / "recommend.py"
+    script = Path(__file__).parents[2] / "benchmarks" / "recommend.py"
     out = tmp_path / "bench.json"
     arguments = ["--artifacts", str(copy), "--runs", "1", "--users", "3"]
     subprocess.run(

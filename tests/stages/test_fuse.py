@@ -21,7 +21,7 @@ from pipeline.core.sections import FuseConfig, IndexConfig
 from pipeline.data.artifacts import read_embeddings, read_factors, read_fused, read_retrieval
 from pipeline.workflow import override, write_params
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TUNING_KEYS = {
     "text_weight",
     "sequence_model",
@@ -128,7 +128,7 @@ def test_fuse_dvc_params_hold_no_annoy_knob() -> None:
 
 def test_no_code_fuse_runs_reads_the_index_section() -> None:
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
-    # Its code deps are exactly what it imports (tests/test_structure.py checks that).
+    # Its code deps are exactly what it imports (tests/stages/test_structure.py checks that).
     code = [dep for dep in stages["fuse"]["deps"] if dep.endswith(".py")]
     assert "pipeline/models/retrieval.py" in code and "pipeline/models/fusion.py" in code
     for dep in code:

@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "scripts"))
 import check_byo  # noqa: E402  (a script, not a package: importable once scripts/ is on the path)
 

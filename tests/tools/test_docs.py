@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 METRICS = REPO / "metrics"
 _spec = importlib.util.spec_from_file_location("render_docs", REPO / "scripts" / "render_docs.py")

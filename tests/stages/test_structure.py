@@ -13,7 +13,7 @@ import yaml
 from pipeline.core.layout import STAGE_OUTPUTS
 from pipeline.workflow import STAGES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("pipeline", "recli")
 
 

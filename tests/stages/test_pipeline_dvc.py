@@ -16,7 +16,7 @@ from synthetic import make_raw
 
 from pipeline.workflow import STAGES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from recli import contract
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 
 
 # --------------------------------------------------------------------------------------------

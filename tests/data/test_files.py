@@ -17,8 +17,8 @@ from pipeline.core.config import FileColumns, FilesSource, ItemColumns, TagColum
 from pipeline.data.files import load_files
 from pipeline.data.raw import INTERACTIONS_SCHEMA, ITEMS_SCHEMA
 
-FIXTURES = Path(__file__).parent / "fixtures" / "byo"
-ML_LATEST_SMALL = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "byo"
+ML_LATEST_SMALL = Path(__file__).resolve().parents[3] / "shared" / "data" / "ml-latest-small"
 MOVIELENS_COLUMNS = {
     "columns": FileColumns(user="userId", item="movieId"),
     "item_columns": ItemColumns(item="movieId"),

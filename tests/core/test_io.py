@@ -121,7 +121,7 @@ def test_a_signal_during_the_commit_is_held_and_the_message_is_true(
         [sys.executable, str(script), str(artifacts), when, str(signum)],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
         timeout=60,
     )
     assert result.returncode == 130, result.stderr

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("check_peers", REPO / "scripts" / "check_peers.py")
 assert _spec is not None and _spec.loader is not None
 check_peers = importlib.util.module_from_spec(_spec)

@@ -171,8 +171,10 @@ def test_a_part_without_served_users_makes_the_mixture_unservable(setup) -> None
         items=rng.normal(size=(len(cf.items), 3)).astype(np.float32),
         users_served=rng.normal(size=(len(cf.users), 3)).astype(np.float32),
     )
+    side = mixture([(cf, 0.5), (other, 0.5)], seed=0)  # evaluable: its split users are there
+    assert side.score(np.arange(3)).shape == (3, len(cf.items))
     with pytest.raises(RecliError, match="served variant"):
-        mixture([(cf, 0.5), (other, 0.5)], seed=0)
+        side.served_users  # noqa: B018
 
 
 def test_tuning_gives_the_linear_part_the_share_validation_asks_for(setup) -> None:

@@ -218,6 +218,6 @@ def test_no_training_stack_is_imported(tiny_encoder_dir: Path) -> None:
         capture_output=True,
         text=True,
         check=True,
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert done.stdout.strip() == "[]"
