@@ -10,8 +10,8 @@ its users did in training (`pipeline.models.profiles`): the genres and tags it o
 against the whole population, ranked by share × ln(lift)), recognisable exemplar items (the liked
 items furthest along the direction from everyone's mean to the cluster's centroid), and a unique
 short label made of the first of those terms, so the terms shown beside a label lead with its
-own. How well the profiles describe their members is measured (`label_agreement`) against
-random membership.
+own (on a catalogue without genres or tags: phrases of the items' text). How well the profiles
+describe their members is measured (`label_agreement`) against random membership.
 
 This module holds the stage itself: what a user's vector is, KMeans and the choice of k, `run`
 and `main`; describing the groups is `pipeline.models.profiles`' job.
@@ -30,6 +30,7 @@ their `cluster` and `distance` are null.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -47,8 +48,9 @@ from pipeline.data.artifacts import (
     write_clustering,
 )
 from pipeline.data.interactions import UserItemVectors, interaction_matrix
+from pipeline.models.phrases import PHRASE, item_phrases, user_phrase_shares, whole_share
 from pipeline.models.profiles import LABEL_SEPARATOR, cluster_profiles, label_agreement
-from pipeline.models.terms import user_interests, user_term_shares
+from pipeline.models.terms import item_terms, user_events, user_interests, user_term_shares
 from recli.errors import RecliError
 
 N_INIT = 10
@@ -233,6 +235,11 @@ def run(
         pl.Series("cluster", np.random.default_rng(cfg.seed).permutation(labels))
     )
     user_shares = user_term_shares(processed.train, processed.items)
+    phrases = {t["term"] for p in profiles for t in p["top_terms"] if t["kind"] == PHRASE}
+    if phrases:  # phrase labels are measured on the users' phrases as genres are on genres
+        own = user_phrase_shares(processed.train, processed.items, phrases)
+        user_shares = pl.concat([user_shares, own], how="vertical_relaxed")
+    named = [_label_terms(profile) for profile in profiles]
     agreement = [
         label_agreement(processed.train, processed.items, assigned, profiles, user_shares)
         for assigned in (members, shuffled)
@@ -255,6 +262,9 @@ def run(
             for profile in profiles
         ),
         "labels_with_a_title": sum(" — " in profile["label"] for profile in profiles),
+        "labels_distinct_share": round(len({p["label"] for p in profiles}) / len(profiles), 4),
+        "label_terms_whole_words": whole_share([t["term"] for terms in named for t in terms]),
+        "label_coverage": _label_coverage(processed, members, named),
     }
     if cfg.k == "auto":
         metrics["k_range_searched"] = [ks[0], ks[-1]]
@@ -268,6 +278,53 @@ def run(
         metrics=metrics,
         interests=user_interests(processed.history_served, processed.items, cfg.top_terms),
     )
+
+
+def _label_terms(profile: dict[str, Any]) -> list[dict[str, Any]]:
+    """The terms a cluster's label names: the leading `top_terms` its label reads, in order
+    (none for a label that names an exemplar or the cluster)."""
+    text = re.sub(r" \(cluster \d+\)$", "", profile["label"]).split(" — ")[0]
+    parts = [part.lstrip("#").lower() for part in text.split(LABEL_SEPARATOR)]
+    named = []
+    for term, part in zip(profile["top_terms"], parts, strict=False):
+        if str(term["term"]).lower() != part:
+            break
+        named.append(term)
+    return named
+
+
+def _label_coverage(
+    processed: Processed, members: pl.DataFrame, named: list[list[dict[str, Any]]]
+) -> float | None:
+    """Over clusters, the mean share of their members' training events on an item that carries
+    one of the cluster's label terms (a cluster whose label names no term: 0). Events, not
+    distinct items: a cluster's items are what its members did, as its terms' shares count."""
+    wanted = pl.DataFrame(
+        [
+            {"cluster": c, "kind": t["kind"], "term": t["term"]}
+            for c, terms in enumerate(named)
+            for t in terms
+        ],
+        schema={"cluster": pl.Int32, "kind": pl.String, "term": pl.String},
+    )
+    if not named:
+        return None
+    carried = item_terms(processed.items).select("item_idx", "kind", "term")
+    if wanted.filter(pl.col("kind") == PHRASE).height:
+        carried = pl.concat([carried, item_phrases(processed.items).item_terms()])
+    hits = carried.join(wanted, on=["kind", "term"]).select("cluster", "item_idx").unique()
+    events = user_events(processed.train).join(
+        members.select(pl.col("user_idx").cast(pl.Int32), pl.col("cluster").cast(pl.Int32)),
+        on="user_idx",
+    )
+    hits = hits.with_columns(pl.lit(True).alias("hit"))
+    shares = (
+        events.join(hits, on=["cluster", "item_idx"], how="left")
+        .group_by("cluster")
+        .agg(pl.col("hit").fill_null(False).mean())
+    )
+    by_cluster = dict(shares.iter_rows())
+    return round(float(np.mean([by_cluster.get(c, 0.0) for c in range(len(named))])), 4)
 
 
 @writes("cluster")

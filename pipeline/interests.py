@@ -11,8 +11,8 @@ nearest larger one. Each interest has:
   age its position from the user's latest event, so what the user does now counts most;
 - a medoid: the member closest on average to the others, the item that stands for it;
 - the terms its items over-represent against everyone's events (lift, as the cluster profiles
-  rank them: `pipeline.models.terms`), and, on data without genres, tags or years, the words of
-  the items' titles and descriptions;
+  rank them: `pipeline.models.terms`), and, on data without genres, tags or years, phrases of
+  the items' titles and descriptions (`pipeline.models.phrases`);
 - a short label from those terms, where a release era leads only when no genre or tag is
   over-represented (era terms otherwise group users by *when* they watched);
 - the global interest group nearest to it: the cluster whose members' events, averaged in the

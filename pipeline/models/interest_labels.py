@@ -3,11 +3,12 @@ from them, the global interest group nearest to it, and how well the labels desc
 
 An interest (`pipeline.models.interest_sets`: a group of the user's items) is described by the
 terms its items' events over-represent against everyone's events, ranked by lift as the cluster
-profiles rank them (`pipeline.models.terms`), and, on data without genres, tags or years, by the
-words of the items' titles and descriptions. Its label names its LABEL_TERMS leading terms, where
-a release era leads only when no genre or tag is over-represented (era terms otherwise group users
-by *when* they watched). Its group is the cluster whose members' events, averaged in the same
-item space, point closest to the interest's centroid.
+profiles rank them (`pipeline.models.terms`), and, on data without genres, tags or years, by
+phrases of the items' titles and descriptions (`pipeline.models.phrases`). Its label names its
+LABEL_TERMS leading terms, where a release era leads only when no genre or tag is
+over-represented (era terms otherwise group users by *when* they watched). Its group is the
+cluster whose members' events, averaged in the same item space, point closest to the interest's
+centroid.
 """
 
 from __future__ import annotations
@@ -21,13 +22,19 @@ import polars as pl
 import scipy.sparse as sp
 
 from pipeline.models.interest_sets import InterestSettings, user_interest_sets
-from pipeline.models.profiles import LABEL_SEPARATOR
-from pipeline.models.terms import (
-    MIN_USER_TERM_INTERACTIONS,
-    carried_terms,
-    ranked_terms,
-    word_terms,
+from pipeline.models.phrases import (
+    PHRASE,
+    capitalised,
+    carried_with_phrases,
+    distinct_labels,
+    group_weights,
+    item_phrases,
+    phrase_label,
+    ranked_phrases,
+    whole_share,
 )
+from pipeline.models.profiles import LABEL_SEPARATOR
+from pipeline.models.terms import MIN_USER_TERM_INTERACTIONS, ranked_terms
 
 KEY_STRIDE = 1 << 16
 """(user, interest) pairs are keyed `user * KEY_STRIDE + interest` for the term tables."""
@@ -53,13 +60,19 @@ def _event_keys(history: pl.DataFrame, interests: pl.DataFrame) -> pl.DataFrame:
 
 
 def keyed_terms(
-    events: pl.DataFrame, keyed: pl.DataFrame, items: pl.DataFrame, keep: int = TERMS_KEPT
+    events: pl.DataFrame,
+    keyed: pl.DataFrame,
+    items: pl.DataFrame,
+    keep: int = TERMS_KEPT,
+    item_vectors: np.ndarray | None = None,
 ) -> pl.DataFrame:
     """Terms each group of events (`keyed`: `key, item_idx`) over-represents against all of
     `events`: `key, term, kind, lift, share, share_overall, interactions`.
 
-    Genres, tags and eras (`pipeline.models.terms.item_terms`); where the data has none of those
-    for a group, the words of its items' titles and descriptions.
+    Genres, tags and eras (`pipeline.models.terms.item_terms`), highest lift first; where the
+    data has none of those for a group, phrases of its items' titles and descriptions, scored
+    against the other such groups and re-ranked around the group's centroid in `item_vectors`
+    (`pipeline.models.phrases`), in the order a label names them.
     """
     ranked = ranked_terms(
         events, keyed, items, keep, by="key", min_interactions=MIN_USER_TERM_INTERACTIONS
@@ -67,33 +80,53 @@ def keyed_terms(
     covered = ranked["key"].unique()
     bare = keyed.filter(~pl.col("key").is_in(covered.implode()))
     if bare.height:
-        words = word_terms(items)
-        # Words take the place of genres, so the same lift and support floors rank them.
-        as_genres = items.select(pl.col("item_idx").cast(pl.Int32)).join(
-            words.group_by("item_idx").agg(pl.col("term").alias("genres")),
-            on="item_idx",
-            how="left",
+        keys = bare["key"].unique().sort()
+        rows = bare.join(pl.DataFrame({"key": keys, "row": np.arange(keys.len())}), on="key").sort(
+            "row", "item_idx"
         )
-        found = ranked_terms(
-            events, bare, as_genres, keep, by="key", min_interactions=MIN_USER_TERM_INTERACTIONS
-        ).with_columns(pl.lit("word").alias("kind"))
+        weights = group_weights(rows["row"], rows["item_idx"], keys.len(), len(items))
+        phrases = ranked_phrases(item_phrases(items), weights, item_vectors)
+        found = pl.DataFrame(
+            [
+                {"key": key, **{name: term[name] for name in ranked.columns if name != "key"}}
+                for key, terms in zip(keys.to_list(), phrases, strict=True)
+                for term in terms[:keep]
+            ],
+            schema=ranked.schema,
+        )
         ranked = pl.concat([ranked, found])
     return ranked
 
 
 def interest_terms(
-    history: pl.DataFrame, items: pl.DataFrame, interests: pl.DataFrame, keep: int = TERMS_KEPT
+    history: pl.DataFrame,
+    items: pl.DataFrame,
+    interests: pl.DataFrame,
+    keep: int = TERMS_KEPT,
+    item_vectors: np.ndarray | None = None,
 ) -> pl.DataFrame:
     """Terms each interest's events over-represent against everyone's (`keyed_terms`):
     `user_idx, interest, term, kind, lift, share, share_overall, interactions`, highest lift
-    first."""
+    first (phrases: in the order a label names them)."""
     events = history.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
-    ranked = keyed_terms(events, _event_keys(history, interests), items, keep)
-    return ranked.select(
+    ranked = keyed_terms(events, _event_keys(history, interests), items, keep, item_vectors)
+    table = ranked.select(
         (pl.col("key") // KEY_STRIDE).cast(pl.Int32).alias("user_idx"),
         (pl.col("key") % KEY_STRIDE).cast(pl.Int32).alias("interest"),
         pl.exclude("key"),
-    ).sort(["user_idx", "interest", "lift"], descending=[False, False, True])
+    )
+    phrased = pl.col("kind") == PHRASE
+    if not table.select(phrased.any()).item():
+        return table.sort(["user_idx", "interest", "lift"], descending=[False, False, True])
+    # Phrases keep the order their re-ranking gave them; no interest has both kinds.
+    return pl.concat(
+        [
+            table.filter(~phrased).sort(
+                ["user_idx", "interest", "lift"], descending=[False, False, True]
+            ),
+            table.filter(phrased),
+        ]
+    )
 
 
 def label(
@@ -107,11 +140,7 @@ def label(
         named = [term["term"] for term in terms][:1]
     if not named:
         return f"Like {medoid_title}", []
-    return LABEL_SEPARATOR.join(_capitalised(term) for term in named), named
-
-
-def _capitalised(term: str) -> str:
-    return term[:1].upper() + term[1:] if term and term[0].islower() else term
+    return LABEL_SEPARATOR.join(capitalised(term) for term in named), named
 
 
 def group_centroids(
@@ -151,18 +180,26 @@ def describe(
     processes the users' histories are grouped in (`user_interest_sets`).
     """
     table, centroids = user_interest_sets(history, item_vectors, settings, workers)
-    terms = interest_terms(history, items, table)
+    terms = interest_terms(history, items, table, item_vectors=item_vectors)
     by_interest: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for row in terms.iter_rows(named=True):
         key = (row.pop("user_idx"), row.pop("interest"))
         by_interest.setdefault(key, []).append(row)
+    phrased = _phrase_labels(by_interest)
     titles = dict(items.select("item_idx", "title").iter_rows())
     labels, label_terms, term_lists = [], [], []
     used: dict[int, set[str]] = {}
     for user, interest, medoid in table.select("user_idx", "interest", "medoid").iter_rows():
         own = by_interest.get((user, interest), [])
         title = titles.get(medoid, f"item {medoid}")
-        text, named = label(own, title)
+        if (user, interest) in phrased:
+            chosen = phrased[(user, interest)]
+            text, named = phrase_label(chosen, LABEL_SEPARATOR), [t["term"] for t in chosen]
+            if text in used.setdefault(user, set()):
+                # A phrase label never carries a product's title.
+                text = f"{text} (interest {interest + 1})"
+        else:
+            text, named = label(own, title)
         if text in used.setdefault(user, set()):
             text = f"{text} (like {title})"
         used[user].add(text)
@@ -182,6 +219,23 @@ def describe(
         pl.Series("terms", term_lists, dtype=pl.String),
     )
     return described, centroids
+
+
+def _phrase_labels(
+    by_interest: dict[tuple[int, int], list[dict[str, Any]]],
+) -> dict[tuple[int, int], list[dict[str, Any]]]:
+    """The phrases each phrase-described interest's label names, distinct among its user's
+    (`pipeline.models.phrases.distinct_labels`)."""
+    per_user: dict[int, list[tuple[int, int]]] = {}
+    for key, own in by_interest.items():
+        if own and own[0]["kind"] == PHRASE:
+            per_user.setdefault(key[0], []).append(key)
+    chosen: dict[tuple[int, int], list[dict[str, Any]]] = {}
+    for keys in per_user.values():
+        keys.sort()
+        for key, terms in zip(keys, distinct_labels([by_interest[k] for k in keys]), strict=True):
+            chosen[key] = terms
+    return chosen
 
 
 def _agreement(table: pl.DataFrame, carried: dict[int, set[str]]) -> float | None:
@@ -217,7 +271,7 @@ def interest_metrics(
     """How many interests users have and how well the labels describe their items."""
     per_user = table.group_by("user_idx").len()["len"].to_numpy()
     distribution = np.bincount(per_user)
-    carried = carried_terms(items)
+    carried = carried_with_phrases(items)
     era_led = [
         bool(json.loads(named)) and json.loads(named)[0].endswith(" films")
         for named in table["label_terms"]
@@ -243,4 +297,11 @@ def interest_metrics(
         "labels_from_a_title": round(float((table["label_terms"] == "[]").mean()), 4)
         if table.height
         else None,
+        "labels_distinct": int(table["label"].n_unique()),
+        "labels_distinct_share": round(table["label"].n_unique() / table.height, 4)
+        if table.height
+        else None,
+        "label_terms_whole_words": whole_share(
+            [term for named in table["label_terms"] for term in json.loads(named)]
+        ),
     }

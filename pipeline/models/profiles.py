@@ -5,7 +5,8 @@ in training, in the terms of `pipeline.models.terms` (genres, tags, release eras
 lift). A cluster's terms are ranked by share × ln(lift), the part each term plays in how the
 cluster differs (`label_weight`), because that ranking also names the cluster. Exemplars are the
 liked items that set a cluster apart; a label joins the terms that carry most of a cluster's
-activity, unique across clusters (`label_clusters`), and a profile's `top_terms` start with
+activity, unique across clusters (`label_clusters`); a cluster no such term names is named by
+phrases of its items' text (`pipeline.models.phrases`). A profile's `top_terms` start with
 exactly the label's terms, so a label never names what the terms shown beside it do not lead
 with. `cluster_profiles` assembles one JSON-ready profile per cluster, and `label_agreement`
 measures how well the profiles describe their members.
@@ -21,6 +22,7 @@ import polars as pl
 
 from pipeline.core.sections import ClusterConfig
 from pipeline.data.artifacts import Processed
+from pipeline.models.phrases import bare_labels, group_weights, phrase_label
 from pipeline.models.terms import ERA_TERMS, ranked_terms, user_events, user_term_shares
 from recli.contract import term_text
 
@@ -344,6 +346,8 @@ def cluster_profiles(
     ]
     exemplar_list = [exemplars.get(c, []) for c in range(k)]
     names, named = _labelled(candidates, exemplar_list, pools)
+    if not all(named):
+        _name_by_phrases(clustered, processed.items, item_vectors, names, named, pools)
     # One ranking on screen and in the label: the terms shown beside a label lead with its own.
     terms_list = [_shown_terms(named[c], pools[c], cfg.top_terms) for c in range(k)]
     total = max(int(sizes.sum()), 1)
@@ -359,6 +363,27 @@ def cluster_profiles(
         }
         for c in range(k)
     ]
+
+
+def _name_by_phrases(
+    clustered: pl.DataFrame,
+    items: pl.DataFrame,
+    item_vectors: np.ndarray,
+    names: list[str],
+    named: list[list[dict[str, Any]]],
+    pools: list[list[dict[str, Any]]],
+) -> None:
+    """Clusters no genre, tag or era names get, in place, phrases of their items' text as label,
+    label terms and pool (so the terms shown beside the label lead with them); a clash nothing
+    resolves gets the cluster id."""
+    k = len(names)
+    weights = group_weights(clustered["cluster"], clustered["item_idx"], k, len(items))
+    bare = [c for c in range(k) if not named[c]]
+    for c, (terms, ranked) in bare_labels(items, weights, item_vectors, bare).items():
+        names[c], named[c], pools[c] = phrase_label(terms, LABEL_SEPARATOR), terms, ranked
+    for c in bare:
+        if names.count(names[c]) > 1:
+            names[c] = f"{names[c]} (cluster {c})"
 
 
 def label_agreement(

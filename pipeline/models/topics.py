@@ -20,7 +20,14 @@ from pipeline.data.artifacts import Processed, Topics
 from pipeline.data.interactions import unit_rows
 from pipeline.models.exploration import transition_counts
 from pipeline.models.interest_labels import LABEL_TERMS, label
-from pipeline.models.terms import carried_terms, item_terms, word_terms
+from pipeline.models.phrases import (
+    PHRASE,
+    bare_labels,
+    carried_with_phrases,
+    group_weights,
+    whole_share,
+)
+from pipeline.models.terms import item_terms, word_terms
 
 TOPIC_LABEL_SHARE = 0.5
 """A term can name a topic only when at least this share of its items carry it, and of its
@@ -132,9 +139,9 @@ def topic_terms(
 
 
 def _topic_label_terms(terms: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The terms a topic's label is chosen from: genres and tags; the words of titles and
+    """The terms a topic's label is chosen from: genres and tags; phrases of titles and
     descriptions only where no genre or tag qualifies; an era only where nothing else does."""
-    for kinds in (("genre", "tag"), ("word",), ("era",)):
+    for kinds in (("genre", "tag"), (PHRASE,), ("era",)):
         found = [term for term in terms if term["kind"] in kinds]
         if found:
             return found
@@ -148,12 +155,13 @@ def topic_profiles(
 
     The label names what the topic's items share (`topic_terms`): its LABEL_TERMS terms of
     highest weight among those carried by at least TOPIC_LABEL_SHARE of its items and of its
-    core (the items nearest its centre, which stand for it best), genres and tags before words
-    and words before eras. So each term named is on at least half the items `recli explore`
-    can show for the topic. Labels are distinct across topics as sets of terms: a topic whose
-    label reads like an earlier one's names more of its qualifying terms, and where it has no
-    more, its medoid's title is appended. A topic no term qualifies for is named after its
-    medoid. `history` counts the topic's events and picks a well-known medoid.
+    core (the items nearest its centre, which stand for it best), genres and tags before eras.
+    So each term named is on at least half the items `recli explore` can show for the topic.
+    Where no genre or tag qualifies, phrases of the items' text name it (`_phrased`), before
+    any era. Labels are distinct across topics as sets of terms: a topic whose label reads like
+    an earlier one's names more of its qualifying terms, and where it has no more, its medoid's
+    title (a phrase label: its number) is appended. A topic no term qualifies for is named after
+    its medoid. `history` counts the topic's events and picks a well-known medoid.
     """
     events = history.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
     n_topics = int(item_topic.max()) + 1
@@ -163,6 +171,7 @@ def topic_profiles(
     event_topics = item_topic[events["item_idx"].to_numpy()]
     counts = np.bincount(event_topics, minlength=n_topics)
     item_events = np.bincount(events["item_idx"].to_numpy(), minlength=len(item_topic))
+    phrased = _phrased(items, item_topic, item_vectors, by_topic)
     profiles: list[dict[str, Any]] = []
     used: set[frozenset[str]] = set()
     for topic in range(n_topics):
@@ -170,14 +179,21 @@ def topic_profiles(
         medoid = _exemplar(members, unit, item_events)
         title = titles.get(medoid, f"item {medoid}")
         terms = by_topic.get(topic, [])
+        first = LABEL_TERMS
+        if topic in phrased:
+            chosen, ranked = phrased[topic]
+            rest = [t for t in ranked if t not in chosen]
+            terms = [*chosen, *rest, *(t for t in terms if t["kind"] == "era")]
+            first = len(chosen)
         nameable = _topic_label_terms(terms)
         # Distinct as sets of terms: "Drama · Romance" and "Romance · Drama" read the same.
-        for size in range(LABEL_TERMS, LABEL_TERMS + 3):
+        for size in range(first, first + 3):
             text, named = label(nameable, title, size)
             if frozenset(named) not in used:
                 break
         else:
-            text = f"{text} (like {title})"
+            # A phrase label never carries a product's title: its topic's number tells it apart.
+            text = f"{text} (topic {topic})" if topic in phrased else f"{text} (like {title})"
         used.add(frozenset(named))
         profiles.append(
             {
@@ -192,6 +208,40 @@ def topic_profiles(
             }
         )
     return profiles
+
+
+def _phrased(
+    items: pl.DataFrame,
+    item_topic: np.ndarray,
+    item_vectors: np.ndarray,
+    by_topic: dict[int, list[dict[str, Any]]],
+) -> dict[int, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
+    """Per topic no genre or tag names: the phrases its label names and all its ranked phrases
+    (`pipeline.models.phrases`), each item counted once, scored against every topic.
+
+    Where the catalogue has genres or tags, only topics some word of their text names (the
+    word fallback) are named by phrases; the others keep their era or their medoid's title."""
+    n_topics = int(item_topic.max()) + 1
+    tagged = item_terms(items).filter(pl.col("kind").is_in(["genre", "tag"])).height > 0
+    bare = [
+        topic
+        for topic in range(n_topics)
+        if not any(term["kind"] in ("genre", "tag") for term in by_topic.get(topic, []))
+        and (not tagged or any(term["kind"] == "word" for term in by_topic.get(topic, [])))
+    ]
+    if not bare:
+        return {}
+    weights = group_weights(item_topic, np.arange(len(item_topic)), n_topics, len(item_topic))
+    return {
+        topic: ([_as_topic_term(t) for t in chosen], [_as_topic_term(t) for t in ranked])
+        for topic, (chosen, ranked) in bare_labels(items, weights, item_vectors, bare).items()
+    }
+
+
+def _as_topic_term(term: dict[str, Any]) -> dict[str, Any]:
+    """A phrase in the shape of a topic's terms (its items are its events: one per item)."""
+    keys = ("term", "kind", "items", "share", "share_overall", "lift")
+    return {key: term[key] for key in keys}
 
 
 def topics_for(processed: Processed, vectors: np.ndarray, cfg: InterestsConfig) -> Topics:
@@ -213,7 +263,7 @@ def topic_metrics(topics: Topics, processed: Processed, items: pl.DataFrame) -> 
     """How the topics came out: sizes, distinct labels, label agreement, and how many held-out
     events are novel (their topic new to the user before them)."""
     sizes = np.array([profile["size"] for profile in topics.profiles])
-    carried = carried_terms(items)
+    carried = carried_with_phrases(items)
     agreement = [
         np.mean([bool(carried.get(item, set()) & set(profile["label_terms"])) for item in members])
         for profile in topics.profiles
@@ -248,6 +298,10 @@ def topic_metrics(topics: Topics, processed: Processed, items: pl.DataFrame) -> 
             "max": int(sizes.max()),
         },
         "distinct_labels": len(set(labels)),
+        "distinct_labels_share": round(len(set(labels)) / max(len(labels), 1), 4),
+        "label_terms_whole_words": whole_share(
+            [term for profile in topics.profiles for term in profile["label_terms"]]
+        ),
         "label_agreement": round(float(np.mean(agreement)), 4) if agreement else None,
         "label_agreement_shuffled_items": round(float(np.mean(floor)), 4) if floor else None,
         "novel_events": novel,

@@ -1,0 +1,228 @@
+"""Labels made of phrases (`pipeline.models.phrases`) on a catalogue of titles and descriptions
+only, and on the groupings that use them: interest groups, topics and users' interests."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+import numpy as np
+import polars as pl
+import pytest
+from hand_built import horror_and_romance
+from product_families import (
+    FAMILIES,
+    ITEMS_PER_FAMILY,
+    family_events,
+    family_items,
+    family_processed,
+)
+from three_topics import SETTINGS
+
+from pipeline import cluster
+from pipeline.core.sections import ClusterConfig, InterestsConfig
+from pipeline.models.interest_labels import describe, interest_metrics
+from pipeline.models.phrases import (
+    distinct_labels,
+    group_weights,
+    is_whole,
+    item_phrases,
+    ranked_phrases,
+)
+from pipeline.models.profiles import LABEL_SEPARATOR
+from pipeline.models.topics import topic_metrics, topics_for
+
+SKU_OR_FRAGMENT = re.compile(r"\d|(^|\s)\w{0,1}-|-(\w{0,1})(\s|$)|sml|gsw")
+
+
+def _family_text(family: int) -> str:
+    """Every word of one family's titles and descriptions, lower-case."""
+    items, _ = family_items()
+    rows = items.filter(pl.col("item_idx") // ITEMS_PER_FAMILY == family)
+    return " ".join(f"{t} {d}" for t, d in rows.select("title", "description").iter_rows()).lower()
+
+
+def _check_label(label: str, terms: list[str], titles: set[str]) -> None:
+    """2-3 phrases, each words of the items' text: no model number, fragment or full title."""
+    assert 2 <= len(terms) <= 3, (label, terms)
+    assert label.split(LABEL_SEPARATOR) == [t[:1].upper() + t[1:] for t in terms], label
+    for term in terms:
+        assert is_whole(term) and not SKU_OR_FRAGMENT.search(term), (label, term)
+        assert term.lower() not in titles, label
+    assert label.lower() not in titles
+
+
+# --------------------------------------------------------------------------------------------
+# Candidates, scores and labels
+# --------------------------------------------------------------------------------------------
+def test_phrases_are_words_without_model_numbers_fragments_or_stop_words_at_the_edges() -> None:
+    items = pl.DataFrame(
+        {
+            "item_idx": [0, 1, 2],
+            "title": ["Inkbird GSW-1000 Borescope", "Kreg SML-C Borescopes", "Acme X-200 Kit"],
+            "description": [
+                "A borescope with a cast iron body, for the pipes.",
+                "Two borescopes with cast iron bodies, for pipes",
+                "The kit of the cast iron pipes",
+            ],
+        },
+        schema_overrides={"item_idx": pl.Int32},
+    )
+    names = item_phrases(items).names
+    assert "cast iron" in names and "pipes" in names
+    assert "borescope" in names and "borescopes" not in names  # one phrase, its commonest form
+    for name in names:
+        assert not re.search(r"\d|gsw|sml|x-|-c\b", name), name
+        words = name.split()
+        assert words[0] not in ("a", "the", "with", "for", "of")
+        assert words[-1] not in ("a", "the", "with", "for", "of")
+        assert len(words) <= 3
+
+
+def test_a_phrase_is_never_a_whole_product_title() -> None:
+    items = pl.DataFrame(
+        {
+            "item_idx": [0, 1],
+            "title": ["Cast Iron Skillet", "Cast Iron Skillet"],
+            "description": ["cast iron skillet", "cast iron skillet"],
+        },
+        schema_overrides={"item_idx": pl.Int32},
+    )
+    names = item_phrases(items).names
+    assert "cast iron skillet" not in names and "cast iron" in names
+
+
+def test_whole_words_are_told_from_fragments_and_model_numbers() -> None:
+    assert is_whole("cast iron skillet") and is_whole("Sci-Fi") and is_whole("1997 films")
+    assert is_whole("Children's") and is_whole("#dark comedy")
+    assert not is_whole("gsw-") and not is_whole("gsw-1000") and not is_whole("sml-c")
+    assert not is_whole("x200")
+
+
+def test_each_familys_phrases_lead_and_redundant_ones_are_dropped() -> None:
+    items, vectors = family_items()
+    family = np.arange(len(items)) // ITEMS_PER_FAMILY
+    weights = group_weights(family, np.arange(len(items)), 3, len(items))
+    ranked = ranked_phrases(item_phrases(items), weights, vectors)
+    for group, phrases in enumerate(FAMILIES.values()):
+        names = [t["term"] for t in ranked[group]]
+        assert set(names[:2]) <= set(phrases), names
+        for term in ranked[group]:  # each on a share of the family's items, over-represented
+            assert term["share"] >= 0.15 and term["lift"] > 1 and term["items"] >= 2
+        # No phrase whose words another chosen phrase's contain ("iron", "cast iron skillet").
+        words = [set(name.split()) for name in names]
+        assert not any(a < b or b < a for i, a in enumerate(words) for b in words[i + 1 :])
+    # Without vectors: by c-TF-IDF alone, the same phrases lead.
+    plain = ranked_phrases(item_phrases(items), weights)
+    for group, phrases in enumerate(FAMILIES.values()):
+        assert {t["term"] for t in plain[group][:2]} <= set(phrases)
+
+
+def test_clashing_labels_each_gain_their_next_distinguishing_phrase() -> None:
+    def terms(*names: str) -> list[dict]:
+        return [{"term": name} for name in names]
+
+    ranked = [terms("steel", "iron", "pan"), terms("steel", "iron", "wok"), terms("hose", "reel")]
+    chosen = distinct_labels(ranked)
+    assert [[t["term"] for t in c] for c in chosen] == [
+        ["steel", "iron", "pan"],
+        ["steel", "iron", "wok"],
+        ["hose", "reel"],
+    ]
+
+
+# --------------------------------------------------------------------------------------------
+# The groupings
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def clustered() -> cluster.Clustering:
+    processed = family_processed()
+    _, vectors = family_items()
+    users = cluster.taste_vectors(processed.train, vectors, processed.users.height)
+    return cluster.run(users, vectors, processed, ClusterConfig(k=3))
+
+
+def test_interest_groups_are_named_by_their_familys_phrases(clustered) -> None:
+    items, _ = family_items()
+    titles = {title.lower() for title in items["title"]}
+    labels = [p["label"] for p in clustered.profiles]
+    assert len(set(labels)) == 3
+    for profile in clustered.profiles:
+        assert not profile["label"].startswith("Like ")
+        named = [t["term"] for t in profile["top_terms"][: len(profile["label"].split(" · "))]]
+        _check_label(profile["label"], named, titles)
+        families = {
+            f for f in range(3) if all(term in _family_text(f) for term in named)
+        }  # every phrase named is on one family's items
+        assert len(families) == 1, profile["label"]
+        assert all(t["lift"] >= 1.1 for t in profile["top_terms"])
+    metrics = clustered.metrics
+    assert metrics["label_agreement"] is not None
+    assert metrics["label_agreement"] > metrics["label_agreement_random"]
+    assert metrics["labels_distinct"] == 3 and metrics["labels_distinct_share"] == 1.0
+    assert metrics["label_terms_whole_words"] == 1.0
+    assert metrics["label_coverage"] >= 0.5
+
+
+def test_topics_are_named_by_their_familys_phrases() -> None:
+    processed = family_processed()
+    items, vectors = family_items()
+    topics = topics_for(processed, vectors, InterestsConfig(topics=3, seed=0))
+    titles = {title.lower() for title in items["title"]}
+    assert len({p["label"] for p in topics.profiles}) == 3
+    for profile in topics.profiles:
+        _check_label(profile["label"], profile["label_terms"], titles)
+        members = np.flatnonzero(topics.item_topic == profile["topic"])
+        family = int(members[0]) // ITEMS_PER_FAMILY
+        assert set(profile["label_terms"]) <= set(list(FAMILIES.values())[family])
+    metrics = topic_metrics(topics, processed, items)
+    assert metrics["label_agreement"] > metrics["label_agreement_shuffled_items"]
+    assert metrics["label_terms_whole_words"] == 1.0 and metrics["distinct_labels_share"] == 1.0
+
+
+def test_users_interests_are_named_by_phrases_distinct_within_each_user() -> None:
+    items, vectors = family_items()
+    events = family_events()
+    # User 0 also bought four garden products: two interests.
+    extra = pl.DataFrame(
+        {
+            "user_idx": [0] * 4,
+            "item_idx": [24, 25, 26, 27],
+            "rating": [1.0] * 4,
+            "timestamp": [50, 51, 52, 53],
+        },
+        schema=events.schema,
+    )
+    history = pl.concat([events, extra]).sort("user_idx", "timestamp")
+    assignments = pl.DataFrame(
+        {"user_idx": np.arange(24), "cluster": np.arange(24) // 8},
+        schema={"user_idx": pl.Int32, "cluster": pl.Int32},
+    )
+    table, _ = describe(history, items, vectors, assignments, SETTINGS)
+    titles = {title.lower() for title in items["title"]}
+    for label, named, members in table.select("label", "label_terms", "items").iter_rows():
+        _check_label(label, json.loads(named), titles)
+        family = members[0] // ITEMS_PER_FAMILY
+        assert set(json.loads(named)) <= set(list(FAMILIES.values())[family]), label
+    first = table.filter(pl.col("user_idx") == 0)["label"].to_list()
+    assert len(first) == 2 and len(set(first)) == 2
+    metrics = interest_metrics(table, items, n_users=24, seed=0)
+    assert metrics["label_agreement"] > metrics["label_agreement_shuffled_interests"]
+    assert metrics["labels_from_a_title"] == 0.0 and metrics["label_terms_whole_words"] == 1.0
+
+
+def test_a_catalogue_with_genres_keeps_its_genre_labels_whatever_its_descriptions() -> None:
+    processed = horror_and_romance()
+    config = ClusterConfig(k=2)
+    vectors = np.eye(16, dtype=np.float32)[: processed.items.height] + 0.01
+    users = cluster.taste_vectors(processed.train, vectors, processed.users.height)
+    plain = cluster.run(users, vectors, processed, config)
+    described = processed.items.with_columns(
+        pl.Series("description", ["stainless steel cast iron skillet wireless earbuds"] * 9)
+    )
+    worded = cluster.run(users, vectors, replace(processed, items=described), config)
+    assert [p["label"] for p in worded.profiles] == [p["label"] for p in plain.profiles]
+    assert [p["top_terms"] for p in worded.profiles] == [p["top_terms"] for p in plain.profiles]
+    for key, value in plain.metrics.items():
+        assert worded.metrics[key] == value, key
