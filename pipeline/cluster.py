@@ -236,8 +236,10 @@ def run(
     )
     user_shares = user_term_shares(processed.train, processed.items)
     phrases = {t["term"] for p in profiles for t in p["top_terms"] if t["kind"] == PHRASE}
-    if phrases:  # phrase labels are measured on the users' phrases as genres are on genres
-        own = user_phrase_shares(processed.train, processed.items, phrases)
+    # The items' phrases, found once where a profile names any: agreement and coverage read them.
+    carried_phrases = item_phrases(processed.items).item_terms() if phrases else None
+    if carried_phrases is not None:  # measured on the users' phrases as genres on genres
+        own = user_phrase_shares(processed.train, carried_phrases, phrases)
         user_shares = pl.concat([user_shares, own], how="vertical_relaxed")
     named = [_label_terms(profile) for profile in profiles]
     agreement = [
@@ -264,7 +266,7 @@ def run(
         "labels_with_a_title": sum(" — " in profile["label"] for profile in profiles),
         "labels_distinct_share": round(len({p["label"] for p in profiles}) / len(profiles), 4),
         "label_terms_whole_words": whole_share([t["term"] for terms in named for t in terms]),
-        "label_coverage": _label_coverage(processed, members, named),
+        "label_coverage": _label_coverage(processed, members, named, carried_phrases),
     }
     if cfg.k == "auto":
         metrics["k_range_searched"] = [ks[0], ks[-1]]
@@ -294,11 +296,15 @@ def _label_terms(profile: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _label_coverage(
-    processed: Processed, members: pl.DataFrame, named: list[list[dict[str, Any]]]
+    processed: Processed,
+    members: pl.DataFrame,
+    named: list[list[dict[str, Any]]],
+    carried_phrases: pl.DataFrame | None,
 ) -> float | None:
     """Over clusters, the mean share of their members' training events on an item that carries
     one of the cluster's label terms (a cluster whose label names no term: 0). Events, not
-    distinct items: a cluster's items are what its members did, as its terms' shares count."""
+    distinct items: a cluster's items are what its members did, as its terms' shares count.
+    `carried_phrases`: the items' phrases (`Phrases.item_terms`), None where no label has any."""
     wanted = pl.DataFrame(
         [
             {"cluster": c, "kind": t["kind"], "term": t["term"]}
@@ -310,8 +316,8 @@ def _label_coverage(
     if not named:
         return None
     carried = item_terms(processed.items).select("item_idx", "kind", "term")
-    if wanted.filter(pl.col("kind") == PHRASE).height:
-        carried = pl.concat([carried, item_phrases(processed.items).item_terms()])
+    if carried_phrases is not None:
+        carried = pl.concat([carried, carried_phrases])
     hits = carried.join(wanted, on=["kind", "term"]).select("cluster", "item_idx").unique()
     events = user_events(processed.train).join(
         members.select(pl.col("user_idx").cast(pl.Int32), pl.col("cluster").cast(pl.Int32)),

@@ -54,6 +54,7 @@ from pipeline.data.artifacts import (
 from pipeline.evaluation.protocol import user_sample
 from pipeline.models.interest_labels import describe, interest_metrics
 from pipeline.models.interest_sets import InterestSettings, user_interest_sets
+from pipeline.models.phrases import carried_with_phrases
 from pipeline.models.topics import topic_metrics, topics_for
 
 
@@ -88,7 +89,9 @@ def run(
     table, centroids = describe(
         processed.history_served, processed.items, item_vectors, assignments, settings, workers
     )
-    metrics = interest_metrics(table, processed.items, processed.users.height, cfg.seed)
+    # Every term and phrase each item carries, found once: both agreements read it.
+    carried = carried_with_phrases(processed.items)
+    metrics = interest_metrics(table, carried, processed.users.height, cfg.seed)
     # What is evaluated reads only the history before the held-out event, and only the users
     # the evaluation ranks are ever scored.
     splits: dict[str, tuple[pl.DataFrame, np.ndarray]] = {}
@@ -97,7 +100,7 @@ def run(
             before = before.filter(pl.col("user_idx").is_in(evaluated.tolist()))
         splits[split] = user_interest_sets(before, item_vectors, settings, workers)
     topics = topics_for(processed, item_vectors, cfg)
-    metrics["topics"] = topic_metrics(topics, processed, processed.items)
+    metrics["topics"] = topic_metrics(topics, processed, carried)
     return UserInterests(table=table, centroids=centroids, metrics=metrics), splits, topics
 
 

@@ -25,7 +25,6 @@ from pipeline.models.interest_sets import InterestSettings, user_interest_sets
 from pipeline.models.phrases import (
     PHRASE,
     capitalised,
-    carried_with_phrases,
     distinct_labels,
     group_weights,
     item_phrases,
@@ -266,12 +265,12 @@ def _shuffled(table: pl.DataFrame, seed: int) -> pl.DataFrame:
 
 
 def interest_metrics(
-    table: pl.DataFrame, items: pl.DataFrame, n_users: int, seed: int
+    table: pl.DataFrame, carried: dict[int, set[str]], n_users: int, seed: int
 ) -> dict[str, Any]:
-    """How many interests users have and how well the labels describe their items."""
+    """How many interests users have and how well the labels describe their items (`carried`:
+    every term and phrase each item carries)."""
     per_user = table.group_by("user_idx").len()["len"].to_numpy()
     distribution = np.bincount(per_user)
-    carried = carried_with_phrases(items)
     era_led = [
         bool(json.loads(named)) and json.loads(named)[0].endswith(" films")
         for named in table["label_terms"]

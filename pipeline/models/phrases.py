@@ -400,12 +400,15 @@ def whole_share(terms: list[str]) -> float | None:
     return round(float(np.mean([is_whole(t) for t in terms])), 4) if terms else None
 
 
-def user_phrase_shares(train: pl.DataFrame, items: pl.DataFrame, terms: set[str]) -> pl.DataFrame:
+def user_phrase_shares(
+    train: pl.DataFrame, item_terms: pl.DataFrame, terms: set[str]
+) -> pl.DataFrame:
     """Per user and phrase among `terms`: `user_idx, kind, term, interactions, total, share`,
-    as `pipeline.models.terms.user_term_shares` gives them for genres and tags."""
+    as `pipeline.models.terms.user_term_shares` gives them for genres and tags (`item_terms`:
+    the items' phrases, `Phrases.item_terms`)."""
     events = train.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
     totals = events.group_by("user_idx").agg(pl.len().alias("total"))
-    carried = item_phrases(items).item_terms().filter(pl.col("term").is_in(sorted(terms)))
+    carried = item_terms.filter(pl.col("term").is_in(sorted(terms)))
     return (
         events.join(carried, on="item_idx")
         .group_by("user_idx", "kind", "term")

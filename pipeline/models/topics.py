@@ -23,7 +23,6 @@ from pipeline.models.interest_labels import LABEL_TERMS, label
 from pipeline.models.phrases import (
     PHRASE,
     bare_labels,
-    carried_with_phrases,
     group_weights,
     whole_share,
 )
@@ -259,24 +258,27 @@ def topics_for(processed: Processed, vectors: np.ndarray, cfg: InterestsConfig) 
     )
 
 
-def topic_metrics(topics: Topics, processed: Processed, items: pl.DataFrame) -> dict[str, Any]:
-    """How the topics came out: sizes, distinct labels, label agreement, and how many held-out
-    events are novel (their topic new to the user before them)."""
+def topic_metrics(
+    topics: Topics, processed: Processed, carried: dict[int, set[str]]
+) -> dict[str, Any]:
+    """How the topics came out: sizes, distinct labels, label agreement (`carried`: every term
+    and phrase each item carries), and how many held-out events are novel (their topic new to
+    the user before them)."""
     sizes = np.array([profile["size"] for profile in topics.profiles])
-    carried = carried_with_phrases(items)
-    agreement = [
-        np.mean([bool(carried.get(item, set()) & set(profile["label_terms"])) for item in members])
-        for profile in topics.profiles
-        if profile["label_terms"]
-        for members in [np.flatnonzero(topics.item_topic == profile["topic"])]
-    ]
-    shuffled = np.random.default_rng(0).permutation(topics.item_topic)
-    floor = [
-        np.mean([bool(carried.get(item, set()) & set(profile["label_terms"])) for item in members])
-        for profile in topics.profiles
-        if profile["label_terms"]
-        for members in [np.flatnonzero(shuffled == profile["topic"])]
-    ]
+
+    def agreement(item_topic: np.ndarray) -> list[float]:
+        """Per labelled topic, the share of its items (under `item_topic`) carrying a label term."""
+        return [
+            float(np.mean([bool(carried.get(item, set()) & named) for item in members]))
+            for profile in topics.profiles
+            if profile["label_terms"]
+            for named, members in [
+                (set(profile["label_terms"]), np.flatnonzero(item_topic == profile["topic"]))
+            ]
+        ]
+
+    agreement_shares = agreement(topics.item_topic)
+    floor = agreement(np.random.default_rng(0).permutation(topics.item_topic))
     novel = {}
     n_users, n_topics = processed.users.height, len(topics.profiles)
     for split, history in (("validation", processed.train), ("test", processed.history_at_test)):
@@ -302,7 +304,7 @@ def topic_metrics(topics: Topics, processed: Processed, items: pl.DataFrame) -> 
         "label_terms_whole_words": whole_share(
             [term for profile in topics.profiles for term in profile["label_terms"]]
         ),
-        "label_agreement": round(float(np.mean(agreement)), 4) if agreement else None,
+        "label_agreement": round(float(np.mean(agreement_shares)), 4) if agreement_shares else None,
         "label_agreement_shuffled_items": round(float(np.mean(floor)), 4) if floor else None,
         "novel_events": novel,
     }

@@ -9,6 +9,7 @@ import polars as pl
 from three_topics import SETTINGS, events_of, topic_items
 
 from pipeline.models.interest_labels import describe, interest_metrics, label
+from pipeline.models.phrases import carried_with_phrases
 
 
 def test_labels_name_the_genres_an_interest_over_represents() -> None:
@@ -30,7 +31,7 @@ def test_labels_name_the_genres_an_interest_over_represents() -> None:
     assert json.loads(user0["label_terms"][0]) == ["Animation"]
     assert user0["group"].to_list() == [7, 7]  # both nearest to the group holding users 0 and 2
     assert table.filter(pl.col("user_idx") == 1)["group"].to_list() == [9]
-    metrics = interest_metrics(table, items, n_users=4, seed=0)
+    metrics = interest_metrics(table, carried_with_phrases(items), n_users=4, seed=0)
     assert metrics["users"] == 3 and metrics["users_without_events"] == 1
     assert metrics["label_agreement"] == 1.0  # every item carries its interest's genre
     assert metrics["label_agreement_shuffled_interests"] < 1.0

@@ -24,6 +24,7 @@ from pipeline import cluster
 from pipeline.core.sections import ClusterConfig, InterestsConfig
 from pipeline.models.interest_labels import describe, interest_metrics
 from pipeline.models.phrases import (
+    carried_with_phrases,
     distinct_labels,
     group_weights,
     is_whole,
@@ -176,7 +177,7 @@ def test_topics_are_named_by_their_familys_phrases() -> None:
         members = np.flatnonzero(topics.item_topic == profile["topic"])
         family = int(members[0]) // ITEMS_PER_FAMILY
         assert set(profile["label_terms"]) <= set(list(FAMILIES.values())[family])
-    metrics = topic_metrics(topics, processed, items)
+    metrics = topic_metrics(topics, processed, carried_with_phrases(items))
     assert metrics["label_agreement"] > metrics["label_agreement_shuffled_items"]
     assert metrics["label_terms_whole_words"] == 1.0 and metrics["distinct_labels_share"] == 1.0
 
@@ -207,7 +208,7 @@ def test_users_interests_are_named_by_phrases_distinct_within_each_user() -> Non
         assert set(json.loads(named)) <= set(list(FAMILIES.values())[family]), label
     first = table.filter(pl.col("user_idx") == 0)["label"].to_list()
     assert len(first) == 2 and len(set(first)) == 2
-    metrics = interest_metrics(table, items, n_users=24, seed=0)
+    metrics = interest_metrics(table, carried_with_phrases(items), n_users=24, seed=0)
     assert metrics["label_agreement"] > metrics["label_agreement_shuffled_interests"]
     assert metrics["labels_from_a_title"] == 0.0 and metrics["label_terms_whole_words"] == 1.0
 
