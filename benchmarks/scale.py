@@ -23,17 +23,25 @@ popularity, items in 16 latent topics whose words make up the titles and descrip
 prefer a few topics (so the text carries real signal), ratings 1-5 (higher in a user's favourite
 topic), strictly increasing timestamps per user, and `|`-separated genres.
 
+`--shape products` measures a description-rich product catalogue instead (`scaling/products.py`):
+about n/7 sparse users (~7 events each, who shop a category in sequence) and n/13.5 items with
+long titles and descriptions in 16 categories but no genres, so the text is the only content.
+Its report (default `metrics/bench_text_rich.json`, default size 60k events) carries the target
+of at most 15 minutes in all at the size closest to 60k events in place of the 10M one.
+
     python benchmarks/scale.py --sizes 100000 1000000
     python benchmarks/scale.py --sizes 20000 50000 --stages preprocess factorize --keep
+    python benchmarks/scale.py --shape products --sizes 60000
 
 Fine-tuning has a fixed step budget (`finetune.max_steps`), about 5 minutes on a 2-core CPU with
 bf16 arithmetic (8 in float32) whatever the size, and the sequence models one too
 (`sequence.max_steps`). On such a CPU a 0.1M-event run takes about 8 minutes and a 10M-event run
 about 38; the target for 10M events is 45 minutes on 2 cores.
 
-This file is the command line; the parts are in `benchmarks/scaling/`: `synthetic` (the data),
-`runner` (the stages in child processes, and `bench`, the whole run), `summary` (slopes, totals
-and targets) and `report` (the machine, the code, the budgets, and the tables).
+This file is the command line; the parts are in `benchmarks/scaling/`: `synthetic` and
+`products` (the data), `runner` (the stages in child processes, and `bench`, the whole run),
+`summary` (slopes, totals and targets) and `report` (the machine, the code, the budgets, and the
+tables).
 """
 
 from __future__ import annotations
@@ -42,18 +50,22 @@ import argparse
 from pathlib import Path
 
 from scaling.report import markdown_table, text_table
-from scaling.runner import bench
+from scaling.runner import SHAPES, bench
 from scaling.synthetic import MIN_EVENTS
 
 from pipeline.workflow import STAGES
 
-DEFAULT_SIZES = (100_000, 1_000_000, 10_000_000)
+DEFAULT_SIZES = {"movies": (100_000, 1_000_000, 10_000_000), "products": (60_000,)}
+DEFAULT_OUT = {"movies": "metrics/bench_scale.json", "products": "metrics/bench_text_rich.json"}
 
 
 def main() -> None:
     """The command line: measure `--sizes`, write `--out`, print the table and the verdicts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES), help="events")
+    parser.add_argument("--shape", choices=list(SHAPES), default="movies", help="the data's shape")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", help="events (default: 0.1M 1M 10M; products: 60k)"
+    )
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     parser.add_argument("--timeout", type=float, help="seconds a stage may run (default: no limit)")
     parser.add_argument(
@@ -61,16 +73,30 @@ def main() -> None:
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch projects")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--out", type=Path, default=Path("metrics/bench_scale.json"))
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"the report (default: {DEFAULT_OUT['movies']}; products: {DEFAULT_OUT['products']})",
+    )
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     parser.add_argument(
         "--add", action="store_true", help="keep the other sizes already measured in --out"
     )
     args = parser.parse_args()
+    args.sizes = args.sizes or list(DEFAULT_SIZES[args.shape])
+    args.out = args.out or Path(DEFAULT_OUT[args.shape])
     if min(args.sizes) < MIN_EVENTS:
         parser.error(f"every size must be at least {MIN_EVENTS} events")
     report = bench(
-        args.sizes, args.out, args.work, args.keep, args.stages, args.timeout, args.seed, args.add
+        args.sizes,
+        args.out,
+        args.work,
+        args.keep,
+        args.stages,
+        args.timeout,
+        args.seed,
+        args.add,
+        args.shape,
     )
     print()
     print(text_table(report))

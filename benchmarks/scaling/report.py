@@ -50,17 +50,27 @@ def machine() -> dict[str, Any]:
         if key == "memory_total_gib" and value:
             value = round(int(value.split()[0]) / 1024**2, 2)  # kB
         info[key] = value
+    # The accelerator, and the arithmetic `precision: auto` picks there (bf16 on a CPU with
+    # AVX512-BF16 or AMX, float32 without), in a child so this process never imports torch.
     probe = (
-        "import torch; "
-        "print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none')"
+        "import torch; from pipeline.models.encoder import pick_device, pick_precision; "
+        "print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'); "
+        "print(pick_precision('auto', pick_device('auto')))"
     )
     try:
         found = subprocess.run(
-            [sys.executable, "-c", probe], capture_output=True, text=True, timeout=300, check=True
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+            cwd=REPO,
         )
-        info["accelerator"] = found.stdout.strip() or "none"
+        lines = found.stdout.strip().splitlines()
+        info["accelerator"] = (lines[0] if lines else "") or "none"
+        info["auto_precision"] = lines[1] if len(lines) > 1 else None
     except (subprocess.SubprocessError, OSError):
-        info["accelerator"] = None
+        info["accelerator"] = info["auto_precision"] = None
     return info
 
 

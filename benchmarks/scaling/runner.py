@@ -1,5 +1,6 @@
 """Running the scale benchmark: each stage in a child process of its own, as `dvc repro` runs
-it (`run_stage`), and every size from data generation to the written report (`bench`)."""
+it (`run_stage`), and every size from data generation (of the chosen shape, `SHAPES`) to the
+written report (`bench`)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,27 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import polars as pl
 
 from pipeline.core.config import load_params
 from pipeline.workflow import STAGES, override, write_params
 from scaling import REPO
+from scaling.products import product_events
 from scaling.report import budgets, code_version, count_label, machine
 from scaling.summary import judge, slopes, totals
 from scaling.synthetic import synthetic_events, write_inputs
+
+SHAPES: dict[str, Callable[[int, int], tuple[pl.DataFrame, pl.DataFrame]]] = {
+    "movies": synthetic_events,
+    "products": product_events,
+}
+"""The data shapes, each its generator of (interactions, items) for (events, seed): `movies`
+(`synthetic`: dense users, genres) and `products` (`products`: sparse users, long titles and
+descriptions, no genres)."""
 
 
 def _tail(path: Path, lines: int) -> list[str]:
@@ -124,7 +136,7 @@ def _write_json(report: dict[str, Any], out: Path) -> None:
 
 def _summarise(report: dict[str, Any]) -> None:
     report["slopes"] = slopes(report["sizes"], report["stages"])
-    report.update(judge(report["sizes"], report["slopes"]))
+    report.update(judge(report["sizes"], report["slopes"], report["shape"]))
 
 
 def bench(
@@ -136,10 +148,14 @@ def bench(
     timeout: float | None = None,
     seed: int = 42,
     add: bool = False,
+    shape: str = "movies",
 ) -> dict[str, Any]:
-    """Generate each size, run `stages` on it in child processes, write `out` after every stage;
-    the report. With `add`, the sizes already in `out` (measured with the same params and seed)
-    are kept unless run again, so the sizes can be measured in separate sittings."""
+    """Generate each size of `shape` (one of `SHAPES`), run `stages` on it in child processes,
+    write `out` after every stage; the report. With `add`, the sizes already in `out` (measured
+    with the same shape, params and seed) are kept unless run again, so the sizes can be measured
+    in separate sittings."""
+    if shape not in SHAPES:
+        raise SystemExit(f"unknown shape {shape!r}: use one of {list(SHAPES)}")
     unknown = [stage for stage in stages if stage not in STAGES]
     if unknown:
         raise SystemExit(f"unknown stage(s) {unknown}: use some of {list(STAGES)}")
@@ -148,6 +164,7 @@ def bench(
     scratch = Path(tempfile.mkdtemp(prefix="recli-bench-scale-")) if work is None else work
     report: dict[str, Any] = {
         "machine": machine(),
+        "shape": shape,
         "seed": seed,
         "stages": stages,
         **budgets(base),
@@ -155,8 +172,12 @@ def bench(
     }
     if add and out.exists():
         earlier = json.loads(out.read_text(encoding="utf-8"))
-        if earlier.get("params_sha256") != report["params_sha256"] or earlier.get("seed") != seed:
-            raise SystemExit(f"{out} was measured with other params or seed: drop --add")
+        if (
+            earlier.get("params_sha256") != report["params_sha256"]
+            or earlier.get("seed") != seed
+            or earlier.get("shape", "movies") != shape
+        ):
+            raise SystemExit(f"{out} was measured with other params, seed or shape: drop --add")
         report["sizes"] = [run for run in earlier["sizes"] if run["n_events"] not in set(sizes)]
     try:
         for n_events in sorted(set(sizes)):
@@ -164,7 +185,7 @@ def bench(
             if root.exists():
                 shutil.rmtree(root)
             started = time.perf_counter()
-            interactions, items = synthetic_events(n_events, seed)
+            interactions, items = SHAPES[shape](n_events, seed)
             data = write_inputs(interactions, items, root)
             write_params(override(base, {"data": data}), root)
             inputs = root / "data" / "input"

@@ -7,12 +7,15 @@ About n/100 users with lognormal activity (at least 5 events each, ~100 on avera
 items) with Zipf (exponent 1.1) item popularity, items in 16 latent topics whose words make up the
 titles and descriptions, users who prefer a few topics (so the text carries real signal), ratings
 1-5 (higher in a user's favourite topic), strictly increasing timestamps per user, and
-`|`-separated genres.
+`|`-separated genres. This is the `movies` shape; the parts every shape shares (`events_per_user`,
+`zipf_weights`, `Preferences`, `make_distinct`, `timestamps`, `frames`, `write_inputs`) are here
+too, and `products` builds the product-catalogue shape from them.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,15 +86,23 @@ FILLER_WORDS = ("the", "a", "of", "in", "and", "with", "after", "before", "under
 
 def scale_of(n_events: int) -> tuple[int, int]:
     """(users, items) of a synthetic data set with `n_events` events."""
-    if n_events < MIN_EVENTS:
-        raise ValueError(f"n_events must be at least {MIN_EVENTS}, got {n_events}")
+    check_size(n_events)
     return n_events // EVENTS_PER_USER, round(ITEMS_PER_SQRT_EVENT * math.sqrt(n_events))
 
 
-def _events_per_user(rng: np.random.Generator, n_events: int, n_users: int, cap: int) -> np.ndarray:
-    """Lognormal activity, at least `MIN_USER_EVENTS` and at most `cap` each, summing exactly to
-    `n_events` (largest remainders, then any capped surplus spread over the others)."""
-    weights = rng.lognormal(0.0, ACTIVITY_SIGMA, n_users)
+def check_size(n_events: int) -> None:
+    """Refuse a data set smaller than `MIN_EVENTS` events."""
+    if n_events < MIN_EVENTS:
+        raise ValueError(f"n_events must be at least {MIN_EVENTS}, got {n_events}")
+
+
+def events_per_user(
+    rng: np.random.Generator, n_events: int, n_users: int, cap: int, sigma: float = ACTIVITY_SIGMA
+) -> np.ndarray:
+    """Lognormal activity (spread `sigma`), at least `MIN_USER_EVENTS` and at most `cap` each,
+    summing exactly to `n_events` (largest remainders, then any capped surplus spread over the
+    others)."""
+    weights = rng.lognormal(0.0, sigma, n_users)
     extra = (n_events - MIN_USER_EVENTS * n_users) * weights / weights.sum()
     counts = MIN_USER_EVENTS + np.floor(extra).astype(np.int64)
     short = n_events - int(counts.sum())
@@ -104,6 +115,126 @@ def _events_per_user(rng: np.random.Generator, n_events: int, n_users: int, cap:
         counts[take] += 1
         surplus -= take.size
     return counts
+
+
+def zipf_weights(rng: np.random.Generator, n_items: int) -> np.ndarray:
+    """Each item's popularity: 1 / rank^`ZIPF_EXPONENT` for a random permutation of ranks."""
+    return 1.0 / (rng.permutation(n_items) + 1.0) ** ZIPF_EXPONENT
+
+
+class Preferences:
+    """Users' favourite topics and the draw of an item by them.
+
+    Each user gets `n_favourite` topics (popular topics more often) with Dirichlet weights, the
+    main one weighted most; `draw` picks an item per event from its user's topic mixture, by
+    popularity within the topic."""
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        topic: np.ndarray,
+        weight: np.ndarray,
+        n_users: int,
+        n_favourite: int,
+    ) -> None:
+        self.rng = rng
+        self.n_items = topic.size
+        self.n_favourite = n_favourite
+        n_topics = int(topic.max()) + 1
+        self.by_topic = np.argsort(topic, kind="stable")
+        self.cumulative = np.cumsum(weight[self.by_topic])
+        sizes = np.bincount(topic, minlength=n_topics)
+        self.ends = np.cumsum(sizes)
+        self.starts = self.ends - sizes
+        self.mass = np.bincount(topic, weights=weight, minlength=n_topics)
+        self.offsets = np.concatenate([[0.0], np.cumsum(self.mass)])[:-1]
+        gumbel = -np.log(-np.log(rng.random((n_users, n_topics))))
+        self.favourite = np.argsort(-(np.log(np.maximum(self.mass, 1e-300)) + gumbel), axis=1)[
+            :, :n_favourite
+        ]
+        weights = -np.sort(-rng.dirichlet(np.ones(n_favourite), n_users), axis=1)  # main first
+        self.share = np.cumsum(weights, axis=1)
+
+    def draw(self, users: np.ndarray, overall_share: float) -> tuple[np.ndarray, np.ndarray]:
+        """An item per event drawn from its user's topic mixture (or, with `overall_share`, by
+        popularity alone), and whether it was in the user's main topic."""
+        rng = self.rng
+        slot = (rng.random(users.size)[:, None] > self.share[users]).sum(axis=1)
+        slot = slot.clip(max=self.n_favourite - 1)
+        chosen = self.favourite[users, slot]
+        overall = rng.random(users.size) < overall_share
+        target = np.where(
+            overall,
+            rng.random(users.size) * self.cumulative[-1],
+            self.offsets[chosen] + rng.random(users.size) * self.mass[chosen],
+        )
+        position = np.searchsorted(self.cumulative, target, side="right")
+        low = np.where(overall, 0, self.starts[chosen])
+        high = np.where(overall, self.n_items, self.ends[chosen]) - 1
+        item = self.by_topic[position.clip(low, high)]
+        return item, ~overall & (slot == 0)
+
+
+def make_distinct(
+    user: np.ndarray, item: np.ndarray, n_items: int, redraw: Callable[[np.ndarray, int], None]
+) -> None:
+    """One event per (user, item): while some pick repeats an earlier one of its user, let
+    `redraw(repeated, attempt)` replace `item[repeated]` in place (attempt 0, 1, ...)."""
+    for attempt in range(1000):
+        key = user * n_items + item
+        order = np.argsort(key, kind="stable")
+        repeated = np.zeros(key.size, dtype=bool)
+        repeated[order[1:][key[order][1:] == key[order][:-1]]] = True
+        if not repeated.any():
+            return
+        redraw(np.flatnonzero(repeated), attempt)
+    raise RuntimeError("could not draw distinct items per user")  # pragma: no cover
+
+
+def timestamps(rng: np.random.Generator, counts: np.ndarray) -> np.ndarray:
+    """Seconds per event (grouped by user, `counts` each): a random start per user within
+    `START_SPAN_SECONDS`, then exponential gaps, so strictly increasing within a user."""
+    first = np.cumsum(counts) - counts  # each user's first event
+    gaps = 1 + rng.exponential(MEAN_GAP_SECONDS, int(counts.sum())).astype(np.int64)
+    elapsed = np.cumsum(gaps)
+    within = elapsed - np.repeat(elapsed[first] - gaps[first], counts)  # restarts per user
+    start = FIRST_TIMESTAMP + rng.integers(0, START_SPAN_SECONDS, counts.size)
+    return start[np.repeat(np.arange(counts.size), counts)] + within
+
+
+def frames(
+    user: np.ndarray,
+    item: np.ndarray,
+    rating: np.ndarray,
+    timestamp: np.ndarray,
+    texts: tuple[list[str], list[list[str]], list[str]],
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(interactions, items) from 0-based users and items (ids from 1) and the items' (titles,
+    genre lists, descriptions)."""
+    titles, genres, descriptions = texts
+    interactions = pl.DataFrame(
+        {
+            "user_id": user + 1,
+            "item_id": item + 1,
+            "rating": rating.astype(np.int8),
+            "timestamp": timestamp,
+        }
+    )
+    items = pl.DataFrame(
+        {
+            "item_id": np.arange(1, len(titles) + 1),
+            "title": titles,
+            "genres": genres,
+            "description": descriptions,
+        },
+        schema={
+            "item_id": pl.Int64,
+            "title": pl.String,
+            "genres": pl.List(pl.String),
+            "description": pl.String,
+        },
+    )
+    return interactions, items
 
 
 def _item_texts(
@@ -146,98 +277,29 @@ def synthetic_events(n_events: int, seed: int) -> tuple[pl.DataFrame, pl.DataFra
     """
     n_users, n_items = scale_of(n_events)
     rng = np.random.default_rng(seed)
-    n_topics = len(TOPICS)
 
-    # Items: a topic each, and a Zipf weight from a random popularity rank.
-    topic = rng.integers(0, n_topics, n_items)
-    weight = 1.0 / (rng.permutation(n_items) + 1.0) ** ZIPF_EXPONENT
-    by_topic = np.argsort(topic, kind="stable")
-    cumulative = np.cumsum(weight[by_topic])
-    ends = np.cumsum(np.bincount(topic, minlength=n_topics))
-    starts = ends - np.bincount(topic, minlength=n_topics)
-    mass = np.bincount(topic, weights=weight, minlength=n_topics)
-    offsets = np.concatenate([[0.0], np.cumsum(mass)])[:-1]
+    # Items: a topic each, and a Zipf weight from a random popularity rank; users' topics.
+    topic = rng.integers(0, len(TOPICS), n_items)
+    preferences = Preferences(rng, topic, zipf_weights(rng, n_items), n_users, FAVOURITE_TOPICS)
 
-    # Users: a few favourite topics (popular topics more often), the main one weighted most.
-    gumbel = -np.log(-np.log(rng.random((n_users, n_topics))))
-    favourite = np.argsort(-(np.log(np.maximum(mass, 1e-300)) + gumbel), axis=1)[
-        :, :FAVOURITE_TOPICS
-    ]
-    weights = -np.sort(-rng.dirichlet(np.ones(FAVOURITE_TOPICS), n_users), axis=1)  # main first
-    share = np.cumsum(weights, axis=1)
-
-    counts = _events_per_user(rng, n_events, n_users, cap=max(MIN_USER_EVENTS, n_items // 2))
+    counts = events_per_user(rng, n_events, n_users, cap=max(MIN_USER_EVENTS, n_items // 2))
     user = np.repeat(np.arange(n_users), counts)
+    item, in_first_topic = preferences.draw(user, GLOBAL_SHARE)
 
-    def by_preference(users: np.ndarray, overall_share: float) -> tuple[np.ndarray, np.ndarray]:
-        """An item per event drawn from its user's topic mixture (or, with `overall_share`, by
-        popularity alone), and whether it was in the user's main topic."""
-        slot = (rng.random(users.size)[:, None] > share[users]).sum(axis=1)
-        slot = slot.clip(max=FAVOURITE_TOPICS - 1)
-        chosen = favourite[users, slot]
-        overall = rng.random(users.size) < overall_share
-        target = np.where(
-            overall,
-            rng.random(users.size) * cumulative[-1],
-            offsets[chosen] + rng.random(users.size) * mass[chosen],
-        )
-        position = np.searchsorted(cumulative, target, side="right")
-        low = np.where(overall, 0, starts[chosen])
-        high = np.where(overall, n_items, ends[chosen]) - 1
-        item = by_topic[position.clip(low, high)]
-        return item, ~overall & (slot == 0)
-
-    item, in_first_topic = by_preference(user, GLOBAL_SHARE)
-    # One event per (user, item): repeated picks are redrawn, first by preference, then (once a
-    # heavy user has exhausted their topics) by popularity, then uniformly from the catalogue.
-    for attempt in range(1000):
-        key = user * n_items + item
-        order = np.argsort(key, kind="stable")
-        repeated = np.zeros(key.size, dtype=bool)
-        repeated[order[1:][key[order][1:] == key[order][:-1]]] = True
-        if not repeated.any():
-            break
-        again = np.flatnonzero(repeated)
+    def redraw(again: np.ndarray, attempt: int) -> None:
+        """Repeated picks: by preference, then (once a heavy user has exhausted their topics) by
+        popularity, then uniformly from the catalogue."""
         if attempt < PREFERENCE_ROUNDS + POPULARITY_ROUNDS:
             overall_share = GLOBAL_SHARE if attempt < PREFERENCE_ROUNDS else 1.0
-            item[again], in_first_topic[again] = by_preference(user[again], overall_share)
+            item[again], in_first_topic[again] = preferences.draw(user[again], overall_share)
         else:
             item[again] = rng.integers(0, n_items, again.size)
             in_first_topic[again] = False
-    else:  # pragma: no cover - the cap leaves every user at least half the catalogue
-        raise RuntimeError("could not draw distinct items per user")
 
+    make_distinct(user, item, n_items, redraw)
     rating = np.rint(3.2 + 0.8 * in_first_topic + rng.normal(0.0, 1.0, n_events)).clip(1, 5)
-    first = np.cumsum(counts) - counts  # each user's first event
-    gaps = 1 + rng.exponential(MEAN_GAP_SECONDS, n_events).astype(np.int64)
-    elapsed = np.cumsum(gaps)
-    within = elapsed - np.repeat(elapsed[first] - gaps[first], counts)  # restarts per user
-    start = FIRST_TIMESTAMP + rng.integers(0, START_SPAN_SECONDS, n_users)
-    interactions = pl.DataFrame(
-        {
-            "user_id": user + 1,
-            "item_id": item + 1,
-            "rating": rating.astype(np.int8),
-            "timestamp": start[user] + within,
-        }
-    )
-
-    titles, genres, descriptions = _item_texts(rng, topic)
-    items = pl.DataFrame(
-        {
-            "item_id": np.arange(1, n_items + 1),
-            "title": titles,
-            "genres": genres,
-            "description": descriptions,
-        },
-        schema={
-            "item_id": pl.Int64,
-            "title": pl.String,
-            "genres": pl.List(pl.String),
-            "description": pl.String,
-        },
-    )
-    return interactions, items
+    timestamp = timestamps(rng, counts)
+    return frames(user, item, rating, timestamp, _item_texts(rng, topic))
 
 
 def write_inputs(interactions: pl.DataFrame, items: pl.DataFrame, root: Path) -> dict[str, Any]:

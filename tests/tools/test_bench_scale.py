@@ -160,6 +160,29 @@ def test_slopes_and_targets_from_runs() -> None:
     assert unmeasured == {"max_total_minutes_at_10M": None, "max_peak_gib": True, "max_slope": None}
 
 
+def test_the_product_shape_is_timed_at_the_size_closest_to_60k() -> None:
+    stages = STAGES
+    each = 12.0 / len(stages)  # minutes per stage: 12 in all, within the 15 target
+    runs = [_run(20_000, each / 3, 512, stages), _run(50_000, each, 1024, stages)]
+    verdict = judge(runs, slopes(runs, stages), shape="products")
+    assert list(verdict["targets"]) == ["max_total_minutes_at_60k", "max_peak_gib", "max_slope"]
+    assert verdict["targets"]["max_total_minutes_at_60k"] == 15
+    assert verdict["measured"]["max_total_minutes_at_60k"] == pytest.approx(12.0)
+    assert verdict["measured"]["max_total_minutes_at_60k_events"] == 50_000
+    assert verdict["meets"]["max_total_minutes_at_60k"] is True
+    slow = [_run(60_000, 2 * each, 1024, stages), _run(200_000, each, 1024, stages)]
+    assert judge(slow, slopes(slow, stages), shape="products")["meets"] == {
+        "max_total_minutes_at_60k": False,
+        "max_peak_gib": True,
+        "max_slope": True,
+    }
+    # The closest size ran only some stages: the time target is not measured, not judged elsewhere.
+    partial = [_run(60_000, 0.1, 500, ("preprocess",)), _run(100_000, each, 1024, stages)]
+    verdict = judge(partial, slopes(partial, stages), shape="products")
+    assert verdict["meets"]["max_total_minutes_at_60k"] is None
+    assert verdict["measured"]["max_total_minutes_at_60k_events"] is None
+
+
 def test_tables_name_every_stage_and_size() -> None:
     stages = ("preprocess", "factorize")
     runs = [_run(20_000, 0.1, 100, stages), _run(50_000, 0.2, 120, stages)]
