@@ -19,6 +19,7 @@ and `zero_shot_user_embeddings_at_test.npy` (the base encoder, evaluated but nev
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,39 +42,64 @@ def run(
     cfg: EmbedConfig,
     served: bool = True,
     evaluated: np.ndarray | None = None,
+    history_tokens: int | None = None,
 ) -> Embeddings:
     """Encode every item's text and every user's history text (training history, the history up
     to the test event, and, with `served`, every event for serving) with one encoder.
 
     `evaluated`: the only users whose training-history and test-time vectors are read (the
     evaluation's seeded sample); the others' rows are zero, which saves most of the stage on
-    data with many users. None: every user's.
+    data with many users. None: every user's. `history_tokens`: the tokens a history text is
+    cut to (the length the encoder was fine-tuned on, `finetune.max_seq_length`; a history is
+    most recent first, so a cut drops its oldest titles); None: `text.max_seq_length`, as items.
     """
     model = load_encoder(model_name, cfg.device, text_cfg.max_seq_length)
     precision = pick_precision(cfg.precision, pick_device(cfg.device))
 
-    def vectors(texts: list[str]) -> np.ndarray:
-        return encode(model, texts, cfg.batch_size, progress=True, precision=precision)
+    def vectors(texts: dict[str, list[str]], tokens: int) -> dict[str, np.ndarray]:
+        model.max_seq_length = tokens
+        return encode_distinct(
+            texts, lambda distinct: encode(model, distinct, cfg.batch_size, True, precision)
+        )
 
-    item_texts = processed.items.sort("item_idx")["text"].to_list()
     n_users, recent = processed.users.height, text_cfg.history_items
+    items = vectors(
+        {"items": processed.items.sort("item_idx")["text"].to_list()}, text_cfg.max_seq_length
+    )
     # An empty text encodes to a zero row.
-    histories = only_users(
-        user_texts(processed.train, processed.items, n_users, recent), evaluated, ""
-    )
-    histories_at_test = only_users(
-        user_texts(processed.history_at_test, processed.items, n_users, recent), evaluated, ""
-    )
-    users_served = None
+    texts = {
+        "users": only_users(
+            user_texts(processed.train, processed.items, n_users, recent), evaluated, ""
+        ),
+        "users_at_test": only_users(
+            user_texts(processed.history_at_test, processed.items, n_users, recent), evaluated, ""
+        ),
+    }
     if served:
-        histories_served = user_texts(processed.history_served, processed.items, n_users, recent)
-        users_served = vectors(histories_served)
+        served_histories = user_texts(processed.history_served, processed.items, n_users, recent)
+        texts["users_served"] = served_histories
+    users = vectors(texts, history_tokens or text_cfg.max_seq_length)
     return Embeddings(
-        users=vectors(histories),
-        items=vectors(item_texts),
-        users_at_test=vectors(histories_at_test),
-        users_served=users_served,
+        users=users["users"],
+        items=items["items"],
+        users_at_test=users["users_at_test"],
+        users_served=users.get("users_served"),
     )
+
+
+def encode_distinct(
+    texts: dict[str, list[str]], encoder: Callable[[list[str]], np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Vectors for every list in `texts`, encoding each distinct text once: a user whose history
+    did not change between splits, two users with the same recent titles, and an item whose text
+    equals a history cost one encoding, not several."""
+    distinct = sorted({text for values in texts.values() for text in values})
+    position = {text: index for index, text in enumerate(distinct)}
+    encoded = encoder(distinct)
+    return {
+        name: encoded[np.fromiter((position[text] for text in values), np.int64, len(values))]
+        for name, values in texts.items()
+    }
 
 
 def encoders(params: Params, encoder_dir: Path) -> dict[str, str]:
@@ -121,6 +147,7 @@ def main(layout: Layout) -> None:
             params.embed,
             served=variant == "finetuned",
             evaluated=evaluated,
+            history_tokens=params.finetune.max_seq_length,
         )
         write_embeddings(variant, embeddings, layout)
         print(

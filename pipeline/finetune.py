@@ -122,7 +122,7 @@ def run(
 
     # 1. Model. Seeded first: dropout masks and the batch order draw from these generators.
     transformers.set_seed(cfg.seed)
-    model = load_encoder(cfg.base_model, device, text_cfg.max_seq_length)
+    model = load_encoder(cfg.base_model, device, cfg.max_seq_length)
     set_dropout(model, cfg.dropout)
 
     # 2. Data: (history before an event, that event's item), shuffled with the seed; only the
@@ -216,7 +216,9 @@ def run(
     else:
         steps = 0
 
-    # 7. Save the model (safetensors, tokenizer included) and the effective config beside it.
+    # 7. Save the model (safetensors, tokenizer included) and the effective config beside it;
+    # it embeds and serves at the text length, not the (shorter) training one.
+    model.max_seq_length = text_cfg.max_seq_length
     with io.atomic_directory(model_dir) as staging:
         # No model card: it embeds dates and training logs, so identical runs would give
         # different bytes (and a DVC output that never matches its cache).

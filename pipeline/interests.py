@@ -4,7 +4,9 @@ One vector per user averages a person who watches both children's animation and 
 neither. Here each user's items are grouped by Ward linkage on their unit text vectors and the
 tree is cut at a distance (`InterestSettings.distance_threshold`), so a user has as many interests
 as their history shows, at most `max_interests`; groups of fewer than `min_items` items join the
-nearest larger one. Each interest has:
+nearest larger one. A sparse history (fewer than `sparse_items` items) is grouped by links
+instead, at a cosine bar read off the training and validation events (`linking_bar`), so an item
+far from all the others is an interest of its own. Each interest has:
 
 - its items (newest first) and the user's events on them;
 - a weight: its share of the user's events, each event counted `0.5 ** (age / half_life)` with
@@ -22,7 +24,8 @@ Outputs under `data/interests/`: `user_interests.parquet` (one row per interest)
 (the interests' unit centroids, same order), `config.json`; `metrics/interests.json`: how many
 interests users have, and how well the labels describe their items (`label_agreement`: the mean
 share of an interest's items that carry one of its label terms, next to the same share after
-shuffling each user's items across their interests, the floor).
+shuffling each user's items across their interests, the floor), and the same for the users with
+sparse histories (`sparse_histories`).
 
 The grouping lives in `pipeline.models.interest_sets`, the terms, labels and groups in
 `pipeline.models.interest_labels`, the topics in `pipeline.models.topics`; this stage runs them.
@@ -53,19 +56,38 @@ from pipeline.data.artifacts import (
 )
 from pipeline.evaluation.protocol import user_sample
 from pipeline.models.interest_labels import describe, interest_metrics
-from pipeline.models.interest_sets import InterestSettings, user_interest_sets
+from pipeline.models.interest_sets import (
+    InterestSettings,
+    calibrate_linked_similarity,
+    user_interest_sets,
+)
 from pipeline.models.phrases import carried_with_phrases
 from pipeline.models.topics import topic_metrics, topics_for
 
 
-def settings_for(cfg: InterestsConfig) -> InterestSettings:
-    """The library's settings for the `interests` section."""
+def settings_for(cfg: InterestsConfig, linked_similarity: float | None = None) -> InterestSettings:
+    """The library's settings for the `interests` section (`linked_similarity`: the sparse
+    histories' linking bar, `calibrate_linked_similarity`)."""
     return InterestSettings(
         distance_threshold=cfg.distance_threshold,
         max_interests=cfg.max_interests,
         min_items=cfg.min_items,
         max_items=cfg.max_items,
         half_life=cfg.half_life,
+        linked_similarity=linked_similarity,
+        sparse_items=cfg.sparse_items,
+    )
+
+
+def linking_bar(
+    processed: Processed, item_vectors: np.ndarray, cfg: InterestsConfig
+) -> float | None:
+    """The sparse histories' linking bar, from the training split and the validation events
+    only (`interests.sparse_link_quantile`; None when it is off)."""
+    if cfg.sparse_link_quantile is None:
+        return None
+    return calibrate_linked_similarity(
+        processed.train, processed.validation, item_vectors, cfg.sparse_link_quantile
     )
 
 
@@ -84,7 +106,8 @@ def run(
     limits the split interests to those users (None: every user); `workers` is the number of
     processes the histories are grouped in.
     """
-    settings = settings_for(cfg)
+    bar = linking_bar(processed, item_vectors, cfg)
+    settings = settings_for(cfg, bar)
     # What is served knows every event: the served interests come from the whole history.
     table, centroids = describe(
         processed.history_served, processed.items, item_vectors, assignments, settings, workers
@@ -92,6 +115,9 @@ def run(
     # Every term and phrase each item carries, found once: both agreements read it.
     carried = carried_with_phrases(processed.items)
     metrics = interest_metrics(table, carried, processed.users.height, cfg.seed)
+    metrics["sparse_histories"] = sparse_metrics(
+        table, processed.history_served, carried, settings, cfg.seed
+    )
     # What is evaluated reads only the history before the held-out event, and only the users
     # the evaluation ranks are ever scored.
     splits: dict[str, tuple[pl.DataFrame, np.ndarray]] = {}
@@ -102,6 +128,31 @@ def run(
     topics = topics_for(processed, item_vectors, cfg)
     metrics["topics"] = topic_metrics(topics, processed, carried)
     return UserInterests(table=table, centroids=centroids, metrics=metrics), splits, topics
+
+
+def sparse_metrics(
+    table: pl.DataFrame,
+    history: pl.DataFrame,
+    carried: dict[int, set[str]],
+    settings: InterestSettings,
+    seed: int,
+) -> dict[str, Any]:
+    """The users whose served history is sparse (fewer than `sparse_items` distinct items):
+    how many, how many interests they get with the linking bar, and their label agreement
+    against its shuffled floor (which a user with one interest cannot beat)."""
+    distinct = history.group_by("user_idx").agg(pl.col("item_idx").n_unique().alias("n"))
+    sparse = distinct.filter(pl.col("n") < settings.sparse_items)["user_idx"]
+    own = table.filter(pl.col("user_idx").is_in(sparse.implode()))
+    described = interest_metrics(own, carried, sparse.len(), seed) if own.height else {}
+    counts = own.group_by("user_idx").len()["len"]
+    return {
+        "users": sparse.len(),
+        "linked_similarity": settings.linked_similarity,
+        "users_with_several_interests": int((counts > 1).sum()),
+        "interests_per_user_mean": described.get("interests_per_user_mean"),
+        "label_agreement": described.get("label_agreement"),
+        "label_agreement_shuffled_interests": described.get("label_agreement_shuffled_interests"),
+    }
 
 
 def summary(metrics: dict[str, Any]) -> str:

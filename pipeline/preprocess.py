@@ -183,8 +183,17 @@ def clean(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.DataFra
     return events, items, counts
 
 
-def item_text(items: pl.DataFrame) -> pl.Series:
-    """One readable sentence per item: title (with year), genres, tags, description."""
+def opening(text: str, words: int | None) -> str:
+    """`text` cut to its first `words` words, with an ellipsis where something was cut."""
+    parts = text.split()
+    if words is None or len(parts) <= words:
+        return text.strip()
+    return " ".join(parts[:words]) + " …"
+
+
+def item_text(items: pl.DataFrame, description_words: int | None = None) -> pl.Series:
+    """One readable sentence per item: title (with year), genres, tags, and the description's
+    first `description_words` words (None: all of it)."""
     texts = []
     for row in items.iter_rows(named=True):
         title = row["title"]
@@ -196,9 +205,22 @@ def item_text(items: pl.DataFrame) -> pl.Series:
         if row["tags"]:
             parts.append("Tags: " + ", ".join(row["tags"][:10]))
         if row["description"]:
-            parts.append(row["description"].strip())
+            parts.append(opening(row["description"], description_words))
         texts.append(". ".join(parts))
     return pl.Series("text", texts, dtype=pl.String)
+
+
+def descriptions_cut(items: pl.DataFrame, description_words: int | None) -> int:
+    """How many items' descriptions `item_text` cuts."""
+    if description_words is None:
+        return 0
+    words = (
+        items["description"]
+        .fill_null("")
+        .str.split(" ")
+        .list.eval(pl.element().filter(pl.element() != ""))
+    )
+    return int((words.list.len() > description_words).sum())
 
 
 def _order_within_users(events: pl.DataFrame, seed: int) -> pl.DataFrame:
@@ -322,8 +344,9 @@ def hold_out_cold_items(
     return warm.filter(keep), cold.filter(keep), cold_ids
 
 
-def run(raw: RawData, cfg: PreprocessConfig) -> Processed:
-    """Clean, index and split `raw` according to `cfg`."""
+def run(raw: RawData, cfg: PreprocessConfig, description_words: int | None = None) -> Processed:
+    """Clean, index and split `raw` according to `cfg`; item descriptions are cut to their
+    first `description_words` words in the assembled text (`text.description_words`)."""
     events, items, counts = clean(raw, cfg)
     warm, cold, cold_ids = hold_out_cold_items(events, cfg, counts)
 
@@ -366,7 +389,7 @@ def run(raw: RawData, cfg: PreprocessConfig) -> Processed:
         )
         .sort("item_idx")
     )
-    item_table = item_table.with_columns(item_text(item_table))
+    item_table = item_table.with_columns(item_text(item_table, description_words))
 
     user_table = user_map.with_columns(pl.col("user_idx").cast(pl.Int32))
     if raw.users is not None:
@@ -388,6 +411,7 @@ def run(raw: RawData, cfg: PreprocessConfig) -> Processed:
         **{f"{name}_interactions": part.height for name, part in parts.items()},
         "cold_items": cold_ids.len(),
         "cold_interactions": cold_events.height,
+        "descriptions_cut": descriptions_cut(item_table, description_words),
     }
     return Processed(
         train=parts["train"],
@@ -404,9 +428,15 @@ def run(raw: RawData, cfg: PreprocessConfig) -> Processed:
 def main(layout: Layout) -> None:
     params = load_params(layout.params)
     raw = load_source(params.data, layout.root)
-    processed = run(raw, params.preprocess)
+    processed = run(raw, params.preprocess, params.text.description_words)
     write_processed(processed, layout)
     print(summary_line(processed.summary))
+    if processed.summary["descriptions_cut"]:
+        print(
+            f"preprocess: {processed.summary['descriptions_cut']} item descriptions cut to their "
+            f"first {params.text.description_words} words for the encoder "
+            "(text.description_words; the items file is unchanged)"
+        )
     print(
         f"preprocess: {processed.summary['users']} users, {processed.summary['items']} items, "
         f"train/validation/test = {processed.train.height}/{processed.validation.height}/"

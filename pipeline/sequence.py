@@ -5,9 +5,11 @@ transformers over each user's item sequence (`pipeline.models.sasrec`) are train
 settings (`params.yaml: sequence`):
 
 - `sasrec`, the peer: SASRec with free item-id embeddings, as the field runs it;
-- `text`, recli's own: the same network whose item vectors add a learned map of the items'
-  fine-tuned text vectors to the id embeddings, so an item the model never saw in training
-  (cold) is still placed by what it is, and a rarely seen one borrows from similar texts.
+- `text`, recli's own, in the UniSRec line: the same network whose item vectors add the items'
+  fine-tuned text vectors, through a mixture of parametric whitening experts
+  (`pipeline.models.sasrec.TextAdaptor`), to the id embeddings, so an item the model never saw
+  in training (cold) is still placed by what it is, and a rarely seen one borrows from similar
+  texts.
 
 Each is stopped early on validation NDCG@10 through the evaluation protocol. A user's vector is
 the state at their last event; an item's vector is what the network reads for that item; a score
@@ -48,7 +50,7 @@ MODELS = {
     "sasrec": {"use_ids": True, "use_text": False},
     "text": {"use_ids": True, "use_text": True},
 }
-"""The two variants: the SASRec peer (ids only) and recli's text-grounded model."""
+"""The two variants: the SASRec peer (ids only) and recli's text-based model."""
 
 
 def settings(cfg: SequenceConfig, use_ids: bool, use_text: bool) -> SequenceSettings:

@@ -50,6 +50,18 @@ def genres_markup(item: Item) -> str:
     return escape(", ".join(item.genres)) if item.genres else NONE
 
 
+def with_genres(items: list[Item]) -> bool:
+    """Whether a table of these items has a genres column: not where no item has a genre (a
+    catalogue of titles and descriptions), which would be a column of dashes."""
+    return any(item.genres for item in items)
+
+
+def with_terms(items: list[Item]) -> bool:
+    """Whether a user's "stands out" line can say anything: some item of theirs has a genre or
+    a tag (on a catalogue with neither, the interests' phrases describe the user instead)."""
+    return any(item.genres or item.tags for item in items)
+
+
 def title_markup(item: Item) -> str:
     """The item's title, marked `(new)` when it was held out of training (a cold item)."""
     cold = " [dim](new)[/]" if item.cold else ""
@@ -76,17 +88,19 @@ def interests_markup(user: User, limit: int = 5) -> str:
 def items_table(title: str, neighbours: list[Neighbour]) -> Grid:
     """`recli similar` and `recli search`: ranked items with their dot products."""
     table = titled_table(title)
+    genres = with_genres([neighbour.item for neighbour in neighbours])
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("item", no_wrap=True)
     table.add_column("title")
-    table.add_column("genres")
+    if genres:
+        table.add_column("genres")
     table.add_column("score", justify="right", no_wrap=True)
     for neighbour in neighbours:
         table.add_row(
             str(neighbour.rank),
             escape(neighbour.item.item_id),
             title_markup(neighbour.item),
-            genres_markup(neighbour.item),
+            *([genres_markup(neighbour.item)] if genres else []),
             f"{neighbour.score:.3f}",
         )
     return table
@@ -135,7 +149,8 @@ def recommendations_view(result: Recommendations, explain: bool) -> list[Any]:
         lines.append(("interest group:", "[dim]none (no clustered history)[/]"))
     if result.interests:
         lines.append(("interests:", interest_summary(result.interests)))
-    lines.append(("stands out:", interests_markup(result.user)))
+    if with_terms([entry.item for entry in result.recent]):
+        lines.append(("stands out:", interests_markup(result.user)))
     if result.recent:
         lines.append(("recently:", "; ".join(escape(entry.item.title) for entry in result.recent)))
     header = panel(lines, "recli recommend")
@@ -164,9 +179,11 @@ def recommendations_view(result: Recommendations, explain: bool) -> list[Any]:
 
 def _recommendation_table(rows: list[Recommendation], explain: bool, title: str | None) -> Grid:
     table = Grid(header_style="bold", title=title, title_justify="left")
+    genres = with_genres([recommendation.item for recommendation in rows])
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("title")
-    table.add_column("genres")
+    if genres:
+        table.add_column("genres")
     table.add_column("score", justify="right", no_wrap=True)
     if explain:
         table.add_column("text", justify="right", no_wrap=True, style="cyan")
@@ -183,7 +200,7 @@ def _recommendation_table(rows: list[Recommendation], explain: bool, title: str 
         cells = [
             str(recommendation.rank),
             title_markup(recommendation.item),
-            genres_markup(recommendation.item),
+            *([genres_markup(recommendation.item)] if genres else []),
             f"{recommendation.score:.3f}",
         ]
         if explain:
@@ -232,15 +249,17 @@ def exploration_view(result: Exploration) -> list[Any]:
             # records reads as part of the next topic.
             title += f"\n[yellow]{_unseen_note(suggestion.unseen)}[/]"
         table = Grid(header_style="bold", title=title, title_justify="left")
+        genres = with_genres([neighbour.item for neighbour in suggestion.items])
         table.add_column("#", justify="right", no_wrap=True)
         table.add_column("title")
-        table.add_column("genres")
+        if genres:
+            table.add_column("genres")
         table.add_column("score", justify="right", no_wrap=True)
         for neighbour in suggestion.items:
             table.add_row(
                 str(neighbour.rank),
                 title_markup(neighbour.item),
-                genres_markup(neighbour.item),
+                *([genres_markup(neighbour.item)] if genres else []),
                 f"{neighbour.score:.2f}",
             )
         view.append(table)
@@ -277,7 +296,8 @@ def user_view(profile: UserProfile) -> list[Any]:
         )
     else:
         lines.append(("interest group:", "[dim]none[/]"))
-    lines.append(("stands out:", interests_markup(user)))
+    if with_terms([entry.item for entry in profile.history]):
+        lines.append(("stands out:", interests_markup(user)))
     if profile.cluster is not None:
         lines.append(("group terms:", terms_markup(profile.cluster)))
     if profile.top_genres:
@@ -288,10 +308,12 @@ def user_view(profile: UserProfile) -> list[Any]:
         tagged = ", ".join(f"{tag} ({count})" for tag, count in tags)
         lines.append(("most frequent tags:", escape(tagged)))
     table = titled_table("history, most recent first")
+    genres = with_genres([entry.item for entry in profile.history])
     table.add_column("date", no_wrap=True)
     table.add_column("item", no_wrap=True)
     table.add_column("title")
-    table.add_column("genres")
+    if genres:
+        table.add_column("genres")
     table.add_column("rating", justify="right", no_wrap=True)
     for entry in profile.history:
         rating = "—" if entry.rating is None else f"{entry.rating:g}"
@@ -299,7 +321,7 @@ def user_view(profile: UserProfile) -> list[Any]:
             entry.date,
             escape(entry.item.item_id),
             title_markup(entry.item),
-            genres_markup(entry.item),
+            *([genres_markup(entry.item)] if genres else []),
             rating,
         )
     view: list[Any] = [panel(lines, "recli user")]

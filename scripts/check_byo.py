@@ -12,6 +12,8 @@ peer with the paired per-user difference, and writes it all to `--out` (default
     python scripts/check_byo.py path/to/ml-latest-small
     python scripts/check_byo.py path/to/ml-latest-small --keep build --from sequence
     python scripts/check_byo.py ml-latest-small --sessions 8 --out metrics/byo_sparse_check.json
+    python scripts/check_byo.py ml-latest-small --sessions 8 --text-only \
+        --out metrics/byo_text_only_check.json
 
 `--sessions N` turns the folder into sparse data before the check: each person's history, in
 time order, is cut into consecutive runs of about N events, and each run becomes a user of its
@@ -20,6 +22,10 @@ more than N events, so there are many users with short histories over the same c
 shape of a sparse product catalogue, where the items' text should matter most. Runs of one person
 share their tastes, and a later run's training events are of the same person as an earlier run's
 test event; the check says that much, not more, about sparse data.
+
+`--text-only` leaves the genres column unread: titles and tags are then the items' only content,
+as in a product catalogue without categories, and every label must come from their words (the
+report lists the global groups' labels and the label measures of every grouping).
 
 `--keep` builds the project in a folder that stays; `--from STAGE` then resumes a kept project
 at that stage (the earlier stages' outputs must be there), so an interrupted check need not
@@ -48,8 +54,9 @@ COLUMNS = {"user": "userId", "item": "movieId", "rating": "rating", "timestamp":
 """The ratings file's columns, as `data.files.columns` names them."""
 
 
-def data_params(folder: Path) -> dict[str, Any]:
-    """The `data` section that reads a MovieLens "latest" folder copied to `data/input`."""
+def data_params(folder: Path, text_only: bool = False) -> dict[str, Any]:
+    """The `data` section that reads a MovieLens "latest" folder copied to `data/input`; with
+    `text_only` the genres column is not read, so titles and tags are the items' only content."""
     files: dict[str, Any] = {
         key: (INPUT_DIR / name).as_posix()
         for key, name in FILES.items()
@@ -60,7 +67,7 @@ def data_params(folder: Path) -> dict[str, Any]:
         item_columns={
             "item": "movieId",
             "title": "title",
-            "genres": "genres",
+            "genres": None if text_only else "genres",
             "description": None,
             "list_separator": "|",
         },
@@ -98,10 +105,11 @@ def check(
     keep: Path | None = None,
     first: str = STAGES[0],
     sessions: int | None = None,
+    text_only: bool = False,
 ) -> dict[str, Any]:
     """Every stage from `first` on, on `folder`'s files (cut into sparse runs when `sessions`
-    is set), in a scratch project (or in `keep`, where the stages before `first` have run); the
-    evaluation."""
+    is set; without genres when `text_only`), in a scratch project (or in `keep`, where the
+    stages before `first` have run); the evaluation and the labels of every grouping."""
     missing = [
         name for key, name in FILES.items() if key != "tags" and not (folder / name).exists()
     ]
@@ -119,15 +127,18 @@ def check(
             as_text = {COLUMNS[key]: pl.Utf8 for key in ("user", "item", "rating")}
             ratings = pl.read_csv(target, schema_overrides=as_text)
             sessionise(ratings, sessions).write_csv(target)
-        params = override(load_params(), {"data": data_params(folder)})
+        params = override(load_params(), {"data": data_params(folder, text_only)})
         timings = run_all(params, root, STAGES[STAGES.index(first) :])
         evaluation = json.loads((root / "metrics/evaluation.json").read_text(encoding="utf-8"))
         preprocessing = json.loads((root / "metrics/preprocess.json").read_text(encoding="utf-8"))
         index = json.loads((root / "metrics/index.json").read_text(encoding="utf-8"))
+        fusion = json.loads((root / "metrics/fuse.json").read_text(encoding="utf-8"))
+        labels = label_report(root)
     test = {name: row["ndcg@10"] for name, row in evaluation["test"].items()}
     best = best_peer(test)
+    data = folder.name if sessions is None else f"{folder.name}, runs of {sessions} events"
     return {
-        "data": folder.name if sessions is None else f"{folder.name}, runs of {sessions} events",
+        "data": f"{data}, genres dropped" if text_only else data,
         "preprocess": preprocessing,
         "test_ndcg@10": test,
         "validation_ndcg@10": {n: r["ndcg@10"] for n, r in evaluation["validation"].items()},
@@ -136,13 +147,43 @@ def check(
         "served_over_best_peer": round(test[SERVED] / test[best], 4),
         "paired_vs_best_peer": evaluation["paired_test"][best],
         "fusion": {
-            key: index[key]
+            key: fusion[key]
             for key in ("text_weight", "sequence_model", "sequence_share", "linear_share")
         },
+        "labels": labels,
         "ann_recall@10": index["ann_recall@10"],
         "search_k": index["search_k"],
         "seconds": {stage: row["seconds"] for stage, row in timings.items()},
     }
+
+
+LABEL_KEYS = (
+    "label_agreement",
+    "label_agreement_random",
+    "label_agreement_shuffled_interests",
+    "labels_distinct_share",
+    "label_terms_whole_words",
+    "label_coverage",
+    "labels_with_a_title",
+    "labels_from_a_title",
+)
+
+
+def label_report(root: Path) -> dict[str, Any]:
+    """What the labels of the global groups, the topics and the users' interests are: their
+    quality measures from the stages' metrics and the group labels themselves."""
+    cluster = json.loads((root / "metrics/cluster.json").read_text(encoding="utf-8"))
+    interests = json.loads((root / "metrics/interests.json").read_text(encoding="utf-8"))
+    profiles = json.loads((root / "data/cluster/profiles.json").read_text(encoding="utf-8"))
+    report: dict[str, Any] = {
+        name: {key: metrics[key] for key in LABEL_KEYS if key in metrics}
+        for name, metrics in (("groups", cluster), ("interests", interests))
+    }
+    report["topics"] = {
+        key: value for key, value in interests["topics"].items() if not isinstance(value, list)
+    }
+    report["group_labels"] = [profile["label"] for profile in profiles]
+    return report
 
 
 def main() -> None:
@@ -163,10 +204,15 @@ def main() -> None:
         metavar="N",
         help="sparse data: cut each history into runs of about N events, each run a user",
     )
+    parser.add_argument(
+        "--text-only",
+        action="store_true",
+        help="leave the genres out: titles and tags are the items' only content",
+    )
     args = parser.parse_args()
     if args.first != STAGES[0] and args.keep is None:
         parser.error("--from needs --keep: the earlier stages' outputs live in the kept folder")
-    report = check(args.folder, args.keep, args.first, args.sessions)
+    report = check(args.folder, args.keep, args.first, args.sessions, args.text_only)
     for name, value in sorted(report["test_ndcg@10"].items(), key=lambda kv: -kv[1]):
         validation = report["validation_ndcg@10"][name]
         print(f"{name:<14} test NDCG@10 {value:.4f}  validation {validation:.4f}")

@@ -110,7 +110,12 @@ class TextConfig(Section):
     history_items: Annotated[int, Field(ge=1)] = 5
     """A user is described by the titles of their this-many most recent training items."""
     max_seq_length: Annotated[int, Field(ge=8, le=512)] = 128
-    """Tokens kept per text; longer texts are truncated (all-MiniLM-L6-v2 was trained at 128)."""
+    """Tokens kept per item text and per search query; longer texts are truncated
+    (all-MiniLM-L6-v2 was trained at 128). History texts: `finetune.max_seq_length`."""
+    description_words: Annotated[int, Field(ge=1)] | None = 60
+    """An item description is cut to its first this-many words (about 80 tokens) when the item
+    text is assembled, so the title and the description's opening share the encoder's window
+    and a long catalogue text costs no more than it can use. None: whole descriptions."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -136,11 +141,17 @@ class FinetuneConfig(Section):
     """Dropout probability of every dropout layer of the encoder while it trains (attention
     weights included); None keeps the base model's own (0.1 for MiniLM). Off by default: a run
     that sees each pair at most once gains nothing from it, and on a CPU it is a fifth of a step."""
+    max_seq_length: Annotated[int, Field(ge=8, le=512)] = 64
+    """Tokens kept per text while training (and in the in-training metric): a step's cost grows
+    with it. A history is written most recent first, so a cut drops its oldest titles; an item
+    keeps its title and the opening of its description. MovieLens histories fit (99% under 60
+    tokens). `embed` cuts history texts to this length too, as the encoder learnt them; the saved
+    encoder embeds items and serves queries at `text.max_seq_length`."""
     eval_steps: Annotated[int, Field(ge=1)] = 80
     """Validation NDCG@10 and the loss are logged every this-many steps."""
     eval_users: Annotated[int, Field(ge=1)] = 300
     """Users sampled (seeded) for the in-training validation metric; all would be slow on CPU."""
-    eval_items: Annotated[int, Field(ge=1)] | None = 5000
+    eval_items: Annotated[int, Field(ge=1)] | None = 2000
     """On a larger catalogue the in-training metric ranks the sampled users' validation items
     among a seeded sample of warm items, this many in all, so its cost does not grow with the
     catalogue (ML-100K: every item). None: every item. `evaluate` always ranks every item."""
@@ -218,6 +229,16 @@ class InterestsConfig(Section):
     """Most recent distinct items grouped per user (the cost is quadratic in it)."""
     half_life: Annotated[float, Field(gt=0)] = 20.0
     """Events after which an event counts half in an interest's weight (recency decay)."""
+    sparse_items: Annotated[int, Field(ge=2)] = 10
+    """Histories of fewer than this many distinct items are sparse: Ward's distance between
+    groups of a few items rarely reaches `distance_threshold`, which is set for long histories."""
+    sparse_link_quantile: Annotated[float, Field(ge=0, le=1)] | None = 0.1
+    """A sparse history is grouped by links: two items share an interest when a chain of cosines
+    at least a bar joins them, and an item far from all the others is an interest of its own.
+    The bar is this quantile, over users, of how close their validation item is to the closest
+    item of their training history: an item less close than that to every other is further from
+    the rest than 90% of next steps are from the past.
+    None: Ward's cut for every history (one interest below 2 x `min_items` items)."""
     topics: Annotated[int, Field(ge=2)] = 30
     """Topics: KMeans groups of the catalogue's items in the same space, what `recli explore`
     suggests and what makes a held-out event "novel" (its topic new to the user)."""
@@ -229,12 +250,12 @@ class InterestsConfig(Section):
 
 
 # --------------------------------------------------------------------------------------------
-# sequence: order-aware user models (SASRec, and recli's text-grounded one)
+# sequence: order-aware user models (SASRec, and recli's text-based one)
 # --------------------------------------------------------------------------------------------
 class SequenceConfig(Section):
     """Causal transformers over each user's item sequence, trained on the training split and
     stopped early on validation NDCG@10; the same settings for the SASRec peer (item ids only)
-    and recli's model (ids plus a learned map of the items' text vectors)."""
+    and recli's model (ids plus the items' text vectors through UniSRec's adaptor)."""
 
     max_length: Annotated[int, Field(ge=1)] = 50
     """Most recent items read per user (RecBole's SASRec default)."""
@@ -258,6 +279,9 @@ class SequenceConfig(Section):
     negatives: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     """Warm items drawn per step for the softmax beside the batch's targets; 0: all warm items;
     auto: all up to 5,000 warm items, else 2,048 (a step then costs the same on any catalogue)."""
+    text_experts: Annotated[int, Field(ge=1)] = 8
+    """Parametric whitening experts in recli's model's text adaptor (UniSRec's mixture; 1: a
+    single whitening map)."""
     text_encoder: Literal["finetuned", "zero_shot"] = "finetuned"
     """Whose item text vectors recli's model reads (from `embed`)."""
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"

@@ -206,7 +206,7 @@ def read_linear(layout: Layout) -> UserItemVectors | None:
 # sequence: order-aware user models
 # --------------------------------------------------------------------------------------------
 SEQUENCE_MODELS = ("sasrec", "text")
-"""The SASRec peer (item ids only) and recli's text-grounded sequence model."""
+"""The SASRec peer (item ids only) and recli's text-based sequence model."""
 
 
 def _sequence_files(layout: Layout, model: str) -> tuple[Path, Path]:

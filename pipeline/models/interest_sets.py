@@ -4,9 +4,16 @@ the evaluation re-derives from the training split.
 Each user's distinct items (the most recent `max_items`) are grouped by Ward linkage on their
 unit text vectors and the tree is cut at `distance_threshold`, so a user has as many interests as
 their history shows (at most `max_interests`); groups of fewer than `min_items` items join the
-nearest larger one. An interest's weight is its share of the user's events with each event
-counted `0.5 ** (age / half_life)`, age being its position from the user's latest event; its
-medoid is the member closest on average to the others.
+nearest larger one. A sparse history (fewer than `sparse_items` items: Ward's distance between
+groups of a few items rarely reaches a threshold set for long histories, and below
+`2 * min_items` no two groups fit at all) is grouped by links instead: two items share an
+interest when a chain of cosines of at least `linked_similarity` joins them, so an item far from
+all the others is an interest of its own (`calibrate_linked_similarity` reads that bar off the
+data).
+
+An interest's weight is its share of the user's events with each event counted
+`0.5 ** (age / half_life)`, age being its position from the user's latest event; its medoid is
+the member closest on average to the others.
 
 A library, not a stage: the `interests` stage groups the whole history (what is served), the
 `interests` stage also groups the training split and the history up to the test event (what the
@@ -40,17 +47,75 @@ class InterestSettings:
     """Most recent distinct items clustered per user (the cost is quadratic in it)."""
     half_life: float = 20.0
     """Events after which an event counts half in an interest's weight."""
+    linked_similarity: float | None = None
+    """Sparse histories: the cosine at or above which two items are linked into one interest
+    (single linkage). None: a history of fewer than `2 * min_items` items is one interest."""
+    sparse_items: int = 6
+    """Histories of fewer than this many items are sparse (grouped by links when
+    `linked_similarity` is set); the default is `2 * min_items` for the default `min_items`."""
 
     def __post_init__(self) -> None:
         if self.distance_threshold <= 0 or self.half_life <= 0:
             raise ValueError("distance_threshold and half_life must be positive")
+        if self.linked_similarity is not None and not -1.0 <= self.linked_similarity <= 1.0:
+            raise ValueError("linked_similarity is a cosine: it must be in [-1, 1]")
         if self.max_interests < 1 or self.min_items < 1 or self.max_items < 2:
             raise ValueError("max_interests and min_items must be >= 1, max_items >= 2")
+
+
+def _linked_groups(vectors: np.ndarray, settings: InterestSettings) -> np.ndarray:
+    """Interest number (0..) per row of a sparse history: single linkage cut where cosines fall
+    below `linked_similarity` (at most `max_interests` parts), numbered by first row."""
+    n = len(vectors)
+    if settings.linked_similarity is None or n < 2 or not np.linalg.norm(vectors, axis=1).all():
+        return np.zeros(n, dtype=np.int64)
+    tree = linkage(vectors, method="single", metric="cosine")
+    labels = fcluster(tree, 1.0 - settings.linked_similarity, criterion="distance")
+    _, first, labels = np.unique(labels, return_index=True, return_inverse=True)
+    labels = np.argsort(np.argsort(first))[labels]  # parts numbered by their first row
+    if labels.max() >= settings.max_interests:
+        # The largest parts stay (the earlier on ties); each item of the others joins the
+        # kept part whose centroid is closest.
+        sizes = np.bincount(labels)
+        kept = sorted(np.argsort(-sizes, kind="stable")[: settings.max_interests].tolist())
+        centroids = np.stack([vectors[labels == part].mean(axis=0) for part in kept])
+        nearest = np.asarray(kept)[np.argmax(vectors @ centroids.T, axis=1)]
+        labels = np.where(np.isin(labels, kept), labels, nearest)
+        labels = np.unique(labels, return_inverse=True)[1]
+    return labels.astype(np.int64)
+
+
+def calibrate_linked_similarity(
+    before: pl.DataFrame, after: pl.DataFrame, item_vectors: np.ndarray, quantile: float
+) -> float | None:
+    """The linking bar for sparse histories, read off the data: how close a user's next item
+    (`after`, e.g. the validation events) is to the closest item of their history (`before`,
+    the training events), at its `quantile` over users. An item of a history less close than
+    this to every other item is further from the rest than most next steps are from the past:
+    it stands for an interest of its own. None without a user who has both."""
+    unit = item_vectors / np.maximum(np.linalg.norm(item_vectors, axis=1, keepdims=True), 1e-12)
+    nxt = after.group_by("user_idx").agg(pl.col("item_idx").first().alias("next"))
+    pairs = before.select("user_idx", "item_idx").join(nxt, on="user_idx")
+    if pairs.height == 0:
+        return None
+    cosine = np.einsum(
+        "ij,ij->i", unit[pairs["item_idx"].to_numpy()], unit[pairs["next"].to_numpy()]
+    )
+    closest = (
+        pairs.select("user_idx")
+        .with_columns(pl.Series("cosine", cosine))
+        .group_by("user_idx")
+        .agg(pl.col("cosine").max())["cosine"]
+        .to_numpy()
+    )
+    return round(float(np.quantile(closest, quantile)), 4)
 
 
 def _groups(vectors: np.ndarray, settings: InterestSettings) -> np.ndarray:
     """Interest number (0..) per row of `vectors`, with small groups merged into larger ones."""
     n = len(vectors)
+    if n < settings.sparse_items and settings.linked_similarity is not None:
+        return _linked_groups(vectors, settings)
     if n < 2 * settings.min_items:
         return np.zeros(n, dtype=np.int64)
     tree = linkage(vectors, method="ward")

@@ -1,5 +1,6 @@
 """SASRec: a causal transformer over each user's item sequence (Kang & McAuley 2018), scored by a
-dot product, and a text-grounded variant whose item vectors come (partly) from the text encoder.
+dot product, and a text-based variant in the UniSRec line whose item vectors come (partly) from
+the text encoder.
 This module is the network and its settings; `pipeline.models.sasrec_training` trains it.
 
 Why it is shaped like this:
@@ -9,10 +10,13 @@ Why it is shaped like this:
   weights), so a score is `user · item` and the pair is a `UserItemVectors`: it goes through
   `pipeline.evaluation.protocol.evaluate_model` and into one Annoy index like the factors and text
   vectors.
-- **Item representation.** `e_i = ID embedding (use_ids) + LayerNorm(Linear(text_i)) (use_text)`,
-  with the text vectors frozen. A cold item (never in training) gets no ID part at all: with ids
-  only it is the zero vector (every cold item ties, the protocol breaks ties at random), with text
-  it is scored by its text alone.
+- **Item representation.** `e_i = ID embedding (use_ids) + adaptor(text_i) (use_text)`, with the
+  text vectors frozen. The adaptor is UniSRec's (Hou et al., KDD'22): a mixture of parametric
+  whitening experts, each `(text - b_k) W_k`, mixed by a softmax gate read from the text, with
+  dropout on the text. Whitening re-centres the language model's anisotropic vectors, and the
+  experts let different parts of the catalogue map differently into the 64-d space. A cold item
+  (never in training) gets no ID part at all: with ids only it is the zero vector (every cold item
+  ties, the protocol breaks ties at random), with text it is scored by its text alone.
 
 Sequences are right-padded: under the causal mask a real position never attends to a later one,
 so padding never reaches a real position's output and no padding mask is needed (a fully masked
@@ -82,14 +86,24 @@ class SequenceSettings:
     use_ids: bool = True
     """Give every warm item a free ID embedding (plain SASRec)."""
     use_text: bool = False
-    """Add a learned linear map of the item's frozen text vector (the text-grounded variant)."""
+    """Add the adaptor's map of the item's frozen text vector (the text-based variant)."""
+    text_experts: int = 8
+    """Parametric whitening experts in the text adaptor (UniSRec's default; 1: one whitening)."""
     device: str = "cpu"
     """Torch device for training and inference."""
 
     def __post_init__(self) -> None:
         if not (self.use_ids or self.use_text):
             raise ValueError("an item needs a representation: set use_ids, use_text or both")
-        for name in ("max_length", "embedding_size", "layers", "heads", "batch_size", "epochs"):
+        for name in (
+            "max_length",
+            "embedding_size",
+            "layers",
+            "heads",
+            "batch_size",
+            "epochs",
+            "text_experts",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.embedding_size % self.heads:
@@ -134,8 +148,8 @@ class SequenceModel(nn.Module):
             if text.ndim != 2 or text.shape[0] != n_items:
                 raise ValueError(f"text_vectors must be [{n_items}, dim], got {text.shape}")
             self.register_buffer("text", torch.from_numpy(text.copy()))
-            self.adapter: nn.Module | None = nn.Sequential(
-                nn.Linear(text.shape[1], d), nn.LayerNorm(d)
+            self.adapter: nn.Module | None = TextAdaptor(
+                text.shape[1], d, settings.text_experts, settings.dropout
             )
         else:
             self.text = None
@@ -207,6 +221,30 @@ class SequenceModel(nn.Module):
         """[batch, d]: the output at each sequence's last real position (`lengths` ≥ 1)."""
         hidden = self(tokens, items)
         return hidden[torch.arange(tokens.shape[0], device=tokens.device), lengths - 1]
+
+
+class TextAdaptor(nn.Module):
+    """UniSRec's mixture of parametric whitening experts: frozen text vectors [n, t] → [n, d].
+
+    Expert k maps `(x - b_k) W_k`, computed as `x W_k - b_k W_k` so no [n, experts, t] tensor is
+    ever built; a softmax gate over `x` mixes the experts per item. Dropout on `x` while training
+    keeps the model from leaning on a few text dimensions.
+    """
+
+    def __init__(self, text_dim: int, size: int, experts: int, dropout: float) -> None:
+        super().__init__()
+        self.centres = nn.Parameter(torch.zeros(experts, text_dim))
+        self.maps = nn.Parameter(torch.randn(experts, text_dim, size) * INIT_STD)
+        self.gate = nn.Linear(text_dim, experts, bias=False)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, text: torch.Tensor) -> torch.Tensor:
+        text = self.dropout(text)
+        whitened = torch.einsum("nt,etd->ned", text, self.maps) - torch.einsum(
+            "et,etd->ed", self.centres, self.maps
+        )
+        weights = torch.softmax(self.gate(text), dim=-1)
+        return (weights.unsqueeze(-1) * whitened).sum(dim=1)
 
 
 def _init_weights(module: nn.Module) -> None:

@@ -20,16 +20,21 @@ from docs_tables.formatting import (
 )
 from docs_tables.metrics import Metrics, MissingMetricsError
 
-
 # --------------------------------------------------------------------------------------------
 # bench_scale.json
 # --------------------------------------------------------------------------------------------
-def bench_scale_stages(metrics: Metrics) -> str:
+SCALE = "bench_scale.json"
+TEXT_RICH = "bench_text_rich.json"
+"""The scale benchmark's two reports: the movie-like shape and the description-rich catalogue;
+every scale table below reads either (`name`)."""
+
+
+def bench_scale_stages(metrics: Metrics, name: str = SCALE) -> str:
     """Seconds and peak memory per stage at each size, and the log-log slope against events."""
-    data: dict[str, Any] = metrics.get("bench_scale.json")
+    data: dict[str, Any] = metrics.get(name)
     sizes = data.get("sizes") or []
     if not sizes:
-        raise MissingMetricsError("`metrics/bench_scale.json` has no `sizes`")
+        raise MissingMetricsError(f"`metrics/{name}` has no `sizes`")
     stages = list(data.get("stages") or [])
     for size in sizes:
         stages += [s for s in size.get("stages", {}) if s not in stages]
@@ -66,15 +71,15 @@ def bench_scale_stages(metrics: Metrics) -> str:
         table(header, body)
         + "\n\n"
         + source(
-            "`metrics/bench_scale.json` → `sizes` → `stages` and `slopes` "
+            f"`metrics/{name}` → `sizes` → `stages` and `slopes` "
             "(wall seconds, peak resident MiB; total memory is the largest stage's peak)"
         )
     )
 
 
-def bench_scale_runs(metrics: Metrics) -> str:
+def bench_scale_runs(metrics: Metrics, name: str = SCALE) -> str:
     """The synthetic data at each size and the code it ran."""
-    sizes = metrics.get("bench_scale.json", "sizes", expect=list)
+    sizes = metrics.get(name, "sizes", expect=list)
     header = ["events", "users", "items", "input MiB", "code", "every stage", "minutes", "peak MiB"]
     body = []
     for size in sizes:
@@ -91,24 +96,25 @@ def bench_scale_runs(metrics: Metrics) -> str:
                 num(totals.get("peak_rss_mib"), 0),
             ]
         )
-    return table(header, body, left=0) + "\n\n" + source("`metrics/bench_scale.json` → `sizes`")
+    return table(header, body, left=0) + "\n\n" + source(f"`metrics/{name}` → `sizes`")
 
 
 TARGET_NAMES = {
     "max_total_minutes_at_10M": ("every stage at 10M events", "minutes"),
+    "max_total_minutes_at_60k": ("every stage at about 60k events", "minutes"),
     "max_peak_gib": ("peak memory of any stage", "GiB"),
     "max_slope": ("steepest log-log slope against events", ""),
 }
 
 
-def bench_scale_targets(metrics: Metrics) -> str:
+def bench_scale_targets(metrics: Metrics, name: str = SCALE) -> str:
     """The benchmark's targets against what it measured."""
-    data: dict[str, Any] = metrics.get("bench_scale.json")
+    data: dict[str, Any] = metrics.get(name)
     targets = data.get("targets") or {}
     measured = data.get("measured") or {}
     meets = data.get("meets") or {}
     if not targets:
-        raise MissingMetricsError("`metrics/bench_scale.json` has no `targets`")
+        raise MissingMetricsError(f"`metrics/{name}` has no `targets`")
     body = []
     for key, target in targets.items():
         label, unit = TARGET_NAMES.get(key, (key, ""))
@@ -128,13 +134,13 @@ def bench_scale_targets(metrics: Metrics) -> str:
     return (
         table(["target", "limit", "measured", ""], body)
         + "\n\n"
-        + source("`metrics/bench_scale.json` → `targets`, `measured`, `meets`")
+        + source(f"`metrics/{name}` → `targets`, `measured`, `meets`")
     )
 
 
-def bench_scale_machine(metrics: Metrics) -> str:
+def bench_scale_machine(metrics: Metrics, name: str = SCALE) -> str:
     """The machine the scale benchmark ran on."""
-    machine: dict[str, Any] = metrics.get("bench_scale.json", "machine")
+    machine: dict[str, Any] = metrics.get(name, "machine")
     rows = summary(
         machine,
         [
@@ -143,6 +149,7 @@ def bench_scale_machine(metrics: Metrics) -> str:
             ("cpus_usable", "cores usable", num),
             ("memory_total_gib", "memory", lambda v: f"{v:.1f} GiB"),
             ("accelerator", "accelerator", str),
+            ("auto_precision", "arithmetic (`precision: auto`)", str),
             ("python", "Python", str),
             ("torch", "torch", str),
             ("numpy", "numpy", str),
@@ -151,7 +158,7 @@ def bench_scale_machine(metrics: Metrics) -> str:
         ],
         rest=False,
     )
-    return table(PAIR_HEADER, rows) + "\n\n" + source("`metrics/bench_scale.json` → `machine`")
+    return table(PAIR_HEADER, rows) + "\n\n" + source(f"`metrics/{name}` → `machine`")
 
 
 # --------------------------------------------------------------------------------------------

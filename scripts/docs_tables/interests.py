@@ -92,6 +92,30 @@ def interests_summary(metrics: Metrics) -> str:
     return table(PAIR_HEADER, rows) + "\n\n" + source("`metrics/interests.json`")
 
 
+def interests_sparse(metrics: Metrics) -> str:
+    """The sparse histories: how many, the linking bar, how many interests they get and how
+    well their labels fit against the floor."""
+    data: dict[str, Any] = metrics.get("interests.json", "sparse_histories")
+    rows = summary(
+        data,
+        [
+            ("users", "users with fewer than `interests.sparse_items` distinct items", num),
+            ("linked_similarity", "linking bar (cosine), read off the validation events", num),
+            ("users_with_several_interests", "of them with several interests", num),
+            ("interests_per_user_mean", "interests per such user, mean", lambda v: num(v, 2)),
+            ("label_agreement", "their label agreement", lambda v: num(v, 3)),
+            (
+                "label_agreement_shuffled_interests",
+                "the same with their items dealt at random (floor)",
+                lambda v: num(v, 3),
+            ),
+        ],
+    )
+    return (
+        table(PAIR_HEADER, rows) + "\n\n" + source("`metrics/interests.json` → `sparse_histories`")
+    )
+
+
 def topics_summary(metrics: Metrics) -> str:
     """The topics exploration suggests, and how many held-out events are in a new topic."""
     data: dict[str, Any] = metrics.get("interests.json", "topics")

@@ -14,6 +14,7 @@ WRITTEN_BY = {
     "bench_recommend.json": "python benchmarks/recommend.py",
     "bench_scale.json": "python benchmarks/scale.py",
     "bench_sequence.json": "python benchmarks/sequence.py",
+    "bench_text_rich.json": "python benchmarks/scale.py --shape products --sizes 60000",
     "byo_check.json": "python scripts/check_byo.py path/to/ml-latest-small",
     "byo_sparse_check.json": "python scripts/check_byo.py path/to/ml-latest-small --sessions 8 "
     "--out metrics/byo_sparse_check.json",

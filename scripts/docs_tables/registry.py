@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from docs_tables.benchmarks import (
+    TEXT_RICH,
     bench_recommend,
     bench_recommend_environment,
     bench_recommend_integrity,
@@ -29,6 +31,7 @@ from docs_tables.checks import (
 )
 from docs_tables.interests import (
     cluster_summary,
+    interests_sparse,
     interests_summary,
     next_new_topic,
     topics_summary,
@@ -74,6 +77,7 @@ TABLES: dict[str, Callable[[Metrics], str]] = {
     "sequence-training": sequence_training,
     "cluster-summary": cluster_summary,
     "interests-summary": interests_summary,
+    "interests-sparse": interests_sparse,
     "topics-summary": topics_summary,
     "index-summary": index_summary,
     "index-recall-ladder": index_recall_ladder,
@@ -93,6 +97,10 @@ TABLES: dict[str, Callable[[Metrics], str]] = {
     "bench-scale-runs": bench_scale_runs,
     "bench-scale-targets": bench_scale_targets,
     "bench-scale-machine": bench_scale_machine,
+    "bench-text-rich-stages": partial(bench_scale_stages, name=TEXT_RICH),
+    "bench-text-rich-runs": partial(bench_scale_runs, name=TEXT_RICH),
+    "bench-text-rich-targets": partial(bench_scale_targets, name=TEXT_RICH),
+    "bench-text-rich-machine": partial(bench_scale_machine, name=TEXT_RICH),
     "bench-recommend": bench_recommend,
     "bench-recommend-integrity": bench_recommend_integrity,
     "bench-recommend-environment": bench_recommend_environment,

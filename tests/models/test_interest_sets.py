@@ -64,3 +64,50 @@ def test_small_groups_join_the_nearest_interest_and_the_count_is_capped() -> Non
     assert capped.height == 2
     few, _ = user_interest_sets(events_of({0: [0, 8, 16]}), vectors, SETTINGS)
     assert few.height == 1 and few["weight"].to_list() == [1.0]  # too short to split
+
+
+def test_a_sparse_history_splits_only_where_an_item_is_far_from_the_rest() -> None:
+    from dataclasses import replace
+
+    _, vectors = topic_items()  # topics 0-7, 8-15, 16-23 near three orthogonal axes
+    linked = replace(SETTINGS, linked_similarity=0.5)
+    # Five items (fewer than 2 x min_items): three of one topic, one each of two others.
+    history = events_of({0: [0, 1, 2, 8, 16]})
+    table, _ = user_interest_sets(history, vectors, linked)
+    assert sorted(sorted(items) for items in table["items"]) == [[0, 1, 2], [8], [16]]
+    assert table["weight"].sum() == pytest.approx(1.0)
+    # Without a bar (or with one no pair of items misses) the sparse history is one interest.
+    for settings in (SETTINGS, replace(SETTINGS, linked_similarity=-1.0)):
+        single, _ = user_interest_sets(history, vectors, settings)
+        assert single.height == 1 and sorted(single["items"][0]) == [0, 1, 2, 8, 16]
+    # One topic only: linked into one interest.
+    same, _ = user_interest_sets(events_of({0: [3, 4, 5, 6]}), vectors, linked)
+    assert same.height == 1
+    # Up to sparse_items items are grouped by links; above, by Ward's cut with min_items.
+    eight = events_of({0: [0, 1, 2, 3, 8, 9, 10, 16]})
+    by_links, _ = user_interest_sets(eight, vectors, replace(linked, sparse_items=10))
+    assert sorted(len(items) for items in by_links["items"]) == [1, 3, 4]
+    by_ward, _ = user_interest_sets(eight, vectors, linked)  # sparse_items 6
+    assert min(len(items) for items in by_ward["items"]) >= SETTINGS.min_items
+    # At most max_interests parts.
+    capped = replace(linked, max_interests=2)
+    two, _ = user_interest_sets(history, vectors, capped)
+    assert two.height == 2 and sum(len(items) for items in two["items"]) == 5
+
+
+def test_the_linking_bar_is_a_quantile_of_how_close_next_items_are_to_the_past() -> None:
+    _, vectors = topic_items()
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    before = events_of({0: [0, 1], 1: [8, 9], 2: [16, 0]})
+    after = events_of({0: [2], 1: [17], 2: [3]})
+    closest = [
+        max(unit[2] @ unit[0], unit[2] @ unit[1]),
+        max(unit[17] @ unit[8], unit[17] @ unit[9]),
+        max(unit[3] @ unit[16], unit[3] @ unit[0]),
+    ]
+    bar = interest_sets.calibrate_linked_similarity(before, after, vectors, 0.5)
+    assert bar == pytest.approx(float(np.median(closest)), abs=1e-4)
+    assert interest_sets.calibrate_linked_similarity(before, after, vectors, 0.0) == pytest.approx(
+        min(closest), abs=1e-4
+    )
+    assert interest_sets.calibrate_linked_similarity(before, events_of({}), vectors, 0.1) is None

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from pipeline.models.sasrec import PAD, SequenceModel, SequenceSettings
+from pipeline.models.sasrec import PAD, SequenceModel, SequenceSettings, TextAdaptor
 
 SMALL = SequenceSettings(max_length=10, embedding_size=32, layers=2, heads=2, dropout=0.1)
 """A small network (the training tests' architecture)."""
@@ -51,3 +51,28 @@ def test_settings_that_cannot_work_are_refused() -> None:
         SequenceSettings(max_steps=0)
     with pytest.raises(ValueError, match="negatives"):
         SequenceSettings(negatives=-1)
+
+
+def test_text_adaptor_mixes_whitening_experts_by_a_gate() -> None:
+    torch.manual_seed(0)
+    adaptor = TextAdaptor(text_dim=6, size=4, experts=3, dropout=0.0)
+    with torch.no_grad():
+        adaptor.centres.normal_()
+    text = torch.randn(5, 6)
+    weights = torch.softmax(adaptor.gate(text), dim=-1)
+    expected = sum(
+        weights[:, k : k + 1] * ((text - adaptor.centres[k]) @ adaptor.maps[k]) for k in range(3)
+    )
+    torch.testing.assert_close(adaptor(text), expected)
+    assert torch.allclose(weights.sum(dim=1), torch.ones(5))
+    # One expert is one whitening map: (x - b) W.
+    single = TextAdaptor(text_dim=6, size=4, experts=1, dropout=0.0)
+    torch.testing.assert_close(single(text), (text - single.centres[0]) @ single.maps[0])
+
+
+def test_the_text_model_holds_one_adaptor_with_the_settings_experts() -> None:
+    text = torch.randn(7, 10).numpy()
+    model = SequenceModel(7, replace(SequenceSettings(), use_text=True, text_experts=4), text)
+    assert isinstance(model.adapter, TextAdaptor) and model.adapter.maps.shape == (4, 10, 64)
+    with pytest.raises(ValueError, match="text_experts"):
+        SequenceSettings(text_experts=0)

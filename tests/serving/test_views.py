@@ -184,3 +184,25 @@ def test_data_with_control_characters_prints_as_escapes() -> None:
     text = _text([views.items_table("t", [Neighbour(1, _item("1", title), 0.5)])])
     assert "\\x1b]0;owned\\x07[bold]Brazil[/] \\u202eevil\\r" in text
     assert render.escape("\x9b31m") == "\\x9b31m"
+
+
+def test_a_catalogue_without_genres_or_tags_shows_no_empty_columns_or_lines() -> None:
+    plain = Item(0, "1", "Norvik Cordless Drill 20V", None, [], [], False, 3)
+    other = Item(1, "2", "Brantor Jigsaw", None, [], [], False, 2)
+    profile = UserProfile(
+        user=_user(),
+        cluster=CLUSTER,
+        history=[HistoryEntry(plain, 86_400, 5.0), HistoryEntry(other, 86_400, 4.0)],
+        top_genres=[],
+        top_tags=[],
+        interests=[],
+    )
+    text = _text(views.user_view(profile))
+    assert "genres" not in text and "stands out" not in text
+    assert "Norvik Cordless Drill 20V" in text
+    neighbours = [Neighbour(1, plain, 0.5), Neighbour(2, other, 0.4)]
+    assert "genres" not in _text([views.items_table("items", neighbours)])
+    # One item with a genre is enough for the column and the line.
+    genred = [*profile.history, HistoryEntry(_item("3", "Metropolis"), 0, None)]
+    text = _text(views.user_view(profile._replace(history=genred)))
+    assert "genres" in text and "stands out" in text and "—" in text

@@ -57,6 +57,25 @@ def test_each_vector_is_the_encoding_of_that_users_and_items_text(tiny_encoder_d
     assert not np.allclose(result.users[0], result.users[1])
 
 
+def test_histories_are_cut_to_the_fine_tuning_length_and_items_are_not(
+    tiny_encoder_dir: Path,
+) -> None:
+    processed = _processed()
+    text_cfg = TextConfig(max_seq_length=32, history_items=3)
+    cfg = EmbedConfig(precision="float32")
+    result = embed.run(str(tiny_encoder_dir), processed, text_cfg, cfg, history_tokens=6)
+    short = load_encoder(str(tiny_encoder_dir), "cpu", 6)
+    long = load_encoder(str(tiny_encoder_dir), "cpu", 32)
+    histories = user_texts(processed.history_served, processed.items, processed.users.height, 3)
+    assert len(short.tokenizer(histories[0])["input_ids"]) > 6  # the cut bites
+    np.testing.assert_allclose(
+        result.users_served[0], encode(short, [histories[0]])[0], rtol=1e-4, atol=1e-5
+    )
+    assert not np.allclose(result.users_served[0], encode(long, [histories[0]])[0], atol=1e-3)
+    item = processed.items.sort("item_idx")["text"][0]
+    np.testing.assert_allclose(result.items[0], encode(long, [item])[0], rtol=1e-4, atol=1e-5)
+
+
 def test_split_vectors_are_encoded_only_for_the_evaluated_users(tiny_encoder_dir: Path) -> None:
     processed = _processed()
     text_cfg, cfg = TextConfig(max_seq_length=32), EmbedConfig()
@@ -72,3 +91,18 @@ def test_split_vectors_are_encoded_only_for_the_evaluated_users(tiny_encoder_dir
     # Items and the served users (every user) are encoded as before.
     np.testing.assert_allclose(part.items, full.items, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(part.users_served, full.users_served, rtol=1e-4, atol=1e-5)
+
+
+def test_each_distinct_text_is_encoded_once_and_scattered_back() -> None:
+    calls: list[list[str]] = []
+
+    def fake_encoder(texts: list[str]) -> np.ndarray:
+        calls.append(texts)
+        return np.array([[len(text), text.count("a")] for text in texts], dtype=np.float32)
+
+    texts = {"items": ["a", "bb", "a"], "users": ["bb", "", "cab"], "users_at_test": ["cab", "a"]}
+    vectors = embed.encode_distinct(texts, fake_encoder)
+    assert len(calls) == 1 and sorted(calls[0]) == ["", "a", "bb", "cab"]
+    for name, values in texts.items():
+        expected = np.array([[len(text), text.count("a")] for text in values], dtype=np.float32)
+        np.testing.assert_array_equal(vectors[name], expected)

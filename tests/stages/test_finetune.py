@@ -36,6 +36,7 @@ def config(encoder_dir: Path, **overrides: object) -> FinetuneConfig:
         "max_steps": 150,
         "batch_size": 8,
         "learning_rate": 3e-3,
+        "max_seq_length": 24,  # trained shorter than TEXT embeds, as by default
         "eval_steps": 50,
         "eval_users": 40,
         "device": "cpu",
@@ -83,6 +84,8 @@ def test_outputs_model_config_metrics_and_plots(
     assert not list(model_dir.glob("*.bin")) and not list(output_dir.glob(".*"))
     model = load_encoder(str(model_dir), "cpu")
     assert model.get_embedding_dimension() == 32
+    # Trained at the shorter fine-tuning length, saved to embed and serve at the text length.
+    assert cfg.max_seq_length < TEXT.max_seq_length == model.max_seq_length
 
     saved = json.loads((output_dir / "config.json").read_text())
     assert saved["text"] == TEXT.model_dump(mode="json")

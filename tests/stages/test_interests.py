@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from synthetic import make_block_raw
 
@@ -81,6 +82,16 @@ def test_main_writes_what_run_returns(project: tuple[Path, Params, Processed]) -
     np.testing.assert_allclose(written.counts, topics.counts, rtol=1e-6)
     np.testing.assert_allclose(written.adoptions, topics.adoptions, rtol=1e-6)
     assert served.metrics["topics"]["topics"] == params.interests.topics
+    # The sparse histories (fewer than sparse_items items) are counted and described, and their
+    # linking bar is the one read off the training and validation events.
+    sparse = served.metrics["sparse_histories"]
+    served_items = processed.history_served.group_by("user_idx").agg(pl.col("item_idx").n_unique())
+    assert sparse["users"] == int((served_items["item_idx"] < params.interests.sparse_items).sum())
+    item_vectors = read_embeddings(params.interests.encoder, layout).items
+    assert sparse["linked_similarity"] == interests.linking_bar(
+        processed, item_vectors, params.interests
+    )
+    assert -1.0 <= sparse["linked_similarity"] <= 1.0
 
 
 def test_split_interests_cover_only_the_evaluated_users(

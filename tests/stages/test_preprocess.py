@@ -136,6 +136,24 @@ def test_item_text_has_title_genres_and_tags() -> None:
     assert text.startswith("Film ") and "Genres:" in text and "Tags:" in text
 
 
+def test_long_descriptions_are_cut_to_their_opening_words_and_counted() -> None:
+    raw = make_raw()
+    long = " ".join(f"word{index}" for index in range(80))
+    descriptions = [long if index % 2 else "Short and whole." for index in range(raw.items.height)]
+    raw = RawData(
+        raw.interactions, raw.items.with_columns(description=pl.Series(descriptions)), None, "t"
+    )
+    processed = preprocess.run(raw, _config(), description_words=60)
+    texts = processed.items.sort("item_idx")["text"].to_list()
+    cut = [text for text in texts if "word0" in text]
+    assert cut and all(text.endswith("word59 …") and "word60" not in text for text in cut)
+    assert all(text.endswith("Short and whole.") for text in texts if "word0" not in text)
+    assert processed.summary["descriptions_cut"] == len(cut)
+    whole = preprocess.run(raw, _config())
+    assert whole.summary["descriptions_cut"] == 0
+    assert all("word79" in text for text in whole.items["text"].to_list() if "word0" in text)
+
+
 def test_split_without_timestamps_is_a_clear_error() -> None:
     raw = make_raw()
     raw = RawData(

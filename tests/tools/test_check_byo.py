@@ -60,3 +60,30 @@ def test_equal_timestamps_are_not_ordered_by_the_file() -> None:
 def test_runs_shorter_than_leave_last_out_needs_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 3"):
         check_byo.sessionise(_ratings({"1": [("a", 1)]}), 2)
+
+
+def test_text_only_reads_no_genres_and_keeps_titles_and_tags(tmp_path: Path) -> None:
+    from pipeline.core.config import load_params
+    from pipeline.data.source import load_source
+    from pipeline.workflow import INPUT_DIR, override
+
+    folder = tmp_path / "input"
+    folder.mkdir()
+    (folder / "ratings.csv").write_text(
+        "userId,movieId,rating,timestamp\n1,10,4.0,100\n1,20,3.0,200\n2,10,5.0,150\n"
+    )
+    (folder / "movies.csv").write_text(
+        'movieId,title,genres\n10,"Heat (1995)",Action|Crime\n20,"Babe (1995)",Children|Drama\n'
+    )
+    (folder / "tags.csv").write_text("userId,movieId,tag,timestamp\n1,10,heist,100\n")
+    (tmp_path / INPUT_DIR).mkdir(parents=True)
+    for name in ("ratings.csv", "movies.csv", "tags.csv"):
+        (tmp_path / INPUT_DIR / name).write_text((folder / name).read_text())
+    read = {}
+    for text_only in (False, True):
+        params = override(load_params(), {"data": check_byo.data_params(folder, text_only)})
+        read[text_only] = load_source(params.data, tmp_path).items.sort("item_id")
+    assert read[False]["genres"].to_list() == [["Action", "Crime"], ["Children", "Drama"]]
+    assert read[True]["genres"].to_list() == [[], []]
+    assert read[True]["title"].to_list() == read[False]["title"].to_list()
+    assert read[True]["tags"].to_list() == [["heist"], []]
