@@ -10,7 +10,9 @@ Averaging the user's item vectors would instead describe everything they ever wa
 weighted, which the encoder never learnt to use. Users without training events get a zero vector.
 
 Both the base encoder (`finetune.base_model`, "zero-shot") and the fine-tuned one are run, so the
-evaluation can show what fine-tuning adds. Outputs under `data/embed/`: `{item,user}_embeddings.npy`
+evaluation can show what fine-tuning adds. Items are encoded at `text.max_seq_length` tokens,
+histories at the length the encoder was fine-tuned on (`finetune.max_seq_length`), and each
+distinct text once. Outputs under `data/embed/`: `{item,user}_embeddings.npy`
 and `user_embeddings_{at_test,served}.npy` (fine-tuned), `zero_shot_{item,user}_embeddings.npy`
 and `zero_shot_user_embeddings_at_test.npy` (the base encoder, evaluated but never served), and
 `config.json`.
@@ -91,8 +93,8 @@ def encode_distinct(
     texts: dict[str, list[str]], encoder: Callable[[list[str]], np.ndarray]
 ) -> dict[str, np.ndarray]:
     """Vectors for every list in `texts`, encoding each distinct text once: a user whose history
-    did not change between splits, two users with the same recent titles, and an item whose text
-    equals a history cost one encoding, not several."""
+    did not change between splits and two users with the same recent titles cost one encoding,
+    not several."""
     distinct = sorted({text for values in texts.values() for text in values})
     position = {text: index for index, text in enumerate(distinct)}
     encoded = encoder(distinct)

@@ -316,17 +316,64 @@ def byo_sparse_check_summary(metrics: Metrics) -> str:
     return _byo_summary(metrics, "byo_sparse_check.json")
 
 
+TEXT_ONLY = "byo_text_only_check.json"
+
+
+def byo_text_only_check(metrics: Metrics) -> str:
+    """Every model on the sparse, text-only data made from ml-latest-small."""
+    return _byo_models(metrics, TEXT_ONLY)
+
+
+def byo_text_only_check_summary(metrics: Metrics) -> str:
+    """What the sparse text-only check read, chose and found."""
+    return _byo_summary(metrics, TEXT_ONLY)
+
+
+LABEL_MEASURES = (
+    (("label_agreement",), "label agreement"),
+    (("label_agreement_random",), "its floor: random members"),
+    (("label_agreement_shuffled_interests",), "its floor: items dealt across a user's interests"),
+    (("label_agreement_shuffled_items",), "its floor: items dealt across topics"),
+    (("labels_distinct_share", "distinct_labels_share"), "distinct labels (share)"),
+    (("label_terms_whole_words",), "label terms that are whole words (share)"),
+    (("label_coverage",), "items carrying one of their group's label terms (share)"),
+    (("labels_with_a_title",), "labels that are a title"),
+    (("labels_from_a_title",), "labels told apart by a title (share)"),
+)
+"""Rows of the label table: the keys a grouping's metrics may spell the measure with, and the
+row's name (the topics spell distinct labels their own way)."""
+
+
+def byo_text_only_labels(metrics: Metrics) -> str:
+    """The labels of every grouping on the text-only check, and the global groups' labels."""
+    labels: dict[str, Any] = metrics.get(TEXT_ONLY, "labels")
+    groupings = [name for name in ("groups", "topics", "interests") if name in labels]
+    body = []
+    for keys, label in LABEL_MEASURES:
+        cells = [
+            next((labels[name][k] for k in keys if k in labels[name]), None) for name in groupings
+        ]
+        if any(is_number(cell) for cell in cells):
+            body.append([label, *(num(cell, 3) if is_number(cell) else "—" for cell in cells)])
+    names = labels.get("group_labels") or []
+    text = table(["measure", *groupings], body)
+    if names:
+        text += "\n\nThe interest groups' labels: " + "; ".join(f"*{name}*" for name in names) + "."
+    return text + "\n\n" + source(f"`metrics/{TEXT_ONLY}` → `labels`")
+
+
 def byo_seconds(metrics: Metrics) -> str:
     """Seconds per stage of both bring-your-own checks (only the stages each run timed)."""
     columns = []
-    for name in ("byo_check.json", "byo_sparse_check.json"):
+    for name in ("byo_check.json", "byo_sparse_check.json", TEXT_ONLY):
         seconds = metrics.optional(name, "seconds")
         if isinstance(seconds, Mapping):
             label = metrics.optional(name, "data") or name
             columns.append((str(label), seconds))
     if not columns:
         raise MissingMetricsError(
-            "neither `metrics/byo_check.json` nor `metrics/byo_sparse_check.json` is there"
+            "none of `metrics/byo_check.json`, `metrics/byo_sparse_check.json` and "
+            f"`metrics/{TEXT_ONLY}` is there"
         )
     stages: list[str] = []
     for _, seconds in columns:
@@ -344,7 +391,7 @@ def byo_seconds(metrics: Metrics) -> str:
         table(["stage", *(f"{label} (s)" for label, _ in columns)], body)
         + "\n\n"
         + source(
-            "`metrics/byo_check.json` and `metrics/byo_sparse_check.json` → `seconds` "
-            "(a dash: not run)"
+            "`metrics/byo_check.json`, `metrics/byo_sparse_check.json` and "
+            f"`metrics/{TEXT_ONLY}` → `seconds` (a dash: not run)"
         )
     )

@@ -18,6 +18,8 @@ WRITTEN_BY = {
     "byo_check.json": "python scripts/check_byo.py path/to/ml-latest-small",
     "byo_sparse_check.json": "python scripts/check_byo.py path/to/ml-latest-small --sessions 8 "
     "--out metrics/byo_sparse_check.json",
+    "byo_text_only_check.json": "python scripts/check_byo.py path/to/ml-latest-small --sessions 8 "
+    "--text-only --out metrics/byo_text_only_check.json",
     "peer_check.json": "python scripts/check_peers.py",
 }
 """The scripts that write the metrics files `dvc repro` does not: a missing table names its
