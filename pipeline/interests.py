@@ -144,11 +144,11 @@ def sparse_metrics(
     sparse = distinct.filter(pl.col("n") < settings.sparse_items)["user_idx"]
     own = table.filter(pl.col("user_idx").is_in(sparse.implode()))
     described = interest_metrics(own, carried, sparse.len(), seed) if own.height else {}
-    counts = own.group_by("user_idx").len()["len"]
+    by_count = described.get("users_by_interest_count", {})
     return {
         "users": sparse.len(),
         "linked_similarity": settings.linked_similarity,
-        "users_with_several_interests": int((counts > 1).sum()),
+        "users_with_several_interests": sum(n for count, n in by_count.items() if int(count) > 1),
         "interests_per_user_mean": described.get("interests_per_user_mean"),
         "label_agreement": described.get("label_agreement"),
         "label_agreement_shuffled_interests": described.get("label_agreement_shuffled_interests"),

@@ -183,12 +183,16 @@ def clean(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.DataFra
     return events, items, counts
 
 
+def is_cut(text: str | None, words: int | None) -> bool:
+    """Whether `opening` cuts `text`: it has more than `words` words."""
+    return words is not None and bool(text) and len(text.split()) > words
+
+
 def opening(text: str, words: int | None) -> str:
     """`text` cut to its first `words` words, with an ellipsis where something was cut."""
-    parts = text.split()
-    if words is None or len(parts) <= words:
+    if not is_cut(text, words):
         return text.strip()
-    return " ".join(parts[:words]) + " …"
+    return " ".join(text.split()[:words]) + " …"
 
 
 def item_text(items: pl.DataFrame, description_words: int | None = None) -> pl.Series:
@@ -212,15 +216,7 @@ def item_text(items: pl.DataFrame, description_words: int | None = None) -> pl.S
 
 def descriptions_cut(items: pl.DataFrame, description_words: int | None) -> int:
     """How many items' descriptions `item_text` cuts."""
-    if description_words is None:
-        return 0
-    words = (
-        items["description"]
-        .fill_null("")
-        .str.split(" ")
-        .list.eval(pl.element().filter(pl.element() != ""))
-    )
-    return int((words.list.len() > description_words).sum())
+    return sum(is_cut(text, description_words) for text in items["description"].to_list())
 
 
 def _order_within_users(events: pl.DataFrame, seed: int) -> pl.DataFrame:

@@ -15,6 +15,7 @@ Imports only rich and stdlib-only recli modules (no Annoy).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,10 +51,13 @@ def genres_markup(item: Item) -> str:
     return escape(", ".join(item.genres)) if item.genres else NONE
 
 
-def with_genres(items: list[Item]) -> bool:
-    """Whether a table of these items has a genres column: not where no item has a genre (a
-    catalogue of titles and descriptions), which would be a column of dashes."""
-    return any(item.genres for item in items)
+def genres_column(table: Grid, items: list[Item]) -> Callable[[Item], list[str]]:
+    """Add a genres column to `table` here, unless no item has a genre (a catalogue of titles
+    and descriptions: a column of dashes); the cells a row then gives it (none without it)."""
+    if not any(item.genres for item in items):
+        return lambda item: []
+    table.add_column("genres")
+    return lambda item: [genres_markup(item)]
 
 
 def with_terms(items: list[Item]) -> bool:
@@ -88,19 +92,17 @@ def interests_markup(user: User, limit: int = 5) -> str:
 def items_table(title: str, neighbours: list[Neighbour]) -> Grid:
     """`recli similar` and `recli search`: ranked items with their dot products."""
     table = titled_table(title)
-    genres = with_genres([neighbour.item for neighbour in neighbours])
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("item", no_wrap=True)
     table.add_column("title")
-    if genres:
-        table.add_column("genres")
+    genres = genres_column(table, [neighbour.item for neighbour in neighbours])
     table.add_column("score", justify="right", no_wrap=True)
     for neighbour in neighbours:
         table.add_row(
             str(neighbour.rank),
             escape(neighbour.item.item_id),
             title_markup(neighbour.item),
-            *([genres_markup(neighbour.item)] if genres else []),
+            *genres(neighbour.item),
             f"{neighbour.score:.3f}",
         )
     return table
@@ -179,11 +181,9 @@ def recommendations_view(result: Recommendations, explain: bool) -> list[Any]:
 
 def _recommendation_table(rows: list[Recommendation], explain: bool, title: str | None) -> Grid:
     table = Grid(header_style="bold", title=title, title_justify="left")
-    genres = with_genres([recommendation.item for recommendation in rows])
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("title")
-    if genres:
-        table.add_column("genres")
+    genres = genres_column(table, [recommendation.item for recommendation in rows])
     table.add_column("score", justify="right", no_wrap=True)
     if explain:
         table.add_column("text", justify="right", no_wrap=True, style="cyan")
@@ -200,7 +200,7 @@ def _recommendation_table(rows: list[Recommendation], explain: bool, title: str 
         cells = [
             str(recommendation.rank),
             title_markup(recommendation.item),
-            *([genres_markup(recommendation.item)] if genres else []),
+            *genres(recommendation.item),
             f"{recommendation.score:.3f}",
         ]
         if explain:
@@ -249,17 +249,15 @@ def exploration_view(result: Exploration) -> list[Any]:
             # records reads as part of the next topic.
             title += f"\n[yellow]{_unseen_note(suggestion.unseen)}[/]"
         table = Grid(header_style="bold", title=title, title_justify="left")
-        genres = with_genres([neighbour.item for neighbour in suggestion.items])
         table.add_column("#", justify="right", no_wrap=True)
         table.add_column("title")
-        if genres:
-            table.add_column("genres")
+        genres = genres_column(table, [neighbour.item for neighbour in suggestion.items])
         table.add_column("score", justify="right", no_wrap=True)
         for neighbour in suggestion.items:
             table.add_row(
                 str(neighbour.rank),
                 title_markup(neighbour.item),
-                *([genres_markup(neighbour.item)] if genres else []),
+                *genres(neighbour.item),
                 f"{neighbour.score:.2f}",
             )
         view.append(table)
@@ -308,12 +306,10 @@ def user_view(profile: UserProfile) -> list[Any]:
         tagged = ", ".join(f"{tag} ({count})" for tag, count in tags)
         lines.append(("most frequent tags:", escape(tagged)))
     table = titled_table("history, most recent first")
-    genres = with_genres([entry.item for entry in profile.history])
     table.add_column("date", no_wrap=True)
     table.add_column("item", no_wrap=True)
     table.add_column("title")
-    if genres:
-        table.add_column("genres")
+    genres = genres_column(table, [entry.item for entry in profile.history])
     table.add_column("rating", justify="right", no_wrap=True)
     for entry in profile.history:
         rating = "—" if entry.rating is None else f"{entry.rating:g}"
@@ -321,7 +317,7 @@ def user_view(profile: UserProfile) -> list[Any]:
             entry.date,
             escape(entry.item.item_id),
             title_markup(entry.item),
-            *([genres_markup(entry.item)] if genres else []),
+            *genres(entry.item),
             rating,
         )
     view: list[Any] = [panel(lines, "recli user")]

@@ -46,6 +46,8 @@ import polars as pl
 from check_peers import best_peer  # scripts/ is on the path when run as a script
 
 from pipeline.core.config import load_params
+from pipeline.core.layout import Layout
+from pipeline.data.artifacts import read_clustering
 from pipeline.evaluate import SERVED
 from pipeline.workflow import INPUT_DIR, STAGES, override, run_all
 
@@ -172,9 +174,10 @@ LABEL_KEYS = (
 def label_report(root: Path) -> dict[str, Any]:
     """What the labels of the global groups, the topics and the users' interests are: their
     quality measures from the stages' metrics and the group labels themselves."""
-    cluster = json.loads((root / "metrics/cluster.json").read_text(encoding="utf-8"))
-    interests = json.loads((root / "metrics/interests.json").read_text(encoding="utf-8"))
-    profiles = json.loads((root / "data/cluster/profiles.json").read_text(encoding="utf-8"))
+    layout = Layout(root)
+    clustering = read_clustering(layout)
+    cluster, profiles = clustering.metrics, clustering.profiles
+    interests = json.loads(layout.metrics_file("interests").read_text(encoding="utf-8"))
     report: dict[str, Any] = {
         name: {key: metrics[key] for key in LABEL_KEYS if key in metrics}
         for name, metrics in (("groups", cluster), ("interests", interests))

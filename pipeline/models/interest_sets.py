@@ -31,6 +31,7 @@ import polars as pl
 from scipy.cluster.hierarchy import fcluster, linkage
 
 from pipeline.core.parallel import in_processes
+from pipeline.data.interactions import unit_rows
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ def calibrate_linked_similarity(
     the training events), at its `quantile` over users. An item of a history less close than
     this to every other item is further from the rest than most next steps are from the past:
     it stands for an interest of its own. None without a user who has both."""
-    unit = item_vectors / np.maximum(np.linalg.norm(item_vectors, axis=1, keepdims=True), 1e-12)
+    unit = unit_rows(item_vectors)
     nxt = after.group_by("user_idx").agg(pl.col("item_idx").first().alias("next"))
     pairs = before.select("user_idx", "item_idx").join(nxt, on="user_idx")
     if pairs.height == 0:
@@ -203,7 +204,7 @@ def user_interest_sets(
     `workers` > 1 and many users, contiguous ranges of users are grouped in that many
     processes; the result is the same.
     """
-    unit = item_vectors / np.maximum(np.linalg.norm(item_vectors, axis=1, keepdims=True), 1e-12)
+    unit = unit_rows(item_vectors)
     ordered = history.sort(["user_idx", "timestamp"], maintain_order=True)
     users = ordered["user_idx"].to_numpy()
     items = ordered["item_idx"].to_numpy()
