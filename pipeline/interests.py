@@ -109,8 +109,15 @@ def run(
     bar = linking_bar(processed, item_vectors, cfg)
     settings = settings_for(cfg, bar)
     # What is served knows every event: the served interests come from the whole history.
+    topics = topics_for(processed, item_vectors, cfg)
     table, centroids = describe(
-        processed.history_served, processed.items, item_vectors, assignments, settings, workers
+        processed.history_served,
+        processed.items,
+        item_vectors,
+        assignments,
+        settings,
+        workers,
+        topics,
     )
     # Every term and phrase each item carries, found once: both agreements read it.
     carried = carried_with_phrases(processed.items)
@@ -125,7 +132,6 @@ def run(
         if evaluated is not None:
             before = before.filter(pl.col("user_idx").is_in(evaluated.tolist()))
         splits[split] = user_interest_sets(before, item_vectors, settings, workers)
-    topics = topics_for(processed, item_vectors, cfg)
     metrics["topics"] = topic_metrics(topics, processed, carried)
     return UserInterests(table=table, centroids=centroids, metrics=metrics), splits, topics
 

@@ -168,6 +168,7 @@ LABEL_KEYS = (
     "label_coverage",
     "labels_with_a_title",
     "labels_from_a_title",
+    "labels_from_the_topic",
 )
 
 

@@ -3,8 +3,10 @@ from them, the global interest group nearest to it, and how well the labels desc
 
 An interest (`pipeline.models.interest_sets`: a group of the user's items) is described by the
 terms its items' events over-represent against everyone's events, ranked by lift as the cluster
-profiles rank them (`pipeline.models.terms`), and, on data without genres, tags or years, by
-phrases of the items' titles and descriptions (`pipeline.models.phrases`). Its label names its
+profiles rank them (`pipeline.models.terms`), and, on data without genres or tags, by phrases
+of the items' titles and descriptions (`pipeline.models.phrases`); an interest whose items
+share neither (a film or two whose titles have no word in common) by its medoid's topic's
+label terms, what the items around it share. Its label names its
 LABEL_TERMS leading terms, where a release era leads only when no genre or tag is
 over-represented (era terms otherwise group users by *when* they watched). Its group is the
 cluster whose members' events, averaged in the same item space, point closest to the interest's
@@ -21,6 +23,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from pipeline.data.artifacts import Topics
 from pipeline.models.interest_sets import InterestSettings, user_interest_sets
 from pipeline.models.phrases import (
     PHRASE,
@@ -171,12 +174,17 @@ def describe(
     assignments: pl.DataFrame,
     settings: InterestSettings,
     workers: int = 1,
+    topics: Topics | None = None,
 ) -> tuple[pl.DataFrame, np.ndarray]:
     """Every user's interests with their terms, label and nearest global group (one row per
     interest, `terms` and `label_terms` as JSON text), and the interests' unit centroids.
 
     A user's labels are distinct: a repeated one gets its medoid's title appended. `workers`:
-    processes the users' histories are grouped in (`user_interest_sets`).
+    processes the users' histories are grouped in (`user_interest_sets`). An interest whose
+    items over-represent no term and share no phrase (a film or two whose titles have no word
+    in common) is named by the label terms of its medoid's topic in `topics`, the items around
+    it, rather than by the medoid's title; without `topics`, or where the topic has none, the
+    title.
     """
     table, centroids = user_interest_sets(history, item_vectors, settings, workers)
     terms = interest_terms(history, items, table, item_vectors=item_vectors)
@@ -197,6 +205,8 @@ def describe(
             if text in used.setdefault(user, set()):
                 # A phrase label never carries a product's title.
                 text = f"{text} (interest {interest + 1})"
+        elif not own and (around := _topic_terms(topics, medoid)):
+            text, named = LABEL_SEPARATOR.join(capitalised(t) for t in around), around
         else:
             text, named = label(own, title)
         if text in used.setdefault(user, set()):
@@ -218,6 +228,13 @@ def describe(
         pl.Series("terms", term_lists, dtype=pl.String),
     )
     return described, centroids
+
+
+def _topic_terms(topics: Topics | None, item: int) -> list[str]:
+    """The label terms of `item`'s topic (none without topics)."""
+    if topics is None or item >= len(topics.item_topic):
+        return []
+    return list(topics.profiles[int(topics.item_topic[item])]["label_terms"])
 
 
 def _phrase_labels(
@@ -294,6 +311,11 @@ def interest_metrics(
         "label_agreement_shuffled_interests": None if floor is None else round(floor, 4),
         "labels_led_by_an_era": round(float(np.mean(era_led)), 4) if era_led else None,
         "labels_from_a_title": round(float((table["label_terms"] == "[]").mean()), 4)
+        if table.height
+        else None,
+        "labels_from_the_topic": round(
+            float(((table["terms"] == "[]") & (table["label_terms"] != "[]")).mean()), 4
+        )
         if table.height
         else None,
         "labels_distinct": int(table["label"].n_unique()),

@@ -38,7 +38,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from pipeline.models.terms import STOP_WORDS, carried_terms
+from pipeline.models.terms import STOP_WORDS, carried_terms, is_whole
 
 PHRASE = "phrase"
 """The kind of a phrase term (`{"kind": "phrase", "term": "cast iron skillet"}`)."""
@@ -105,20 +105,6 @@ def singular(word: str) -> str:
     if word.endswith(("sses", "ches", "shes", "xes", "zes")):
         return word[:-2]
     return word[:-1] if word.endswith("s") else word
-
-
-def is_whole(term: str) -> bool:
-    """Whether every token of a term is a whole word: no fragment cut at a hyphen ("gsw-"), no
-    letters mixed with digits ("gsw-1000"); a year on its own is a whole word."""
-    for token in term.lower().lstrip("#").split():
-        token = token.strip("'’")
-        if token.isdigit():
-            continue
-        if not re.fullmatch(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", token):
-            return False
-        if any(len(part) < 2 for part in token.split("-")) and "-" in token:
-            return False
-    return True
 
 
 def _runs(text: str) -> list[list[str]]:

@@ -10,6 +10,8 @@ the term over everyone's share, with support floors so a rare term cannot top a 
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 
 # A term must be carried by at least 5% of the cluster's interactions and by 5 of them: lift is a
@@ -37,6 +39,20 @@ STOP_WORDS = frozenset((
 ))  # fmt: skip
 
 
+def is_whole(term: str) -> bool:
+    """Whether every token of a term is a whole word: no fragment cut at a hyphen ("gsw-"), no
+    letters mixed with digits ("gsw-1000"); a year on its own is a whole word."""
+    for token in term.lower().lstrip("#").split():
+        token = token.strip("'’")
+        if token.isdigit():
+            continue
+        if not re.fullmatch(r"[^\W\d_]+(?:['’-][^\W\d_]+)*", token):
+            return False
+        if any(len(part) < 2 for part in token.split("-")) and "-" in token:
+            return False
+    return True
+
+
 def _era(year: pl.Expr) -> pl.Expr:
     """ "1997 films" for recent years, "1970s films" before 1990.
 
@@ -49,8 +65,19 @@ def _era(year: pl.Expr) -> pl.Expr:
     return pl.when(year >= ERA_EXACT_FROM).then(exact).otherwise(decade)
 
 
+def has_genres(items: pl.DataFrame) -> bool:
+    """Whether any item of the catalogue has a genre."""
+    return "genres" in items.columns and bool(items["genres"].list.len().sum())
+
+
 def item_terms(items: pl.DataFrame) -> pl.DataFrame:
-    """One row per (item_idx, kind, term) for the items' genres, tags and release era."""
+    """One row per (item_idx, kind, term) for the items' genres, tags and release era.
+
+    A tag that is no whole word ("#toplist10", "gsw-") names nothing a reader could take up; it
+    stays in the item's text, which is encoded, but is no term. A catalogue without genres is
+    described by the words of its items' text (tags, and phrases of titles and descriptions,
+    `pipeline.models.phrases`): a release year is no word of that text, so it has no era terms.
+    """
     parts = [
         items.select(pl.col("item_idx").cast(pl.Int32), pl.col(column).alias("term"))
         .explode("term")
@@ -58,7 +85,7 @@ def item_terms(items: pl.DataFrame) -> pl.DataFrame:
         for column, kind in (("genres", "genre"), ("tags", "tag"))
         if column in items.columns
     ]
-    if "year" in items.columns:
+    if "year" in items.columns and has_genres(items):
         parts.append(
             items.filter(pl.col("year").is_not_null()).select(
                 pl.col("item_idx").cast(pl.Int32),
@@ -68,12 +95,15 @@ def item_terms(items: pl.DataFrame) -> pl.DataFrame:
         )
     if not parts:
         return pl.DataFrame(schema={"item_idx": pl.Int32, "term": pl.String, "kind": pl.String})
-    return (
+    terms = (
         pl.concat(parts)
         .filter(pl.col("term").is_not_null() & (pl.col("term") != ""))
         # A tag repeated on one item is still one item carrying it.
         .unique()
     )
+    tags = terms.filter(pl.col("kind") == "tag")["term"].unique().to_list()
+    fragments = sorted(tag for tag in tags if not is_whole(tag))
+    return terms.filter((pl.col("kind") != "tag") | ~pl.col("term").is_in(fragments))
 
 
 def word_terms(items: pl.DataFrame) -> pl.DataFrame:

@@ -337,8 +337,9 @@ LABEL_MEASURES = (
     (("labels_distinct_share", "distinct_labels_share"), "distinct labels (share)"),
     (("label_terms_whole_words",), "label terms that are whole words (share)"),
     (("label_coverage",), "items carrying one of their group's label terms (share)"),
-    (("labels_with_a_title",), "labels that are a title"),
-    (("labels_from_a_title",), "labels told apart by a title (share)"),
+    (("labels_with_a_title",), "labels told apart by a title"),
+    (("labels_from_a_title",), "labels that are a title (share)"),
+    (("labels_from_the_topic",), "labels taken from the medoid's topic (share)"),
 )
 """Rows of the label table: the keys a grouping's metrics may spell the measure with, and the
 row's name (the topics spell distinct labels their own way)."""

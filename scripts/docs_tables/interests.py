@@ -77,7 +77,8 @@ def interests_summary(metrics: Metrics) -> str:
                 lambda v: num(v, 3),
             ),
             ("labels_led_by_an_era", "labels led by a release era", share),
-            ("labels_from_a_title", "labels told apart by a title", share),
+            ("labels_from_a_title", "labels that are the medoid's title", share),
+            ("labels_from_the_topic", "labels taken from the medoid's topic", share),
         ],
     )
     counts = data.get("users_by_interest_count")

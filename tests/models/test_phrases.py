@@ -227,3 +227,84 @@ def test_a_catalogue_with_genres_keeps_its_genre_labels_whatever_its_description
     assert [p["top_terms"] for p in worded.profiles] == [p["top_terms"] for p in plain.profiles]
     for key, value in plain.metrics.items():
         assert worded.metrics[key] == value, key
+
+
+def test_a_text_only_catalogue_with_years_and_tags_is_named_by_its_words() -> None:
+    """Release years and a tag that is no word ("#toplist10") set each family apart as sharply
+    as its phrases do; neither is a word of the items' text, so neither names a group."""
+    processed = family_processed()
+    items, vectors = family_items()
+    family = pl.col("item_idx") // ITEMS_PER_FAMILY
+    dated = items.with_columns(
+        (1995 + family).cast(pl.Int32).alias("year"),
+        pl.lit([], dtype=pl.List(pl.String)).alias("genres"),
+        pl.concat_list(pl.format("#toplist{}", family)).alias("tags"),
+    )
+    users = cluster.taste_vectors(processed.train, vectors, processed.users.height)
+    result = cluster.run(users, vectors, replace(processed, items=dated), ClusterConfig(k=3))
+    titles = {title.lower() for title in items["title"]}
+    for profile in result.profiles:
+        named = [t for t in profile["top_terms"][: len(profile["label"].split(" · "))]]
+        assert {t["kind"] for t in profile["top_terms"]} == {"phrase"}, profile["top_terms"]
+        _check_label(profile["label"], [t["term"] for t in named], titles)
+    assert result.metrics["label_terms_whole_words"] == 1.0
+    topics = topics_for(replace(processed, items=dated), vectors, InterestsConfig(topics=3))
+    for profile in topics.profiles:
+        _check_label(profile["label"], profile["label_terms"], titles)
+
+
+def test_an_interest_whose_items_share_no_words_is_named_by_the_items_around_it() -> None:
+    """A user whose one product shares no word with any other item: the interest takes its
+    topic's label, never the product's title."""
+    items, vectors = family_items()
+    lone = items.height
+    items = pl.concat(
+        [
+            items,
+            pl.DataFrame(
+                {
+                    "item_idx": [lone],
+                    "item_id": ["lone"],
+                    "title": ["Zorblax"],
+                    "description": ["Quixotic."],
+                },
+                schema=items.schema,
+            ),
+        ]
+    )
+    vectors = np.vstack([vectors, vectors[:1]])  # beside the cookware family
+    processed = family_processed()
+    lone_user = processed.users.height
+    history = pl.concat(
+        [
+            family_events(),
+            pl.DataFrame(
+                [(lone_user, lone, 1.0, 10_000)], schema=family_events().schema, orient="row"
+            ),
+        ]
+    )
+    processed = replace(
+        processed,
+        items=items,
+        train=history,
+        users=pl.concat(
+            [processed.users, pl.DataFrame({"user_idx": [lone_user], "user_id": ["lone"]})],
+            how="vertical_relaxed",
+        ),
+    )
+    topics = topics_for(processed, vectors, InterestsConfig(topics=3, seed=0))
+    assignments = pl.DataFrame(
+        {"user_idx": np.arange(lone_user + 1), "cluster": np.arange(lone_user + 1) // 8 % 3},
+        schema={"user_idx": pl.Int32, "cluster": pl.Int32},
+    )
+    plain, _ = describe(history, items, vectors, assignments, SETTINGS)
+    assert plain.filter(pl.col("user_idx") == lone_user)["label"].to_list() == ["Like Zorblax"]
+    table, _ = describe(history, items, vectors, assignments, SETTINGS, topics=topics)
+    row = table.filter(pl.col("user_idx") == lone_user).row(0, named=True)
+    topic = topics.profiles[int(topics.item_topic[lone])]
+    assert json.loads(row["label_terms"]) == topic["label_terms"] and topic["label_terms"]
+    assert set(topic["label_terms"]) <= set(FAMILIES["cookware"])
+    assert "Zorblax" not in row["label"]
+    metrics = interest_metrics(table, carried_with_phrases(items), n_users=25, seed=0)
+    assert metrics["labels_from_a_title"] == 0.0
+    assert metrics["labels_from_the_topic"] == round(1 / table.height, 4)

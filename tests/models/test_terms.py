@@ -25,6 +25,26 @@ def test_release_era_is_a_term_exact_year_recently_decade_before() -> None:
     assert terms["term"].to_list() == ["1997 films", "1970s films"]
 
 
+def test_a_catalogue_without_genres_has_no_era_terms_and_fragment_tags_are_no_terms() -> None:
+    items = pl.DataFrame(
+        {
+            "item_idx": [0, 1, 2],
+            "genres": [[], [], []],
+            "tags": [["dark comedy", "#toplist10"], ["gsw-"], ["Sci-Fi"]],
+            "year": [1997, 1974, None],
+        },
+        schema_overrides={"year": pl.Int32, "genres": pl.List(pl.String)},
+    )
+    terms = item_terms(items).sort("item_idx", "term")
+    # The year is no word of the items' text; "#toplist10" and "gsw-" are no whole words.
+    assert terms.select("item_idx", "kind", "term").rows() == [
+        (0, "tag", "dark comedy"),
+        (2, "tag", "Sci-Fi"),
+    ]
+    with_genres = items.with_columns(pl.Series("genres", [["Drama"], [], []]))
+    assert item_terms(with_genres).filter(pl.col("kind") == "era").height == 2
+
+
 def test_user_term_shares_are_each_users_share_of_events_carrying_the_term() -> None:
     processed = horror_and_romance()
     shares = user_term_shares(processed.train, processed.items)
