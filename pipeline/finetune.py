@@ -49,6 +49,7 @@ from pipeline.data.text import TrainingPairs
 from pipeline.models.contrastive import (
     PlannedBatches,
     PopularityCorrectedRankingLoss,
+    freeze_lower,
     mixed_precision,
     no_duplicate_batches,
     positive_log_frequency,
@@ -85,6 +86,8 @@ class FinetuneResult:
     """Wall time of training, in-training evaluations excluded."""
     loss_curve: list[dict[str, float]] = field(default_factory=list)
     validation_curve: list[dict[str, float]] = field(default_factory=list)
+    frozen_parameters: int = 0
+    """Weights not trained (`finetune.frozen_layers`)."""
 
     def metrics(self) -> dict[str, Any]:
         """The stage's metrics file (`metrics/finetune.json`)."""
@@ -98,6 +101,7 @@ class FinetuneResult:
             "training_pairs": self.training_pairs,
             "device": self.device,
             "train_seconds": round(self.train_seconds, 2),
+            "frozen_parameters": self.frozen_parameters,
             "steps_per_second": (
                 round(self.steps / self.train_seconds, 3)
                 if self.steps and self.train_seconds
@@ -124,6 +128,7 @@ def run(
     transformers.set_seed(cfg.seed)
     model = load_encoder(cfg.base_model, device, cfg.max_seq_length)
     set_dropout(model, cfg.dropout)
+    frozen = freeze_lower(model, cfg.frozen_layers)
 
     # 2. Data: (history before an event, that event's item), shuffled with the seed; only the
     # pairs the step budget reaches become text, laid out in the order they are trained on.
@@ -247,6 +252,7 @@ def run(
         train_seconds=train_seconds,
         loss_curve=curves.loss,
         validation_curve=curves.validation,
+        frozen_parameters=frozen,
     )
 
 

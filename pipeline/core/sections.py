@@ -137,6 +137,9 @@ class FinetuneConfig(Section):
     """Subtract log(item frequency) from in-batch logits (logQ correction), so training does not
     learn to push popular items down just because they are frequent in-batch negatives."""
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.1
+    frozen_layers: Annotated[int, Field(ge=0)] = 0
+    """The token embeddings and this many of the encoder's lowest layers are not trained (0:
+    every weight is). Each frozen layer takes its share of the backward pass off a step."""
     dropout: Annotated[float, Field(ge=0, lt=1)] | None = 0.0
     """Dropout probability of every dropout layer of the encoder while it trains (attention
     weights included); None keeps the base model's own (0.1 for MiniLM). Off by default: a run

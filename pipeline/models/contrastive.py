@@ -27,6 +27,7 @@ from sentence_transformers.base.sampler import DefaultBatchSampler
 
 from pipeline.data.text import TrainingPairs
 from pipeline.models.encoder import pick_precision
+from recli.errors import RecliError
 
 
 def positive_log_frequency(pairs: TrainingPairs) -> np.ndarray:
@@ -150,6 +151,37 @@ def set_dropout(model: torch.nn.Module, probability: float | None) -> int:
     for layer in layers:
         layer.p = probability
     return len(layers)
+
+
+def freeze_lower(model: torch.nn.Module, layers: int) -> int:
+    """Stop training the token embeddings and the lowest `layers` transformer layers of a
+    BERT-style encoder (`embeddings` and `encoder.layer` under the sentence-transformers
+    module); the count of parameters frozen. 0: nothing is frozen.
+
+    Backpropagation then ends at the lowest layer still trained, so a step costs about a third
+    less per frozen half of the encoder; the lower layers hold general language, the upper
+    ones what this task re-weighs (Lee et al., 2019, "What would Elsa do? Freezing layers
+    during transformer fine-tuning")."""
+    if layers == 0:
+        return 0
+    bert = next((m for m in model.modules() if hasattr(m, "embeddings")), None)
+    stack = getattr(getattr(bert, "encoder", None), "layer", None)
+    if bert is None or stack is None:
+        raise RecliError(
+            "finetune.frozen_layers needs a BERT-style encoder (embeddings and encoder.layer); "
+            "set it to 0 for this model"
+        )
+    if layers > len(stack):
+        raise RecliError(
+            f"finetune.frozen_layers is {layers} but the encoder has {len(stack)} layers: "
+            f"set it to at most {len(stack)}"
+        )
+    frozen = 0
+    for module in [bert.embeddings, *list(stack)[:layers]]:
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+            frozen += parameter.numel()
+    return frozen
 
 
 def mixed_precision(device: str, requested: str = "auto") -> dict[str, bool]:

@@ -158,3 +158,28 @@ def test_batch_larger_than_the_data_is_a_clear_error(
 ) -> None:
     with pytest.raises(RecliError, match=r"finetune\.batch_size"):
         finetune.run(processed, TEXT, config(tiny_encoder_dir, batch_size=10_000), tmp_path)
+
+
+def _weights(model_dir: Path) -> dict[str, np.ndarray]:
+    from safetensors.numpy import load_file
+
+    found = list(model_dir.rglob("model.safetensors"))
+    assert len(found) == 1, found
+    return load_file(str(found[0]))
+
+
+def test_frozen_layers_keep_the_embeddings_and_lowest_layers_as_they_were(
+    processed: Processed, tiny_encoder_dir: Path, tmp_path: Path
+) -> None:
+    cfg = config(tiny_encoder_dir, max_steps=12, eval_steps=6, frozen_layers=1)
+    result = finetune.run(processed, TEXT, cfg, tmp_path)
+    before, after = _weights(tiny_encoder_dir), _weights(result.model_dir)
+    frozen = [name for name in before if "embeddings." in name or ".layer.0." in name]
+    trained = [name for name in before if ".layer.1." in name]
+    assert frozen and trained
+    for name in frozen:
+        np.testing.assert_array_equal(before[name], after[name], err_msg=name)
+    assert all(not np.array_equal(before[name], after[name]) for name in trained)
+    assert result.metrics()["frozen_parameters"] == sum(before[name].size for name in frozen)
+    with pytest.raises(RecliError, match=r"frozen_layers is 3 but the encoder has 2 layers"):
+        finetune.run(processed, TEXT, config(tiny_encoder_dir, frozen_layers=3), tmp_path)
