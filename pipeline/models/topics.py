@@ -26,7 +26,7 @@ from pipeline.models.phrases import (
     group_weights,
     whole_share,
 )
-from pipeline.models.terms import item_terms, word_terms
+from pipeline.models.terms import has_genres, item_terms, word_terms
 
 TOPIC_LABEL_SHARE = 0.5
 """A term can name a topic only when at least this share of its items carry it, and of its
@@ -159,7 +159,8 @@ def topic_profiles(
     Where no genre or tag qualifies, phrases of the items' text name it (`_phrased`), before
     any era. Labels are distinct across topics as sets of terms: a topic whose label reads like
     an earlier one's names more of its qualifying terms, and where it has no more, its medoid's
-    title (a phrase label: its number) is appended. A topic no term qualifies for is named after
+    title is appended (its number instead to a phrase label, to any label on a catalogue without
+    genres, and to a label that is already a title). A topic no term qualifies for is named after
     its medoid. `history` counts the topic's events and picks a well-known medoid.
     """
     events = history.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
@@ -171,6 +172,7 @@ def topic_profiles(
     counts = np.bincount(event_topics, minlength=n_topics)
     item_events = np.bincount(events["item_idx"].to_numpy(), minlength=len(item_topic))
     phrased = _phrased(items, item_topic, item_vectors, by_topic)
+    with_genres = has_genres(items)
     profiles: list[dict[str, Any]] = []
     used: set[frozenset[str]] = set()
     for topic in range(n_topics):
@@ -191,8 +193,10 @@ def topic_profiles(
             if frozenset(named) not in used:
                 break
         else:
-            # A phrase label never carries a product's title: its topic's number tells it apart.
-            text = f"{text} (topic {topic})" if topic in phrased else f"{text} (like {title})"
+            # A label of words never carries a product's title (nor does one already made of
+            # the title): its topic's number tells it apart.
+            numbered = topic in phrased or not with_genres or not named
+            text = f"{text} (topic {topic})" if numbered else f"{text} (like {title})"
         used.add(frozenset(named))
         profiles.append(
             {

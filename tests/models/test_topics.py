@@ -104,3 +104,23 @@ def test_a_topic_label_prefers_what_its_most_representative_items_share() -> Non
         2.0,
     )
     assert "Thriller" not in [term["term"] for term in profiles[0]["terms"]]
+
+
+def test_topics_no_term_names_are_told_apart_by_number_not_by_their_title_twice() -> None:
+    items = pl.DataFrame(
+        {
+            "item_idx": [0, 1, 2, 3],
+            "title": ["Zorblax", "Quintessa", "Vorpal", "Mimsy"],
+            "genres": [[], [], [], []],
+        },
+        schema_overrides={"item_idx": pl.Int32, "genres": pl.List(pl.String)},
+    )
+    history = pl.DataFrame(
+        {"user_idx": [0, 0, 1, 1], "item_idx": [0, 1, 2, 3]},
+        schema={"user_idx": pl.Int32, "item_idx": pl.Int32},
+    )
+    vectors = np.eye(4, dtype=np.float32)
+    profiles = topic_profiles(history, items, np.array([0, 0, 1, 1]), vectors)
+    labels = [profile["label"] for profile in profiles]
+    assert labels[0].startswith("Like ") and labels[1].startswith("Like ")
+    assert labels[1].endswith("(topic 1)") and labels[1].count("(like") == 0, labels
