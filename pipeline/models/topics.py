@@ -222,15 +222,17 @@ def _phrased(
     """Per topic no genre or tag names: the phrases its label names and all its ranked phrases
     (`pipeline.models.phrases`), each item counted once, scored against every topic.
 
-    Where the catalogue has genres or tags, only topics some word of their text names (the
-    word fallback) are named by phrases; the others keep their era or their medoid's title."""
+    Where the catalogue has genres, only topics some word of their text names (the word
+    fallback) are named by phrases; the others keep their era or their medoid's title. Without
+    genres, tags are words of the items' text like any other, and every topic no tag names is
+    named by phrases."""
     n_topics = int(item_topic.max()) + 1
-    tagged = item_terms(items).filter(pl.col("kind").is_in(["genre", "tag"])).height > 0
+    with_genres = has_genres(items)
     bare = [
         topic
         for topic in range(n_topics)
         if not any(term["kind"] in ("genre", "tag") for term in by_topic.get(topic, []))
-        and (not tagged or any(term["kind"] == "word" for term in by_topic.get(topic, [])))
+        and (not with_genres or any(term["kind"] == "word" for term in by_topic.get(topic, [])))
     ]
     if not bare:
         return {}

@@ -231,7 +231,8 @@ def test_a_catalogue_with_genres_keeps_its_genre_labels_whatever_its_description
 
 def test_a_text_only_catalogue_with_years_and_tags_is_named_by_its_words() -> None:
     """Release years and a tag that is no word ("#toplist10") set each family apart as sharply
-    as its phrases do; neither is a word of the items' text, so neither names a group."""
+    as its phrases do; neither is a word of the items' text, so neither names a group, and a
+    whole-word tag on one item does not keep the topics from their phrases."""
     processed = family_processed()
     items, vectors = family_items()
     family = pl.col("item_idx") // ITEMS_PER_FAMILY
@@ -239,6 +240,11 @@ def test_a_text_only_catalogue_with_years_and_tags_is_named_by_its_words() -> No
         (1995 + family).cast(pl.Int32).alias("year"),
         pl.lit([], dtype=pl.List(pl.String)).alias("genres"),
         pl.concat_list(pl.format("#toplist{}", family)).alias("tags"),
+    ).with_columns(  # one whole-word tag, on one item: a tag names too little to lead
+        pl.when(pl.col("item_idx") == 0)
+        .then(pl.concat_list(pl.col("tags"), pl.lit(["gift"])))
+        .otherwise(pl.col("tags"))
+        .alias("tags")
     )
     users = cluster.taste_vectors(processed.train, vectors, processed.users.height)
     result = cluster.run(users, vectors, replace(processed, items=dated), ClusterConfig(k=3))
