@@ -5,9 +5,9 @@ user's interests) only through its words. Single words picked by lift name brand
 numbers ("Inkbird", "gsw-"); a product's full title names one product, not a group. Here:
 
 - **candidates** are phrases of one to three words of the items' titles and descriptions
-  (`item_phrases`): no stop word at either end, no token with a digit (model numbers, sizes), no
-  fragment of a hyphenated token, never across punctuation, and "borescope" and "borescopes"
-  one phrase, shown as its commonest spelling;
+  (`item_phrases`): no stop word or two-letter word at either end, no token with a digit
+  (model numbers, sizes), no fragment of a hyphenated token, never across punctuation, and
+  "borescope" and "borescopes" one phrase, shown as its commonest spelling;
 - **scoring** against the other groups is class-based TF-IDF (BERTopic's c-TF-IDF): the phrase's
   share of the group's phrase occurrences weighed by ln(1 + mean occurrences per group / the
   phrase's occurrences across every group), so a phrase every group carries counts for little.
@@ -126,6 +126,12 @@ def _runs(text: str) -> list[list[str]]:
     return runs
 
 
+def _edge(word: str) -> bool:
+    """Whether a word cannot begin or end a phrase: a stop word, or two letters ("mr", "et",
+    "mi": a title's abbreviations and foreign function words name nothing on their own)."""
+    return len(word) < 3 or word in _EDGE_STOP
+
+
 def _phrases_of(text: str, spelled: Counter[tuple[str, str]]) -> list[str]:
     """The phrase keys of one text, each once; `spelled` counts how each key is written."""
     found: dict[str, str] = {}
@@ -133,7 +139,7 @@ def _phrases_of(text: str, spelled: Counter[tuple[str, str]]) -> list[str]:
         for size in range(1, MAX_WORDS + 1):
             for start in range(len(run) - size + 1):
                 words = run[start : start + size]
-                if words[0] in _EDGE_STOP or words[-1] in _EDGE_STOP:
+                if _edge(words[0]) or _edge(words[-1]):
                     continue
                 found.setdefault(" ".join(singular(w) for w in words), " ".join(words))
     for key, written in found.items():

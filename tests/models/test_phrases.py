@@ -61,9 +61,9 @@ def test_phrases_are_words_without_model_numbers_fragments_or_stop_words_at_the_
     items = pl.DataFrame(
         {
             "item_idx": [0, 1, 2],
-            "title": ["Inkbird GSW-1000 Borescope", "Kreg SML-C Borescopes", "Acme X-200 Kit"],
+            "title": ["Inkbird GSW-1000 Borescope", "Kreg SML-C Borescopes", "Mr Acme X-200 Kit"],
             "description": [
-                "A borescope with a cast iron body, for the pipes.",
+                "A borescope with a cast iron body, for the pipes. Mr Acme et al",
                 "Two borescopes with cast iron bodies, for pipes",
                 "The kit of the cast iron pipes",
             ],
@@ -78,7 +78,9 @@ def test_phrases_are_words_without_model_numbers_fragments_or_stop_words_at_the_
         words = name.split()
         assert words[0] not in ("a", "the", "with", "for", "of")
         assert words[-1] not in ("a", "the", "with", "for", "of")
+        assert len(words[0]) > 2 and len(words[-1]) > 2  # no "mr", "et", "mr acme"
         assert len(words) <= 3
+    assert "acme" in names
 
 
 def test_a_phrase_is_never_a_whole_product_title() -> None:
