@@ -232,7 +232,7 @@ def describe(
 
 def _topic_terms(topics: Topics | None, item: int) -> list[str]:
     """The label terms of `item`'s topic (none without topics)."""
-    if topics is None or item >= len(topics.item_topic):
+    if topics is None:
         return []
     return list(topics.profiles[int(topics.item_topic[item])]["label_terms"])
 

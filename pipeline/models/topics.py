@@ -171,8 +171,8 @@ def topic_profiles(
     event_topics = item_topic[events["item_idx"].to_numpy()]
     counts = np.bincount(event_topics, minlength=n_topics)
     item_events = np.bincount(events["item_idx"].to_numpy(), minlength=len(item_topic))
-    phrased = _phrased(items, item_topic, item_vectors, by_topic)
     with_genres = has_genres(items)
+    phrased = _phrased(items, item_topic, item_vectors, by_topic, with_genres)
     profiles: list[dict[str, Any]] = []
     used: set[frozenset[str]] = set()
     for topic in range(n_topics):
@@ -218,16 +218,16 @@ def _phrased(
     item_topic: np.ndarray,
     item_vectors: np.ndarray,
     by_topic: dict[int, list[dict[str, Any]]],
+    with_genres: bool,
 ) -> dict[int, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
     """Per topic no genre or tag names: the phrases its label names and all its ranked phrases
     (`pipeline.models.phrases`), each item counted once, scored against every topic.
 
-    Where the catalogue has genres, only topics some word of their text names (the word
-    fallback) are named by phrases; the others keep their era or their medoid's title. Without
-    genres, tags are words of the items' text like any other, and every topic no tag names is
-    named by phrases."""
+    Where the catalogue has genres (`with_genres`), only topics some word of their text names
+    (the word fallback) are named by phrases; the others keep their era or their medoid's title.
+    Without genres, tags are words of the items' text like any other, and every topic no tag
+    names is named by phrases."""
     n_topics = int(item_topic.max()) + 1
-    with_genres = has_genres(items)
     bare = [
         topic
         for topic in range(n_topics)

@@ -363,19 +363,26 @@ def byo_text_only_labels(metrics: Metrics) -> str:
     return text + "\n\n" + source(f"`metrics/{TEXT_ONLY}` → `labels`")
 
 
+BYO_CHECKS = ("byo_check.json", "byo_sparse_check.json", TEXT_ONLY)
+"""The bring-your-own checks' files, in the order their columns are shown."""
+
+
+def _byo_files() -> str:
+    """The checks' files as a sentence names them."""
+    named = [f"`metrics/{name}`" for name in BYO_CHECKS]
+    return ", ".join(named[:-1]) + " and " + named[-1]
+
+
 def byo_seconds(metrics: Metrics) -> str:
     """Seconds per stage of both bring-your-own checks (only the stages each run timed)."""
     columns = []
-    for name in ("byo_check.json", "byo_sparse_check.json", TEXT_ONLY):
+    for name in BYO_CHECKS:
         seconds = metrics.optional(name, "seconds")
         if isinstance(seconds, Mapping):
             label = metrics.optional(name, "data") or name
             columns.append((str(label), seconds))
     if not columns:
-        raise MissingMetricsError(
-            "none of `metrics/byo_check.json`, `metrics/byo_sparse_check.json` and "
-            f"`metrics/{TEXT_ONLY}` is there"
-        )
+        raise MissingMetricsError(f"none of {_byo_files()} is there")
     stages: list[str] = []
     for _, seconds in columns:
         stages += [s for s in seconds if s not in stages]
@@ -391,8 +398,5 @@ def byo_seconds(metrics: Metrics) -> str:
     return (
         table(["stage", *(f"{label} (s)" for label, _ in columns)], body)
         + "\n\n"
-        + source(
-            "`metrics/byo_check.json`, `metrics/byo_sparse_check.json` and "
-            f"`metrics/{TEXT_ONLY}` → `seconds` (a dash: not run)"
-        )
+        + source(f"{_byo_files()} → `seconds` (a dash: not run)")
     )
