@@ -1,3 +1,3 @@
-from recli.cli import main
+from recli.entry import main
 
 main()

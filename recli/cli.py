@@ -5,6 +5,10 @@ with a view from `recli.views` (written out by `recli.render`); `recli doctor` r
 `recli.doctor`, and `recli metrics` reads `recli.metrics_source` and shows it with
 `recli.metrics_view`.
 
+The console script starts in `recli.entry`, which answers a plain `recli recommend` itself
+(with `recli.answer.recommend`, the function the `recommend` command here calls too) and hands
+every other command line to this app.
+
 Module level imports only stdlib, typer, rich and stdlib-only recli modules; the serving module
 (stdlib + annoy) is imported by the commands that query, `recli.query_encoder` (numpy,
 tokenizers; never torch) by `recli search` alone.
@@ -19,7 +23,6 @@ command's annotations at each start, and string annotations cost it an `eval` pe
 every run; the few names only needed for type checking are quoted instead.
 """
 
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,9 +32,11 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from recli import __version__, render, views
+from recli.answer import RecommendCall
+from recli.answer import recommend as answer_recommend
 from recli.contract import DEFAULT_ARTIFACTS, ENCODER_DIR, FINETUNE_DIR, INDEX_DIR
 from recli.errors import RecliError
-from recli.inputs import json_visible, shown, visible
+from recli.inputs import shown, visible
 
 if TYPE_CHECKING:
     from recli.serve import Served
@@ -162,11 +167,6 @@ def _artifacts(ctx: typer.Context, artifacts: Path | None) -> Path:
     return (ctx.find_root().obj or {}).get("artifacts", DEFAULT_ARTIFACTS)
 
 
-def _print_json(value: Any) -> None:
-    with render.writing():
-        typer.echo(json_visible(json.dumps(value, ensure_ascii=False, indent=2)))
-
-
 def _open(ctx: typer.Context, artifacts: Path | None) -> "Served":
     from recli.serve import Served
 
@@ -196,12 +196,9 @@ def recommend(
     artifacts: ArtifactsOption = None,
 ) -> None:
     """A user's interest group and their top-k recommendations, each with the reason behind it."""
-    with _open(ctx, artifacts) as served:
-        result = served.recommend(user_id, k, by_interest=by_interest)
-    if as_json:
-        _print_json(result.to_json())
-        return
-    render.show(views.recommendations_view(result, explain))
+    answer_recommend(
+        RecommendCall(_artifacts(ctx, artifacts), user_id, k, explain, by_interest, as_json=as_json)
+    )
 
 
 @app.command(cls=_RecliCommand, context_settings=IdArguments)
@@ -234,7 +231,7 @@ def explore(
     with _open(ctx, artifacts) as served:
         result = served.explore(user_id, k, topics)
     if as_json:
-        _print_json(result.to_json())
+        render.print_json(result.to_json())
         return
     render.show(views.exploration_view(result))
 
@@ -259,7 +256,7 @@ def user(
     with _open(ctx, artifacts) as served:
         profile = served.user_profile(user_id, history)
     if as_json:
-        _print_json(profile.to_json())
+        render.print_json(profile.to_json())
         return
     render.show(views.user_view(profile))
 
@@ -274,7 +271,7 @@ def clusters(
     if not groups:
         raise RecliError("the catalogue has no interest clusters: run `dvc repro cluster index`")
     if as_json:
-        _print_json([group.to_json() for group in groups])
+        render.print_json([group.to_json() for group in groups])
         return
     render.show([views.clusters_table(groups)])
 
@@ -306,7 +303,7 @@ def cluster(
         group = served.cluster(cluster_id)
         member_ids = served.cluster_members(cluster_id, members)
     if as_json:
-        _print_json(group.to_json_detailed(member_ids))
+        render.print_json(group.to_json_detailed(member_ids))
         return
     render.show(views.cluster_view(group, member_ids))
 
@@ -323,7 +320,7 @@ def similar(
     with _open(ctx, artifacts) as served:
         item, neighbours = served.similar(item_id, k)
     if as_json:
-        _print_json({"item": item.to_json(), "similar": [n.to_json() for n in neighbours]})
+        render.print_json({"item": item.to_json(), "similar": [n.to_json() for n in neighbours]})
         return
     title = f"items like {render.escape(item.title)} ({render.escape(item.item_id)})"
     render.show([views.items_table(title, neighbours)])
@@ -369,7 +366,7 @@ def search(
             vector = query_encoder.encode([text])[0].tolist()
         neighbours = served.search(vector, k)
     if as_json:
-        _print_json({"query": text, "items": [n.to_json() for n in neighbours]})
+        render.print_json({"query": text, "items": [n.to_json() for n in neighbours]})
         return
     title = f"items for “{render.escape(render.shortened(text))}”"
     render.show([views.items_table(title, neighbours)])
@@ -385,7 +382,7 @@ def doctor(
     artifacts = _artifacts(ctx, artifacts)
     checks = run_checks(artifacts)
     if as_json:
-        _print_json([check.to_json() for check in checks])
+        render.print_json([check.to_json() for check in checks])
     else:
         render.show([views.checks_table(checks, artifacts)])
     problems = [check for check in checks if check.status == "problem"]
@@ -424,7 +421,7 @@ def metrics(
             return {m: {c: row[c] for c in table.columns if c in row} for m, row in rows.items()}
 
         baseline = None if table.baseline is None else shown(table.baseline)
-        _print_json(
+        render.print_json(
             {"split": table.split, "models": shown(table.rows), "rev": rev, "at_rev": baseline}
         )
         return

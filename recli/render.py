@@ -34,7 +34,7 @@ from rich.table import Table
 from rich.text import Text
 
 from recli.errors import RecliError
-from recli.inputs import shown, visible
+from recli.inputs import json_visible, shown, visible
 
 NARROW = 70
 """Terminals narrower than this (columns) get each table as stacked records: a squeezed table
@@ -112,6 +112,15 @@ def writing() -> Iterator[None]:
         output_fault(error)
 
 
+def print_json(value: Any) -> None:
+    """`value` as indented JSON on stdout, characters that could drive the terminal escaped
+    (`recli.inputs.json_visible`); the same strings when decoded."""
+    import json  # only --json answers need it
+
+    with writing():
+        sys.stdout.write(json_visible(json.dumps(value, ensure_ascii=False, indent=2)) + "\n")
+
+
 def show(parts: Iterable[Any]) -> None:
     """Print a view's parts (panels, tables, paragraphs) in order on stdout; on a terminal
     narrower than `NARROW` columns, tables are printed as stacked records."""
@@ -137,9 +146,9 @@ class Hanging:
         self.label, self.value, self.indent = label, value, indent
 
     def _parts(self) -> tuple[Text, Text]:
-        head = Text.from_markup(self.label)
+        head = Text.from_markup(self.label, emoji=False)
         head.append(" ")
-        return head, Text.from_markup(self.value)
+        return head, Text.from_markup(self.value, emoji=False)
 
     def __rich_console__(self, console: Console, options: Any) -> Iterator[Text]:
         head, body = self._parts()

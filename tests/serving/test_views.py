@@ -85,6 +85,15 @@ def test_titles_are_shown_as_written() -> None:
     assert "❌" not in text
 
 
+def test_header_lines_show_titles_as_written() -> None:
+    # The header's `label: value` lines are parsed as markup when built, before any console's
+    # emoji setting applies: an emoji code in a title stays as written there too.
+    shown = _recommendations()._replace(recent=[HistoryEntry(_item("1", TRICKY), 0, 4.0)])
+    text = _text(views.recommendations_view(shown, explain=False))
+    assert f"recently: {TRICKY}" in text
+    assert "❌" not in text
+
+
 def test_recommendations_view_shows_each_reason() -> None:
     text = _text(views.recommendations_view(_recommendations(), explain=False))
     assert "user 7 · 12 events" in text
