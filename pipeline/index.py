@@ -268,13 +268,22 @@ def catalogue_meta(
     }
 
 
+def run(
+    items: np.ndarray, users: np.ndarray, seen: list[set[int]], cfg: IndexConfig, index_path: Path
+) -> dict[str, Any]:
+    """Annoy over `items` written to `index_path`, and what it serves: the search effort chosen
+    for `cfg.recall_target` and the recall and latency measured for `users` (each leaving out
+    the items in `seen`), as `measure_ann` records them."""
+    build_annoy(items, cfg, index_path)
+    return measure_ann(index_path, users, items, seen, cfg)
+
+
 @writes("index")
 def main(layout: Layout) -> None:
     cfg = load_params(layout.params).index
     processed, fused, settings = read_processed(layout), read_fused(layout), read_retrieval(layout)
     index_path = layout.index / contract.INDEX_FILE  # in staging until the stage commits
-    build_annoy(fused.items, cfg, index_path)
-    ann = measure_ann(index_path, fused.served_users, fused.items, served_histories(processed), cfg)
+    ann = run(fused.items, fused.served_users, served_histories(processed), cfg, index_path)
     warning = low_recall_warning(ann, cfg)
     if warning is not None:
         print(warning)

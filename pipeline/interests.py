@@ -66,17 +66,9 @@ from pipeline.models.topics import topic_metrics, topics_for
 
 
 def settings_for(cfg: InterestsConfig, linked_similarity: float | None = None) -> InterestSettings:
-    """The library's settings for the `interests` section (`linked_similarity`: the sparse
-    histories' linking bar, `calibrate_linked_similarity`)."""
-    return InterestSettings(
-        distance_threshold=cfg.distance_threshold,
-        max_interests=cfg.max_interests,
-        min_items=cfg.min_items,
-        max_items=cfg.max_items,
-        half_life=cfg.half_life,
-        linked_similarity=linked_similarity,
-        sparse_items=cfg.sparse_items,
-    )
+    """The `interests` section with the sparse histories' linking bar (`linked_similarity`,
+    `calibrate_linked_similarity`)."""
+    return InterestSettings(**cfg.model_dump(), linked_similarity=linked_similarity)
 
 
 def linking_bar(

@@ -54,10 +54,9 @@ MODELS = {
 
 
 def settings(cfg: SequenceConfig, use_ids: bool, use_text: bool) -> SequenceSettings:
-    """The library's settings for one variant of `cfg`."""
-    # The config's fields are the library's, less where text comes from and how training runs.
+    """One variant's settings: `cfg` as it is, the variant, and the device picked for it."""
     return SequenceSettings(
-        **cfg.model_dump(exclude={"text_encoder", "device", "workers"}),
+        **cfg.model_dump(exclude={"device"}),
         use_ids=use_ids,
         use_text=use_text,
         device=pick_device(cfg.device),

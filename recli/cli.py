@@ -23,65 +23,25 @@ command's annotations at each start, and string annotations cost it an `eval` pe
 every run; the few names only needed for type checking are quoted instead.
 """
 
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup
 
 from recli import __version__, render, views
 from recli.answer import RecommendCall
 from recli.answer import recommend as answer_recommend
+from recli.cli_parts import RecliCommand, RecliGroup, RecliInteger
 from recli.contract import DEFAULT_ARTIFACTS, ENCODER_DIR, FINETUNE_DIR, INDEX_DIR
 from recli.errors import RecliError
-from recli.inputs import shown, visible
+from recli.inputs import shown
 
 if TYPE_CHECKING:
     from recli.serve import Served
 
-LARGEST = 2**63 - 1
-"""The largest integer SQLite holds: larger ids and counts are refused before any query."""
-USAGE_ERROR = sys.modules[typer.BadParameter.__module__].UsageError
-"""Click's usage error, from the click Typer uses (its own copy since Typer 0.28)."""
-
-
-class _RecliCommand(TyperCommand):
-    """A command whose help stays readable on a narrow terminal (`recli.narrow_help`)."""
-
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        from recli.narrow_help import format_help  # only --help needs it
-
-        format_help(self, ctx, formatter, super().format_help)
-
-
-class _RecliGroup(TyperGroup):
-    """Turns a `RecliError` from any command into one red line and exit code 1 (also under
-    Typer's `CliRunner`, which calls the group directly rather than `main()`); its help, like
-    its commands', stays readable on a narrow terminal."""
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except RecliError as error:
-            render.print_error(error)
-            raise typer.Exit(1) from None
-        except USAGE_ERROR as error:
-            # Click quotes most bad values with repr(), but not extra arguments: an ESC typed
-            # there would reach the terminal raw.
-            error.message = "\n".join(map(visible, error.message.split("\n")))
-            raise
-
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        from recli.narrow_help import format_help  # only --help needs it
-
-        format_help(self, ctx, formatter, super().format_help)
-
-
 app = typer.Typer(
     name="recli",
-    cls=_RecliGroup,
+    cls=RecliGroup,
     help="Explore users' interests with language-model representations, from the terminal.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -99,27 +59,13 @@ ArtifactsOption = Annotated[
 ]
 
 
-def _in_range(fix: str) -> Callable[[typer.CallbackParam, int | None], int | None]:
-    """A callback refusing an integer SQLite cannot hold (`LARGEST`), with `fix` as the remedy."""
-
-    def check(param: typer.CallbackParam, value: int | None) -> int | None:
-        if value is None or -LARGEST - 1 <= value <= LARGEST:
-            return value
-        name = (param.name or "").replace("_", " ")
-        if param.param_type_name != "argument":
-            name = param.opts[0]
-        raise RecliError(f"{name} {shown(str(value))} is out of range: {fix}")
-
-    return check
-
-
 CountOption = Annotated[
     int,
     typer.Option(
         "-k",
         "--k",
         help="How many items to show.",
-        callback=_in_range("pass how many items to show, e.g. -k 10"),
+        click_type=RecliInteger("pass how many items to show, e.g. -k 10"),
     ),
 ]
 JsonOption = Annotated[
@@ -176,7 +122,7 @@ def _open(ctx: typer.Context, artifacts: Path | None) -> "Served":
 # --------------------------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------------------------
-@app.command(cls=_RecliCommand, context_settings=IdArguments)
+@app.command(cls=RecliCommand, context_settings=IdArguments)
 def recommend(
     ctx: typer.Context,
     user_id: Annotated[str, typer.Argument(help="The user's id as in the dataset (e.g. 196).")],
@@ -201,7 +147,7 @@ def recommend(
     )
 
 
-@app.command(cls=_RecliCommand, context_settings=IdArguments)
+@app.command(cls=RecliCommand, context_settings=IdArguments)
 def explore(
     ctx: typer.Context,
     user_id: Annotated[str, typer.Argument(help="The user's id as in the dataset (e.g. 196).")],
@@ -211,7 +157,7 @@ def explore(
             "-k",
             "--k",
             help="How many items per topic.",
-            callback=_in_range("pass how many items per topic, e.g. -k 5"),
+            click_type=RecliInteger("pass how many items per topic, e.g. -k 5"),
         ),
     ] = 5,
     topics: Annotated[
@@ -220,7 +166,7 @@ def explore(
             "--topics",
             "-t",
             help="How many topics to suggest.",
-            callback=_in_range("pass how many topics to suggest, e.g. --topics 3"),
+            click_type=RecliInteger("pass how many topics to suggest, e.g. --topics 3"),
         ),
     ] = 3,
     as_json: JsonOption = False,
@@ -236,7 +182,7 @@ def explore(
     render.show(views.exploration_view(result))
 
 
-@app.command(cls=_RecliCommand, context_settings=IdArguments)
+@app.command(cls=RecliCommand, context_settings=IdArguments)
 def user(
     ctx: typer.Context,
     user_id: Annotated[str, typer.Argument(help="The user's id as in the dataset.")],
@@ -246,7 +192,7 @@ def user(
             "--history",
             "-n",
             help="How many history events to show.",
-            callback=_in_range("pass how many history events to show, e.g. --history 10"),
+            click_type=RecliInteger("pass how many history events to show, e.g. --history 10"),
         ),
     ] = 10,
     as_json: JsonOption = False,
@@ -261,7 +207,7 @@ def user(
     render.show(views.user_view(profile))
 
 
-@app.command(cls=_RecliCommand)
+@app.command(cls=RecliCommand)
 def clusters(
     ctx: typer.Context, as_json: JsonOption = False, artifacts: ArtifactsOption = None
 ) -> None:
@@ -276,14 +222,14 @@ def clusters(
     render.show([views.clusters_table(groups)])
 
 
-@app.command(cls=_RecliCommand, context_settings=IdArguments)
+@app.command(cls=RecliCommand, context_settings=IdArguments)
 def cluster(
     ctx: typer.Context,
     cluster_id: Annotated[
         int,
         typer.Argument(
             help="The group's id (see `recli clusters`).",
-            callback=_in_range(
+            click_type=RecliInteger(
                 "pass one of the ids `recli clusters` lists, e.g. `recli cluster 0`"
             ),
         ),
@@ -292,7 +238,7 @@ def cluster(
         int,
         typer.Option(
             help="How many member user ids to show (0: none).",
-            callback=_in_range("pass how many member ids to show, e.g. --members 10"),
+            click_type=RecliInteger("pass how many member ids to show, e.g. --members 10"),
         ),
     ] = 10,
     as_json: JsonOption = False,
@@ -308,7 +254,7 @@ def cluster(
     render.show(views.cluster_view(group, member_ids))
 
 
-@app.command(cls=_RecliCommand, context_settings=IdArguments)
+@app.command(cls=RecliCommand, context_settings=IdArguments)
 def similar(
     ctx: typer.Context,
     item_id: Annotated[str, typer.Argument(help="The item's id as in the dataset.")],
@@ -326,7 +272,7 @@ def similar(
     render.show([views.items_table(title, neighbours)])
 
 
-@app.command(cls=_RecliCommand)
+@app.command(cls=RecliCommand)
 def search(
     ctx: typer.Context,
     text: Annotated[str, typer.Argument(help='What the user likes, e.g. "space opera, funny".')],
@@ -372,7 +318,7 @@ def search(
     render.show([views.items_table(title, neighbours)])
 
 
-@app.command(cls=_RecliCommand)
+@app.command(cls=RecliCommand)
 def doctor(
     ctx: typer.Context, as_json: JsonOption = False, artifacts: ArtifactsOption = None
 ) -> None:
@@ -391,7 +337,7 @@ def doctor(
         raise RecliError(f"{len(problems)} problem(s) ({names}): fix them as the table says")
 
 
-@app.command(cls=_RecliCommand)
+@app.command(cls=RecliCommand)
 def metrics(
     split: Annotated[str, typer.Option(help="Which split to show: test or validation.")] = "test",
     rev: Annotated[
@@ -402,7 +348,7 @@ def metrics(
         typer.Option(
             "--k",
             help="Only the metrics at this cut-off (default 10; 0 shows all).",
-            callback=_in_range("pass a cut-off the evaluation used, e.g. --k 10"),
+            click_type=RecliInteger("pass a cut-off the evaluation used, e.g. --k 10"),
         ),
     ] = 10,
     markdown: Annotated[

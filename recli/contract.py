@@ -12,6 +12,7 @@ imports this module; nothing here imports the pipeline.
   never mistaken for a genre of the same name.
 - How a fused vector is laid out: `[text part | collaborative part]`, the first `text_dimension`
   entries are the (scaled) text vector. `--explain` and `recli search` depend on that split.
+- How two vectors are compared: `dot`, the index's metric, the one place recli writes it.
 """
 
 from __future__ import annotations
@@ -93,6 +94,12 @@ def text_part(vector: Vector, text_dimension: int) -> Vector:
 def collaborative_part(vector: Vector, text_dimension: int) -> Vector:
     """The collaborative share of a fused vector."""
     return vector[collaborative_slice(text_dimension)]  # type: ignore[return-value]
+
+
+def dot(left: Sequence[float], right: Sequence[float]) -> float:
+    """The dot product of two vectors of one space (a `ValueError` if their lengths differ), the
+    products added by `sum` in order: recli writes it here only, so every score agrees."""
+    return sum(a * b for a, b in zip(left, right, strict=True))
 
 
 def fuse_parts(text: Sequence[float], collaborative: Sequence[float]) -> list[float]:

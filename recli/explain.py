@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from recli.contract import term_text, text_part
+from recli.contract import dot, term_text, text_part
 
 if TYPE_CHECKING:
     from annoy import AnnoyIndex
@@ -49,9 +49,7 @@ def text_score(
     user_vector: Sequence[float], item_vector: Sequence[float], text_dimension: int
 ) -> float:
     """The text share of a fused score: the dot product of the two vectors' text parts."""
-    user_text = text_part(user_vector, text_dimension)
-    item_text = text_part(item_vector, text_dimension)
-    return sum(a * b for a, b in zip(user_text, item_text, strict=False))
+    return dot(text_part(user_vector, text_dimension), text_part(item_vector, text_dimension))
 
 
 def item_lifts(cluster: Cluster | None) -> dict[str, float]:

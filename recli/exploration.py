@@ -2,7 +2,7 @@
 
 Serving (`recli recommend --by-interest`, `recli explore`) and the pipeline's evaluation both call
 these functions, so what the evaluation measures is what the terminal shows. Standard library
-only: the recommend path imports no numpy.
+only (and `recli.contract`'s `dot`, which is too): the recommend path imports no numpy.
 
 **Multi-interest retrieval.** A user has a whole-user fused vector `u` and interests, each with
 the mean `m` of its items' fused vectors. Interest `i` asks the one Annoy index with
@@ -26,14 +26,16 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
+from recli.contract import dot
+
 OVERALL = -1
 """The list `merge_by_weight` is told came from the whole-user vector (not one interest)."""
 
 
 def interest_query(user: Sequence[float], mean: Sequence[float], pull: float) -> list[float]:
     """`u + pull · |u| / |m| · m`: the user's vector pulled towards one interest's items."""
-    user_norm = math.sqrt(sum(value * value for value in user))
-    mean_norm = math.sqrt(sum(value * value for value in mean))
+    user_norm = math.sqrt(dot(user, user))
+    mean_norm = math.sqrt(dot(mean, mean))
     scale = pull * user_norm / mean_norm if mean_norm > 0 else 0.0
     return [a + scale * b for a, b in zip(user, mean, strict=True)]
 
@@ -177,19 +179,14 @@ def closest_similarity(
     """Per topic, the highest cosine to any of the user's interest centroids (0 with none)."""
 
     def unit(vector: Sequence[float]) -> list[float]:
-        norm = math.sqrt(sum(value * value for value in vector))
+        norm = math.sqrt(dot(vector, vector))
         return [value / norm for value in vector] if norm > 0 else list(vector)
 
     own = [unit(vector) for vector in interests]
     found = []
     for topic in topics:
         centre = unit(topic)
-        found.append(
-            max(
-                (sum(a * b for a, b in zip(vector, centre, strict=True)) for vector in own),
-                default=0.0,
-            )
-        )
+        found.append(max((dot(vector, centre) for vector in own), default=0.0))
     return found
 
 

@@ -1,4 +1,5 @@
-"""What a user can type wrong: an id the catalogue does not have, or a `-k` out of range.
+"""What a user can type wrong: an id the catalogue does not have, a `-k` out of range, or an
+integer too large for SQLite.
 
 Each check raises (or builds) a `RecliError` whose one line says what was wrong and what would be
 right: the catalogue's id range and the closest valid ids, or the allowed `-k`. What a user typed
@@ -13,6 +14,8 @@ from recli.errors import RecliError
 
 SUGGESTIONS = 5
 """Closest valid ids offered when an id is unknown."""
+LARGEST = 2**63 - 1
+"""The largest integer SQLite holds: larger ids and counts are refused before any query."""
 SHOWN_CHARS = 40
 """What a user typed is echoed in a message cut to this many characters."""
 CLOSE_SPELLING = 0.6
@@ -24,12 +27,32 @@ move nothing on screen."""
 NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def _is_number(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
+def is_number(text: str) -> bool:
+    """Whether `text` is a whole number as `int()` reads one (` -42 `, `1_000`, Arabic-Indic
+    digits), however many digits it has: `int()` itself refuses more than 4300 of them."""
+    if any(separator in text for separator in "\x1c\x1d\x1e\x1f"):
+        return False  # str.strip() takes these for space; int() does not
+    body = text.strip()
+    if body[:1] in ("+", "-"):
+        body = body[1:]
+    if body.startswith("_") or body.endswith("_") or "__" in body:
         return False
-    return True
+    return body.replace("_", "").isdecimal()
+
+
+def integer(text: str, name: str, fix: str) -> int | None:
+    """`text` as an integer SQLite can hold (`LARGEST`), read as `int()` reads it; None when it
+    is no integer at all. One beyond that range, however many digits, is refused in one line
+    naming the parameter (`name`) and `fix`."""
+    try:
+        number = int(text)
+    except ValueError:
+        if not is_number(text):
+            return None
+        number = LARGEST + 1  # more digits than int() reads: beyond the range either way
+    if not -LARGEST - 1 <= number <= LARGEST:
+        raise RecliError(f"{name} {shown(text)} is out of range: {fix}")
+    return number
 
 
 def _escaped(char: str) -> str:
@@ -122,16 +145,26 @@ def not_text(kind: str, given: str, example: str) -> RecliError:
     )
 
 
-def check_k(k: int, n_items: int) -> None:
-    """Raise unless `1 <= k <= n_items`: Annoy would silently return fewer items."""
+def check_k(
+    k: int,
+    limit: int,
+    items: str = "",
+    none_left: str = "the catalogue has no items: rebuild it with `dvc repro -f index`",
+) -> None:
+    """Raise unless `1 <= k <= limit`: Annoy would silently return fewer items.
+
+    `limit` is the most the command can list and `items` what those are (by default the
+    catalogue's items; `recli similar` never lists the item itself): the advice names a `-k` that
+    is then accepted. With none at all, `none_left` says why instead of an empty range.
+    """
     if k < 1:
         raise RecliError(
             f"-k must be at least 1 (got {k}): pass how many items to show, e.g. -k 10"
         )
-    if k > n_items:
-        raise RecliError(
-            f"-k {k} is more than the catalogue's {n_items} items: use -k between 1 and {n_items}"
-        )
+    if k > limit:
+        items = items or f"the catalogue's {limit} items"
+        fix = f"use -k between 1 and {limit}" if limit > 0 else none_left
+        raise RecliError(f"-k {k} is more than {items}: {fix}")
 
 
 def unknown_id(kind: str, given: str, known: list[str], command: str) -> RecliError:
@@ -143,7 +176,7 @@ def unknown_id(kind: str, given: str, known: list[str], command: str) -> RecliEr
     `command` is the `recli` command the example in the message uses.
     """
     count = f"{len(known)} {kind}s"
-    numeric = bool(known) and all(_is_number(value) for value in known)
+    numeric = bool(known) and all(is_number(value) for value in known)
     example = f"`recli {command} {shown(known[0])}`" if known else f"`recli {command} ID`"
     if not given.strip():
         return RecliError(
@@ -152,12 +185,15 @@ def unknown_id(kind: str, given: str, known: list[str], command: str) -> RecliEr
     if numeric:
         numbers = sorted(int(value) for value in known)
         span = f"ids {numbers[0]}–{numbers[-1]}"
-        if not _is_number(given.strip()):
+        if not is_number(given):
             return RecliError(
                 f"{kind} id '{shown(given)}' is not a number, but this catalogue's {count} have "
                 f"numeric {span}: e.g. {example}"
             )
-        target = int(given.strip())
+        try:
+            target = int(given)
+        except ValueError:  # too many digits for int(): beyond every id, on the side of its sign
+            target = numbers[0] - 1 if given.strip().startswith("-") else numbers[-1] + 1
         nearest = sorted(known, key=lambda value: (abs(int(value) - target), int(value)))
         closest = f"; nearest: {', '.join(shown(value) for value in nearest[:SUGGESTIONS])}"
     else:

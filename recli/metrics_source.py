@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from recli.contract import METRICS_FILE
 from recli.errors import RecliError
+from recli.inputs import shown
 
 SPLITS = ("test", "validation")
 """The splits `recli metrics --split` accepts."""
@@ -82,7 +83,7 @@ def load_table(split: str, rev: str | None = None, cutoff: int | None = 10) -> M
     same split at `rev` when given. The columns are those of the first model's row."""
     current = read_metrics()
     if split not in SPLITS or split not in current:
-        raise RecliError(f"unknown split '{split}': use --split test or --split validation")
+        raise RecliError(f"unknown split '{shown(split)}': use --split test or --split validation")
     baseline = read_metrics(rev)[split] if rev is not None else None
     rows: Rows = current[split]
     columns = [name for name in next(iter(rows.values())) if name != "users"]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from recli import explain
 from recli.ann_index import retrieve
 from recli.catalogue import MetaKey
-from recli.contract import fuse_parts
+from recli.contract import dot, fuse_parts
 from recli.errors import RecliError
 from recli.inputs import check_k
 from recli.lookups import Lookups
@@ -48,10 +48,6 @@ OVERALL_TASTE = "overall taste"
 """What `--by-interest` calls the whole-user vector's list."""
 
 
-def _dot(left: Sequence[float], right: Sequence[float]) -> float:
-    return sum(a * b for a, b in zip(left, right, strict=True))
-
-
 class Queries(Lookups):
     """The queries the CLI answers, over the lookups and an index the subclass provides."""
 
@@ -70,16 +66,17 @@ class Queries(Lookups):
         grouped by the list they serve and scored by its query (`_by_interest`), ranks 1..k down
         the groups.
         """
-        check_k(k, self.n_items)
         user = self.user_with_history(user_id)
         seen_order = self.history_indices(user.user_idx)
         seen = set(seen_order)
         unseen = self.n_items - len(seen)
-        if k > unseen:
-            raise RecliError(
-                f"-k {k} is more than the {unseen} items user '{user.user_id}' has not interacted "
-                f"with: use -k between 1 and {unseen}"
-            )
+        check_k(
+            k,
+            unseen,
+            f"the {unseen} items user '{user.user_id}' has not interacted with",
+            f"user '{user.user_id}' has interacted with every item, so none is left to recommend: "
+            f"see their history with `recli user {user.user_id}`",
+        )
         interests = self.interests(user.user_idx)
         if by_interest:
             found = self._by_interest(user, interests, seen, k)
@@ -183,7 +180,10 @@ class Queries(Lookups):
 
         check_k(k, self.n_items)
         if topics < 1:
-            raise RecliError(f"--topics must be at least 1 (got {topics})")
+            raise RecliError(
+                f"--topics must be at least 1 (got {topics}): pass how many topics to suggest, "
+                "e.g. --topics 3"
+            )
         user = self.user_with_history(user_id)
         settings = self.meta.get(MetaKey.EXPLORE)
         recorded = self.meta.get(MetaKey.TOPIC_TRANSITIONS)
@@ -262,7 +262,7 @@ class Queries(Lookups):
             (
                 (
                     exploration.explore_score(
-                        _dot(user.vector, index.get_item_vector(item)),
+                        dot(user.vector, index.get_item_vector(item)),
                         float(settings["score_scale"]),
                         topic_score,
                         float(settings["topic_weight"]),
@@ -284,13 +284,9 @@ class Queries(Lookups):
     def similar(self, item_id: str, k: int = 10) -> tuple[Item, list[Neighbour]]:
         """The `k` items nearest to an item in the fused space (dot product), never the item
         itself: at most the catalogue's other items, and exactly `k` (`retrieve`)."""
-        check_k(k, self.n_items)
         others = self.n_items - 1
-        if k > others:
-            raise RecliError(
-                f"-k {k} is more than the {others} other items in the catalogue: "
-                + (f"use -k between 1 and {others}" if others else "it has no item to compare with")
-            )
+        other_items = f"the {others} other items in the catalogue"
+        check_k(k, others, other_items, "it has no item to compare with")
         item = self.item(item_id)
         index = self.index
         vector = index.get_item_vector(item.item_idx)
@@ -332,7 +328,10 @@ class Queries(Lookups):
         """What `recli user` shows: the recent history, and the genres and tags the whole
         history counts most often (the interests say what it over-represents)."""
         if history_limit < 1:
-            raise RecliError(f"--history must be at least 1 (got {history_limit})")
+            raise RecliError(
+                f"--history must be at least 1 (got {history_limit}): pass how many events to "
+                "show, e.g. --history 10"
+            )
         user = self.user(user_id)
         every_item = self.items(self.history_indices(user.user_idx)).values()
         genres = Counter(genre for item in every_item for genre in item.genres)

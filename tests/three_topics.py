@@ -61,7 +61,7 @@ def events_of(user_items: dict[int, list[int]]) -> pl.DataFrame:
     )
 
 
-SETTINGS = InterestSettings(distance_threshold=1.0, min_items=3, half_life=4.0)
+SETTINGS = InterestSettings(distance_threshold=1.0, min_items=3, half_life=4.0, sparse_items=6)
 
 
 def everyone(n_per_topic: int = 8) -> pl.DataFrame:

@@ -86,8 +86,9 @@ class FilesSource(Section):
     """Optional tags file (for example MovieLens `tags.csv`)."""
     separator: str | None = None
     """Field separator for text files; `null` infers it from the extension (`.tsv` → tab)."""
-    encoding: Literal["utf-8", "latin-1"] = "utf-8"
-    """Text encoding of CSV/TSV files."""
+    encoding: Literal["utf-8", "latin-1", "cp1252"] = "utf-8"
+    """Text encoding of CSV/TSV files (`cp1252`: Windows-1252, latin-1 with printable characters
+    where latin-1 has control codes)."""
     timestamp_unit: Literal["auto", "s", "ms", "us", "ns"] = "auto"
     """Unit of numeric timestamps since 1970; `auto` tells seconds from milliseconds, micro- and
     nanoseconds by the values' size, and `s` keeps any number as it is."""

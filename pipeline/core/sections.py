@@ -9,7 +9,7 @@ Field names follow one vocabulary across stages: `embedding_size`, `epochs`, `le
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -19,6 +19,10 @@ class Section(BaseModel):
 
     # Unknown keys are typos far more often than intentional: reject them.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def but(self, **changes: object) -> Self:
+        """This section with `changes`, checked as a new one is."""
+        return type(self).model_validate({**self.model_dump(), **changes})
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,8 +181,8 @@ class EmbedConfig(Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "float32", "bfloat16"] = "auto"
     """Arithmetic of the forward pass. `auto`: bfloat16 where the hardware has it (CUDA cards with
-    bf16, x86 CPUs with AVX512-BF16 or AMX; 2.6x faster on such a CPU, vectors within 1e-5 in
-    cosine of float32), float32 elsewhere."""
+    bf16, x86 CPUs with AVX512-BF16 or AMX; docs/pipeline.md gives the speed and the agreement
+    with float32), float32 elsewhere."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,9 +224,8 @@ class InterestsConfig(Section):
     (`pipeline.interests`)."""
 
     encoder: Literal["zero_shot", "finetuned"] = "zero_shot"
-    """Whose item vectors: the base encoder places items by what they are (on ML-100K its
-    interests' top genre covers 44% of their items, the fine-tuned one's 33%, which place items
-    by who watches them together)."""
+    """Whose item vectors: the base encoder places items by what they are, the fine-tuned one
+    by who uses them together (docs/interests.md compares the two)."""
     distance_threshold: Annotated[float, Field(gt=0)] = 1.75
     """Ward merge distance at which a user's tree is cut: lower, more interests."""
     max_interests: Annotated[int, Field(ge=1)] = 5
@@ -275,10 +278,10 @@ class SequenceConfig(Section):
     patience: Annotated[int, Field(ge=1)] = 6
     """Epochs without a better validation score before training stops."""
     eval_every: Annotated[int, Field(ge=1)] = 2
-    """Epochs between validation checks (on ML-100K a check costs about 5% of an epoch)."""
+    """Epochs between validation checks (each scores the sampled validation users)."""
     max_steps: Annotated[int, Field(ge=1)] = 800
     """Optimiser steps over all epochs at most, so large data costs the budget, not a pass per
-    epoch over every event (ML-100K stops early long before: about 23 steps an epoch)."""
+    epoch over every event; small data stops early long before."""
     negatives: Annotated[int, Field(ge=0)] | Literal["auto"] = "auto"
     """Warm items drawn per step for the softmax beside the batch's targets; 0: all warm items;
     auto: all up to 5,000 warm items, else 2,048 (a step then costs the same on any catalogue)."""
@@ -294,6 +297,14 @@ class SequenceConfig(Section):
     after the other. The networks are small, so one thread each keeps a core busier than two
     threads sharing one model's many small operations."""
     seed: int = 42
+
+    @model_validator(mode="after")
+    def _heads_divide_the_width(self) -> SequenceConfig:
+        if self.embedding_size % self.heads:
+            raise ValueError(
+                f"heads ({self.heads}) must divide embedding_size ({self.embedding_size})"
+            )
+        return self
 
 
 # --------------------------------------------------------------------------------------------

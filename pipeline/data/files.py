@@ -8,7 +8,8 @@ file as `params.yaml` spells it and the key that fixes it.
 
 Nothing is reinterpreted quietly: timestamps in milliseconds, microseconds or nanoseconds are
 converted to seconds with a one-line note on stderr saying so, as the reader notes a file read in
-another encoding than `data.files.encoding`.
+another encoding than `data.files.encoding`. Titles, descriptions and tags that look
+double-encoded (`CafÃ©`: `pipeline.data.mojibake`) are noted too, and kept as they are.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.core.config import FilesSource
+from pipeline.data.mojibake import note_double_encoded
 from pipeline.data.raw import INTERACTIONS_SCHEMA, ITEMS_SCHEMA, RawData, drop_no_genre, title_year
 from pipeline.data.reader import note, read_table
 from recli.errors import RecliError
@@ -65,12 +67,14 @@ def load_files(cfg: FilesSource, root: Path = Path(".")) -> RawData:
     _require_columns(catalogue, items_path, "data.files.item_columns", wanted)
     _require_rows(catalogue, items_path, "data.files.items")
     title = _as_text(catalogue, item_columns.title)
+    description = _as_text(catalogue, item_columns.description)
+    note_double_encoded(items_path, {"title": title, "description": description})
     items = catalogue.select(
         _as_id(catalogue, item_columns.item).alias("item_id"),
         title.alias("title"),
         title_year(title).alias("year"),
         _as_genres(catalogue, item_columns.genres, item_columns.list_separator).alias("genres"),
-        _as_text(catalogue, item_columns.description).alias("description"),
+        description.alias("description"),
     )
     sources = [events_path.name, items_path.name]
 
@@ -80,6 +84,8 @@ def load_files(cfg: FilesSource, root: Path = Path(".")) -> RawData:
         _require_columns(
             tag_table, tags_path, "data.files.tag_columns", cfg.tag_columns.model_dump()
         )
+        # Checked before `_group_tags` lowercases them, which would hide `Ã` in `ã`.
+        note_double_encoded(tags_path, {"tag": tag_table[cfg.tag_columns.tag].cast(pl.String)})
         tags = _group_tags(tag_table, cfg.tag_columns.item, cfg.tag_columns.tag)
         items = items.join(tags, on="item_id", how="left", maintain_order="left")
         sources.append(tags_path.name)
@@ -103,11 +109,9 @@ def _require_columns(
             continue
         found = ", ".join(frame.columns[:20]) + (", …" if frame.width > 20 else "")
         hint = ""
+        # A header that is not valid UTF-8 is refused by the reader, with the encoding to set.
         if frame.width == 1 and any(mark in frame.columns[0] for mark in ",;\t|"):
             hint = " (only one column was read: set data.files.separator too)"
-        elif "\ufffd" in found:
-            # polars decodes a header leniently, so bad bytes show up here rather than as an error.
-            hint = " (the header is not valid UTF-8: set data.files.encoding: latin-1)"
         raise RecliError(
             f"{path}: column '{column}' not found (columns: {found}): "
             f"set {key}.{field} to the right column name{hint}"

@@ -3,8 +3,10 @@ the suffix (CSV, TSV, parquet), its field separator, and its encoding.
 
 A file in another Unicode encoding than `data.files.encoding` (a UTF-16 or UTF-32 file, a UTF-8
 byte-order mark) is read as what it is, with a one-line note on stderr saying so; a UTF-8 file
-declared latin-1 is refused rather than read as mojibake. What the columns mean is
-`pipeline.data.files`' business.
+declared latin-1 or cp1252 is refused rather than read as mojibake, and so is a file declared
+latin-1 whose bytes 0x80-0x9F latin-1 would read as control characters (in Windows-1252, cp1252,
+they are curly quotes, dashes, `€`). A file that is not valid UTF-8 is refused with the 8-bit
+encoding that reads it. What the columns mean is `pipeline.data.files`' business.
 """
 
 from __future__ import annotations
@@ -67,26 +69,26 @@ def read_table(path: Path, root: Path, key: str, cfg: FilesSource) -> pl.DataFra
     source = _utf8_source(file, path, cfg.encoding, separator)
     try:
         # Ids stay strings (`007` keeps its zeros) because nothing is inferred.
-        return pl.read_csv(source, separator=separator, infer_schema=False, encoding="utf8")
+        frame = pl.read_csv(source, separator=separator, infer_schema=False, encoding="utf8")
     except pl.exceptions.NoDataError:
         raise RecliError(
             f"{path} is empty: point {key} at a file with a header row and data"
         ) from None
     except pl.exceptions.PolarsError as error:
         if "utf-8" in str(error).lower() or "utf8" in str(error).lower():
-            if _sniff(file).startswith(codecs.BOM_UTF8):
-                # The mark says UTF-8, so latin-1 is not the fix: part of the file is not UTF-8.
-                raise RecliError(
-                    f"{path} starts with a UTF-8 byte-order mark but is not valid UTF-8 "
-                    "throughout: re-save the whole file as UTF-8"
-                ) from None
-            raise RecliError(
-                f"{path} is not valid UTF-8: set data.files.encoding: latin-1 in params.yaml"
-            ) from None
+            raise _not_utf8(file.read_bytes(), path, separator) from None
         raise RecliError(
             f"{path} could not be parsed ({_first_line(error)}): check data.files.separator "
             f"(now {separator!r}) and the file's quoting"
         ) from None
+    # polars reads a header leniently, bad bytes as U+FFFD, where a data row would fail.
+    if source == file and any("\ufffd" in column for column in frame.columns):
+        data = file.read_bytes()
+        try:
+            data.split(b"\n", 1)[0].decode("utf-8")
+        except UnicodeDecodeError:
+            raise _not_utf8(data, path, separator) from None
+    return frame
 
 
 def note(message: str) -> None:
@@ -140,8 +142,8 @@ def _utf8_source(file: Path, path: Path, encoding: str, separator: str) -> Path 
         if encoding == "utf-8":
             return file
         data = file.read_bytes()
-        _refuse_utf8_as_latin1(data, path, separator)
-        return data.decode("latin-1").encode("utf-8")
+        _refuse_utf8_as_8bit(data, path, separator, encoding)
+        return _decode_8bit(data, path, separator, encoding).encode("utf-8")
     codec, name, mark = found
     if codec == "utf-8" and encoding == "utf-8":
         # polars skips a UTF-8 byte-order mark itself: the file is what the settings say.
@@ -159,8 +161,8 @@ def _utf8_source(file: Path, path: Path, encoding: str, separator: str) -> Path 
     return text.encode("utf-8")
 
 
-def _refuse_utf8_as_latin1(data: bytes, path: Path, separator: str) -> None:
-    """Stop where a file declared latin-1 is UTF-8 with non-ASCII text.
+def _refuse_utf8_as_8bit(data: bytes, path: Path, separator: str, encoding: str) -> None:
+    """Stop where a file declared latin-1 or cp1252 is UTF-8 with non-ASCII text.
 
     Read as latin-1, every such character would become two or three others (`é` → `Ã©`) in every
     title and tag, baked into the catalogue with nothing failing; a warning scrolls past in a
@@ -176,19 +178,97 @@ def _refuse_utf8_as_latin1(data: bytes, path: Path, separator: str) -> None:
         return
     start = re.search(rb"[\x80-\xff]", data).start()  # type: ignore[union-attr]
     # Show the field that holds the first accented character, as read both ways.
+    number, field = _field_at(data, start, separator)
+    # Cutting at 60 bytes may split a character; `ignore` drops only that one.
+    sample = field.decode("utf-8", errors="ignore")
+    raise RecliError(
+        f"{path} is UTF-8, but data.files.encoding is {encoding}, which would read line "
+        f"{number}'s {sample!r} as "
+        f"{sample.encode('utf-8').decode(encoding, errors='replace')!r}: "
+        "set data.files.encoding: utf-8 in params.yaml"
+    )
+
+
+def _decode_8bit(data: bytes, path: Path, separator: str, encoding: str) -> str:
+    """`data` decoded as `encoding` (latin-1 or cp1252), refused where that gives no text.
+
+    Latin-1 reads the bytes 0x80-0x9F as C1 control characters, which no title means: they are
+    what a Windows-1252 file's curly quotes, dashes and `€` become (`\\x93Quoted\\x94`). Such a
+    file is refused with `cp1252` as the fix rather than read with a note: the setting then says
+    what the file is, and a byte 0x80-0x9F may also be a letter of another code page (`é` is
+    0x82 in DOS's cp850), which the message's example lets the user see before choosing.
+    """
+    if encoding == "cp1252":
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError as error:
+            raise _no_8bit_reading(data, error.start, path) from None
+    control = re.search(rb"[\x80-\x9f]", data)
+    if control is None:
+        return data.decode(encoding)
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError as error:
+        raise _no_8bit_reading(data, error.start, path) from None
+    number, field = _field_at(data, control.start(), separator)
+    raise RecliError(
+        f"{path} has bytes that latin-1 reads as control characters: line {number}'s "
+        f"{field.decode('latin-1')!r} is {field.decode('cp1252')!r} in Windows-1252: "
+        "set data.files.encoding: cp1252 in params.yaml"
+    )
+
+
+def _not_utf8(data: bytes, path: Path, separator: str) -> RecliError:
+    """The error for a file declared UTF-8 that is not, naming the 8-bit encoding that reads it:
+    latin-1 where no byte UTF-8 cannot read is in 0x80-0x9F (there latin-1 and cp1252 agree),
+    cp1252 where such bytes are its printable characters, else neither; none for a file whose
+    UTF-8 byte-order mark says it is UTF-8."""
+    if data.startswith(codecs.BOM_UTF8):
+        # The mark says UTF-8, so no 8-bit encoding is the fix: part of the file is not UTF-8.
+        return RecliError(
+            f"{path} starts with a UTF-8 byte-order mark but is not valid UTF-8 "
+            "throughout: re-save the whole file as UTF-8"
+        )
+    # Each byte UTF-8 cannot read becomes one surrogate U+DC80-U+DCFF, in place.
+    text = data.decode("utf-8", errors="surrogateescape")
+    control = re.search("[\udc80-\udc9f]", text)
+    if control is None:
+        return RecliError(
+            f"{path} is not valid UTF-8: set data.files.encoding: latin-1 in params.yaml"
+        )
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError as error:
+        return _no_8bit_reading(data, error.start, path, "is not valid UTF-8 and has")
+    start = len(text[: control.start()].encode("utf-8", errors="surrogateescape"))
+    number, field = _field_at(data, start, separator)
+    return RecliError(
+        f"{path} is not valid UTF-8; it reads as Windows-1252, where line {number} has "
+        f"{field.decode('cp1252')!r} (latin-1 would read control characters there): "
+        "set data.files.encoding: cp1252 in params.yaml"
+    )
+
+
+def _no_8bit_reading(data: bytes, start: int, path: Path, lead: str = "has") -> RecliError:
+    """The error for byte `start`, one of 0x81, 0x8D, 0x8F, 0x90 and 0x9D: undefined in cp1252
+    and a control character in latin-1, so no setting reads the file right; UTF-8 does, once the
+    file is saved so."""
+    number = data.count(b"\n", 0, start) + 1
+    return RecliError(
+        f"{path} {lead} byte 0x{data[start]:02X} on line {number}, a control character in "
+        "latin-1 and undefined in Windows-1252 (cp1252), so no data.files.encoding reads it "
+        "right: re-save the file as UTF-8"
+    )
+
+
+def _field_at(data: bytes, start: int, separator: str) -> tuple[int, bytes]:
+    """The line number (1-based) and the field (at most 60 bytes, unquoted) holding byte
+    `start` of `data`."""
     mark = separator.encode("utf-8")
     field_start = max(data.rfind(b"\n", 0, start), data.rfind(mark, 0, start)) + 1
     ends = [end for end in (data.find(b"\n", start), data.find(mark, start)) if end >= 0]
     field = data[field_start : min(ends, default=len(data))][:60]
-    # Cutting at 60 bytes may split a character; `ignore` drops only that one.
-    sample = field.decode("utf-8", errors="ignore").strip().strip('"')
-    number = data.count(b"\n", 0, start) + 1
-    raise RecliError(
-        f"{path} is UTF-8, but data.files.encoding is latin-1, which would read line "
-        f"{number}'s {sample!r} as "
-        f"{sample.encode('utf-8').decode('latin-1')!r}: set data.files.encoding: utf-8 "
-        "in params.yaml"
-    )
+    return data.count(b"\n", 0, start) + 1, field.strip().strip(b'"')
 
 
 def _first_line(error: BaseException) -> str:

@@ -124,8 +124,8 @@ def encode(
     """L2-normalised float32 embeddings, one row per text (empty texts give a zero row).
 
     `precision` "bfloat16" runs the forward pass under bf16 autocast (weights stay float32, the
-    matrix products are bf16 with float32 accumulation): 2.6x faster on a CPU with AVX512-BF16,
-    and each vector's cosine to its float32 self stays above 0.99999 (measured on MiniLM).
+    matrix products are bf16 with float32 accumulation); docs/pipeline.md gives its speed and
+    how close its vectors stay to float32's.
     """
     import torch
 

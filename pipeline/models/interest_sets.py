@@ -23,45 +23,26 @@ A library, not a stage: the `interests` stage groups the whole history (what is 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import polars as pl
+from pydantic import Field
 from scipy.cluster.hierarchy import fcluster, linkage
 
 from pipeline.core.parallel import in_processes
+from pipeline.core.sections import InterestsConfig
 from pipeline.data.interactions import unit_rows
 
 
-@dataclass(frozen=True)
-class InterestSettings:
-    """How a user's history is cut into interests."""
+class InterestSettings(InterestsConfig):
+    """One grouping's settings: the `interests` section's (`InterestsConfig`, where each is
+    described and checked) and the linking bar for sparse histories, read off the data."""
 
-    distance_threshold: float = 1.5
-    """Ward merge distance at which the tree is cut (unit vectors). On ML-100K with the
-    fine-tuned encoder, 1.5 gives a median of 2 interests per user and 5 at the 90th percentile."""
-    max_interests: int = 5
-    min_items: int = 3
-    """An interest holds at least this many items; smaller groups join the nearest one."""
-    max_items: int = 200
-    """Most recent distinct items clustered per user (the cost is quadratic in it)."""
-    half_life: float = 20.0
-    """Events after which an event counts half in an interest's weight."""
-    linked_similarity: float | None = None
+    linked_similarity: Annotated[float, Field(ge=-1, le=1)] | None = None
     """Sparse histories: the cosine at or above which two items are linked into one interest
-    (single linkage). None: a history of fewer than `2 * min_items` items is one interest."""
-    sparse_items: int = 6
-    """Histories of fewer than this many items are sparse (grouped by links when
-    `linked_similarity` is set); the default is `2 * min_items` for the default `min_items`."""
-
-    def __post_init__(self) -> None:
-        if self.distance_threshold <= 0 or self.half_life <= 0:
-            raise ValueError("distance_threshold and half_life must be positive")
-        if self.linked_similarity is not None and not -1.0 <= self.linked_similarity <= 1.0:
-            raise ValueError("linked_similarity is a cosine: it must be in [-1, 1]")
-        if self.max_interests < 1 or self.min_items < 1 or self.max_items < 2:
-            raise ValueError("max_interests and min_items must be >= 1, max_items >= 2")
+    (single linkage; `calibrate_linked_similarity`). None: a history of fewer than
+    `2 * min_items` items is one interest."""
 
 
 def _linked_groups(vectors: np.ndarray, settings: InterestSettings) -> np.ndarray:

@@ -12,8 +12,7 @@ it (users × items dense would not fit at scale), and comes out the same for the
 
 λ is EASE's, chosen on validation NDCG@10 over `evaluate.ease_reg_grid` through the evaluation
 protocol; above `evaluate.quadratic_peers_max_items` items (where the EASE peer is skipped too)
-there is no linear part. Measured on ml-latest-small cut into runs of 8 events (9,066 items):
-rank 1,024 keeps validation NDCG@10 at 0.0508 against full EASE's 0.0514 (rank 512: 0.0503).
+there is no linear part. How the rank was set, and what lower ranks cost, is in docs/pipeline.md.
 """
 
 from __future__ import annotations

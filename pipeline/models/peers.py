@@ -9,9 +9,9 @@ validation events, nothing refit). Masking already-seen items is the evaluator's
 
 Memory, for n items: ItemKNN builds its similarity in blocks of target items (about 64 MB of
 float32 at a time) and keeps only `neighbors` entries per item, so 10k items is cheap. EASE needs
-one dense n x n float64 buffer (Gram matrix, inverted in place) plus the n x n float32 weights:
-measured peak ~0.2 GB at ML-100K's 1,682 items and ~1.7 GB at ml-latest-small's 9,742 (fit
-~12 s on 2 cores); `ease_grid` also keeps the Gram matrix (+0.8 GB at 9,742). Acceptable here.
+one dense n x n float64 buffer (Gram matrix, inverted in place) plus the n x n float32 weights,
+about 12 n² bytes at peak; `ease_grid` also keeps the Gram matrix (8 n² more). Above
+`evaluate.quadratic_peers_max_items` items it is skipped (docs/scale.md gives measured costs).
 """
 
 from __future__ import annotations
@@ -196,8 +196,8 @@ def _gram(matrix: csr_matrix) -> np.ndarray:
 def _symmetric_inverse(matrix: np.ndarray) -> np.ndarray:
     """Inverse of a symmetric positive definite float64 matrix, computed in place.
 
-    Cholesky (potrf) then its inverse (potri) is about 1.6x faster than a general inverse at 10k
-    items and needs no second n x n buffer. LAPACK sees the C-ordered array as its transpose,
+    Cholesky (potrf) then its inverse (potri) does half a general inverse's work and needs no
+    second n x n buffer. LAPACK sees the C-ordered array as its transpose,
     which is the same matrix, and fills only one triangle (the lower one, in numpy's view).
     """
     factor, info = scipy.linalg.lapack.dpotrf(matrix.T, lower=False, clean=False, overwrite_a=True)

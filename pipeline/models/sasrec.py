@@ -27,12 +27,15 @@ Not a stage module: it reads nothing from disk and imports no stage.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 from torch.nn import functional
+
+from pipeline.core.sections import SequenceConfig
 
 PAD = 0
 """Input token of an empty position; item `i` is token `i + 1`."""
@@ -48,78 +51,24 @@ NORM_FIRST = False
 the reference numbers come from (pre-LN with a final LayerNorm is the original paper's choice)."""
 
 
-@dataclass(frozen=True)
-class SequenceSettings:
-    """Architecture and training of one SASRec model (defaults: the RecBole reference)."""
+class SequenceSettings(SequenceConfig):
+    """One model's settings: the `sequence` section's (`SequenceConfig`, where each is described
+    and checked), which variant it is, and the torch device it runs on."""
 
-    max_length: int = 50
-    """Most recent items the model reads per user (and the training window, plus one target)."""
-    embedding_size: int = 64
-    """Width of item, position and user vectors: what the dot product and the index hold."""
-    layers: int = 2
-    """Transformer blocks."""
-    heads: int = 2
-    """Attention heads per block (must divide `embedding_size`)."""
-    dropout: float = 0.2
-    """Dropout on the input embeddings, attention weights and block outputs: ML-100K is small."""
-    learning_rate: float = 1e-3
-    """Adam step size."""
-    batch_size: int = 128
-    """Training windows per step (each holds up to `max_length` targets)."""
-    epochs: int = 200
-    """Upper bound on passes over the training events; early stopping usually ends sooner."""
-    max_steps: int | None = None
-    """Upper bound on optimiser steps over all epochs (None: no bound)."""
-    negatives: int | str = 0
-    """Warm items drawn per step for the softmax beside the batch's targets; 0: every warm item
-    (the full softmax); "auto": full up to `FULL_SOFTMAX_ITEMS` warm items, else
-    `SAMPLED_NEGATIVES` (`pipeline.models.sasrec_training`)."""
-    patience: int = 5
-    """Epochs without a better validation score before training stops (checked every
-    `eval_every` epochs; ignored without a `validate` callback)."""
-    eval_every: int = 1
-    """Epochs between validation scores: scoring every user costs about an epoch on ML-100K."""
-    weight_decay: float = 0.0
-    """Adam's L2 penalty on every weight."""
-    seed: int = 42
-    """Seeds initialisation, dropout and the window order: same inputs, same weights (on CPU)."""
     use_ids: bool = True
     """Give every warm item a free ID embedding (plain SASRec)."""
     use_text: bool = False
     """Add the adaptor's map of the item's frozen text vector (the text-based variant)."""
-    text_experts: int = 8
-    """Parametric whitening experts in the text adaptor (UniSRec's default; 1: one whitening)."""
-    device: str = "cpu"
+    device: str = "cpu"  # type: ignore[assignment]  # the device picked, never "auto"
     """Torch device for training and inference."""
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    """Adam's L2 penalty on every weight (not a `params.yaml` setting)."""
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _represented(self) -> SequenceSettings:
         if not (self.use_ids or self.use_text):
             raise ValueError("an item needs a representation: set use_ids, use_text or both")
-        for name in (
-            "max_length",
-            "embedding_size",
-            "layers",
-            "heads",
-            "batch_size",
-            "epochs",
-            "text_experts",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.embedding_size % self.heads:
-            raise ValueError(
-                f"heads ({self.heads}) must divide embedding_size ({self.embedding_size})"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.patience < 1 or self.eval_every < 1:
-            raise ValueError("patience and eval_every must be at least 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be at least 1, got {self.max_steps}")
-        if self.negatives != "auto" and not (
-            isinstance(self.negatives, int) and self.negatives >= 0
-        ):
-            raise ValueError(f"negatives must be 'auto' or at least 0, got {self.negatives!r}")
+        return self
 
 
 class SequenceModel(nn.Module):

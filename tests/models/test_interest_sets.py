@@ -67,17 +67,16 @@ def test_small_groups_join_the_nearest_interest_and_the_count_is_capped() -> Non
 
 
 def test_a_sparse_history_splits_only_where_an_item_is_far_from_the_rest() -> None:
-    from dataclasses import replace
 
     _, vectors = topic_items()  # topics 0-7, 8-15, 16-23 near three orthogonal axes
-    linked = replace(SETTINGS, linked_similarity=0.5)
+    linked = SETTINGS.but(linked_similarity=0.5)
     # Five items (fewer than 2 x min_items): three of one topic, one each of two others.
     history = events_of({0: [0, 1, 2, 8, 16]})
     table, _ = user_interest_sets(history, vectors, linked)
     assert sorted(sorted(items) for items in table["items"]) == [[0, 1, 2], [8], [16]]
     assert table["weight"].sum() == pytest.approx(1.0)
     # Without a bar (or with one no pair of items misses) the sparse history is one interest.
-    for settings in (SETTINGS, replace(SETTINGS, linked_similarity=-1.0)):
+    for settings in (SETTINGS, SETTINGS.but(linked_similarity=-1.0)):
         single, _ = user_interest_sets(history, vectors, settings)
         assert single.height == 1 and sorted(single["items"][0]) == [0, 1, 2, 8, 16]
     # One topic only: linked into one interest.
@@ -85,12 +84,12 @@ def test_a_sparse_history_splits_only_where_an_item_is_far_from_the_rest() -> No
     assert same.height == 1
     # Up to sparse_items items are grouped by links; above, by Ward's cut with min_items.
     eight = events_of({0: [0, 1, 2, 3, 8, 9, 10, 16]})
-    by_links, _ = user_interest_sets(eight, vectors, replace(linked, sparse_items=10))
+    by_links, _ = user_interest_sets(eight, vectors, linked.but(sparse_items=10))
     assert sorted(len(items) for items in by_links["items"]) == [1, 3, 4]
     by_ward, _ = user_interest_sets(eight, vectors, linked)  # sparse_items 6
     assert min(len(items) for items in by_ward["items"]) >= SETTINGS.min_items
     # At most max_interests parts.
-    capped = replace(linked, max_interests=2)
+    capped = linked.but(max_interests=2)
     two, _ = user_interest_sets(history, vectors, capped)
     assert two.height == 2 and sum(len(items) for items in two["items"]) == 5
 

@@ -3,8 +3,6 @@ that cannot work are refused."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 import torch
 
@@ -46,7 +44,7 @@ def test_settings_that_cannot_work_are_refused() -> None:
     with pytest.raises(ValueError, match="divide"):
         SequenceSettings(embedding_size=64, heads=3)
     with pytest.raises(ValueError, match="text_vectors"):
-        SequenceModel(30, replace(SMALL, use_text=True))
+        SequenceModel(30, SMALL.but(use_text=True))
     with pytest.raises(ValueError, match="max_steps"):
         SequenceSettings(max_steps=0)
     with pytest.raises(ValueError, match="negatives"):
@@ -72,7 +70,7 @@ def test_text_adaptor_mixes_whitening_experts_by_a_gate() -> None:
 
 def test_the_text_model_holds_one_adaptor_with_the_settings_experts() -> None:
     text = torch.randn(7, 10).numpy()
-    model = SequenceModel(7, replace(SequenceSettings(), use_text=True, text_experts=4), text)
+    model = SequenceModel(7, SequenceSettings(use_text=True, text_experts=4), text)
     assert isinstance(model.adapter, TextAdaptor) and model.adapter.maps.shape == (4, 10, 64)
     with pytest.raises(ValueError, match="text_experts"):
         SequenceSettings(text_experts=0)

@@ -5,7 +5,6 @@ scoring time."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 
 import numpy as np
 import polars as pl
@@ -37,6 +36,9 @@ SMALL = SequenceSettings(
     learning_rate=5e-3,
     batch_size=32,
     epochs=4,
+    patience=5,
+    eval_every=1,
+    negatives=0,
     seed=0,
 )
 
@@ -98,7 +100,7 @@ def hit_rate_at_1(scorer: Scorer, matrices: SplitMatrices, split: str = "validat
 def ring() -> dict:
     walks = ring_walks()
     train, validation, matrices = leave_last_two_out(walks, CYCLE)
-    fitted = fit(train, CYCLE, replace(SMALL, epochs=20))
+    fitted = fit(train, CYCLE, SMALL.but(epochs=20))
     return {
         "walks": walks,
         "train": train,
@@ -162,7 +164,7 @@ def test_the_same_seed_gives_identical_vectors_and_another_seed_does_not() -> No
     second = fit(train, 30, SMALL).vectors(train)
     np.testing.assert_array_equal(first.users, second.users)
     np.testing.assert_array_equal(first.items, second.items)
-    reseeded = fit(train, 30, replace(SMALL, seed=1)).vectors(train)
+    reseeded = fit(train, 30, SMALL.but(seed=1)).vectors(train)
     assert not np.allclose(first.items, reseeded.items)
 
 
@@ -230,7 +232,7 @@ def test_with_ids_only_a_cold_item_is_the_zero_vector() -> None:
 
 def test_with_text_cold_items_are_scored_by_their_text() -> None:
     train, text, cold = cold_setup()
-    settings = replace(SMALL, use_text=True)
+    settings = SMALL.but(use_text=True)
     fitted = fit(train, 30, settings, text_vectors=text, cold_items=cold)
     vectors = fitted.vectors(train)
     items = vectors.items
@@ -246,7 +248,7 @@ def test_with_text_cold_items_are_scored_by_their_text() -> None:
     assert np.abs(text_part).sum() > 0 and np.abs(id_part).sum() > 0
 
     # Text alone: the same text is the same vector, cold or warm.
-    text_only = replace(SMALL, use_text=True, use_ids=False)
+    text_only = SMALL.but(use_text=True, use_ids=False)
     items = fit(train, 30, text_only, text_vectors=text, cold_items=cold).item_vectors()
     np.testing.assert_array_equal(items[29], items[3])
 
@@ -259,7 +261,7 @@ def test_a_cold_item_in_a_training_history_is_refused() -> None:
 
 def test_fitting_with_text_needs_the_text_vectors() -> None:
     with pytest.raises(ValueError, match="text_vectors"):
-        fit(small_histories(), 30, replace(SMALL, use_text=True))
+        fit(small_histories(), 30, SMALL.but(use_text=True))
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,7 +277,7 @@ def test_early_stopping_keeps_the_best_epochs_weights() -> None:
         seen.append(vectors)
         return next(scripted)
 
-    settings = replace(SMALL, epochs=20, patience=3)
+    settings = SMALL.but(epochs=20, patience=3)
     fitted = fit(train, 30, settings, validate=validate)
     assert fitted.best_epoch == 2 and fitted.best_score == 0.5
     assert len(fitted.log) == 5  # epochs 3, 4 and 5 bring nothing better: stop
@@ -288,7 +290,7 @@ def test_early_stopping_keeps_the_best_epochs_weights() -> None:
 
 def test_eval_every_scores_only_some_epochs() -> None:
     calls: list[int] = []
-    settings = replace(SMALL, epochs=4, eval_every=2)
+    settings = SMALL.but(epochs=4, eval_every=2)
     train = small_histories()
     fitted = fit(train, 30, settings, validate=lambda v: calls.append(1) or 0.0)
     assert len(calls) == 2
@@ -303,7 +305,7 @@ def test_the_step_budget_ends_training_mid_epoch_and_scores_the_last_weights() -
     windows = len(training_windows(train, SMALL.max_length)[0])
     per_epoch = -(-windows // SMALL.batch_size)
     scores: list[int] = []
-    settings = replace(SMALL, epochs=50, eval_every=4, max_steps=per_epoch + 1)
+    settings = SMALL.but(epochs=50, eval_every=4, max_steps=per_epoch + 1)
     fitted = fit(train, 30, settings, validate=lambda v: scores.append(1) or 0.0)
     assert fitted.steps == per_epoch + 1
     assert [entry["steps"] for entry in fitted.log] == [per_epoch, 1]
@@ -337,7 +339,7 @@ def test_the_sampled_softmax_is_the_full_one_when_the_sample_holds_every_item() 
 def test_sampled_training_still_learns_the_ring() -> None:
     walks = ring_walks()
     train, _, matrices = leave_last_two_out(walks, CYCLE)
-    fitted = fit(train, CYCLE, replace(SMALL, epochs=20, negatives=4))
+    fitted = fit(train, CYCLE, SMALL.but(epochs=20, negatives=4))
     assert fitted.negatives == 4
     assert hit_rate_at_1(fitted.vectors(train).score, matrices) >= 0.9
 
@@ -377,7 +379,7 @@ def test_the_sampled_softmax_projects_only_the_items_it_reads_or_scores() -> Non
     text = np.random.default_rng(0).standard_normal((30, 8)).astype(np.float32)
     cold = np.zeros(30, dtype=bool)
     cold[[5, 9]] = True
-    model = SequenceModel(30, replace(SMALL, use_text=True), text, cold)
+    model = SequenceModel(30, SMALL.but(use_text=True), text, cold)
     model.eval()
     chosen = torch.tensor([9, 0, 4, 29])
     torch.testing.assert_close(model.item_vectors(chosen), model.item_vectors()[chosen])

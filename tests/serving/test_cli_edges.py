@@ -36,26 +36,65 @@ def recli_process(*args: str, **kwargs: Any) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # 1. No traceback on any input or output fault
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    ("args", "named"),
-    [
-        (["cluster", BIG], "cluster id"),
-        (["cluster", f"-{BIG}"], "cluster id"),
-        (["cluster", "0", "--members", BIG], "--members"),
-        (["user", "USER", "--history", BIG], "--history"),
-        (["user", "USER", "-n", BIG], "--history"),
-        (["explore", "USER", "--topics", BIG], "--topics"),
-        (["explore", "USER", "-k", BIG], "-k"),
-        (["recommend", "USER", "-k", BIG], "-k"),
-        (["similar", "ITEM", "-k", BIG], "-k"),
-    ],
-)
+INTEGERS = [
+    (["cluster", "N"], "cluster id"),
+    (["cluster", "0", "--members", "N"], "--members"),
+    (["user", "USER", "--history", "N"], "--history"),
+    (["user", "USER", "-n", "N"], "--history"),
+    (["explore", "USER", "--topics", "N"], "--topics"),
+    (["explore", "USER", "-k", "N"], "-k"),
+    (["recommend", "USER", "-k", "N"], "-k"),
+    (["similar", "ITEM", "-k", "N"], "-k"),
+    (["search", "robots", "-k", "N"], "-k"),
+    (["metrics", "--k", "N"], "--k"),
+]
+"""Every integer a command takes, `N` where it goes, and how the refusal names it."""
+
+
+def _filled(facts: dict[str, Any], args: list[str], value: str) -> list[str]:
+    return [
+        {"USER": facts["user_id"], "ITEM": facts["item_id"], "N": value}.get(a, a) for a in args
+    ]
+
+
+@pytest.mark.parametrize("big", [BIG, f"-{BIG}", "9" * 5000, "-" + "9" * 5000])
+@pytest.mark.parametrize(("args", "named"), INTEGERS)
 def test_an_integer_too_large_for_sqlite_is_one_error_line(
-    facts: dict[str, Any], args: list[str], named: str
+    facts: dict[str, Any], args: list[str], named: str, big: str
 ) -> None:
-    args = [{"USER": facts["user_id"], "ITEM": facts["item_id"]}.get(a, a) for a in args]
-    line = one_error_line(invoke(facts["root"], *args))
+    line = one_error_line(invoke(facts["root"], *_filled(facts, args, big)))
     assert f"{named} " in line and "is out of range" in line and "e.g." in line
+    assert len(line) < 250  # however many digits were typed
+
+
+@pytest.mark.parametrize("args", [args for args, _ in INTEGERS])
+def test_a_value_that_is_no_integer_is_echoed_short_and_visible(
+    facts: dict[str, Any], args: list[str]
+) -> None:
+    for typed, echoed in [
+        ("x" * 5000, "'" + "x" * 39 + "…'"),
+        ("\x1b[2J\u202e7\x9b", "'\\x1b[2J\\u202e7\\x9b'"),
+        ("12abc", "'12abc'"),
+    ]:
+        result = invoke(facts["root"], *_filled(facts, args, typed))
+        assert result.exit_code == 2, result.output  # a usage error, as Click gives it
+        assert f"{echoed} is not a valid int." in result.stderr
+        assert "Invalid value for" in result.stderr
+        assert len(result.stderr) < 1000 and not RAW.search(result.stderr)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["recommend", "USER", "LONG"], ["similar", "100", "LONG"], ["metrics", "--split", "LONG"]],
+)
+def test_a_long_word_anywhere_is_echoed_short(facts: dict[str, Any], args: list[str]) -> None:
+    # Extra arguments are quoted by Click itself, a split by recli: both cut short.
+    long = "y" * 5000 + "\x1b"
+    args = [long if a == "LONG" else facts["user_id"] if a == "USER" else a for a in args]
+    result = invoke(facts["root"], *args)
+    assert result.exit_code in (1, 2), result.output
+    assert "yyy…" in result.stderr and "y" * 41 not in result.stderr
+    assert len(result.stderr) < 1000 and not RAW.search(result.stderr)
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")

@@ -6,6 +6,7 @@ left to recommend, `--json` on every command that prints data, and narrow termin
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_artifacts import ENV, invoke, one_error_line, place_encoder, runner
+from cli_artifacts import ENV, edit_catalogue, invoke, one_error_line, place_encoder, runner
 
 from recli.cli import app
 
@@ -30,7 +31,11 @@ from recli.cli import app
         (["recommend", "abc"], "is not a number"),
         (["recommend", "3", "-k", "0"], "-k must be at least 1"),
         (["recommend", "3", "-k", "-2"], "-k must be at least 1"),
-        (["recommend", "3", "-k", "31"], "more than the catalogue's 30 items"),
+        (["recommend", "3", "-k", "31"], "more than the 22 items user '3' has not interacted"),
+        (
+            ["explore", "3", "-k", "31"],
+            "more than the catalogue's 30 items: use -k between 1 and 30",
+        ),
         (["user", "1000"], "unknown user id '1000'"),
         (["similar", "", "-k", "3"], "empty item id"),
     ],
@@ -116,6 +121,53 @@ def test_k_is_checked_against_the_items_the_user_has_not_seen(facts: dict[str, A
     line = one_error_line(invoke(facts["root"], "recommend", facts["user_id"], "-k", "29"))
     assert f"more than the {unseen} items user '{facts['user_id']}' has not" in line
     assert f"use -k between 1 and {unseen}" in line
+
+
+@pytest.mark.parametrize(
+    ("command", "target"),
+    [
+        ("recommend", "USER"),
+        ("recommend --by-interest", "USER"),
+        ("similar", "ITEM"),
+        ("explore", "USER"),
+        ("search", "robots"),
+    ],
+)
+@pytest.mark.parametrize("k", ["31", "29", "1000000"])
+def test_the_k_a_refusal_advises_is_accepted(
+    facts: dict[str, Any], tiny_encoder_dir: Path, command: str, target: str, k: str
+) -> None:
+    target = {"USER": facts["user_id"], "ITEM": facts["item_id"]}.get(target, target)
+    args = [*command.split(), target, "--json"]
+    if command == "search":
+        args += ["--encoder", str(tiny_encoder_dir)]
+    first = invoke(facts["root"], *args, "-k", k)
+    if first.exit_code == 0:
+        return  # nothing to advise
+    advised = re.fullmatch(
+        r"error: -k \d+ is more than .*: use -k between 1 and (\d+)", one_error_line(first)
+    )
+    assert advised, first.stderr
+    result = invoke(facts["root"], *args, "-k", advised[1])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_user_who_has_seen_every_item_is_not_advised_an_empty_range(
+    copy: Path, facts: dict[str, Any]
+) -> None:
+    edit_catalogue(
+        copy,
+        (
+            "INSERT INTO history (user_idx, item_idx, timestamp, rating) "
+            "SELECT u.user_idx, i.item_idx, 0, 5.0 FROM users u, items i WHERE u.user_id = ? "
+            "AND i.item_idx NOT IN (SELECT item_idx FROM history WHERE user_idx = u.user_idx)",
+            (facts["user_id"],),
+        ),
+    )
+    for extra in ([], ["--by-interest"]):
+        line = one_error_line(invoke(copy, "recommend", facts["user_id"], "-k", "1", *extra))
+        assert f"user '{facts['user_id']}' has interacted with every item" in line
+        assert "between 1 and 0" not in line
 
 
 @pytest.mark.parametrize(

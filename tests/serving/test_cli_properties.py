@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from recli.cli import app
+from recli.inputs import is_number
 
 runner = CliRunner()
 ENV = {"COLUMNS": "120", "RECLI_ARTIFACTS": None, "FORCE_COLOR": None}
@@ -83,6 +84,50 @@ def table_ranks(stdout: str) -> list[int]:
     return [int(match[1]) for match in re.finditer(r"^│\s*(\d+)\s*│", stdout, re.MULTILINE)]
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.one_of(
+        st.text(any_char, max_size=12),
+        st.from_regex(r"\s{0,2}[+-]?[0-9_\u0660-\u0669]{0,6}\s{0,2}", fullmatch=True),
+        st.integers().map(str),
+    ),
+    digits=st.integers(1, 6000),
+)
+def test_a_number_is_what_int_reads_however_many_digits(text: str, digits: int) -> None:
+    try:
+        int(text)
+    except ValueError:
+        number = False
+    else:
+        number = True
+    assert is_number(text) == number
+    # Longer, the same: int() refuses more than 4300 digits, but they are still a number.
+    longer = re.sub(r"\d", lambda digit: digit[0] * digits, text, count=1)
+    assert is_number(longer) == number
+
+
+INTEGER_PARAMETERS = [
+    ["cluster", "N"],
+    ["cluster", "0", "--members", "N"],
+    ["user", "USER", "--history", "N"],
+    ["explore", "USER", "--topics", "N"],
+    ["explore", "USER", "-k", "N"],
+    ["recommend", "USER", "-k", "N"],
+    ["similar", "ITEM", "-k", "N"],
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=FIXTURES)
+@given(args=st.sampled_from(INTEGER_PARAMETERS), value=ids)
+def test_any_text_as_an_integer_ends_cleanly_and_is_echoed_short(
+    facts: dict[str, Any], args: list[str], value: str
+) -> None:
+    filled = [{"USER": facts["user_id"], "ITEM": ITEMS[0], "N": value}.get(a, a) for a in args]
+    result = run(facts["root"], *filled)
+    check_ending(result)
+    assert len(result.stderr) < 1500, result.stderr[:400]
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=FIXTURES)
 @given(command=st.sampled_from(["recommend", "user", "similar", "explore"]), given_id=ids)
 def test_any_id_ends_cleanly(facts: dict[str, Any], command: str, given_id: str) -> None:
@@ -119,6 +164,8 @@ def test_recommend_and_similar_list_exactly_k(
         possible = facts["n_items"] - 1  # never the item itself
     assert (result.exit_code == 0) == (1 <= k <= possible), result.output
     if result.exit_code:
+        if possible < k <= LARGEST:  # the -k it advises is the most that is then accepted
+            assert result.stderr.rstrip().endswith(f"use -k between 1 and {possible}")
         return
     if as_json:
         payload = json.loads(result.stdout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import subprocess
@@ -63,6 +64,46 @@ def test_fuse_parts_is_the_inverse_of_the_split() -> None:
     assert contract.text_part(fused, len(text)) == text
     assert contract.collaborative_part(fused, len(text)) == collaborative
     assert contract.fuse_parts((1.0,), ()) == [1.0]  # always a list, as Annoy takes
+
+
+def test_dot_is_the_sum_of_the_products_in_order() -> None:
+    left, right = [0.1, 0.2, 0.3, 1e16, -1e16], [0.7, 0.11, 0.13, 1.0, 1.0]
+    # Bit for bit what `sum` gives over the products in order: the scores recli printed before.
+    assert contract.dot(left, right) == sum(a * b for a, b in zip(left, right, strict=True))
+    assert contract.dot((2.0, 3.0), [4.0, 5.0]) == 23.0
+    assert contract.dot([], []) == 0
+    with pytest.raises(ValueError):
+        contract.dot([1.0, 2.0], [1.0])  # vectors of two spaces never meet silently
+
+
+def _dot_products(tree: ast.AST) -> list[int]:
+    """Lines where a dot product is written out: `sum(a * b for a, b in zip(...))`, or
+    `sum(v * v for v in ...)` (a squared norm)."""
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "sum"):
+            continue
+        if not (node.args and isinstance(node.args[0], ast.GeneratorExp)):
+            continue
+        product, (loop, *_) = node.args[0].elt, node.args[0].generators
+        if not (isinstance(product, ast.BinOp) and isinstance(product.op, ast.Mult)):
+            continue
+        factors = [getattr(side, "id", None) for side in (product.left, product.right)]
+        zipped = getattr(loop.iter, "func", None)
+        if getattr(zipped, "id", None) == "zip" or factors[0] == factors[1] is not None:
+            found.append(node.lineno)
+    return found
+
+
+def test_the_dot_product_is_written_once() -> None:
+    written = {
+        path.name: lines
+        for path in sorted((REPO / "recli").glob("*.py"))
+        if path.name != "contract.py"
+        and (lines := _dot_products(ast.parse(path.read_text(encoding="utf-8"))))
+    }
+    assert written == {}, "use recli.contract.dot"
+    assert _dot_products(ast.parse((REPO / "recli" / "contract.py").read_text())) != []
 
 
 # --------------------------------------------------------------------------------------------

@@ -130,6 +130,10 @@ def test_profiles_with_missing_optional_keys(facts: dict[str, Any]) -> None:
         ("", "empty user id"),
         ("  ", "empty user id"),
         ("abc", "user id 'abc' is not a number"),
+        # However many digits, a number: int() alone refuses more than 4300.
+        ("7" * 5000, r"unknown user id '7{39}…': the catalogue has 40 users .*nearest: 39, 38"),
+        ("-" + "7" * 5000, r"unknown user id '-7{38}…': .*nearest: 0, 1"),
+        (" +1_0" + "0" * 5000, r"unknown user id ' \+1_0{35}…': .*nearest: 39, 38"),
     ],
 )
 def test_bad_user_ids(facts: dict[str, Any], given: str, message: str) -> None:
@@ -142,7 +146,9 @@ def test_non_numeric_catalogue_suggests_close_ids() -> None:
     assert "nearest: alice" in str(error)
 
 
-@pytest.mark.parametrize(("k", "message"), [(0, "at least 1"), (-3, "at least 1"), (31, "30")])
+@pytest.mark.parametrize(
+    ("k", "message"), [(0, "at least 1"), (-3, "at least 1"), (31, "between 1 and 22$")]
+)
 def test_bad_k(facts: dict[str, Any], k: int, message: str) -> None:
     with serve.Served(facts["root"]) as served, pytest.raises(RecliError, match=message):
         served.recommend(facts["user_id"], k)

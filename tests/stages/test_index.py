@@ -44,11 +44,10 @@ def setup():
     return blocks_with_random_text()
 
 
-def _built(setup, tmp_path: Path, cfg: IndexConfig):
+def _inputs(setup):
     processed, _, cf, text = setup
     fusion = make_fusion(0.5, score_spreads(text, cf))
     users, items = fusion.fuse(text.users, cf.users), fusion.fuse(text.items, cf.items)
-    index.build_annoy(items, cfg, tmp_path / "items.ann")
     seen = [set() for _ in range(len(users))]
     for user, item in processed.train.select("user_idx", "item_idx").iter_rows():
         seen[user].add(item)
@@ -57,8 +56,8 @@ def _built(setup, tmp_path: Path, cfg: IndexConfig):
 
 def test_annoy_dot_index_matches_exact_search(setup, tmp_path: Path) -> None:
     cfg = IndexConfig(n_trees=20, search_k=10000)
-    users, items, seen = _built(setup, tmp_path, cfg)
-    measured = index.measure_ann(tmp_path / "items.ann", users, items, seen, cfg)
+    users, items, seen = _inputs(setup)
+    measured = index.run(items, users, seen, cfg, tmp_path / "items.ann")
     assert measured["ann_recall@10"] >= 0.98
     assert measured["search_k"] == 10000 and measured["tuning_recall@10_by_search_k"] == {}
     assert not measured["search_k_ladder_exhausted"]
@@ -74,8 +73,8 @@ def test_search_ladder_doubles_up_to_an_exhaustive_search() -> None:
 def test_auto_search_k_is_the_smallest_effort_reaching_the_target(setup, tmp_path: Path) -> None:
     # One tree is a poor index: the default effort misses neighbours, so the ladder has to climb.
     cfg = IndexConfig(n_trees=1, recall_target=0.999)
-    users, items, seen = _built(setup, tmp_path, cfg)
-    measured = index.measure_ann(tmp_path / "items.ann", users, items, seen, cfg)
+    users, items, seen = _inputs(setup)
+    measured = index.run(items, users, seen, cfg, tmp_path / "items.ann")
     tried = measured["tuning_recall@10_by_search_k"]
     efforts = [int(effort) for effort in tried]
     assert efforts == index.search_ladder(1, items.shape[0])[: len(efforts)]

@@ -13,6 +13,8 @@ import importlib.util
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +276,17 @@ def test_no_results_table_is_typed_by_hand() -> None:
             if line.startswith("|") and re.search(r"\b\d\.\d{3,}\b", line)
         ]
     assert typed == []
+
+
+def test_the_readme_screen_is_what_the_tool_prints() -> None:
+    # It needs the built artifacts (`dvc repro`), which a fresh clone, and CI, do not have.
+    if not (REPO / "data" / "index" / "catalogue.sqlite").exists():
+        pytest.skip("no built artifacts here: run dvc repro")
+    result = subprocess.run(
+        [sys.executable, "scripts/readme_screen.py", "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
