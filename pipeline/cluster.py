@@ -1,4 +1,4 @@
-"""Stage `cluster`: group users by their interest embeddings and describe each group readably.
+"""Stage `cluster`: group users by their taste vectors and describe each group readably.
 
 KMeans (scikit-learn) runs on unit user vectors built from `embed`'s outputs. By default
 (`cluster.representation: taste`) a user is the IDF-weighted mean of the text vectors of every
@@ -18,13 +18,13 @@ and `main`; describing the groups is `pipeline.models.profiles`' job.
 
 Outputs (under `data/cluster/`): `assignments.parquet` (`user_idx, cluster, distance`),
 `centroids.npy` (float32 [k, d]), `profiles.json` (one profile per cluster, by cluster id),
-`interests.parquet` (each user's own over-represented terms, the same lift per user, over every
-event the user has: what `recli user` shows) and
+`over_represented.parquet` (each user's own over-represented terms, the same lift per user,
+over every event the user has: what `recli user` shows) and
 `config.json` (the effective config); `metrics/cluster.json` and the plot data
 `metrics/plots/cluster_sizes.json`.
 
 Cluster ids are ordered by size, largest first, so cluster 0 is always the biggest group. Users
-without history (an all-zero vector) carry no interest signal: they are left out of the fit and
+without history (an all-zero vector) carry no taste signal: they are left out of the fit and
 their `cluster` and `distance` are null.
 """
 
@@ -50,7 +50,7 @@ from pipeline.data.artifacts import (
 from pipeline.data.interactions import UserItemVectors, interaction_matrix
 from pipeline.models.phrases import PHRASE, item_phrases, user_phrase_shares, whole_share
 from pipeline.models.profiles import LABEL_SEPARATOR, cluster_profiles, label_agreement
-from pipeline.models.terms import item_terms, user_events, user_interests, user_term_shares
+from pipeline.models.terms import item_terms, over_represented_terms, user_events, user_term_shares
 from recli.errors import RecliError
 
 N_INIT = 10
@@ -60,7 +60,7 @@ SILHOUETTE_SAMPLE = 5_000
 
 
 # --------------------------------------------------------------------------------------------
-# What a user's interest vector is
+# What a user's taste vector is
 # --------------------------------------------------------------------------------------------
 def taste_vectors(train: pl.DataFrame, item_vectors: np.ndarray, n_users: int) -> np.ndarray:
     """Unit vectors of users' whole training histories: the IDF-weighted mean of their items'
@@ -278,7 +278,9 @@ def run(
         centroids=centroids,
         profiles=profiles,
         metrics=metrics,
-        interests=user_interests(processed.history_served, processed.items, cfg.top_terms),
+        over_represented=over_represented_terms(
+            processed.history_served, processed.items, cfg.top_terms
+        ),
     )
 
 

@@ -297,7 +297,7 @@ def main(layout: Layout) -> None:
         dict(clustering.assignments.select("user_idx", "cluster").iter_rows()),
         clustering.profiles,
         catalogue_meta(settings, ann, cfg, index_path, dimension, upstream_digests(layout), topics),
-        clustering.interests,
+        clustering.over_represented,
         interests.table,
         (interests.centroids, served_means(interests.table, sets, fused.items)),
         topics,

@@ -27,7 +27,7 @@ from typing import Any
 
 from recli.errors import RecliError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Bumped whenever a table or meta key changes meaning: `connect` refuses any other version."""
 
 SCHEMA = """
@@ -47,7 +47,7 @@ CREATE TABLE clusters (
 );
 CREATE TABLE users (
     user_idx INTEGER PRIMARY KEY, user_id TEXT NOT NULL UNIQUE, cluster INTEGER,
-    events INTEGER NOT NULL, vector BLOB NOT NULL, interests TEXT NOT NULL
+    events INTEGER NOT NULL, vector BLOB NOT NULL, over_represented TEXT NOT NULL
 );
 CREATE TABLE history (
     user_idx INTEGER NOT NULL, item_idx INTEGER NOT NULL, timestamp INTEGER, rating REAL
@@ -80,7 +80,7 @@ TOPIC_COLUMNS = ("topic", "label", "size", "profile", "centroid")
 bytes."""
 CLUSTER_COLUMNS = ("cluster", "label", "size", "profile")
 """`clusters` row order for `insert_clusters`: profile a JSON-able dict."""
-USER_COLUMNS = ("user_idx", "user_id", "cluster", "events", "vector", "interests")
+USER_COLUMNS = ("user_idx", "user_id", "cluster", "events", "vector", "over_represented")
 """`users` row order for `insert_users`: cluster None for a user without one, vector
 `pack_vector` bytes, interests a JSON-able list of the user's own profile rows."""
 HISTORY_COLUMNS = ("user_idx", "item_idx", "timestamp", "rating")
@@ -117,7 +117,7 @@ _JSON_COLUMNS = {
     "items": ("genres", "tags"),
     "topics": ("profile",),
     "clusters": ("profile",),
-    "users": ("interests",),
+    "users": ("over_represented",),
     "user_interests": ("items",),
 }
 """Columns stored as JSON text: the writer encodes them, the readers decode them."""

@@ -141,16 +141,16 @@ class Lookups:
         if not is_text(user_id):
             raise not_text("user id", user_id, f"recli recommend {self.first_user_id()}")
         rows = self._query(
-            "SELECT user_idx, user_id, cluster, events, vector, interests FROM users "
+            "SELECT user_idx, user_id, cluster, events, vector, over_represented FROM users "
             "WHERE user_id = ?",
             (user_id,),
         )
         if not rows:
             known = [row[0] for row in self._query("SELECT user_id FROM users ORDER BY user_idx")]
             raise unknown_id("user", user_id, known, "recommend")
-        user_idx, stored_id, cluster, events, blob, interests_text = rows[0]
+        user_idx, stored_id, cluster, events, blob, terms_text = rows[0]
         try:
-            interests = json.loads(interests_text)
+            terms = json.loads(terms_text)
         except json.JSONDecodeError:
             raise self._corrupted() from None
         return User(
@@ -159,7 +159,7 @@ class Lookups:
             cluster,
             events,
             catalogue.unpack_vector(blob),
-            over_represented(interests),
+            over_represented(terms),
         )
 
     def user_with_history(self, user_id: str) -> User:

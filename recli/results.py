@@ -124,15 +124,15 @@ class User(NamedTuple):
     events: int
     """Every event the catalogue holds for the user (all of them: what serving knows)."""
     vector: list[float]
-    interests: list[dict[str, Any]]
+    over_represented: list[dict[str, Any]]
     """The genres/tags/eras the user's own history over-represents, highest lift first
     (`term`, `kind`, `lift`, `share`, `share_overall`, `interactions`)."""
 
-    def interest_names(self, limit: int | None = None, with_lift: bool = False) -> list[str]:
-        """The interests as shown, optionally with their lift (`#tag1 ×1.8`)."""
+    def term_names(self, limit: int | None = None, with_lift: bool = False) -> list[str]:
+        """The over-represented terms as shown, optionally with their lift (`#tag1 ×1.8`)."""
         return [
             f"{term_text(term)} ×{term['lift']:.1f}" if with_lift else term_text(term)
-            for term in self.interests[:limit]
+            for term in self.over_represented[:limit]
         ]
 
 
@@ -250,7 +250,7 @@ class Recommendations(NamedTuple):
         return {
             "user": self.user.user_id,
             "interests": [interest.to_json() for interest in self.interests],
-            "over_represented": self.user.interest_names(),
+            "over_represented": self.user.term_names(),
             "cluster": None if self.cluster is None else self.cluster.to_json(),
             "text_weight": self.text_weight,
             "recommendations": [recommendation.to_json() for recommendation in self.items],
@@ -352,7 +352,7 @@ class UserProfile(NamedTuple):
             "events": self.user.events,
             "interests": [interest.to_json() for interest in self.interests],
             "over_represented": [
-                _term_json(term) for term in self.user.interests if "term" in term
+                _term_json(term) for term in self.user.over_represented if "term" in term
             ],
             "cluster": None if self.cluster is None else self.cluster.to_json(),
             "top_genres": [{"genre": g, "events": n} for g, n in self.top_genres],

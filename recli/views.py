@@ -78,9 +78,9 @@ def terms_markup(cluster: Cluster, limit: int = 5) -> str:
     return escape(", ".join(names)) if names else NONE
 
 
-def interests_markup(user: User, limit: int = 5) -> str:
+def over_represented_markup(user: User, limit: int = 5) -> str:
     """The user's own over-represented terms with their lift, or why there are none."""
-    names = user.interest_names(limit, with_lift=True)
+    names = user.term_names(limit, with_lift=True)
     if names:
         return escape(", ".join(names))
     return "[dim]none stands out (no genre or tag over-represented in enough events)[/]"
@@ -152,7 +152,7 @@ def recommendations_view(result: Recommendations, explain: bool) -> list[Any]:
     if result.interests:
         lines.append(("interests:", interest_summary(result.interests)))
     if with_terms([entry.item for entry in result.recent]):
-        lines.append(("stands out:", interests_markup(result.user)))
+        lines.append(("stands out:", over_represented_markup(result.user)))
     if result.recent:
         lines.append(("recently:", "; ".join(escape(entry.item.title) for entry in result.recent)))
     header = panel(lines, "recli recommend")
@@ -295,7 +295,7 @@ def user_view(profile: UserProfile) -> list[Any]:
     else:
         lines.append(("interest group:", "[dim]none[/]"))
     if with_terms([entry.item for entry in profile.history]):
-        lines.append(("stands out:", interests_markup(user)))
+        lines.append(("stands out:", over_represented_markup(user)))
     if profile.cluster is not None:
         lines.append(("group terms:", terms_markup(profile.cluster)))
     if profile.top_genres:

@@ -30,7 +30,7 @@ from pipeline.data.serving import served_means
 from pipeline.interests import InterestSettings, describe
 from pipeline.models.exploration import transition_counts
 from pipeline.models.fusion import Fusion
-from pipeline.models.terms import user_interests
+from pipeline.models.terms import over_represented_terms
 from pipeline.preprocess import run
 from recli import catalogue, contract
 from recli.cli import app
@@ -203,8 +203,8 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         "adoptions": topics.adoptions.tolist(),
         "smoothing": topics.smoothing,
     }
-    interests = user_interests(served, processed.items, keep=5)
-    first_interest = interests.filter(interests["user_idx"] == user_idx).row(0, named=True)
+    terms = over_represented_terms(served, processed.items, keep=5)
+    first_term = terms.filter(terms["user_idx"] == user_idx).row(0, named=True)
     own, centroids = describe(
         served,
         processed.items,
@@ -222,7 +222,7 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         assignments,
         _profiles(processed, top_item),
         meta,
-        interests,
+        terms,
         own,
         (centroids, served_means(own, InterestSets.from_table(own, centroids), fused_items)),
         topics,
@@ -234,7 +234,7 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         "user_id": user_id,
         "cluster": 0,
         "cluster_label": "Block A · Action",
-        "user_interest": f"{first_interest['term']} ×{first_interest['lift']:.1f}",
+        "user_term": f"{first_term['term']} ×{first_term['lift']:.1f}",
         "interest_label": users_interest["label"],
         "interest_cluster": users_interest["group"],
         "history_item_ids": {item_ids[i] for i in history},

@@ -241,13 +241,13 @@ class Clustering:
     profiles: list[dict[str, Any]]
     """One JSON-ready profile per cluster, ordered by cluster id."""
     metrics: dict[str, Any]
-    interests: pl.DataFrame
+    over_represented: pl.DataFrame
     """Each user's own over-represented terms, for every user with history."""
 
 
 def write_clustering(clustering: Clustering, config: dict[str, Any], layout: Layout) -> None:
     io.write_parquet(layout.cluster / "assignments.parquet", clustering.assignments)
-    io.write_parquet(layout.cluster / "interests.parquet", clustering.interests)
+    io.write_parquet(layout.cluster / "over_represented.parquet", clustering.over_represented)
     io.write_npy(layout.cluster / "centroids.npy", clustering.centroids)
     io.write_json(layout.cluster / "profiles.json", clustering.profiles)
     io.write_json(layout.cluster / "config.json", config)
@@ -264,13 +264,13 @@ def read_clustering(layout: Layout) -> Clustering:
         centroids=io.read_npy(layout.cluster / "centroids.npy", "cluster"),
         profiles=io.read_json(layout.cluster / "profiles.json", "cluster"),
         metrics=io.read_json(layout.metrics_file("cluster"), "cluster"),
-        interests=io.read_parquet(layout.cluster / "interests.parquet", "cluster"),
+        over_represented=io.read_parquet(layout.cluster / "over_represented.parquet", "cluster"),
     )
 
 
 def clustering_files(layout: Layout) -> list[Path]:
     """The cluster outputs the serving catalogue is built from (their digests are recorded)."""
-    return [layout.cluster / "assignments.parquet", layout.cluster / "interests.parquet"]
+    return [layout.cluster / "assignments.parquet", layout.cluster / "over_represented.parquet"]
 
 
 # --------------------------------------------------------------------------------------------

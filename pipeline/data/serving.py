@@ -65,7 +65,7 @@ def write_catalogue(
     assignments: dict[int, int],
     profiles: list[dict[str, Any]],
     meta: Mapping[str, Any],
-    interests: pl.DataFrame | None = None,
+    over_represented: pl.DataFrame | None = None,
     user_interests: pl.DataFrame | None = None,
     interest_vectors: tuple[np.ndarray, np.ndarray] | None = None,
     topics: Topics | None = None,
@@ -75,16 +75,17 @@ def write_catalogue(
 
     `fused_users` are the served user vectors and the history table holds every event of every
     user (all splits and the cold-item events): what is served knows everything the user did.
-    `interests` are the users' own profiles (`profiles.user_interests` rows), stored per user as
-    JSON in rank order; `user_interests` the interests stage's table (one row per interest),
-    with `interest_vectors` its rows' (centroids, fused means); `topics` the catalogue's topics.
-    `meta` is keyed by `recli.catalogue.MetaKey` (the writer refuses any other key).
+    `over_represented` are the terms each user's own history over-represents
+    (`terms.over_represented_terms` rows), stored per user as JSON in rank order;
+    `user_interests` the interests stage's table (one row per interest), with `interest_vectors`
+    its rows' (centroids, fused means); `topics` the catalogue's topics. `meta` is keyed by
+    `recli.catalogue.MetaKey` (the writer refuses any other key).
     """
     history = processed.history_served
     events = dict(history.group_by("user_idx").len().iter_rows())
     own: dict[int, list[dict[str, Any]]] = {}
-    if interests is not None:
-        for row in interests.iter_rows(named=True):
+    if over_represented is not None:
+        for row in over_represented.iter_rows(named=True):
             own.setdefault(row.pop("user_idx"), []).append(row)
     centroids, means = interest_vectors or (None, None)
     with io.atomic_path(path) as temporary:

@@ -5,7 +5,7 @@ An item carries terms (`item_terms`: its genres, tags and release era; `word_ter
 its title and description, for data without genres or tags). A group of events (a cluster's, a
 user's, an interest's) over-represents a term by its lift, the group's share of events carrying
 the term over everyone's share, with support floors so a rare term cannot top a list
-(`ranked_terms`). A user's own terms are those of their history (`user_interests`).
+(`ranked_terms`). A user's own terms are those of their history (`over_represented_terms`).
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ def ranked_terms(
     )
 
 
-def user_interests(train: pl.DataFrame, items: pl.DataFrame, keep: int) -> pl.DataFrame:
+def over_represented_terms(train: pl.DataFrame, items: pl.DataFrame, keep: int) -> pl.DataFrame:
     """Each user's own profile: the genres, tags and eras their training history
     over-represents against everyone's, highest lift first, as `user_idx, term, kind, lift,
     share, share_overall, interactions` rows.

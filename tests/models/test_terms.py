@@ -8,7 +8,12 @@ import pytest
 from hand_built import horror_and_romance
 from three_topics import topic_items
 
-from pipeline.models.terms import item_terms, user_interests, user_term_shares, word_terms
+from pipeline.models.terms import (
+    item_terms,
+    over_represented_terms,
+    user_term_shares,
+    word_terms,
+)
 
 
 def test_release_era_is_a_term_exact_year_recently_decade_before() -> None:
@@ -61,7 +66,7 @@ def test_user_term_shares_are_each_users_share_of_events_carrying_the_term() -> 
 
 def test_user_interests_are_the_users_own_lifts_with_support() -> None:
     processed = horror_and_romance()
-    interests = user_interests(processed.train, processed.items, keep=5)
+    interests = over_represented_terms(processed.train, processed.items, keep=5)
     first = interests.filter(pl.col("user_idx") == 0)
     # User 0: 5 of 6 events Horror, against 31 of 61 overall. gore (2 events) and cult (1) are
     # above the population's share but below the 3-event support floor.

@@ -224,7 +224,12 @@ def test_written_rows_read_back_through_the_lookups(tmp_path: Path) -> None:
         assert (item.genres, item.tags, item.cold, item.year) == (["Drama"], ["slow"], False, 1999)
         assert lookups.item("b").cold and lookups.item("b").year is None
         user = lookups.user("u")
-        assert (user.cluster, user.events, user.vector, user.interests) == (0, 1, [0.5, 2.0], terms)
+        assert (user.cluster, user.events, user.vector, user.over_represented) == (
+            0,
+            1,
+            [0.5, 2.0],
+            terms,
+        )
         assert [entry.item.item_id for entry in lookups.history(0)] == ["a"]
         assert [cluster.label for cluster in lookups.clusters()] == ["Drama fans"]
         [interest] = lookups.interests(0)

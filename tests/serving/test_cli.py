@@ -43,7 +43,7 @@ def test_recommend(facts: dict[str, Any]) -> None:
     assert result.exit_code == 0, result.output
     assert f"user {facts['user_id']}" in result.stdout
     assert facts["cluster_label"] in result.stdout
-    assert f"stands out: {facts['user_interest']}" in result.stdout  # the user's own
+    assert f"stands out: {facts['user_term']}" in result.stdout  # the user's own
     assert f"interests: {facts['interest_label']} 100%" in result.stdout  # one block: one
     assert facts["expected_top_title"] in result.stdout
     assert "because" in result.stdout and "group ×2.0" in result.stdout
@@ -93,7 +93,7 @@ def test_user(facts: dict[str, Any]) -> None:
     assert result.exit_code == 0, result.output
     assert facts["cluster_label"] in result.stdout
     assert "group terms: Action, #tag1" in result.stdout
-    assert f"stands out: {facts['user_interest']}" in result.stdout
+    assert f"stands out: {facts['user_term']}" in result.stdout
     assert "interests, heaviest first" in result.stdout and facts["interest_label"] in result.stdout
     assert "most frequent tags: #tag" in result.stdout  # the synthetic items are tagged
     assert "most recent first" in result.stdout

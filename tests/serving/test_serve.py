@@ -95,9 +95,9 @@ def test_user_interests_are_their_own_lifts(facts: dict[str, Any]) -> None:
             for entry in served.history(served.user(other).user_idx)
         ]
     total = len(everyone)
-    assert user.interests, "the fixture user over-represents something"
+    assert user.over_represented, "the fixture user over-represents something"
     lifts = []
-    for term in user.interests:
+    for term in user.over_represented:
         name = contract.term_text(term)
         carried = sum(name in _terms_of(item) for item in history)
         overall = sum(name in _terms_of(item) for item in everyone)
@@ -106,7 +106,7 @@ def test_user_interests_are_their_own_lifts(facts: dict[str, Any]) -> None:
         assert carried >= 3 and term["lift"] > 1
         lifts.append(term["lift"])
     assert lifts == sorted(lifts, reverse=True)
-    assert user.interest_names(1, with_lift=True) == [facts["user_interest"]]
+    assert user.term_names(1, with_lift=True) == [facts["user_term"]]
 
 
 def test_profiles_with_missing_optional_keys(facts: dict[str, Any]) -> None:

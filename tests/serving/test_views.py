@@ -40,8 +40,8 @@ def _item(item_id: str, title: str, cold: bool = False, tags: list[str] | None =
     return Item(0, item_id, title, 1985, ["Comedy", "Sci-Fi"], tags or [], cold, 3)
 
 
-def _user(interests: list[dict[str, Any]] | None = None) -> User:
-    return User(0, "7", 0, 12, [1.0, 0.0], interests or [])
+def _user(terms: list[dict[str, Any]] | None = None) -> User:
+    return User(0, "7", 0, 12, [1.0, 0.0], terms or [])
 
 
 CLUSTER = Cluster(
@@ -115,9 +115,9 @@ def test_explain_adds_the_score_parts_and_the_paragraph() -> None:
 
 
 def test_a_user_without_interests_says_why() -> None:
-    assert "none stands out" in views.interests_markup(_user())
+    assert "none stands out" in views.over_represented_markup(_user())
     user = _user([{"term": "dystopia", "kind": "tag", "lift": 1.84}])
-    assert views.interests_markup(user) == "#dystopia ×1.8"
+    assert views.over_represented_markup(user) == "#dystopia ×1.8"
 
 
 def test_user_view_spells_tags_as_tags() -> None:

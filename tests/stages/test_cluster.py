@@ -24,7 +24,7 @@ from pipeline.data.artifacts import (
     write_processed,
 )
 from pipeline.data.interactions import UserItemVectors
-from pipeline.models.terms import user_interests
+from pipeline.models.terms import over_represented_terms
 from recli.errors import RecliError
 
 
@@ -179,11 +179,11 @@ def test_run_measures_label_agreement_against_random_members(
 
 def test_run_keeps_every_users_own_interests(horror_and_romance_clustering) -> None:
     processed = horror_and_romance()
-    interests = user_interests(
+    interests = over_represented_terms(
         processed.train, processed.items, HORROR_AND_ROMANCE_CONFIG.top_terms
     )
     assert set(interests["user_idx"]) == set(HORROR_FANS) | set(ROMANCE_FANS)
-    assert horror_and_romance_clustering.interests.equals(interests)
+    assert horror_and_romance_clustering.over_represented.equals(interests)
 
 
 def test_main_writes_what_run_returns_for_the_project_root(
@@ -217,7 +217,7 @@ def test_main_writes_what_run_returns_for_the_project_root(
     np.testing.assert_array_equal(loaded.centroids, expected.centroids)
     assert loaded.profiles == expected.profiles
     assert loaded.metrics == expected.metrics
-    assert loaded.interests.equals(expected.interests)
+    assert loaded.over_represented.equals(expected.over_represented)
     sizes = json.loads(layout.plot_file("cluster_sizes").read_text(encoding="utf-8"))
     assert sizes == [{"cluster": p["label"], "users": p["size"]} for p in loaded.profiles]
     assert json.loads((layout.cluster / "config.json").read_text())["k"] == 2
