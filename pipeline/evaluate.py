@@ -9,10 +9,13 @@ Cold items (`preprocess.cold_item_fraction`) never reach training. The cold-item
 them, for the users who interacted with them, so collaborative models (which have nothing to go
 on) meet text models (which read the item's text) and a seeded random ranking as the floor.
 
-Beside the peers and the single-vector served model (`fused`), two of recli's own read the
-user's several interests (`pipeline.models.exploration`, tuned by `fuse` on validation):
+Beside the peers and the single fused vector (`fused`), two of recli's own read the user's
+several interests (`pipeline.models.exploration`, tuned by `fuse` on validation):
 `multi_interest` (one list per interest from the same fused vectors, dealt by weight) and
-`explore` (items of topics new to the user first). Every model's lists are also described
+`explore` (items of topics new to the user first). The served model, compared pairwise with
+every other, is what `recli recommend` shows without flags: the multi-interest lists where
+`fuse` found them more accurate than the single vector on validation, else the single vector
+(`served_model`; the metrics name it under `served`). Every model's lists are also described
 beyond accuracy (`pipeline.evaluation.beyond_accuracy`: diversity, novelty, interest coverage,
 accuracy on novel and familiar events).
 
@@ -72,8 +75,10 @@ PLOT_METRIC = "ndcg@10"
 COLD_SLICE_MODELS = (
     "random", "als", "sasrec", "zero_shot", "finetuned", "text_sequence", "fused"
 )  # fmt: skip
-SERVED = "fused"
-"""The model `recli recommend` serves, compared pairwise with every peer."""
+SINGLE_VECTOR = "fused"
+"""The single fused vector per user: what `recli recommend` serves unless `fuse` chose the
+multi-interest lists (`MULTI_INTEREST`) by default."""
+MULTI_INTEREST = "multi_interest"
 PEERS = ("popularity", "itemknn", "ease", "als", "sasrec")
 """The well-known models recli is compared with (the rest are recli's own)."""
 
@@ -176,14 +181,21 @@ def run(
     clusters: list[tuple[str, np.ndarray]] | None = None,
     seed: int = 0,
     lists: Callable[[EvaluationResult, str], dict[str, Any]] | None = None,
+    served: str = SINGLE_VECTOR,
 ) -> Report:
-    """Evaluate every scorer on validation, test, per bucket, per cluster and on cold items.
+    """Evaluate every scorer on validation, test, per bucket, per cluster and on cold items,
+    and the `served` model's paired differences with every other.
 
     `clusters` are (label, boolean mask over users) pairs; `seed` drives the random floor of the
     cold-item slice; `lists(result, split)` describes a model's ranked lists beyond accuracy
     (`pipeline.evaluation.beyond_accuracy`), reported per split and model under `beyond_accuracy`.
     """
-    metrics: dict[str, Any] = {"validation": {}, "test": {}, "test_by_activity": {}}
+    metrics: dict[str, Any] = {
+        "served": served,
+        "validation": {},
+        "test": {},
+        "test_by_activity": {},
+    }
     described: dict[str, dict[str, Any]] = {"validation": {}, "test": {}}
     buckets = activity_buckets(matrices.train_counts, cfg.activity_buckets)
     buckets = [(_bucket_key(label), mask) for label, mask in buckets]
@@ -219,14 +231,14 @@ def run(
             for name in COLD_SLICE_MODELS
             if name in cold_scorers
         }
-    if SERVED in tests:
-        metrics["paired_test"] = paired_differences(tests, SERVED, PLOT_METRIC)
+    if served in tests:
+        metrics["paired_test"] = paired_differences(tests, served, PLOT_METRIC)
         # Per bucket too: a bucket of a hundred users moves NDCG@10 by hundredths, so "loses in
         # this bucket" means something only next to its standard error. The same users' own
         # validation events are a second look at a bucket (the fusion weights were chosen on
         # them, over all users, so that look leans a little towards the served model).
-        metrics["paired_test_by_activity"] = _paired_by_bucket(tests, buckets)
-        metrics["paired_validation_by_activity"] = _paired_by_bucket(validations, buckets)
+        metrics["paired_test_by_activity"] = _paired_by_bucket(tests, buckets, served)
+        metrics["paired_validation_by_activity"] = _paired_by_bucket(validations, buckets, served)
     activity_rows = _plot_rows("bucket", metrics["test_by_activity"], [b for b, _ in buckets])
     for row, (_, mask) in zip(activity_rows, buckets, strict=True):
         # A numeric x for DVC's line templates (bucket labels are categories).
@@ -249,14 +261,26 @@ def run(
 
 
 def _paired_by_bucket(
-    results: dict[str, EvaluationResult], buckets: list[tuple[str, np.ndarray]]
+    results: dict[str, EvaluationResult], buckets: list[tuple[str, np.ndarray]], served: str
 ) -> dict[str, dict[str, dict[str, float | int]]]:
-    """`paired_differences` of the served model in each non-empty activity bucket."""
+    """`paired_differences` of the `served` model in each non-empty activity bucket."""
     return {
-        label: paired_differences(results, SERVED, PLOT_METRIC, mask)
+        label: paired_differences(results, served, PLOT_METRIC, mask)
         for label, mask in buckets
-        if mask[results[SERVED].users].any()
+        if mask[results[served].users].any()
     }
+
+
+def served_in(evaluation: dict[str, Any]) -> str:
+    """The served model an `evaluation.json` names (files from before it named one: `fused`)."""
+    return str(evaluation.get("served", SINGLE_VECTOR))
+
+
+def served_model(retrieval: dict[str, Any]) -> str:
+    """The model `recli recommend` serves without flags, as `fuse` chose it (`retrieval.json`):
+    the multi-interest lists where they were more accurate on validation, else the single
+    fused vector."""
+    return MULTI_INTEREST if retrieval["multi_interest"].get("by_default") else SINGLE_VECTOR
 
 
 def interest_models(
@@ -295,7 +319,7 @@ def interest_models(
         )
 
     return {
-        "multi_interest": SplitScorers(multi_interest("validation"), multi_interest("test")),
+        MULTI_INTEREST: SplitScorers(multi_interest("validation"), multi_interest("test")),
         "explore": SplitScorers(exploring("validation"), exploring("test")),
     }
 
@@ -425,6 +449,7 @@ def main(layout: Layout) -> None:
         ),
         seed=seed,
         lists=lists_beyond_accuracy(matrices, inputs, item_space),
+        served=served_model(retrieval),
     )
     metrics = evaluation_metrics(
         report,

@@ -116,7 +116,8 @@ def summary_line(result: Fused) -> str:
         f"fuse: text weight {fusion.text_weight}, behaviour side ALS + {fusion.sequence_model} "
         f"at share {fusion.sequence_share}, reduced-rank EASE at share {fusion.linear_share}, "
         f"{result.vectors.items.shape[1]}-d; by interest: whole-user share "
-        f"{multi['whole_user_share']}, pull {multi['pull']}; explore: topic weight "
+        f"{multi['whole_user_share']}, pull {multi['pull']}"
+        f"{', served by default' if multi['by_default'] else ''}; explore: topic weight "
         f"{explore['topic_weight']}, similarity weight {explore['similarity_weight']}"
     )
 

@@ -17,7 +17,8 @@ class RecommendCall(NamedTuple):
     user_id: str
     k: int
     explain: bool
-    by_interest: bool
+    by_interest: bool | None
+    """None: as the catalogue serves by default."""
     as_json: bool
 
 

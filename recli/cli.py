@@ -131,13 +131,15 @@ def recommend(
         bool, typer.Option("--explain", help="Split each score into text and collaborative parts.")
     ] = False,
     by_interest: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--by-interest",
+            "--by-interest/--whole-user",
             help="One list per interest besides the whole-user one, dealt by weight and "
-            "grouped by the interest each row serves (scored by that list's query).",
+            "grouped by the interest each row serves (scored by that list's query), or the "
+            "whole-user list alone; default: what the pipeline chose on validation.",
+            show_default=False,
         ),
-    ] = False,
+    ] = None,
     as_json: JsonOption = False,
     artifacts: ArtifactsOption = None,
 ) -> None:

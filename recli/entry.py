@@ -26,7 +26,13 @@ LARGEST = 2**63 - 1
 """The largest integer SQLite holds; a larger `-k` goes to Typer, whose callback refuses it."""
 ARTIFACTS_ENV = "RECLI_ARTIFACTS"
 """Where the artifacts are when no `--artifacts` is given (as Typer reads it: set and not empty)."""
-FLAGS = {"--json": "as_json", "--explain": "explain", "--by-interest": "by_interest"}
+FLAGS = {
+    "--json": ("as_json", True),
+    "--explain": ("explain", True),
+    "--by-interest": ("by_interest", True),
+    "--whole-user": ("by_interest", False),
+}
+"""Each flag: the call's field it sets, and to what."""
 
 
 def _value(arguments: list[str], at: int, name: str) -> tuple[str, int] | None:
@@ -60,8 +66,9 @@ def read_recommend(arguments: list[str], environ: Mapping[str, str]) -> Recommen
     while at < len(arguments):
         word = arguments[at]
         name = word.split("=", 1)[0]
-        if name in FLAGS and word == name and FLAGS[name] not in seen:
-            seen[FLAGS[name]] = True
+        if name in FLAGS and word == name and FLAGS[name][0] not in seen:
+            field, value = FLAGS[name]
+            seen[field] = value
             at += 1
         elif (
             name in ("-k", "--k", "--artifacts")
@@ -89,7 +96,7 @@ def read_recommend(arguments: list[str], environ: Mapping[str, str]) -> Recommen
         user_id=user_id,
         k=int(k_text),
         explain=bool(seen.get("explain")),
-        by_interest=bool(seen.get("by_interest")),
+        by_interest=None if "by_interest" not in seen else bool(seen["by_interest"]),
         as_json=bool(seen.get("as_json")),
     )
 

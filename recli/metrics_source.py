@@ -30,6 +30,8 @@ class MetricsTable(NamedTuple):
     columns: list[str]
     baseline: Rows | None
     """The split as committed at the revision compared with; None without `--rev`."""
+    served: str = "fused"
+    """The model `recli recommend` serves (the file's `served`; older files: the fused vector)."""
 
 
 def read_metrics(rev: str | None = None) -> dict[str, Any]:
@@ -91,4 +93,4 @@ def load_table(split: str, rev: str | None = None, cutoff: int | None = 10) -> M
         columns = [name for name in columns if name.endswith(f"@{cutoff}")]
         if not columns:
             raise RecliError(f"no metrics at --k {cutoff}: use a cut-off from evaluate.k in params")
-    return MetricsTable(split, rows, columns, baseline)
+    return MetricsTable(split, rows, columns, baseline, str(current.get("served", "fused")))

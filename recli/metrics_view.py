@@ -29,17 +29,23 @@ MODEL_NAMES = {
     "sasrec": "SASRec",
     "text_sequence": "recli sequence model",
     "ease_low_rank": "EASE, reduced rank",
-    "fused": "fused (served)",
+    "fused": "fused vector",
     "multi_interest": "multi-interest lists",
     "explore": "exploration",
 }
 """How `recli metrics` names the evaluation's models (its tables; `--json` keeps the keys of
-`metrics/evaluation.json`). A model not listed is shown by its key."""
+`metrics/evaluation.json`). A model not listed is shown by its key; the served one (`served` in
+the file) is marked `(served)` after its name (`served_name`)."""
 
 
 def model_name(model: str) -> str:
     """The name a reader knows a model by (`MODEL_NAMES`), else its key."""
     return MODEL_NAMES.get(model, model)
+
+
+def served_name(model: str, served: str | None) -> str:
+    """`model_name`, marked `(served)` when `model` is what `recli recommend` serves."""
+    return model_name(model) + (" (served)" if model == served else "")
 
 
 def metric_columns(table: MetricsTable) -> list[tuple[str, str]]:
@@ -80,7 +86,7 @@ def metrics_markdown(table: MetricsTable) -> list[str]:
     ]
     for model, row in table.rows.items():
         cells = [f"{row[column]:.4f}" if column in row else "—" for column, _ in columns]
-        lines.append(f"| {model_name(model)} | " + " | ".join(cells) + " |")
+        lines.append(f"| {served_name(model, table.served)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -108,7 +114,7 @@ def metrics_view(table: MetricsTable, rev: str | None = None) -> list[Any]:
                 colour = "green" if delta > 0 else "red" if delta < 0 else "dim"
                 text += f" [{colour}]({delta:+.4f})[/]"
             cells.append(text)
-        grid.add_row(escape(model_name(model)), *cells)
+        grid.add_row(escape(served_name(model, table.served)), *cells)
     parts: list[Any] = [grid]
     if rev is not None:
         parts.append(f"[dim]changes are against {escape(rev)}[/]")

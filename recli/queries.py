@@ -57,15 +57,20 @@ class Queries(Lookups):
         raise NotImplementedError
 
     # ---------------------------------------------------------------------------- recommend
-    def recommend(self, user_id: str, k: int = 10, by_interest: bool = False) -> Recommendations:
+    def recommend(
+        self, user_id: str, k: int = 10, by_interest: bool | None = None
+    ) -> Recommendations:
         """The user's top-k unseen items from the index, each with the history item behind it.
 
         Asks Annoy for k + |history| neighbours of the user's fused vector and drops the history,
         which is exactly the query whose recall the index stage measures. `by_interest`: one
         query per interest besides the whole-user one, the slots dealt by weight; rows are
         grouped by the list they serve and scored by its query (`_by_interest`), ranks 1..k down
-        the groups.
+        the groups. None: as the catalogue serves by default (`by_interest_default`).
         """
+        by_default = by_interest is None
+        if by_interest is None:
+            by_interest = self.by_interest_default
         user = self.user_with_history(user_id)
         seen_order = self.history_indices(user.user_idx)
         seen = set(seen_order)
@@ -129,7 +134,15 @@ class Queries(Lookups):
             text_weight=None if text_weight is None else float(text_weight),
             interests=interests,
             by_interest=by_interest,
+            by_default=by_default,
         )
+
+    @property
+    def by_interest_default(self) -> bool:
+        """Whether `recommend` serves one list per interest unless told otherwise: the `fuse`
+        stage chose so where those lists were more accurate on validation than the single
+        vector (`multi_interest.by_default` in the catalogue's meta)."""
+        return bool((self.meta.get(MetaKey.MULTI_INTEREST) or {}).get("by_default"))
 
     def _by_interest(
         self, user: User, interests: list[Interest], seen: set[int], k: int

@@ -244,11 +244,14 @@ class Recommendations(NamedTuple):
     """The user's own interests, heaviest first."""
     by_interest: bool = False
     """Found per interest and dealt by weight (`recli.exploration.merge_by_weight`)."""
+    by_default: bool = False
+    """`by_interest` is the catalogue's default, not asked for (`--by-interest`/`--whole-user`)."""
 
     def to_json(self) -> dict[str, Any]:
         """The whole of `recli recommend --json`."""
         return {
             "user": self.user.user_id,
+            "by_interest": self.by_interest,
             "interests": [interest.to_json() for interest in self.interests],
             "over_represented": self.user.term_names(),
             "cluster": None if self.cluster is None else self.cluster.to_json(),

@@ -168,8 +168,14 @@ def recommendations_view(result: Recommendations, explain: bool) -> list[Any]:
     ]
     view: list[Any] = [header, *tables]
     if result.by_interest:
+        how = (
+            "One list per interest, served by default: on validation it was more accurate than "
+            "the whole-user list alone (--whole-user shows that one). "
+            if result.by_default
+            else "--by-interest: "
+        )
         view.append(
-            "[dim]--by-interest: the whole-user vector and each interest's (the user pulled "
+            f"[dim]{how}The whole-user vector and each interest's (the user pulled "
             "towards that interest's items) ask the index, and the slots are dealt by weight. "
             "Each list's rows are shown together, scored by the query that found them; "
             "--json's `dealt` is the order of dealing.[/]"

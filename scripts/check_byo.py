@@ -48,7 +48,7 @@ from check_peers import best_peer  # scripts/ is on the path when run as a scrip
 from pipeline.core.config import load_params
 from pipeline.core.layout import Layout
 from pipeline.data.artifacts import read_clustering
-from pipeline.evaluate import SERVED
+from pipeline.evaluate import served_in
 from pipeline.workflow import INPUT_DIR, STAGES, override, run_all
 
 FILES = {"interactions": "ratings.csv", "items": "movies.csv", "tags": "tags.csv"}
@@ -137,7 +137,7 @@ def check(
         fusion = json.loads((root / "metrics/fuse.json").read_text(encoding="utf-8"))
         labels = label_report(root)
     test = {name: row["ndcg@10"] for name, row in evaluation["test"].items()}
-    best = best_peer(test)
+    best, served = best_peer(test), served_in(evaluation)
     data = folder.name if sessions is None else f"{folder.name}, runs of {sessions} events"
     return {
         "data": f"{data}, genres dropped" if text_only else data,
@@ -145,8 +145,9 @@ def check(
         "test_ndcg@10": test,
         "validation_ndcg@10": {n: r["ndcg@10"] for n, r in evaluation["validation"].items()},
         "cold_items_hr@10": {n: r["hr@10"] for n, r in evaluation.get("cold_items", {}).items()},
+        "served": served,
         "best_peer": best,
-        "served_over_best_peer": round(test[SERVED] / test[best], 4),
+        "served_over_best_peer": round(test[served] / test[best], 4),
         "paired_vs_best_peer": evaluation["paired_test"][best],
         "fusion": {
             key: fusion[key]

@@ -43,7 +43,7 @@ from typing import Any
 from pipeline import factorize, preprocess
 from pipeline.core.config import Params, load_params
 from pipeline.data.source import RawData, load_source
-from pipeline.evaluate import PEERS, SERVED, peer_scorers
+from pipeline.evaluate import PEERS, peer_scorers, served_in
 from pipeline.evaluation.protocol import SplitMatrices, evaluate_model
 from pipeline.workflow import override, run_all
 
@@ -110,12 +110,13 @@ def run_seed_full(base: Params, protocol: str, seed: int) -> dict[str, Any]:
         timings = run_all(params, Path(scratch))
         evaluation = json.loads((Path(scratch) / "metrics/evaluation.json").read_text())
     test = {name: row[METRIC] for name, row in evaluation["test"].items()}
-    best = best_peer(test)
+    best, served = best_peer(test), served_in(evaluation)
     return {
         "seed": seed,
         "test": test,
+        "served": served,
         "best_peer": best,
-        "served_over_best_peer": round(test[SERVED] / test[best], 4),
+        "served_over_best_peer": round(test[served] / test[best], 4),
         "paired_vs_best_peer": evaluation["paired_test"][best],
         "paired_vs_sasrec": evaluation["paired_test"].get("sasrec"),
         "lightest_users": lightest_users(evaluation),
@@ -132,14 +133,14 @@ def lightest_users(evaluation: dict[str, Any]) -> dict[str, Any]:
     """The lightest activity bucket of one run: the served model against the peer that is best
     in that bucket, with the paired per-user difference (the bucket is about a hundred users on
     MovieLens-100K, so one seed's difference is mostly noise; the seeds together say more)."""
-    by_activity = evaluation["test_by_activity"]
-    bucket = next(iter(by_activity[SERVED]))
+    by_activity, served = evaluation["test_by_activity"], served_in(evaluation)
+    bucket = next(iter(by_activity[served]))
     scores = {name: rows[bucket][METRIC] for name, rows in by_activity.items()}
     best = best_peer(scores)
     return {
         "bucket": bucket,
-        "users": by_activity[SERVED][bucket]["users"],
-        "served": scores[SERVED],
+        "users": by_activity[served][bucket]["users"],
+        "served": scores[served],
         "best_peer": best,
         "best_peer_score": scores[best],
         "paired_vs_best_peer": evaluation["paired_test_by_activity"][bucket][best],
@@ -152,9 +153,10 @@ def summarise_full(runs: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {"models": summarise(runs)}
     means = {model: stats["mean"] for model, stats in summary["models"].items()}
     best = best_peer(means)
-    gains = [run["test"][SERVED] - run["test"][best] for run in runs]
+    served = [run["test"][run.get("served", "fused")] for run in runs]
+    gains = [score - run["test"][best] for score, run in zip(served, runs, strict=True)]
     summary["best_peer"] = best
-    summary["served_over_best_peer"] = round(means[SERVED] / means[best], 4)
+    summary["served_over_best_peer"] = round(statistics.fmean(served) / means[best], 4)
     summary["mean_difference"] = round(statistics.fmean(gains), 5)
     summary["difference_sd_across_seeds"] = round(across_seeds_sd(gains), 5)
     summary["seeds_served_ahead"] = sum(gain > 0 for gain in gains)

@@ -2,7 +2,9 @@
 
 - `tune_multi_interest`: the whole-user share and the pull of `recli recommend --by-interest`
   (`pipeline.models.exploration.ExplorationInputs.multi_interest`), chosen for the interests its
-  lists cover within a tolerance of the single vector's accuracy.
+  lists cover within a tolerance of the single vector's accuracy, and whether `recli recommend`
+  serves those lists by default: when they are more accurate than the single vector on
+  validation too, their coverage costs nothing.
 - `tune_explore`: the similarity and topic weights of `recli explore`, chosen on the validation
   events whose item's topic was new to the user.
 
@@ -44,7 +46,9 @@ def tune_multi_interest(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """The whole-user share and pull served by `recli recommend --by-interest`: on validation,
     the setting whose lists touch most of the users' interests among those within
-    `cfg.interest_tolerance` of the single vector's NDCG@10 (the most accurate if none is)."""
+    `cfg.interest_tolerance` of the single vector's NDCG@10 (the most accurate if none is);
+    `by_default` when that setting's NDCG@10 is above the single vector's, so that `recli
+    recommend` serves the lists without being asked (and the evaluation scores them as served)."""
     users = tuning_view(matrices, seed).evaluated  # at most TUNING_USERS
     single = evaluate_model(
         fused.score, matrices, "validation", [TUNING_K], TUNING_K, seed, users=users
@@ -86,13 +90,16 @@ def tune_multi_interest(
         else max(table, key=lambda key: table[key]["ndcg@10"])
     )
     share, pull = (float(part) for part in chosen.split("/"))
+    single_ndcg = round(single.summary()["ndcg@10"], 5)
+    by_default = table[chosen]["ndcg@10"] > single_ndcg
     record = {
         "whole_user_share": share,
         "pull": pull,
-        "single_vector_validation_ndcg@10": round(single.summary()["ndcg@10"], 5),
+        "by_default": by_default,
+        "single_vector_validation_ndcg@10": single_ndcg,
         "validation_by_share/pull": table,
     }
-    return {"whole_user_share": share, "pull": pull}, record
+    return {"whole_user_share": share, "pull": pull, "by_default": by_default}, record
 
 
 def tune_explore(

@@ -9,13 +9,15 @@ from typing import Any
 
 from docs_tables.formatting import (
     PAIR_HEADER,
-    SERVED,
+    SINGLE_VECTOR,
     bold_if,
     is_number,
     model_name,
     num,
     paired,
     secs,
+    served_key,
+    served_name,
     signed,
     source,
     summary,
@@ -108,7 +110,7 @@ def peer_check_full(metrics: Metrics) -> str:
         body.append(
             [
                 str(run.get("seed")),
-                *(bold_if(num(test.get(m)), m == SERVED) for m in models),
+                *(bold_if(num(test.get(m)), m == served_key(run)) for m in models),
                 f"×{ratio:.3f}" if is_number(ratio) else "—",
                 paired(run.get("paired_vs_best_peer")),
             ]
@@ -122,7 +124,10 @@ def peer_check_full(metrics: Metrics) -> str:
         body.append(
             [
                 "mean",
-                *(bold_if(num((means.get(m) or {}).get("mean")), m == SERVED) for m in models),
+                *(
+                    bold_if(num((means.get(m) or {}).get("mean")), m == SINGLE_VECTOR)
+                    for m in models
+                ),
                 f"×{ratio:.3f}" if is_number(ratio) else "—",
                 signed(difference)
                 + (f" (sd {spread:.4f} across seeds)" if is_number(spread) else ""),
@@ -228,10 +233,11 @@ def _byo_models(metrics: Metrics, name: str) -> str:
     if not test and not validation:
         raise MissingMetricsError(f"`metrics/{name}` has no `test_ndcg@10`")
     models = list(test) + [m for m in validation if m not in test]
+    served = served_key(data)
     body = [
         [
-            bold_if(model_name(m), m == SERVED),
-            bold_if(num(test.get(m)), m == SERVED),
+            bold_if(served_name(m, served), m == served),
+            bold_if(num(test.get(m)), m == served),
             num(validation.get(m)),
             num(cold.get(m), 3) if m in cold else "—",
         ]

@@ -14,13 +14,23 @@ EXTRA_NAMES = {
 }
 """Keys that are not evaluation models but appear where models do."""
 
-SERVED = "fused"
-"""The served model's key in `metrics/evaluation.json`: its row is set in bold."""
+SINGLE_VECTOR = "fused"
+
+
+def served_key(data: Mapping[str, Any]) -> str:
+    """The served model's key in an evaluation or check file (its row is set in bold): the one
+    it names under `served`, else the single fused vector (files from before it was named)."""
+    return str(data.get("served", SINGLE_VECTOR))
 
 
 def model_name(key: str) -> str:
     """The name the CLI shows for a model key, else a few extra keys' names, else the key."""
     return MODEL_NAMES.get(key, EXTRA_NAMES.get(key, key))
+
+
+def served_name(key: str, served: str) -> str:
+    """`model_name`, marked `(served)` on the served model's row (as `recli metrics` marks it)."""
+    return model_name(key) + (" (served)" if key == served else "")
 
 
 def is_number(value: Any) -> bool:

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from docs_tables.formatting import (
-    SERVED,
     bold_if,
     folded_columns,
     is_number,
@@ -16,6 +15,8 @@ from docs_tables.formatting import (
     model_name,
     num,
     paired,
+    served_key,
+    served_name,
     source,
     table,
 )
@@ -26,6 +27,7 @@ METRIC_ORDER = ("hr", "recall", "ndcg", "mrr", "coverage")
 
 def _evaluation_split(metrics: Metrics, split: str, cut: int) -> str:
     rows: dict[str, dict[str, Any]] = metrics.get("evaluation.json", split)
+    served = served_key(metrics.get("evaluation.json"))
     suffix = f"@{cut}"
     present = {key for row in rows.values() for key in row if key.endswith(suffix)}
     columns = [f"{name}{suffix}" for name in METRIC_ORDER if f"{name}{suffix}" in present]
@@ -35,7 +37,7 @@ def _evaluation_split(metrics: Metrics, split: str, cut: int) -> str:
     header.append("users")
     body = [
         [
-            bold_if(model_name(model), model == SERVED),
+            bold_if(served_name(model, served), model == served),
             *(num(row.get(group[0])) for group in groups),
             num(row.get("users")),
         ]
@@ -97,11 +99,12 @@ def _bucket_header(bucket: str, users: Any) -> str:
 def evaluation_by_activity(metrics: Metrics) -> str:
     """Test NDCG@10 of every model per activity bucket (training events per user)."""
     rows: dict[str, dict[str, Any]] = metrics.get("evaluation.json", "test_by_activity")
+    served = served_key(metrics.get("evaluation.json"))
     buckets = _buckets(rows)
     header = ["model", *(_bucket_header(b, _bucket_users(rows, b)) for b in buckets)]
     body = [
         [
-            bold_if(model_name(model), model == SERVED),
+            bold_if(served_name(model, served), model == served),
             *(num((by_bucket.get(b) or {}).get("ndcg@10")) for b in buckets),
         ]
         for model, by_bucket in rows.items()
@@ -143,11 +146,12 @@ def paired_validation_by_activity(metrics: Metrics) -> str:
 def cold_items(metrics: Metrics) -> str:
     """The cold-item slice: items never in training, ranked among themselves."""
     rows: dict[str, dict[str, Any]] = metrics.get("evaluation.json", "cold_items")
+    served = served_key(metrics.get("evaluation.json"))
     columns = ["hr@10", "ndcg@10", "mrr@10"]
     header = ["model", *(metric_header(c) for c in columns), "users"]
     body = [
         [
-            bold_if(model_name(model), model == SERVED),
+            bold_if(served_name(model, served), model == served),
             *(num(row.get(c)) for c in columns),
             num(row.get("users")),
         ]
@@ -173,6 +177,7 @@ def beyond_accuracy(metrics: Metrics) -> str:
     """Test NDCG@10 beside diversity, novelty, interest coverage and HR@10 split into events in
     a topic new to the user (novel) and the rest (familiar)."""
     rows: dict[str, dict[str, Any]] = metrics.get("evaluation.json", "beyond_accuracy", "test")
+    served = served_key(metrics.get("evaluation.json"))
     test = metrics.optional("evaluation.json", "test") or {}
 
     def users(kind: str) -> Any:
@@ -196,7 +201,7 @@ def beyond_accuracy(metrics: Metrics) -> str:
     ]
     body = [
         [
-            bold_if(model_name(model), model == SERVED),
+            bold_if(served_name(model, served), model == served),
             num((test.get(model) or {}).get("ndcg@10")),
             num(row.get("ild@10"), 3),
             num(row.get("novelty@10"), 2),

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_artifacts import ENV, invoke, one_error_line, place_encoder, runner
+from cli_artifacts import ENV, edit_catalogue, invoke, one_error_line, place_encoder, runner
 
 from recli import __version__
 from recli.cli import app
@@ -251,6 +251,36 @@ def test_recommend_by_interest(facts: dict[str, Any]) -> None:
     assert len(set(ids)) == 6
     assert not set(ids) & facts["history_item_ids"]
     assert set(ids) <= facts["block_a_item_ids"]  # both lists are the user's own block
+
+
+def test_recommend_serves_by_interest_by_default_where_fuse_chose_so(
+    facts: dict[str, Any], copy: Path
+) -> None:
+    facts_id = facts["user_id"]
+
+    def answer(*flags: str) -> dict[str, Any]:
+        return json.loads(invoke(copy, "recommend", facts_id, "-k", "6", *flags, "--json").stdout)
+
+    whole = answer()
+    assert whole["by_interest"] is False  # the fixture's fuse did not choose the lists
+    assert {row.get("serves") for row in whole["recommendations"]} == {None}
+    chosen = {"whole_user_share": 0.5, "pull": 0.5, "by_default": True}
+    edit_catalogue(
+        copy, ("UPDATE meta SET value = ? WHERE key = 'multi_interest'", (json.dumps(chosen),))
+    )
+    default = invoke(copy, "recommend", facts_id, "-k", "6")
+    assert default.exit_code == 0, default.output
+    assert "serves: overall taste" in default.stdout
+    assert "served by default" in " ".join(default.stdout.split())
+    asked = json.loads(
+        invoke(copy, "recommend", facts_id, "-k", "6", "--by-interest", "--json").stdout
+    )
+    served = json.loads(invoke(copy, "recommend", facts_id, "-k", "6", "--json").stdout)
+    assert served == asked and served["by_interest"] is True
+    single = json.loads(
+        invoke(copy, "recommend", facts_id, "-k", "6", "--whole-user", "--json").stdout
+    )
+    assert single == whole
 
 
 def test_explore_suggests_the_only_topic_the_user_has_not_tried(facts: dict[str, Any]) -> None:

@@ -112,7 +112,9 @@ def test_metrics_show_model_names_and_no_duplicate_columns(
     assert result.exit_code == 0, result.output
     for key in ("zero_shot", "text_sequence", "ease_low_rank", "multi_interest", "itemknn"):
         assert key not in result.stdout
-    for name in ("fused (served)", "recli sequence model", "EASE, reduced rank", "SASRec"):
+    served = committed_metrics.get("served", "fused")
+    served_name = {"fused": "fused vector", "multi_interest": "multi-interest lists"}[served]
+    for name in (f"{served_name} (served)", "recli sequence model", "EASE, reduced rank"):
         assert name in result.stdout
     assert "hr@10 = recall@10" in result.stdout
     models = len(committed_metrics["test"])
@@ -126,7 +128,7 @@ def test_metrics_markdown_and_json(committed_metrics: dict[str, Any]) -> None:
     assert len(set(headers)) == len(headers)
     rows = committed_metrics["test"]
     assert markdown[2].startswith(f"| popularity | {rows['popularity']['hr@10']:.4f} |")
-    assert f"| fused (served) | {rows['fused']['hr@10']:.4f} |" in "\n".join(markdown)
+    assert f"| fused vector (served) | {rows['fused']['hr@10']:.4f} |" in "\n".join(markdown)
     # --json keeps the evaluation's own keys and every column.
     payload = json.loads(runner.invoke(app, ["metrics", "--json"], env=ENV).stdout)
     assert set(payload["models"]) == set(committed_metrics["test"])

@@ -42,19 +42,20 @@ def ending(main: Any, argv: list[str], capsys: pytest.CaptureFixture[str]) -> tu
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["recommend", "7"], ("data", "7", 10, False, False, False)),
-        (["recommend", "7", "-k", "3"], ("data", "7", 3, False, False, False)),
-        (["recommend", "--k=3", "7", "--json"], ("data", "7", 3, False, False, True)),
-        (["--artifacts", "a", "recommend", "--k", "3", "7"], ("a", "7", 3, False, False, False)),
+        (["recommend", "7"], ("data", "7", 10, False, None, False)),
+        (["recommend", "7", "-k", "3"], ("data", "7", 3, False, None, False)),
+        (["recommend", "--k=3", "7", "--json"], ("data", "7", 3, False, None, True)),
+        (["--artifacts", "a", "recommend", "--k", "3", "7"], ("a", "7", 3, False, None, False)),
+        (["recommend", "7", "--whole-user"], ("data", "7", 10, False, False, False)),
         (
             ["--artifacts=a", "recommend", "7", "--artifacts", "b"],
-            ("b", "7", 10, False, False, False),
+            ("b", "7", 10, False, None, False),
         ),
         (
             ["recommend", "--explain", "--by-interest", "x y"],
             ("data", "x y", 10, True, True, False),
         ),
-        (["recommend", "7", "-k", "0"], ("data", "7", 0, False, False, False)),
+        (["recommend", "7", "-k", "0"], ("data", "7", 0, False, None, False)),
     ],
 )
 def test_plain_calls_are_read(argv: list[str], expected: tuple[Any, ...]) -> None:
@@ -86,6 +87,7 @@ def test_plain_calls_are_read(argv: list[str], expected: tuple[Any, ...]) -> Non
         ["recommend", "7", "-k", "3", "--k", "4"],
         ["recommend", "7", "-k", "3", "-k", "4"],
         ["recommend", "7", "--json", "--json"],
+        ["recommend", "7", "--by-interest", "--whole-user"],
         ["recommend", "7", "--json=1"],
         ["recommend", "7", "--artifacts"],
         ["recommend", "7", "--artifacts="],
@@ -109,7 +111,15 @@ def test_artifacts_from_the_environment_as_typer_reads_them() -> None:
 def _plain(root: str) -> st.SearchStrategy[list[str]]:
     """Plain calls, as people type them: the fast path's."""
     option = st.sampled_from(
-        [["-k", "3"], ["--k", "14"], ["--k=1"], ["--json"], ["--explain"], ["--by-interest"]]
+        [
+            ["-k", "3"],
+            ["--k", "14"],
+            ["--k=1"],
+            ["--json"],
+            ["--explain"],
+            ["--by-interest"],
+            ["--whole-user"],
+        ]
     )
     return st.builds(
         lambda prefix, user, options: [
@@ -137,7 +147,9 @@ def _mistyped(root: str) -> st.SearchStrategy[list[str]]:
     artifacts = st.sampled_from(
         [["--artifacts", root], [f"--artifacts={root}"], ["--artifacts", "missing"]]
     )
-    flags = st.sampled_from([["--json"], ["--explain"], ["--by-interest"], ["--"], ["--bogus"]])
+    flags = st.sampled_from(
+        [["--json"], ["--explain"], ["--by-interest"], ["--whole-user"], ["--"], ["--bogus"]]
+    )
     parts = st.lists(st.one_of(k_forms, artifacts, flags), max_size=4)
     return st.builds(
         lambda prefix, command, first, rest, extra: [

@@ -40,7 +40,7 @@ def test_metrics_fold_a_column_equal_to_another_in_every_row() -> None:
         ("ndcg@10", "ndcg@10"),
     ]
     assert metrics_view.metrics_markdown(table)[0] == "| model | hr@10 = recall@10 | ndcg@10 |"
-    assert metrics_view.metrics_markdown(table)[3] == "| fused (served) | 0.2000 | 0.1000 |"
+    assert metrics_view.metrics_markdown(table)[3] == "| fused vector (served) | 0.2000 | 0.1000 |"
     # Equal now but not at the revision compared with: both stay, each with its own change.
     baseline = {"als": {"hr@10": 0.1, "recall@10": 0.2}, "fused": {"hr@10": 0.2, "recall@10": 0.2}}
     assert len(metrics_view.metric_columns(table._replace(baseline=baseline))) == 3

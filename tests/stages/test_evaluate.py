@@ -151,14 +151,14 @@ def test_paired_bucket_differences_read_each_splits_own_events() -> None:
     matrices = SplitMatrices.from_processed(processed)
     factors = factorize.run(matrices.train, FactorizeConfig(embedding_size=8, reg=0.1, seed=0))
     scorers, _ = evaluate.peer_scorers(matrices, SMALL, factors)
-    scorers = {"als": scorers["als"], evaluate.SERVED: scorers["ease"]}
+    scorers = {"als": scorers["als"], evaluate.SINGLE_VECTOR: scorers["ease"]}
     report = evaluate.run(matrices, scorers, SMALL)
     for split in ("validation", "test"):
         served, als = (
             evaluate_model(scorers[name], matrices, split, SMALL.k, SMALL.coverage_k).per_user[
                 "ndcg@10"
             ]
-            for name in (evaluate.SERVED, "als")
+            for name in (evaluate.SINGLE_VECTOR, "als")
         )
         row = report.metrics[f"paired_{split}_by_activity"]["<=20"]["als"]
         assert row["users"] == served.size
@@ -166,3 +166,20 @@ def test_paired_bucket_differences_read_each_splits_own_events() -> None:
     assert (
         report.metrics["paired_validation_by_activity"] != report.metrics["paired_test_by_activity"]
     )
+
+
+def test_the_served_model_is_the_one_fuse_chose_and_the_pairs_are_against_it() -> None:
+    processed = preprocess.run(make_raw(), PreprocessConfig(min_user_interactions=3))
+    matrices = SplitMatrices.from_processed(processed)
+    factors = factorize.run(matrices.train, FactorizeConfig(embedding_size=8, reg=0.1, seed=0))
+    peers, _ = evaluate.peer_scorers(matrices, SMALL, factors)
+    scorers = {"als": peers["als"], "fused": peers["itemknn"], "multi_interest": peers["ease"]}
+    chosen = {"multi_interest": {"whole_user_share": 0.6, "pull": 0.5, "by_default": True}}
+    assert evaluate.served_model(chosen) == "multi_interest"
+    assert evaluate.served_model({"multi_interest": {"by_default": False}}) == "fused"
+    assert evaluate.served_model({"multi_interest": {}}) == "fused"  # chosen before the choice
+    report = evaluate.run(matrices, scorers, SMALL, served="multi_interest")
+    assert report.metrics["served"] == "multi_interest"
+    assert set(report.metrics["paired_test"]) == {"als", "fused"}
+    assert evaluate.served_in(report.metrics) == "multi_interest"
+    assert evaluate.served_in({"test": {}}) == "fused"

@@ -89,8 +89,12 @@ def test_retrieval_settings_are_the_ones_the_record_chose(project: Path) -> None
     assert settings["multi_interest"] == {
         "whole_user_share": multi["whole_user_share"],
         "pull": multi["pull"],
+        "by_default": multi["by_default"],
     }
-    assert f"{multi['whole_user_share']}/{multi['pull']}" in multi["validation_by_share/pull"]
+    chosen = multi["validation_by_share/pull"][f"{multi['whole_user_share']}/{multi['pull']}"]
+    # Served by default exactly when the lists beat the single vector on validation.
+    single = multi["single_vector_validation_ndcg@10"]
+    assert multi["by_default"] == (chosen["ndcg@10"] > single)
     explore = settings["explore"]
     assert explore["topic_weight"] == record["explore"]["topic_weight"]
     assert explore["similarity_weight"] == record["explore"]["similarity_weight"]

@@ -226,11 +226,13 @@ def test_the_model_names_are_the_clis() -> None:
     table = render_docs.render_table("evaluation-test", METRICS)
     if table.startswith("*Not rendered"):
         pytest.skip("metrics/evaluation.json is not there")
-    models = json.loads((METRICS / "evaluation.json").read_text(encoding="utf-8"))["test"]
-    for model in models:
-        assert f"| {MODEL_NAMES.get(model, model)} |" in table or (
-            f"| **{MODEL_NAMES.get(model, model)}** |" in table
-        )
+    evaluation = json.loads((METRICS / "evaluation.json").read_text(encoding="utf-8"))
+    for model in evaluation["test"]:
+        name = MODEL_NAMES.get(model, model)
+        if model == evaluation.get("served", "fused"):
+            assert f"| **{name} (served)** |" in table  # the served row, bold and marked
+        else:
+            assert f"| {name} |" in table
 
 
 # --------------------------------------------------------------------------------------------
