@@ -7,7 +7,8 @@ function the Typer command runs (`recli.answer.recommend`). Anything else, or an
 not sure of, goes to the Typer app in `recli.cli` untouched: `--help`, usage errors, an option
 given twice, `-k` spelled in a way Click reads but this reader does not, an id starting with
 `-`. Both ways print the same bytes and exit with the same code, which
-`tests/serving/test_entry.py` checks command line by command line against the Typer app.
+`tests/serving/test_entry.py` checks command line by command line against the Typer app
+(and `tests/serving/test_cli.py` that a plain call imports no Typer).
 
 Imports only the standard library, rich and the serving modules, never Typer.
 """

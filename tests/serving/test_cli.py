@@ -210,6 +210,8 @@ def test_recommend_imports_nothing_heavy(facts: dict[str, Any]) -> None:
     }
     assert {"recli", "rich", "annoy"} <= imported  # the parse found the real list
     assert not imported & HEAVY, sorted(imported & HEAVY)
+    # A plain call is answered by `recli.entry` without Typer (and its copy of Click).
+    assert "typer" not in imported and "click" not in imported
 
 
 def test_benchmark_script_runs(copy: Path, tiny_encoder_dir: Path, tmp_path: Path) -> None:

@@ -3,12 +3,12 @@
 `recli.entry.main` reads the command line itself and hands anything it is not sure of to the
 Typer app (`recli.cli.main`). Whatever the command line, both ends are the same: the same bytes
 on stdout and stderr and the same exit code, on the tiny real artifacts of
-`tests/cli_artifacts.py`. And the plain calls really are taken without Typer: that is the point.
+`tests/cli_artifacts.py`. That a plain call is taken without Typer, the point of it all, is
+`tests/serving/test_cli.py`'s `test_recommend_imports_nothing_heavy`.
 """
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -192,20 +192,3 @@ def test_same_ending_either_way(
     fast = ending(entry.main, argv, capsys)
     typer = ending(cli.main, argv, capsys)
     assert fast == typer, argv
-
-
-def test_plain_recommend_does_not_import_typer(facts: dict[str, Any]) -> None:
-    command = ["-X", "importtime", "-m", "recli", "--artifacts", str(facts["root"])]
-    process = subprocess.run(
-        [sys.executable, *command, "recommend", facts["user_id"], "-k", "3"],
-        capture_output=True,
-        text=True,
-    )
-    assert process.returncode == 0, process.stderr
-    imported = {
-        line.rsplit("|", 1)[1].strip().split(".")[0]
-        for line in process.stderr.splitlines()
-        if line.startswith("import time:") and "|" in line
-    }
-    assert {"recli", "rich", "annoy"} <= imported  # the parse found the real list
-    assert "typer" not in imported and "click" not in imported
