@@ -154,7 +154,7 @@ class FinetuneConfig(Section):
     keeps its title and the opening of its description. MovieLens histories fit (99% under 60
     tokens). `embed` cuts history texts to this length too, as the encoder learnt them; the saved
     encoder embeds items and serves queries at `text.max_seq_length`."""
-    eval_steps: Annotated[int, Field(ge=1)] = 80
+    eval_steps: Annotated[int, Field(ge=1)] = 160
     """Validation NDCG@10 and the loss are logged every this-many steps."""
     eval_users: Annotated[int, Field(ge=1)] = 300
     """Users sampled (seeded) for the in-training validation metric; all would be slow on CPU."""
