@@ -89,8 +89,8 @@ def read_recommend(arguments: list[str], environ: Mapping[str, str]) -> Recommen
         return None
     if not (isinstance(k_text, str) and k_text.isascii() and k_text.isdigit()):
         return None
-    if int(k_text) > LARGEST:
-        return None
+    if len(k_text) > len(str(LARGEST)) or int(k_text) > LARGEST:
+        return None  # Typer's refusal, without int()'s own limit of 4300 digits
     artifacts = seen.get("--artifacts") or root_artifacts or environ.get(ARTIFACTS_ENV) or None
     return RecommendCall(
         artifacts=Path(str(artifacts)) if artifacts else DEFAULT_ARTIFACTS,

@@ -82,6 +82,7 @@ def test_plain_calls_are_read(argv: list[str], expected: tuple[Any, ...]) -> Non
         ["recommend", "7", "-k", "1_0"],
         ["recommend", "7", "-k", "٣"],  # a digit to Python, not to this reader
         ["recommend", "7", "-k", str(LARGEST + 1)],
+        ["recommend", "7", "-k", "9" * 5000],
         ["recommend", "7", "-k=3"],
         ["recommend", "7", "-k3"],
         ["recommend", "7", "-k", "3", "--k", "4"],
