@@ -271,11 +271,6 @@ def _paired_by_bucket(
     }
 
 
-def served_in(evaluation: dict[str, Any]) -> str:
-    """The served model an `evaluation.json` names (files from before it named one: `fused`)."""
-    return str(evaluation.get("served", SINGLE_VECTOR))
-
-
 def served_model(retrieval: dict[str, Any]) -> str:
     """The model `recli recommend` serves without flags, as `fuse` chose it (`retrieval.json`):
     the multi-interest lists where they were more accurate on validation, else the single

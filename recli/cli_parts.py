@@ -44,16 +44,21 @@ class RecliInteger(sys.modules[f"{CLICK}.types"].IntParamType):  # type: ignore[
         return number
 
 
-class RecliCommand(TyperCommand):
-    """A command whose help stays readable on a narrow terminal (`recli.narrow_help`)."""
+class NarrowHelp:
+    """Help that stays readable on a narrow terminal (`recli.narrow_help`), for a command or a
+    group: mixed in before the Typer class whose own help it falls back to."""
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         from recli.narrow_help import format_help  # only --help needs it
 
-        format_help(self, ctx, formatter, super().format_help)
+        format_help(self, ctx, formatter, super().format_help)  # type: ignore[misc]
 
 
-class RecliGroup(TyperGroup):
+class RecliCommand(NarrowHelp, TyperCommand):
+    """A command whose help stays readable on a narrow terminal."""
+
+
+class RecliGroup(NarrowHelp, TyperGroup):
     """Turns a `RecliError` from any command into one red line and exit code 1 (also under
     Typer's `CliRunner`, which calls the group directly rather than `main()`); its help, like
     its commands', stays readable on a narrow terminal."""
@@ -70,8 +75,3 @@ class RecliGroup(TyperGroup):
             message = LONG_WORD.sub(lambda word: shown(word[0]), error.message)
             error.message = "\n".join(map(visible, message.split("\n")))
             raise
-
-    def format_help(self, ctx: Any, formatter: Any) -> None:
-        from recli.narrow_help import format_help  # only --help needs it
-
-        format_help(self, ctx, formatter, super().format_help)

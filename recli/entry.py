@@ -22,9 +22,8 @@ from pathlib import Path
 
 from recli.answer import RecommendCall, recommend
 from recli.contract import DEFAULT_ARTIFACTS
+from recli.inputs import LARGEST
 
-LARGEST = 2**63 - 1
-"""The largest integer SQLite holds; a larger `-k` goes to Typer, whose callback refuses it."""
 ARTIFACTS_ENV = "RECLI_ARTIFACTS"
 """Where the artifacts are when no `--artifacts` is given (as Typer reads it: set and not empty)."""
 FLAGS = {

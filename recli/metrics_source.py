@@ -9,6 +9,7 @@ folder (the project root), as DVC's are.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from recli.contract import METRICS_FILE
@@ -17,6 +18,8 @@ from recli.inputs import shown
 
 SPLITS = ("test", "validation")
 """The splits `recli metrics --split` accepts."""
+SINGLE_VECTOR = "fused"
+"""The served model of an evaluation file that names none (files from before it was chosen)."""
 
 Rows = dict[str, dict[str, float]]
 """One split's table: model → metric → value (`users` counts the users evaluated)."""
@@ -30,8 +33,14 @@ class MetricsTable(NamedTuple):
     columns: list[str]
     baseline: Rows | None
     """The split as committed at the revision compared with; None without `--rev`."""
-    served: str = "fused"
-    """The model `recli recommend` serves (the file's `served`; older files: the fused vector)."""
+    served: str = SINGLE_VECTOR
+    """The model `recli recommend` serves (`served_in`)."""
+
+
+def served_in(evaluation: Mapping[str, Any]) -> str:
+    """The served model an evaluation (or a check built from one) names under `served`, else
+    the single fused vector: the one place the rule is written (the docs and checks read it)."""
+    return str(evaluation.get("served", SINGLE_VECTOR))
 
 
 def read_metrics(rev: str | None = None) -> dict[str, Any]:
@@ -93,4 +102,4 @@ def load_table(split: str, rev: str | None = None, cutoff: int | None = 10) -> M
         columns = [name for name in columns if name.endswith(f"@{cutoff}")]
         if not columns:
             raise RecliError(f"no metrics at --k {cutoff}: use a cut-off from evaluate.k in params")
-    return MetricsTable(split, rows, columns, baseline, str(current.get("served", "fused")))
+    return MetricsTable(split, rows, columns, baseline, served_in(current))

@@ -2,8 +2,8 @@
 
 Typer's rich help panels cut option names to fit their columns, which on a terminal narrower
 than `recli.render.NARROW` leaves names a reader cannot type. `format_help` prints Typer's panels
-on a wide terminal and `narrow_help`'s text on a narrow one; the command classes in `recli.cli`
-call it from their `format_help`.
+on a wide terminal and `narrow_help`'s text on a narrow one; `recli.cli_parts.NarrowHelp`
+calls it for every command and the group.
 
 Apart from the commands because only `--help` needs it: `recli.cli` imports it when help is
 shown, so the commands that answer never load it. Imports only the standard library and

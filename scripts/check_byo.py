@@ -48,8 +48,8 @@ from check_peers import best_peer  # scripts/ is on the path when run as a scrip
 from pipeline.core.config import load_params
 from pipeline.core.layout import Layout
 from pipeline.data.artifacts import read_clustering
-from pipeline.evaluate import served_in
 from pipeline.workflow import INPUT_DIR, STAGES, override, run_all
+from recli.metrics_source import served_in
 
 FILES = {"interactions": "ratings.csv", "items": "movies.csv", "tags": "tags.csv"}
 COLUMNS = {"user": "userId", "item": "movieId", "rating": "rating", "timestamp": "timestamp"}

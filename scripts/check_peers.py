@@ -43,9 +43,10 @@ from typing import Any
 from pipeline import factorize, preprocess
 from pipeline.core.config import Params, load_params
 from pipeline.data.source import RawData, load_source
-from pipeline.evaluate import PEERS, peer_scorers, served_in
+from pipeline.evaluate import PEERS, peer_scorers
 from pipeline.evaluation.protocol import SplitMatrices, evaluate_model
 from pipeline.workflow import override, run_all
+from recli.metrics_source import served_in
 
 
 def best_peer(values: dict[str, float]) -> str:
@@ -153,7 +154,7 @@ def summarise_full(runs: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {"models": summarise(runs)}
     means = {model: stats["mean"] for model, stats in summary["models"].items()}
     best = best_peer(means)
-    served = [run["test"][run.get("served", "fused")] for run in runs]
+    served = [run["test"][served_in(run)] for run in runs]
     gains = [score - run["test"][best] for score, run in zip(served, runs, strict=True)]
     summary["best_peer"] = best
     summary["served_over_best_peer"] = round(statistics.fmean(served) / means[best], 4)

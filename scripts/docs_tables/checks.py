@@ -9,14 +9,12 @@ from typing import Any
 
 from docs_tables.formatting import (
     PAIR_HEADER,
-    SINGLE_VECTOR,
     bold_if,
     is_number,
     model_name,
     num,
     paired,
     secs,
-    served_key,
     served_name,
     signed,
     source,
@@ -24,6 +22,7 @@ from docs_tables.formatting import (
     table,
 )
 from docs_tables.metrics import Metrics, MissingMetricsError
+from recli.metrics_source import SINGLE_VECTOR, served_in
 
 # --------------------------------------------------------------------------------------------
 # peer_check.json
@@ -110,7 +109,7 @@ def peer_check_full(metrics: Metrics) -> str:
         body.append(
             [
                 str(run.get("seed")),
-                *(bold_if(num(test.get(m)), m == served_key(run)) for m in models),
+                *(bold_if(num(test.get(m)), m == served_in(run)) for m in models),
                 f"×{ratio:.3f}" if is_number(ratio) else "—",
                 paired(run.get("paired_vs_best_peer")),
             ]
@@ -233,7 +232,7 @@ def _byo_models(metrics: Metrics, name: str) -> str:
     if not test and not validation:
         raise MissingMetricsError(f"`metrics/{name}` has no `test_ndcg@10`")
     models = list(test) + [m for m in validation if m not in test]
-    served = served_key(data)
+    served = served_in(data)
     body = [
         [
             bold_if(served_name(m, served), m == served),

@@ -14,14 +14,6 @@ EXTRA_NAMES = {
 }
 """Keys that are not evaluation models but appear where models do."""
 
-SINGLE_VECTOR = "fused"
-
-
-def served_key(data: Mapping[str, Any]) -> str:
-    """The served model's key in an evaluation or check file (its row is set in bold): the one
-    it names under `served`, else the single fused vector (files from before it was named)."""
-    return str(data.get("served", SINGLE_VECTOR))
-
 
 def model_name(key: str) -> str:
     """The name the CLI shows for a model key, else a few extra keys' names, else the key."""

@@ -15,19 +15,19 @@ from docs_tables.formatting import (
     model_name,
     num,
     paired,
-    served_key,
     served_name,
     source,
     table,
 )
 from docs_tables.metrics import Metrics
+from recli.metrics_source import served_in
 
 METRIC_ORDER = ("hr", "recall", "ndcg", "mrr", "coverage")
 
 
 def _evaluation_split(metrics: Metrics, split: str, cut: int) -> str:
     rows: dict[str, dict[str, Any]] = metrics.get("evaluation.json", split)
-    served = served_key(metrics.get("evaluation.json"))
+    served = served_in(metrics.get("evaluation.json"))
     suffix = f"@{cut}"
     present = {key for row in rows.values() for key in row if key.endswith(suffix)}
     columns = [f"{name}{suffix}" for name in METRIC_ORDER if f"{name}{suffix}" in present]
@@ -99,7 +99,7 @@ def _bucket_header(bucket: str, users: Any) -> str:
 def evaluation_by_activity(metrics: Metrics) -> str:
     """Test NDCG@10 of every model per activity bucket (training events per user)."""
     rows: dict[str, dict[str, Any]] = metrics.get("evaluation.json", "test_by_activity")
-    served = served_key(metrics.get("evaluation.json"))
+    served = served_in(metrics.get("evaluation.json"))
     buckets = _buckets(rows)
     header = ["model", *(_bucket_header(b, _bucket_users(rows, b)) for b in buckets)]
     body = [
@@ -146,7 +146,7 @@ def paired_validation_by_activity(metrics: Metrics) -> str:
 def cold_items(metrics: Metrics) -> str:
     """The cold-item slice: items never in training, ranked among themselves."""
     rows: dict[str, dict[str, Any]] = metrics.get("evaluation.json", "cold_items")
-    served = served_key(metrics.get("evaluation.json"))
+    served = served_in(metrics.get("evaluation.json"))
     columns = ["hr@10", "ndcg@10", "mrr@10"]
     header = ["model", *(metric_header(c) for c in columns), "users"]
     body = [
@@ -177,7 +177,7 @@ def beyond_accuracy(metrics: Metrics) -> str:
     """Test NDCG@10 beside diversity, novelty, interest coverage and HR@10 split into events in
     a topic new to the user (novel) and the rest (familiar)."""
     rows: dict[str, dict[str, Any]] = metrics.get("evaluation.json", "beyond_accuracy", "test")
-    served = served_key(metrics.get("evaluation.json"))
+    served = served_in(metrics.get("evaluation.json"))
     test = metrics.optional("evaluation.json", "test") or {}
 
     def users(kind: str) -> Any:

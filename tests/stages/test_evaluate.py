@@ -7,6 +7,7 @@ from synthetic import make_block_raw, make_raw
 from pipeline import evaluate, factorize, preprocess
 from pipeline.core.sections import EvaluateConfig, FactorizeConfig, PreprocessConfig
 from pipeline.evaluation.protocol import SplitMatrices, evaluate_model
+from recli.metrics_source import served_in
 
 SMALL = EvaluateConfig(ease_reg_grid=[1.0, 10.0], itemknn_neighbors_grid=[5, 10])
 
@@ -181,5 +182,5 @@ def test_the_served_model_is_the_one_fuse_chose_and_the_pairs_are_against_it() -
     report = evaluate.run(matrices, scorers, SMALL, served="multi_interest")
     assert report.metrics["served"] == "multi_interest"
     assert set(report.metrics["paired_test"]) == {"als", "fused"}
-    assert evaluate.served_in(report.metrics) == "multi_interest"
-    assert evaluate.served_in({"test": {}}) == "fused"
+    assert served_in(report.metrics) == "multi_interest"
+    assert served_in({"test": {}}) == "fused"
