@@ -26,13 +26,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from pipeline.core import io
 from pipeline.core.config import Params, load_params
 from pipeline.core.layout import Layout, writes
 from pipeline.core.sections import EmbedConfig, TextConfig
-from pipeline.data.artifacts import Embeddings, Processed, read_processed, write_embeddings
+from pipeline.data.artifacts import (
+    Embeddings,
+    Processed,
+    embedding_paths,
+    read_items,
+    read_processed,
+    write_embeddings,
+)
 from pipeline.data.text import user_texts
+from pipeline.engine.encoding import USER_OUTPUTS, encode_all
+from pipeline.engine.partitions import by_user_folder, partition_files
+from pipeline.engine.runner import Engine
 from pipeline.evaluation.protocol import only_users, user_sample
 from pipeline.models.encoder import encode, load_encoder, pick_device, pick_precision
 
@@ -133,31 +144,85 @@ def config_record(
     }
 
 
+def run_on_ray(
+    engine: Engine,
+    layout: Layout,
+    params: Params,
+    model_name: str,
+    served: bool,
+    evaluated: np.ndarray | None,
+    n_users: int,
+) -> tuple[int, int]:
+    """One encoder's vectors by the actor pool (`pipeline.engine.encoding`), written where
+    `write_embeddings` puts them; returns the items and the width."""
+    variant_paths = embedding_paths(layout, "finetuned" if served else "zero_shot")
+    items_table = read_items(layout).sort("item_idx")
+    precision = pick_precision(params.embed.precision, pick_device(params.embed.device))
+    encoder = {
+        "model": model_name,
+        "device": params.embed.device,
+        "tokens": {"items": params.text.max_seq_length, "users": params.finetune.max_seq_length},
+        "batch_size": params.embed.batch_size,
+        "precision": precision,
+    }
+    outputs = [name for name in USER_OUTPUTS if served or name != "users_served"]
+    arguments = {
+        "titles": items_table["title"].to_list(),
+        "history_items": params.text.history_items,
+        "evaluated": evaluated,
+    }
+    items = encode_all(
+        engine,
+        items_table["text"].to_list(),
+        partition_files(by_user_folder(layout)),
+        arguments,
+        encoder,
+        {name: variant_paths[name] for name in outputs},
+        n_users,
+    )
+    io.write_npy(variant_paths["items"], items)
+    return items.shape[0], items.shape[1]
+
+
 @writes("embed")
 def main(layout: Layout) -> None:
     params = load_params(layout.params)
-    processed = read_processed(layout)
     io.require(layout.encoder, "finetune")
     sources = encoders(params, layout.encoder)
-    evaluated = evaluated_users(params, processed.users.height)
+    engine = Engine(params.engine)
+    if engine.is_ray:
+        n_users = pl.scan_parquet(layout.processed / "users.parquet").select(pl.len()).collect()
+        n_users = int(n_users.item())
+    else:
+        processed = read_processed(layout)
+        n_users = processed.users.height
+    evaluated = evaluated_users(params, n_users)
     for variant, model_name in sources.items():
         started = time.perf_counter()
-        embeddings = run(
-            model_name,
-            processed,
-            params.text,
-            params.embed,
-            served=variant == "finetuned",
-            evaluated=evaluated,
-            history_tokens=params.finetune.max_seq_length,
-        )
-        write_embeddings(variant, embeddings, layout)
+        served = variant == "finetuned"
+        if engine.is_ray:
+            with engine.session():
+                n_items, width = run_on_ray(
+                    engine, layout, params, model_name, served, evaluated, n_users
+                )
+        else:
+            embeddings = run(
+                model_name,
+                processed,
+                params.text,
+                params.embed,
+                served=served,
+                evaluated=evaluated,
+                history_tokens=params.finetune.max_seq_length,
+            )
+            write_embeddings(variant, embeddings, layout)
+            n_items, width = embeddings.items.shape
         print(
-            f"embed: {variant}: {embeddings.users.shape[0]} users and {embeddings.items.shape[0]} "
-            f"items, {embeddings.items.shape[1]}-d, {time.perf_counter() - started:.1f} s"
+            f"embed: {variant}: {n_users} users and {n_items} items, {width}-d, "
+            f"{time.perf_counter() - started:.1f} s on the {engine.name} backend"
         )
-    record = config_record(params, sources, evaluated, processed.users.height)
-    io.write_json(layout.embed / "config.json", record)
+    record = config_record(params, sources, evaluated, n_users)
+    io.write_json(layout.embed / "config.json", {**record, "backend": engine.name})
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ Beside the factors, the same matrix gives EASE in reduced rank (`pipeline.models
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -20,8 +22,21 @@ from pipeline.core import io
 from pipeline.core.config import load_params
 from pipeline.core.layout import Layout, writes
 from pipeline.core.sections import EvaluateConfig, FactorizeConfig
-from pipeline.data.artifacts import Factors, read_processed, write_factors, write_linear
+from pipeline.data.artifacts import (
+    Factors,
+    read_processed,
+    write_factors,
+    write_linear,
+)
 from pipeline.data.interactions import UserItemVectors, interaction_matrix
+from pipeline.engine.partitions import (
+    by_user_folder,
+    local_matrix,
+    partition_files,
+    read_partition,
+)
+from pipeline.engine.rows import assemble, write_piece
+from pipeline.engine.runner import Engine
 from pipeline.evaluation.protocol import SplitMatrices
 from pipeline.models import linear
 from pipeline.models.collaborative import fold_in, make_model
@@ -56,6 +71,38 @@ def run(
     return Factors(users=users, items=items, users_at_test=at_test, users_served=served)
 
 
+SERVED_FACTORS = "user_factors_served"
+"""The served user factors' output name (`.npy` under `data/factorize/`)."""
+
+
+def fold_in_partition(
+    path: Path, items: np.ndarray, trained: Path, cfg: FactorizeConfig, out: Path, part: int
+) -> int:
+    """The served factors of one partition's users (every event, item factors fixed), written
+    as a piece of `SERVED_FACTORS` under `out`; returns how many users. `trained`: the trained
+    user factors' `.npy` (read for BPR, whose fold-in keeps them)."""
+    items = np.array(items)  # writable: on Ray it arrives as a read-only view of the object store
+    users, history = local_matrix(read_partition(path), items.shape[0])
+    trained_rows = np.load(trained, mmap_mode="r", allow_pickle=False)[users]
+    folded = fold_in(items, trained_rows, history, cfg)
+    return write_piece(out, SERVED_FACTORS, part, users, folded)
+
+
+def fold_in_served(
+    engine: Engine, layout: Layout, items: np.ndarray, cfg: FactorizeConfig, n_users: int
+) -> int:
+    """Every user's served factors, partition by partition on `engine`, into
+    `user_factors_served.npy`; returns how many users had events."""
+    out, trained = layout.factorize, layout.factorize / "user_factors.npy"
+    pieces = [
+        (path, items, trained, cfg, out, part)
+        for part, path in enumerate(partition_files(by_user_folder(layout)))
+    ]
+    engine.map(fold_in_partition, pieces)
+    shape = (n_users, items.shape[1])
+    return assemble(out, SERVED_FACTORS, out / f"{SERVED_FACTORS}.npy", shape)
+
+
 def run_linear(
     matrices: SplitMatrices,
     served: sp.csr_matrix,
@@ -80,8 +127,11 @@ def main(layout: Layout) -> None:
     matrices = SplitMatrices.from_processed(processed, params.evaluate.max_users, seed)
     train = matrices.train
     history_served = interaction_matrix(processed.history_served, *train.shape)
-    factors = run(train, params.factorize, matrices.seen("test"), history_served)
+    factors = run(train, params.factorize, matrices.seen("test"))
     write_factors(factors, params.factorize.model_dump(mode="json"), layout)
+    engine = Engine(params.engine)
+    with engine.session():
+        fold_in_served(engine, layout, factors.items, params.factorize, train.shape[0])
     vectors, record = run_linear(matrices, history_served, params.factorize, params.evaluate, seed)
     write_linear(vectors, record, layout)
     ease = (

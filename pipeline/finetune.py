@@ -26,6 +26,8 @@ tokenizer), `data/finetune/config.json` (the effective config next to the model)
 from __future__ import annotations
 
 import functools
+import hashlib
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -46,6 +48,8 @@ from pipeline.core.layout import Layout, writes
 from pipeline.core.sections import FinetuneConfig, TextConfig
 from pipeline.data.artifacts import Processed, read_processed
 from pipeline.data.text import TrainingPairs
+from pipeline.engine.runner import Engine
+from pipeline.engine.training import train
 from pipeline.models.contrastive import (
     PlannedBatches,
     PopularityCorrectedRankingLoss,
@@ -54,6 +58,7 @@ from pipeline.models.contrastive import (
     no_duplicate_batches,
     positive_log_frequency,
     set_dropout,
+    worker_chunks,
 )
 from pipeline.models.encoder import load_encoder, pick_device
 from pipeline.models.finetune_validation import (
@@ -88,6 +93,10 @@ class FinetuneResult:
     validation_curve: list[dict[str, float]] = field(default_factory=list)
     frozen_parameters: int = 0
     """Weights not trained (`finetune.frozen_layers`)."""
+    shard: list[str] = field(default_factory=list)
+    """In a distributed run: the digest of every batch of anchors this worker trained on."""
+    weights_sha256: str | None = None
+    """In a distributed run: a digest of this worker's weights after training."""
 
     def metrics(self) -> dict[str, Any]:
         """The stage's metrics file (`metrics/finetune.json`)."""
@@ -116,11 +125,17 @@ def run(
     cfg: FinetuneConfig,
     output_dir: Path,
     tie_seed: int = 0,
+    workers: int = 1,
 ) -> FinetuneResult:
     """Fine-tune `cfg.base_model` on the training split; save the model (under `output_dir`, in
     the folder the serving contract names) and its config. `tie_seed` is the evaluation
-    protocol's seed for breaking exact score ties."""
+    protocol's seed for breaking exact score ties.
+
+    `workers` > 1: this is one worker of a data-parallel run (`train_worker`): each step's batch
+    is `workers` × `finetune.batch_size` pairs, this worker's share of it is its own, the loss
+    gathers every worker's positives as negatives, and only the first worker saves."""
     output_dir = Path(output_dir)
+    rank = torch.distributed.get_rank() if workers > 1 else 0
     model_dir = output_dir / contract.ENCODER_DIR.name
     device = pick_device(cfg.device)
 
@@ -138,7 +153,8 @@ def run(
             f"only {len(pairs)} training pairs, fewer than finetune.batch_size "
             f"({cfg.batch_size}): lower the batch size or use more data"
         )
-    batches = no_duplicate_batches(pairs, cfg.batch_size, cfg.max_steps, cfg.seed)
+    plan = no_duplicate_batches(pairs, cfg.batch_size * workers, cfg.max_steps, cfg.seed)
+    batches = worker_chunks(plan, workers)
     chosen = np.array([pair for batch in batches for pair in batch], dtype=np.int64)
     columns = pairs.table(chosen).to_dict(as_series=False)
     if cfg.popularity_correction:
@@ -150,8 +166,11 @@ def run(
     loss = (
         PopularityCorrectedRankingLoss(model)
         if cfg.popularity_correction
-        else MultipleNegativesRankingLoss(model)
+        else MultipleNegativesRankingLoss(model, gather_across_devices=workers > 1)
     )
+    shard: list[str] = []
+    if workers > 1 and isinstance(loss, PopularityCorrectedRankingLoss):
+        loss.seen = shard
 
     # 4. Evaluator, and the zero-shot baseline before any step.
     evaluator = RecommendationEvaluator(
@@ -224,6 +243,20 @@ def run(
     # 7. Save the model (safetensors, tokenizer included) and the effective config beside it;
     # it embeds and serves at the text length, not the (shorter) training one.
     model.max_seq_length = text_cfg.max_seq_length
+    weights = _weights_digest(model) if workers > 1 else None
+    if rank != 0:  # every worker holds the same weights: the first one saves them
+        return FinetuneResult(
+            model_dir,
+            device,
+            len(pairs),
+            int(evaluator.users.size),
+            steps,
+            baseline,
+            final,
+            train_seconds,
+            shard=shard,
+            weights_sha256=weights,
+        )
     with io.atomic_directory(model_dir) as staging:
         # No model card: it embeds dates and training logs, so identical runs would give
         # different bytes (and a DVC output that never matches its cache).
@@ -239,6 +272,7 @@ def run(
             "sentence_transformers_version": sentence_transformers.__version__,
             "training_pairs": len(pairs),
             "steps": steps,
+            "workers": workers,
         },
     )
     return FinetuneResult(
@@ -253,7 +287,17 @@ def run(
         loss_curve=curves.loss,
         validation_curve=curves.validation,
         frozen_parameters=frozen,
+        shard=shard,
+        weights_sha256=weights,
     )
+
+
+def _weights_digest(model: torch.nn.Module) -> str:
+    """sha256 over every parameter's bytes, in order: equal on workers holding equal weights."""
+    digest = hashlib.sha256()
+    for tensor in model.state_dict().values():
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def write_metrics(result: FinetuneResult, layout: Layout) -> None:
@@ -262,20 +306,80 @@ def write_metrics(result: FinetuneResult, layout: Layout) -> None:
     io.write_json(layout.plot_file("finetune_validation"), result.validation_curve)
 
 
+WORKERS_DIR = "workers"
+"""Where each worker of a distributed run writes what it trained on (folded into workers.json)."""
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """One worker of a data-parallel run on Ray (`pipeline.engine.training`): `run` on this
+    worker's share; the first worker writes the metrics; every worker writes its shard and the
+    digest of its weights."""
+    layout: Layout = config["layout"]
+    workers = torch.distributed.get_world_size()
+    rank = torch.distributed.get_rank()
+    params = load_params(layout.params)
+    result = run(
+        read_processed(layout),
+        params.text,
+        params.finetune,
+        layout.finetune,
+        params.preprocess.split.seed,
+        workers=workers,
+    )
+    if rank == 0:
+        write_metrics(result, layout)
+    import ray
+
+    io.write_json(
+        layout.finetune / WORKERS_DIR / f"rank-{rank}.json",
+        {
+            "rank": rank,
+            "node": ray.get_runtime_context().get_node_id(),
+            "batches": result.shard,
+            "weights_sha256": result.weights_sha256,
+        },
+    )
+
+
+def run_on_ray(engine: Engine, layout: Layout) -> int:
+    """The data-parallel run; `workers.json` gathers what every worker trained on. Returns
+    how many workers."""
+    storage = layout.finetune / ".ray_train"
+    try:
+        workers = train(engine, train_worker, {"layout": layout.absolute()}, storage)
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
+    folder = layout.finetune / WORKERS_DIR
+    ranks = [io.read_json(folder / f"rank-{rank}.json", "finetune") for rank in range(workers)]
+    shutil.rmtree(folder)
+    io.write_json(layout.finetune / "workers.json", ranks)
+    return workers
+
+
 @writes("finetune")
 def main(layout: Layout) -> None:
     params = load_params(layout.params)
-    processed = read_processed(layout)
-    result = run(
-        processed, params.text, params.finetune, layout.finetune, params.preprocess.split.seed
-    )
-    write_metrics(result, layout)
-    baseline = result.baseline[f"ndcg@{CUTOFF}"]
-    final = result.final[f"ndcg@{CUTOFF}"] if result.final else baseline
+    engine = Engine(params.engine)
+    workers = 1
+    if engine.is_ray and params.finetune.max_steps > 0:
+        with engine.session():
+            workers = run_on_ray(engine, layout)
+        record = io.read_json(layout.metrics_file("finetune"), "finetune")
+    else:
+        processed = read_processed(layout)
+        result = run(
+            processed, params.text, params.finetune, layout.finetune, params.preprocess.split.seed
+        )
+        write_metrics(result, layout)
+        record = result.metrics()
+    validation = record["validation"]
+    baseline = validation["baseline"][f"ndcg@{CUTOFF}"]
+    final = validation.get("final", validation["baseline"])[f"ndcg@{CUTOFF}"]
+    where = f"{workers} workers on Ray, " if workers > 1 else ""
     print(
-        f"finetune: {result.steps} steps on {result.training_pairs} pairs ({result.device}, "
-        f"{result.train_seconds:.0f} s); validation NDCG@{CUTOFF} on {result.eval_users} users "
-        f"{baseline:.4f} -> {final:.4f}"
+        f"finetune: {record['steps']} steps on {record['training_pairs']} pairs ({where}"
+        f"{record['device']}, {record['train_seconds']:.0f} s); validation NDCG@{CUTOFF} on "
+        f"{record['eval_users']} users {baseline:.4f} -> {final:.4f}"
     )
 
 

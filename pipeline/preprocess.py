@@ -425,7 +425,7 @@ def main(layout: Layout) -> None:
     params = load_params(layout.params)
     raw = load_source(params.data, layout.root)
     processed = run(raw, params.preprocess, params.text.description_words)
-    write_processed(processed, layout)
+    write_processed(processed, layout, params.engine.partitions)
     print(summary_line(processed.summary))
     if processed.summary["descriptions_cut"]:
         print(

@@ -41,6 +41,7 @@ STAGES = (
     "fuse",
     "index",
     "evaluate",
+    "export",
 )
 """Every stage, in the order of `dvc.yaml` (each one's inputs come from stages before it)."""
 

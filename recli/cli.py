@@ -381,6 +381,57 @@ def metrics(
     render.show(metrics_view.metrics_view(table, rev))
 
 
+EXPORT_MAX_K = 1000
+"""The most items per user `recli export` writes (`export.k` has the same bound)."""
+
+
+@app.command(cls=RecliCommand)
+def export(
+    to: Annotated[
+        Path,
+        typer.Argument(help="A new folder for the lists (an earlier export's is replaced)."),
+    ],
+    count: Annotated[
+        int | None,
+        typer.Option(
+            "-k",
+            "--k",
+            help="Items per user (default: export.k in params.yaml).",
+            click_type=RecliInteger("pass how many items per user, e.g. -k 20"),
+            show_default=False,
+        ),
+    ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="local or ray (default: engine.backend in params.yaml).", show_default=False
+        ),
+    ] = None,
+    project: Annotated[
+        Path, typer.Option(help="The project folder: params.yaml and the pipeline's data/.")
+    ] = Path("."),
+) -> None:
+    """Write every user's top k unseen items, each with a reason, as parquet files."""
+    import subprocess
+    import sys
+
+    if count is not None and not 1 <= count <= EXPORT_MAX_K:
+        raise RecliError(f"-k must be between 1 and {EXPORT_MAX_K} (got {count}): e.g. -k 20")
+    if backend is not None and backend not in ("local", "ray"):
+        raise RecliError(f"--backend must be local or ray (got '{shown(backend)}')")
+    if not (project / "params.yaml").is_file():
+        raise RecliError(
+            f"{shown(str(project))} has no params.yaml: run from the project folder or pass "
+            "--project"
+        )
+    # The batch job is the pipeline's own (`pipeline.export`), run as the pipeline runs: serving
+    # code never imports the pipeline.
+    command = [sys.executable, "-m", "pipeline.export", "--to", str(to.resolve())]
+    command += [] if count is None else ["--k", str(count)]
+    command += [] if backend is None else ["--backend", backend]
+    raise typer.Exit(subprocess.run(command, cwd=project, check=False).returncode)
+
+
 def main() -> None:
     """Console entry point: project errors become one red line on stderr and exit code 1."""
     try:

@@ -14,7 +14,9 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import (
     BaseModel,
+    Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -118,6 +120,51 @@ class DataConfig(Section):
 # --------------------------------------------------------------------------------------------
 # index: Annoy over the fused item vectors, the serving catalogue
 # --------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------
+# export: every user's top-k, in batch
+# --------------------------------------------------------------------------------------------
+class ExportConfig(Section):
+    """The `export` stage: every user's top `k` unseen items by the served fused vectors."""
+
+    k: int = Field(default=20, ge=1, le=1000)
+    """Items per user."""
+    user_block: int = Field(default=1024, ge=1)
+    """Users scored together (a block's scores are user_block × item_block floats)."""
+    item_block: int = Field(default=65536, ge=1)
+    """Items per block: each block keeps its own top k per user, then the blocks merge."""
+
+
+# --------------------------------------------------------------------------------------------
+# engine: where the heavy stages run
+# --------------------------------------------------------------------------------------------
+class EngineConfig(Section):
+    """Where the per-user work of the stages runs: in this process, or on a Ray cluster."""
+
+    backend: Literal["local", "ray"] = "local"
+    """`local`: every stage in the process DVC starts. `ray`: fine-tuning data-parallel on Ray
+    Train, and the per-user work (embedding, the ALS fold-in, the export) as tasks and actors
+    on a Ray cluster; `pip install -e ".[ray]"` first."""
+    address: str | None = None
+    """The cluster to join (`ray://host:10001` or `host:6379`); null: `RAY_ADDRESS` when it is
+    set, else a cluster on this machine started for the stage and stopped after it."""
+    workers: int | Literal["auto"] = Field(default="auto")
+    """Encoder actors at once, and fine-tuning workers; auto: one per CPU the cluster has, at
+    most 8."""
+    gpus_per_worker: float = Field(default=0.0, ge=0.0)
+    """GPUs each encoder actor and training worker asks for (0: CPU only; 1: one GPU each)."""
+    partitions: int = Field(default=16, ge=1, le=4096)
+    """User-hash partitions of the interactions (`data/processed/by_user/`): the unit of work
+    of every per-user task. More than the workers, so that a slow one does not hold up the
+    rest; the local backend reads the same files."""
+
+    @field_validator("workers")
+    @classmethod
+    def _positive_workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1, or 'auto'")
+        return value
+
+
 class Params(Section):
     """All of `params.yaml`."""
 
@@ -133,6 +180,8 @@ class Params(Section):
     fuse: FuseConfig = FuseConfig()
     index: IndexConfig = IndexConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    export: ExportConfig = ExportConfig()
+    engine: EngineConfig = EngineConfig()
 
 
 SectionT = TypeVar("SectionT", bound=BaseModel)

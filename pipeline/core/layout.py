@@ -39,6 +39,11 @@ class Layout:
         pairs = tuple((Path(os.path.abspath(out)), Path(to)) for out, to in staging)
         return replace(self, staging=pairs)
 
+    def absolute(self) -> Layout:
+        """This layout with every path absolute: for workers that start in other folders."""
+        staging = tuple((out, Path(os.path.abspath(to))) for out, to in self.staging)
+        return replace(self, root=Path(os.path.abspath(self.root)), staging=staging)
+
     @property
     def final(self) -> Layout:
         """Where the outputs are once committed (this layout without staging)."""
@@ -103,6 +108,11 @@ class Layout:
         return self.placed(self.artifacts / "fuse")
 
     @property
+    def export(self) -> Path:
+        """Every user's top k (`pipeline.export`)."""
+        return self.placed(self.artifacts / "export")
+
+    @property
     def index(self) -> Path:
         return self.placed(self.artifacts / contract.INDEX_DIR)
 
@@ -157,6 +167,7 @@ def stage_outputs(layout: Layout) -> dict[str, list[Path]]:
             layout.evaluation,
             layout.metrics_file("evaluation_by_cluster"),
         ],
+        "export": [layout.export],
     }
 
 

@@ -23,6 +23,37 @@ import polars as pl
 from pipeline.core import io
 from pipeline.core.layout import Layout
 from pipeline.data.interactions import UserItemVectors
+from pipeline.data.interest_artifacts import (
+    INTEREST_HISTORIES as INTEREST_HISTORIES,
+)
+from pipeline.data.interest_artifacts import (
+    InterestSets as InterestSets,
+)
+from pipeline.data.interest_artifacts import (
+    Topics as Topics,
+)
+from pipeline.data.interest_artifacts import (
+    UserInterests as UserInterests,
+)
+from pipeline.data.interest_artifacts import (
+    read_interests as read_interests,
+)
+from pipeline.data.interest_artifacts import (
+    read_split_interests as read_split_interests,
+)
+from pipeline.data.interest_artifacts import (
+    read_topics as read_topics,
+)
+from pipeline.data.interest_artifacts import (
+    write_interests as write_interests,
+)
+from pipeline.data.interest_artifacts import (
+    write_split_interests as write_split_interests,
+)
+from pipeline.data.interest_artifacts import (
+    write_topics as write_topics,
+)
+from pipeline.engine.partitions import by_user, by_user_folder, write_partitions
 
 SPLITS = ("train", "validation", "test")
 """The evaluation splits; `cold` (events of held-out items) is written beside them."""
@@ -50,20 +81,17 @@ class Processed:
     cold: pl.DataFrame
     """Every event with a cold item (never in train/validation/test): the cold-item slice."""
     items: pl.DataFrame
-    """`item_idx`, `item_id`, title, year, genres, tags, description, `text`, `train_count`,
-    `cold`."""
+    """`item_idx`, `item_id`, title, year, genres, tags, description, text, train_count, cold."""
     users: pl.DataFrame
     """`user_idx`, `user_id`, `train_count`, demographics when the source has them."""
     summary: dict[str, int | str] = field(default_factory=dict)
-    """Rows read, kept and dropped by reason (written as `metrics/preprocess.json`)."""
+    """Rows read, kept and dropped by reason (`metrics/preprocess.json`)."""
 
     def split(self, name: str) -> pl.DataFrame:
-        return {
-            "train": self.train,
-            "validation": self.validation,
-            "test": self.test,
-            "cold": self.cold,
-        }[name]
+        """One of `SPLITS`, or `cold`."""
+        if name not in (*SPLITS, "cold"):
+            raise KeyError(name)
+        return getattr(self, name)
 
     @property
     def history_at_test(self) -> pl.DataFrame:
@@ -81,12 +109,20 @@ class Processed:
         )
 
 
-def write_processed(processed: Processed, layout: Layout) -> None:
-    for name in (*SPLITS, "cold"):
-        io.write_parquet(layout.processed / f"{name}.parquet", processed.split(name))
+def write_processed(processed: Processed, layout: Layout, partitions: int = 16) -> None:
+    """The splits, tables and summary; every event again in `partitions` user-hash partitions."""
+    splits = {name: processed.split(name) for name in (*SPLITS, "cold")}
+    for name, frame in splits.items():
+        io.write_parquet(layout.processed / f"{name}.parquet", frame)
+    write_partitions(by_user(splits, processed.users), by_user_folder(layout), partitions)
     io.write_parquet(layout.processed / "items.parquet", processed.items)
     io.write_parquet(layout.processed / "users.parquet", processed.users)
     io.write_json(layout.metrics_file("preprocess"), processed.summary)
+
+
+def read_items(layout: Layout) -> pl.DataFrame:
+    """The item table alone (the catalogue, without any event)."""
+    return io.read_parquet(layout.processed / "items.parquet", "preprocess")
 
 
 def read_processed(layout: Layout) -> Processed:
@@ -149,6 +185,13 @@ def write_embeddings(variant: str, embeddings: Embeddings, layout: Layout) -> No
 
 def read_embeddings(variant: str, layout: Layout) -> Embeddings:
     return _read_vectors(*_embedding_files(layout, variant), "embed")
+
+
+def embedding_paths(layout: Layout, variant: str) -> dict[str, Path]:
+    """Where `write_embeddings` puts each of a variant's arrays, by `UserItemVectors` field."""
+    users, items = _embedding_files(layout, variant)
+    at_test, served = _suffixed(users, AT_TEST_SUFFIX), _suffixed(users, SERVED_SUFFIX)
+    return {"users": users, "items": items, "users_at_test": at_test, "users_served": served}
 
 
 def item_embeddings_file(layout: Layout) -> Path:
@@ -274,152 +317,6 @@ def clustering_files(layout: Layout) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------------------
-# interests: several interests per user
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class UserInterests:
-    """Every user's interests (`pipeline.models.interest_labels.describe`), one row each, and
-    their unit centroids in the item text space (rows in the same order)."""
-
-    table: pl.DataFrame
-    """`user_idx, interest, items, events, weight, medoid, first_timestamp, last_timestamp,
-    label, group, terms` (JSON text)."""
-    centroids: np.ndarray
-    metrics: dict[str, Any] = field(default_factory=dict)
-
-
-def write_interests(interests: UserInterests, config: dict[str, Any], layout: Layout) -> None:
-    io.write_parquet(layout.interests / "user_interests.parquet", interests.table)
-    io.write_npy(layout.interests / "centroids.npy", interests.centroids)
-    io.write_json(layout.interests / "config.json", config)
-    io.write_json(layout.metrics_file("interests"), interests.metrics)
-
-
-def read_interests(layout: Layout) -> UserInterests:
-    return UserInterests(
-        table=io.read_parquet(layout.interests / "user_interests.parquet", "interests"),
-        centroids=io.read_npy(layout.interests / "centroids.npy", "interests"),
-        metrics=io.read_json(layout.metrics_file("interests"), "interests"),
-    )
-
-
-INTEREST_HISTORIES = ("validation", "test")
-"""Interests are also cut from the history each evaluated split reads: the training split
-(validation) and training + validation (test), for `fuse` and `evaluate` to score with."""
-
-
-@dataclass(frozen=True)
-class InterestSets:
-    """Interests cut from one history: one row per (user, interest), heaviest first per user."""
-
-    users: np.ndarray
-    """int [n_interests]: whose interest each row is."""
-    weights: np.ndarray
-    """float [n_interests]: the interest's recency-decayed share of its user's events."""
-    items: list[np.ndarray]
-    """The interest's item indices, per row."""
-    centroids: np.ndarray
-    """float32 [n_interests, d]: unit centroids in the base encoder's item space."""
-
-    @classmethod
-    def from_table(cls, table: pl.DataFrame, centroids: np.ndarray) -> InterestSets:
-        """From an `interests`-stage table (`user_idx, interest, items, weight, ...`)."""
-        ordered = table.with_row_index("row").sort(["user_idx", "interest"])
-        rows = ordered["row"].to_numpy()
-        return cls(
-            users=ordered["user_idx"].to_numpy().astype(np.int64),
-            weights=ordered["weight"].to_numpy().astype(np.float64),
-            items=[np.asarray(items, dtype=np.int64) for items in ordered["items"].to_list()],
-            centroids=np.asarray(centroids, dtype=np.float32)[rows],
-        )
-
-    def rows_of(self, n_users: int) -> list[np.ndarray]:
-        """Per user, the row numbers of their interests (heaviest first)."""
-        bounds = np.searchsorted(self.users, np.arange(n_users + 1))
-        return [np.arange(bounds[user], bounds[user + 1]) for user in range(n_users)]
-
-    def means(self, item_vectors: np.ndarray) -> np.ndarray:
-        """Per interest, the mean of its items' vectors in `item_vectors`' space."""
-        if not self.items:
-            return np.zeros((0, item_vectors.shape[1]), dtype=np.float32)
-        return np.stack([item_vectors[items].mean(axis=0) for items in self.items]).astype(
-            np.float32
-        )
-
-
-def _split_interest_files(layout: Layout, split: str) -> tuple[Path, Path]:
-    if split not in INTEREST_HISTORIES:
-        raise ValueError(f"no interests are cut for split {split!r}")
-    return (
-        layout.interests / f"user_interests_for_{split}.parquet",
-        layout.interests / f"centroids_for_{split}.npy",
-    )
-
-
-def write_split_interests(
-    split: str, table: pl.DataFrame, centroids: np.ndarray, layout: Layout
-) -> None:
-    table_file, centroids_file = _split_interest_files(layout, split)
-    io.write_parquet(table_file, table)
-    io.write_npy(centroids_file, centroids)
-
-
-def read_split_interests(split: str, layout: Layout) -> tuple[pl.DataFrame, np.ndarray]:
-    """The interests cut from the history `split` is predicted from, and their centroids."""
-    table_file, centroids_file = _split_interest_files(layout, split)
-    return (
-        io.read_parquet(table_file, "interests"),
-        io.read_npy(centroids_file, "interests"),
-    )
-
-
-@dataclass(frozen=True)
-class Topics:
-    """Groups of the catalogue's items, and how users move between them in training."""
-
-    item_topic: np.ndarray
-    """int [n_items]: each item's topic."""
-    centroids: np.ndarray
-    """float32 [n_topics, d]: unit centroids in the interests' item space."""
-    profiles: list[dict[str, Any]]
-    """Per topic: `topic, label, label_terms, size, medoid, terms`."""
-    counts: np.ndarray
-    """float [n_topics, n_topics]: take-ups of a topic after another (`recli.exploration`)."""
-    adoptions: np.ndarray
-    """float [n_topics]: take-ups of each topic."""
-    smoothing: float
-
-
-def write_topics(topics: Topics, layout: Layout) -> None:
-    io.write_npy(layout.interests / "item_topics.npy", topics.item_topic.astype(np.int32))
-    io.write_npy(layout.interests / "topic_centroids.npy", topics.centroids)
-    io.write_json(
-        layout.interests / "topics.json",
-        {
-            "profiles": topics.profiles,
-            "transitions": {
-                "counts": [[round(float(v), 6) for v in row] for row in topics.counts],
-                "adoptions": [round(float(v), 6) for v in topics.adoptions],
-                "smoothing": topics.smoothing,
-            },
-        },
-    )
-
-
-def read_topics(layout: Layout) -> Topics:
-    record = io.read_json(layout.interests / "topics.json", "interests")
-    transitions = record["transitions"]
-    return Topics(
-        item_topic=io.read_npy(layout.interests / "item_topics.npy", "interests").astype(np.int64),
-        centroids=io.read_npy(layout.interests / "topic_centroids.npy", "interests"),
-        profiles=record["profiles"],
-        counts=np.asarray(transitions["counts"], dtype=np.float64),
-        adoptions=np.asarray(transitions["adoptions"], dtype=np.float64),
-        smoothing=float(transitions["smoothing"]),
-    )
-
-
-# --------------------------------------------------------------------------------------------
 # fuse: the fused vectors the Annoy index holds, and the settings chosen with them
 # --------------------------------------------------------------------------------------------
 def write_fused(fused: UserItemVectors, layout: Layout) -> None:
@@ -433,6 +330,11 @@ def read_fused(layout: Layout) -> UserItemVectors:
     return _read_vectors(
         layout.fuse / "fused_user_vectors.npy", layout.fuse / "fused_item_vectors.npy", "fuse"
     )
+
+
+def served_fused_users_file(layout: Layout) -> Path:
+    """Every user's served fused vector (read by rows: `export` never loads them all)."""
+    return _suffixed(layout.fuse / "fused_user_vectors.npy", SERVED_SUFFIX)
 
 
 def fused_files(layout: Layout) -> list[Path]:

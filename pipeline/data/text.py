@@ -19,25 +19,32 @@ def history_text(titles: list[str]) -> str:
     return HISTORY_PREFIX + "; ".join(titles)
 
 
-def user_texts(
-    events: pl.DataFrame, items: pl.DataFrame, n_users: int, history_items: int
-) -> list[str]:
-    """One history text per user index (`""` for a user without events).
+def recent_texts(events: pl.DataFrame, titles: list[str], history_items: int) -> pl.DataFrame:
+    """`user_idx, text`: the history text of every user with events (`titles` in item-index
+    order).
 
     `events` are in each user's time order (preprocess orders equal timestamps by a seeded key;
     training events come before validation ones when both are passed), and that order decides
     which items are the most recent: re-sorting here would break timestamp ties another way.
     """
-    titles = items.sort("item_idx")["title"].to_list()
     recent = (
         events.with_row_index("_order")
         .sort("user_idx", "timestamp", "_order")
         .group_by("user_idx", maintain_order=True)
         .agg(pl.col("item_idx").tail(history_items).reverse())
     )
+    texts = [history_text([titles[item] for item in items]) for items in recent["item_idx"]]
+    return pl.DataFrame({"user_idx": recent["user_idx"], "text": texts}, strict=False)
+
+
+def user_texts(
+    events: pl.DataFrame, items: pl.DataFrame, n_users: int, history_items: int
+) -> list[str]:
+    """One history text per user index (`""` for a user without events); see `recent_texts`."""
     texts = [""] * n_users
-    for user, item_indices in recent.iter_rows():
-        texts[user] = history_text([titles[item] for item in item_indices])
+    recent = recent_texts(events, items.sort("item_idx")["title"].to_list(), history_items)
+    for user, text in recent.iter_rows():
+        texts[user] = text
     return texts
 
 

@@ -14,6 +14,7 @@ loss and the training switches the `finetune` stage hands to the sentence-transf
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +23,7 @@ import datasets
 import numpy as np
 import polars as pl
 import torch
+import torch.distributed.nn
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.sampler import DefaultBatchSampler
 
@@ -88,6 +90,39 @@ def no_duplicate_batches(
     return batches
 
 
+def worker_chunks(batches: list[list[int]], workers: int) -> list[list[int]]:
+    """Each batch cut into `workers` consecutive chunks, laid out chunk after chunk: the trainer
+    deals batches to the workers of a distributed run in turn, so worker w trains on chunk w of
+    every batch, and the loss gathers the chunks' positives back into the whole batch."""
+    if workers == 1:
+        return batches
+    if min(len(batch) for batch in batches) < workers:
+        raise ValueError(f"a planned batch is smaller than the {workers} workers to share it")
+    return [
+        chunk.tolist() for batch in batches for chunk in np.array_split(np.asarray(batch), workers)
+    ]
+
+
+def gathered(tensor: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """`tensor`'s rows from every worker of a distributed run, in rank order, and where this
+    worker's own rows start; gradients flow back to each worker's rows. Outside a distributed
+    run (or with one worker): `tensor` itself and 0."""
+    distributed = torch.distributed
+    if not (distributed.is_available() and distributed.is_initialized()):
+        return tensor, 0
+    world = distributed.get_world_size()
+    if world == 1:
+        return tensor, 0
+    size = torch.tensor([tensor.shape[0]], device=tensor.device)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    distributed.all_gather(sizes, size)
+    counts = [int(count.item()) for count in sizes]
+    padding = tensor.new_zeros((max(counts) - tensor.shape[0], *tensor.shape[1:]))
+    parts = torch.distributed.nn.functional.all_gather(torch.cat([tensor, padding]))
+    rows = torch.cat([part[:count] for part, count in zip(parts, counts, strict=True)])
+    return rows, sum(counts[: distributed.get_rank()])
+
+
 class PlannedBatches(DefaultBatchSampler):
     """Consecutive runs of a dataset laid out batch after batch (`no_duplicate_batches`)."""
 
@@ -122,6 +157,8 @@ class PopularityCorrectedRankingLoss(torch.nn.Module):
         self.model = model
         self.scale = scale
         """Cosine similarity × scale = logit (20, as MultipleNegativesRankingLoss)."""
+        self.seen: list[str] | None = None
+        """When a list: the digest of every batch of anchors this worker trained on."""
 
     def forward(
         self, sentence_features: list[dict[str, torch.Tensor]], labels: torch.Tensor
@@ -129,11 +166,18 @@ class PopularityCorrectedRankingLoss(torch.nn.Module):
         anchors, positives = (
             self.model(features)["sentence_embedding"] for features in sentence_features
         )
+        if self.seen is not None:  # a distributed run records what each worker trained on
+            digest = hashlib.sha256(sentence_features[0]["input_ids"].cpu().numpy().tobytes())
+            self.seen.append(digest.hexdigest())
+        # In a distributed run every worker's positives are negatives for every anchor: N workers
+        # train on one batch N times larger, as one worker would (one worker: nothing changes).
+        positives, start = gathered(positives)
+        labels, _ = gathered(labels)
         similarity = torch.nn.functional.normalize(anchors, dim=-1) @ (
             torch.nn.functional.normalize(positives, dim=-1).T
         )
         logits = self.scale * similarity - labels.to(similarity.dtype)[None, :]
-        targets = torch.arange(len(logits), device=logits.device)
+        targets = torch.arange(start, start + len(logits), device=logits.device)
         return torch.nn.functional.cross_entropy(logits, targets)
 
     def get_config_dict(self) -> dict[str, Any]:
