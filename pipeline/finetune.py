@@ -26,7 +26,6 @@ tokenizer), `data/finetune/config.json` (the effective config next to the model)
 from __future__ import annotations
 
 import functools
-import hashlib
 import shutil
 import tempfile
 import time
@@ -49,7 +48,7 @@ from pipeline.core.sections import FinetuneConfig, TextConfig
 from pipeline.data.artifacts import Processed, read_processed
 from pipeline.data.text import TrainingPairs
 from pipeline.engine.runner import Engine
-from pipeline.engine.training import train
+from pipeline.engine.training import train, weights_digest
 from pipeline.models.contrastive import (
     PlannedBatches,
     PopularityCorrectedRankingLoss,
@@ -243,7 +242,7 @@ def run(
     # 7. Save the model (safetensors, tokenizer included) and the effective config beside it;
     # it embeds and serves at the text length, not the (shorter) training one.
     model.max_seq_length = text_cfg.max_seq_length
-    weights = _weights_digest(model) if workers > 1 else None
+    weights = weights_digest(model) if workers > 1 else None
     if rank != 0:  # every worker holds the same weights: the first one saves them
         return FinetuneResult(
             model_dir,
@@ -290,14 +289,6 @@ def run(
         shard=shard,
         weights_sha256=weights,
     )
-
-
-def _weights_digest(model: torch.nn.Module) -> str:
-    """sha256 over every parameter's bytes, in order: equal on workers holding equal weights."""
-    digest = hashlib.sha256()
-    for tensor in model.state_dict().values():
-        digest.update(tensor.detach().float().cpu().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def write_metrics(result: FinetuneResult, layout: Layout) -> None:

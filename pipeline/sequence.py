@@ -24,6 +24,7 @@ Outputs under `data/sequence/`: `{sasrec,text}_{user,item}_vectors.npy`,
 
 from __future__ import annotations
 
+import shutil
 import time
 from typing import Any
 
@@ -41,6 +42,8 @@ from pipeline.data.artifacts import (
     write_sequence_vectors,
 )
 from pipeline.data.interactions import UserItemVectors
+from pipeline.engine.runner import Engine
+from pipeline.engine.training import train, weights_digest
 from pipeline.evaluation.protocol import SplitMatrices, evaluate_model, only_users
 from pipeline.models.encoder import pick_device
 from pipeline.models.sasrec import SequenceSettings
@@ -80,10 +83,12 @@ def fit_model(
     seed: int,
     max_users: int | None,
     threads: int | None = None,
-) -> tuple[UserItemVectors, dict[str, Any]]:
+    with_vectors: bool = True,
+) -> tuple[UserItemVectors | None, dict[str, Any]]:
     """Fit one variant (`flags`: `use_ids`, `use_text`); its vectors, with the test-time and
-    served users, and what training measured. `threads` caps torch's CPU threads (a worker's
-    share of the cores); None leaves torch's default."""
+    served users (None without `with_vectors`: a data-parallel worker other than the first),
+    and what training measured. `threads` caps torch's CPU threads (a worker's share of the
+    cores); None leaves torch's default."""
     if threads is not None:
         import torch
 
@@ -110,14 +115,16 @@ def fit_model(
         validate=validate,
         validation_histories=evaluated,
     )
-    trained = fitted.vectors(evaluated)
-    at_test = append_histories(train, histories(processed.validation, n_users))
-    vectors = UserItemVectors(
-        users=trained.users,
-        items=trained.items,
-        users_at_test=fitted.user_states(only_users(at_test, matrices.evaluated, empty)),
-        users_served=fitted.user_states(histories(processed.history_served, n_users)),
-    )
+    vectors = None
+    if with_vectors:
+        trained = fitted.vectors(evaluated)
+        at_test = append_histories(train, histories(processed.validation, n_users))
+        vectors = UserItemVectors(
+            users=trained.users,
+            items=trained.items,
+            users_at_test=fitted.user_states(only_users(at_test, matrices.evaluated, empty)),
+            users_served=fitted.user_states(histories(processed.history_served, n_users)),
+        )
     report = {
         "best_epoch": fitted.best_epoch,
         "epochs": len(fitted.log),
@@ -132,6 +139,9 @@ def fit_model(
             for entry in fitted.log
         ],
     }
+    if fitted.shard:  # a data-parallel worker: what it trained on, and what it holds
+        report["shard"] = fitted.shard
+        report["weights_sha256"] = weights_digest(fitted.model)
     return vectors, report
 
 
@@ -174,20 +184,85 @@ def validation_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def train_worker(config: dict[str, Any]) -> None:
+    """One worker of the data-parallel training of one model on Ray (`pipeline.engine.training`):
+    `fit_model` on this worker's share of every batch; the first worker writes the vectors and
+    the report, every worker its shard and the digest of its weights."""
+    import ray
+    import torch
+
+    layout: Layout = config["layout"]
+    name, rank = config["model"], torch.distributed.get_rank()
+    params = load_params(layout.params)
+    vectors, report = fit_model(
+        read_processed(layout),
+        read_embeddings(params.sequence.text_encoder, layout).items,
+        params.sequence,
+        MODELS[name],
+        params.preprocess.split.seed,
+        params.evaluate.max_users,
+        with_vectors=rank == 0,
+    )
+    worker = {
+        "rank": rank,
+        "node": ray.get_runtime_context().get_node_id(),
+        "batches": report.pop("shard", []),
+        "weights_sha256": report.pop("weights_sha256", None),
+    }
+    io.write_json(layout.sequence / WORKERS_DIR / f"{name}-rank-{rank}.json", worker)
+    if vectors is not None:
+        write_sequence_vectors(name, vectors, layout)
+        io.write_json(layout.sequence / WORKERS_DIR / f"{name}.json", report)
+
+
+WORKERS_DIR = "workers"
+"""Where the workers of a data-parallel run report (folded into `workers.json`)."""
+
+
+def run_on_ray(engine: Engine, layout: Layout) -> dict[str, Any]:
+    """Every model trained data-parallel on Ray, one after the other; writes the vectors and
+    `workers.json` (per model, what each worker trained on and holds); returns the report."""
+    folder, storage = layout.sequence / WORKERS_DIR, layout.sequence / ".ray_train"
+    report: dict[str, Any] = {}
+    workers: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for name in MODELS:
+            count = train(
+                engine, train_worker, {"layout": layout.absolute(), "model": name}, storage
+            )
+            report[name] = io.read_json(folder / f"{name}.json", "sequence")
+            workers[name] = [
+                io.read_json(folder / f"{name}-rank-{rank}.json", "sequence")
+                for rank in range(count)
+            ]
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
+    io.write_json(layout.sequence / "workers.json", workers)
+    return report
+
+
 @writes("sequence")
 def main(layout: Layout) -> None:
     params = load_params(layout.params)
-    processed = read_processed(layout)
-    text = read_embeddings(params.sequence.text_encoder, layout)
-    vectors, report = run(
-        processed,
-        text.items,
-        params.sequence,
-        params.preprocess.split.seed,
-        max_users=params.evaluate.max_users,
-    )
-    for name, model_vectors in vectors.items():
-        write_sequence_vectors(name, model_vectors, layout)
+    engine = Engine(params.engine)
+    where = ""
+    if engine.is_ray:
+        with engine.session():
+            report = run_on_ray(engine, layout)
+            where = f" ({engine.workers()} workers on Ray)"
+    else:
+        processed = read_processed(layout)
+        text = read_embeddings(params.sequence.text_encoder, layout)
+        vectors, report = run(
+            processed,
+            text.items,
+            params.sequence,
+            params.preprocess.split.seed,
+            max_users=params.evaluate.max_users,
+        )
+        for name, model_vectors in vectors.items():
+            write_sequence_vectors(name, model_vectors, layout)
     io.write_json(layout.sequence / "config.json", params.sequence.model_dump(mode="json"))
     io.write_json(
         layout.metrics_file("sequence"),
@@ -197,7 +272,7 @@ def main(layout: Layout) -> None:
     for name, entry in report.items():
         print(
             f"sequence: {name}: {entry['epochs']} epochs (best {entry['best_epoch']}), "
-            f"validation NDCG@10 {entry['validation_ndcg@10']}, {entry['seconds']:.0f} s"
+            f"validation NDCG@10 {entry['validation_ndcg@10']}, {entry['seconds']:.0f} s{where}"
         )
 
 

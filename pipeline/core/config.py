@@ -141,9 +141,9 @@ class EngineConfig(Section):
     """Where the per-user work of the stages runs: in this process, or on a Ray cluster."""
 
     backend: Literal["local", "ray"] = "local"
-    """`local`: every stage in the process DVC starts. `ray`: fine-tuning data-parallel on Ray
-    Train, and the per-user work (embedding, the ALS fold-in, the export) as tasks and actors
-    on a Ray cluster; `pip install -e ".[ray]"` first."""
+    """`local`: every stage in the process DVC starts. `ray`: fine-tuning and the sequence
+    models data-parallel on Ray Train, and the per-user work (embedding, the ALS fold-in, the
+    export) as tasks and actors on a Ray cluster; `pip install -e ".[ray]"` first."""
     address: str | None = None
     """The cluster to join (`ray://host:10001` or `host:6379`); null: `RAY_ADDRESS` when it is
     set, else a cluster on this machine started for the stage and stopped after it."""

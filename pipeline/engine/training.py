@@ -8,6 +8,7 @@ storage). Ray Train keeps its own run records under `storage`, which the caller 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,3 +43,12 @@ def train(
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
         raise RecliError(f"training on the Ray cluster failed: {first}") from None
     return workers
+
+
+def weights_digest(model: Any) -> str:
+    """sha256 over every weight of a torch module, in order: equal on workers holding equal
+    weights (what a data-parallel run's workers must end with)."""
+    digest = hashlib.sha256()
+    for tensor in model.state_dict().values():
+        digest.update(tensor.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()

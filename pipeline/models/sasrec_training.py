@@ -21,6 +21,7 @@ Not a stage module: it reads nothing from disk and imports no stage.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -133,6 +134,8 @@ class FittedSequence:
     best_score: float | None = None
     negatives: int = 0
     """Sampled negatives per step that training used (0: the full softmax)."""
+    shard: list[str] = field(default_factory=list)
+    """In a data-parallel run: a digest of the training windows of every step of this worker."""
 
     @property
     def steps(self) -> int:
@@ -205,6 +208,12 @@ def fit(
             raise ValueError("a cold item appears in a training history: it cannot be cold")
     inputs, targets = training_windows(train_histories, settings.max_length)
     device = torch.device(settings.device)
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank, world = (
+        (torch.distributed.get_rank(), torch.distributed.get_world_size())
+        if distributed
+        else (0, 1)
+    )
     rng = np.random.default_rng(settings.seed)
     devices = [device.index or 0] if device.type == "cuda" else []
 
@@ -230,19 +239,34 @@ def fit(
             started = time.perf_counter()
             order = torch.from_numpy(rng.permutation(len(inputs)))
             total, count, steps = 0.0, 0, 0
-            for start in range(0, len(order), settings.batch_size):
+            for start in range(0, len(order), settings.batch_size * world):
                 if taken >= budget:
                     break
-                batch = order[start : start + settings.batch_size]
+                batch = order[start : start + settings.batch_size * world]
                 sampled = None
                 if fitted.negatives:
                     picks = torch.randint(warm.numel(), (fitted.negatives,), generator=draws)
                     sampled = warm[picks.to(device)]
-                loss, n_targets = _batch_loss(
-                    model, inputs_t[batch].to(device), targets_t[batch].to(device), cold_t, sampled
-                )
                 optimiser.zero_grad(set_to_none=True)
-                loss.backward()
+                if world == 1:
+                    loss, n_targets = _batch_loss(
+                        model,
+                        inputs_t[batch].to(device),
+                        targets_t[batch].to(device),
+                        cold_t,
+                        sampled,
+                    )
+                    loss.backward()
+                else:
+                    mine = torch.tensor_split(batch, world)[rank]
+                    fitted.shard.append(hashlib.sha256(mine.numpy().tobytes()).hexdigest())
+                    loss, n_targets = _shared_step(
+                        model,
+                        inputs_t[mine].to(device),
+                        targets_t[mine].to(device),
+                        cold_t,
+                        sampled,
+                    )
                 optimiser.step()
                 total += float(loss.detach()) * n_targets
                 count += n_targets
@@ -282,6 +306,33 @@ def fit(
             fitted.best_epoch = len(fitted.log)
     model.eval()
     return fitted
+
+
+def _shared_step(
+    model: SequenceModel,
+    tokens: torch.Tensor,
+    targets: torch.Tensor,
+    cold: torch.Tensor | None,
+    sampled: torch.Tensor | None,
+) -> tuple[torch.Tensor, int]:
+    """One worker's part of a data-parallel step on its share of the batch: the gradient of the
+    whole batch's mean loss, summed over the workers (each weights its targets by the batch's
+    total). The same sampled negatives on every worker (their generator is seeded alike), so
+    this is one step on the whole batch, rounding apart. Returns the mean loss here, targets."""
+    count = torch.tensor([0.0])
+    if len(tokens):
+        loss, n_targets = _batch_loss(model, tokens, targets, cold, sampled)
+        count += n_targets
+    else:  # a short last batch can leave a worker nothing: it still joins the sum
+        loss, n_targets = sum(parameter.sum() for parameter in model.parameters()) * 0.0, 0
+    total = count.clone()
+    torch.distributed.all_reduce(total)
+    (loss * (count.item() / max(total.item(), 1.0))).backward()
+    for parameter in model.parameters():
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+        torch.distributed.all_reduce(parameter.grad)
+    return loss.detach(), n_targets
 
 
 def _batch_loss(

@@ -55,6 +55,9 @@ def _params(root: Path, encoder: Path) -> Params:
     raw["index"]["n_trees"] = 5
     raw["export"].update(k=5, user_block=7, item_block=16)  # several blocks of each
     raw["engine"]["partitions"] = 5
+    # No dropout in the sequence models: its masks are drawn per worker, so a data-parallel run
+    # could only match a one-worker run in distribution.
+    raw["sequence"].update(dropout=0.0, batch_size=32)
     return parse_params(raw)
 
 
@@ -119,15 +122,18 @@ def test_the_pipeline_runs_end_to_end_on_ray(
 ) -> None:
     root = tmp_path / "ray"
     local_params = _params(root, tiny_encoder_dir)
-    # Two workers fine-tune on batches twice their own size: half the pairs each makes the
-    # local run's batch.
-    half = local_params.finetune.batch_size // 2
-    params = workflow.override(local_params, {"engine.backend": "ray", "finetune.batch_size": half})
+    # Two workers train on batches twice their own size: half each makes the local run's batch.
+    halves = {
+        "finetune.batch_size": local_params.finetune.batch_size // 2,
+        "sequence.batch_size": local_params.sequence.batch_size // 2,
+    }
+    params = workflow.override(local_params, {"engine.backend": "ray", **halves})
     report = workflow.run_all(params, root)
 
     for stage in ("embed", "export"):
         assert "on the ray backend" in report[stage]["output"], report[stage]["output"]
     assert "2 workers on Ray" in report["finetune"]["output"]
+    assert "2 workers on Ray" in report["sequence"]["output"]
     # The same partitions, byte for byte in content.
     for part in sorted((local / "data/processed/by_user").glob("part-*.parquet")):
         mine = pl.read_parquet(root / "data/processed/by_user" / part.name)
@@ -242,3 +248,43 @@ def test_fine_tuning_on_two_nodes_is_one_worker_on_the_whole_batch(
     moved = max(float(np.abs(theirs[name] - base[name]).max()) for name in theirs)
     apart = max(float(np.abs(ours[name] - theirs[name]).max()) for name in theirs)
     assert apart < 0.01 * moved, (apart, moved)  # measured here: 0.0002 of the move
+
+
+def test_sequence_models_on_two_nodes_are_one_worker_on_the_whole_batch(
+    local: Path, tmp_path: Path, ray_cluster: Any
+) -> None:
+    """The sequence models data-parallel on two workers against one worker on batches twice as
+    large: disjoint shares of every batch, identical weights on both workers, and the same
+    validation scores epoch by epoch within rounding (the gradient is the same sum, added up in
+    another order)."""
+    few = {"sequence.epochs": 2, "sequence.eval_every": 1, "sequence.batch_size": 16}
+    report = workflow.run_all(
+        workflow.override(_on_ray(local, tmp_path / "ray"), few),
+        tmp_path / "ray",
+        stages=["sequence"],
+    )
+    assert "2 workers on Ray" in report["sequence"]["output"]
+    workers = json.loads((tmp_path / "ray/data/sequence/workers.json").read_text("utf-8"))
+    assert set(workers) == {"sasrec", "text"}
+    for ranks in workers.values():
+        assert [rank["rank"] for rank in ranks] == [0, 1]
+        assert ranks[0]["node"] != ranks[1]["node"]
+        assert len(ranks[0]["batches"]) == len(ranks[1]["batches"]) > 0
+        assert not set(ranks[0]["batches"]) & set(ranks[1]["batches"])
+        assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
+
+    one = tmp_path / "one"
+    shutil.copytree(local, one)
+    single = workflow.override(
+        load_params(local / "params.yaml"), {**few, "sequence.batch_size": 32}
+    )
+    workflow.run_all(single, one, stages=["sequence"])
+    ours = json.loads((tmp_path / "ray/metrics/plots/sequence_validation.json").read_text("utf-8"))
+    theirs = json.loads((one / "metrics/plots/sequence_validation.json").read_text("utf-8"))
+    assert len(ours) == len(theirs) == 2
+    for mine, reference in zip(ours, theirs, strict=True):
+        for model in ("sasrec", "text"):
+            assert mine[model] == pytest.approx(reference[model], abs=1e-4), (model, mine)
+    vectors = np.load(tmp_path / "ray/data/sequence/text_item_vectors.npy")
+    reference = np.load(one / "data/sequence/text_item_vectors.npy")
+    np.testing.assert_allclose(vectors, reference, atol=1e-4)
