@@ -335,11 +335,9 @@ def train_worker(config: dict[str, Any]) -> None:
 def run_on_ray(engine: Engine, layout: Layout) -> int:
     """The data-parallel run; `workers.json` gathers what every worker trained on. Returns
     how many workers."""
-    storage = layout.finetune / ".ray_train"
-    try:
-        workers = train(engine, train_worker, {"layout": layout.absolute()}, storage)
-    finally:
-        shutil.rmtree(storage, ignore_errors=True)
+    workers = train(
+        engine, train_worker, {"layout": layout.absolute()}, layout.finetune / ".ray_train"
+    )
     folder = layout.finetune / WORKERS_DIR
     ranks = [io.read_json(folder / f"rank-{rank}.json", "finetune") for rank in range(workers)]
     shutil.rmtree(folder)

@@ -222,22 +222,17 @@ WORKERS_DIR = "workers"
 def run_on_ray(engine: Engine, layout: Layout) -> dict[str, Any]:
     """Every model trained data-parallel on Ray, one after the other; writes the vectors and
     `workers.json` (per model, what each worker trained on and holds); returns the report."""
-    folder, storage = layout.sequence / WORKERS_DIR, layout.sequence / ".ray_train"
+    folder = layout.sequence / WORKERS_DIR
     report: dict[str, Any] = {}
     workers: dict[str, list[dict[str, Any]]] = {}
-    try:
-        for name in MODELS:
-            count = train(
-                engine, train_worker, {"layout": layout.absolute(), "model": name}, storage
-            )
-            report[name] = io.read_json(folder / f"{name}.json", "sequence")
-            workers[name] = [
-                io.read_json(folder / f"{name}-rank-{rank}.json", "sequence")
-                for rank in range(count)
-            ]
-    finally:
-        shutil.rmtree(storage, ignore_errors=True)
-        shutil.rmtree(folder, ignore_errors=True)
+    for name in MODELS:
+        config = {"layout": layout.absolute(), "model": name}
+        count = train(engine, train_worker, config, layout.sequence / ".ray_train")
+        report[name] = io.read_json(folder / f"{name}.json", "sequence")
+        workers[name] = [
+            io.read_json(folder / f"{name}-rank-{rank}.json", "sequence") for rank in range(count)
+        ]
+    shutil.rmtree(folder)
     io.write_json(layout.sequence / "workers.json", workers)
     return report
 

@@ -9,6 +9,7 @@ storage). Ray Train keeps its own run records under `storage`, which the caller 
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ def train(
     engine: Engine, loop: Callable[[dict[str, Any]], None], config: dict[str, Any], storage: Path
 ) -> int:
     """Run `loop(config)` on `engine.workers()` workers (each one CPU and
-    `engine.gpus_per_worker` GPUs); returns how many. A worker's failure is one error line."""
+    `engine.gpus_per_worker` GPUs); returns how many. A worker's failure is one error line.
+    Ray Train's own records go under `storage`, removed afterwards."""
     import_ray()
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
@@ -42,6 +44,8 @@ def train(
         cause = error.__cause__ or error
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[-1]
         raise RecliError(f"training on the Ray cluster failed: {first}") from None
+    finally:
+        shutil.rmtree(storage, ignore_errors=True)
     return workers
 
 

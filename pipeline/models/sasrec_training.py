@@ -248,25 +248,14 @@ def fit(
                     picks = torch.randint(warm.numel(), (fitted.negatives,), generator=draws)
                     sampled = warm[picks.to(device)]
                 optimiser.zero_grad(set_to_none=True)
+                mine = batch if world == 1 else torch.tensor_split(batch, world)[rank]
+                tokens, wanted = inputs_t[mine].to(device), targets_t[mine].to(device)
                 if world == 1:
-                    loss, n_targets = _batch_loss(
-                        model,
-                        inputs_t[batch].to(device),
-                        targets_t[batch].to(device),
-                        cold_t,
-                        sampled,
-                    )
+                    loss, n_targets = _batch_loss(model, tokens, wanted, cold_t, sampled)
                     loss.backward()
                 else:
-                    mine = torch.tensor_split(batch, world)[rank]
                     fitted.shard.append(hashlib.sha256(mine.numpy().tobytes()).hexdigest())
-                    loss, n_targets = _shared_step(
-                        model,
-                        inputs_t[mine].to(device),
-                        targets_t[mine].to(device),
-                        cold_t,
-                        sampled,
-                    )
+                    loss, n_targets = _shared_step(model, tokens, wanted, cold_t, sampled)
                 optimiser.step()
                 total += float(loss.detach()) * n_targets
                 count += n_targets

@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from pipeline.data.artifacts import INTERACTION_SCHEMA
 from pipeline.data.interactions import interaction_matrix
 from pipeline.engine.partitions import (
     by_user,
@@ -28,16 +29,7 @@ def _events(n_users: int = 30, per_user: int = 4) -> dict[str, pl.DataFrame]:
         for user in range(n_users)
         for event in range(per_user)
     ]
-    frame = pl.DataFrame(
-        rows,
-        schema={
-            "user_idx": pl.Int32,
-            "item_idx": pl.Int32,
-            "rating": pl.Float32,
-            "timestamp": pl.Int64,
-        },
-        orient="row",
-    )
+    frame = pl.DataFrame(rows, schema=INTERACTION_SCHEMA, orient="row")
     position = pl.col("timestamp") % 100
     return {
         "train": frame.filter(position < 2),
