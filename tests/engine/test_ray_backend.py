@@ -29,6 +29,7 @@ from pipeline.core.layout import Layout
 from pipeline.data.artifacts import read_factors
 from pipeline.engine.runner import Engine
 from pipeline.factorize import fold_in_served
+from recli.serve import Served
 
 pytestmark = pytest.mark.slow
 
@@ -288,3 +289,21 @@ def test_sequence_models_on_two_nodes_are_one_worker_on_the_whole_batch(
     vectors = np.load(tmp_path / "ray/data/sequence/text_item_vectors.npy")
     reference = np.load(one / "data/sequence/text_item_vectors.npy")
     np.testing.assert_allclose(vectors, reference, atol=1e-4)
+
+
+def test_the_export_is_what_recli_recommend_serves_as_the_whole_user_list(local: Path) -> None:
+    """The same items, scores and reasons as `recli recommend --whole-user`, for every user
+    (the index answers this small catalogue exactly; the export always searches exactly)."""
+    lists = _export(local)
+    with Served(local / "data") as served:
+        users = served.user_ids()
+        assert len(users) == 40
+        for user_id in users:
+            answer = served.recommend(user_id, k=5, by_interest=False).items
+            mine = lists.filter(pl.col("user_id") == user_id).sort("rank")
+            assert mine["item_id"].to_list() == [row.item.item_id for row in answer], user_id
+            np.testing.assert_allclose(
+                mine["score"].to_numpy(), [row.score for row in answer], rtol=1e-5, atol=1e-6
+            )
+            expected = [None if row.because is None else row.because.item.item_id for row in answer]
+            assert mine["because_item_id"].to_list() == expected, user_id
