@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from threadpoolctl import threadpool_limits
 
 from pipeline.core import io
 from pipeline.core.config import ExportConfig, load_params
@@ -66,6 +67,22 @@ def export_partition(
     """The top-k lists of one partition's users, as `out/part-NNNNN.parquet`; returns its rows.
     `user_vectors`: the served fused user vectors' `.npy` (only this partition's rows are read);
     `catalogue`: `item_id` and `title` in item-index order."""
+    # One BLAS thread, as in a Ray task: a matrix product's rounding depends on how many
+    # threads share it, and the lists must be the same bytes on both backends.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _export_partition(path, part, user_vectors, items, catalogue, cfg, out)
+
+
+def _export_partition(
+    path: Path,
+    part: int,
+    user_vectors: Path,
+    items: np.ndarray,
+    catalogue: pl.DataFrame,
+    cfg: ExportConfig,
+    out: Path,
+) -> int:
+    """`export_partition`'s work, under its thread limit."""
     events = read_partition(path)
     users, seen = local_matrix(events, items.shape[0])
     vectors = np.load(user_vectors, mmap_mode="r", allow_pickle=False)
