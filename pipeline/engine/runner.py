@@ -15,7 +15,9 @@ tests' shared cluster) keeps its connection.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -99,10 +101,31 @@ class Engine:
         if not self.is_ray:
             return [function(*args) for args in arguments]
         ray = import_ray()
-        remote = ray.remote(num_cpus=1, max_retries=2)(function)
+        remote = ray.remote(num_cpus=1, max_retries=2)(call)
+        target = importable(function)
         shared: dict[int, Any] = {}  # a large argument goes to the object store once, not per task
         pieces = [tuple(_for_workers(value, shared, ray) for value in args) for args in arguments]
-        return ray.get([remote.remote(*args) for args in pieces])
+        return ray.get([remote.remote(target, *args) for args in pieces])
+
+
+def importable(function: Callable[..., Any]) -> tuple[str, str]:
+    """`(module, name)` a worker imports `function` by. A stage run as DVC runs it (`python -m
+    pipeline.factorize`) defines its functions in `__main__`, which a worker would otherwise get
+    as a copy of the function and of everything it refers to, modules included, and not every
+    module survives the copy (transformers' lazy module lost its `__version__`)."""
+    module = function.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        if spec is None:
+            raise RecliError(f"{function.__name__} must be importable to run on Ray workers")
+        module = spec.name
+    return module, function.__qualname__
+
+
+def call(target: tuple[str, str], *args: Any) -> Any:
+    """On a worker: import `target` (`importable`'s answer) and call it with `args`."""
+    module, name = target
+    return getattr(importlib.import_module(module), name)(*args)
 
 
 def _for_workers(value: Any, shared: dict[int, Any], ray: Any) -> Any:

@@ -14,8 +14,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipeline.engine.runner import Engine, import_ray
+from pipeline.engine.runner import Engine, call, import_ray, importable
 from recli.errors import RecliError
+
+LOOP_KEY = "_loop"
+"""Where the config carries the stage's loop, as a module and a name to import."""
+
+
+def _train_loop(config: dict[str, Any]) -> None:
+    """On each worker: the stage's loop, imported by name (`pipeline.engine.runner.importable`)."""
+    target = config[LOOP_KEY]
+    call(target, {key: value for key, value in config.items() if key != LOOP_KEY})
 
 
 def train(
@@ -31,8 +40,8 @@ def train(
     workers, gpus = engine.workers(), engine.cfg.gpus_per_worker
     resources = {"CPU": 1.0, **({"GPU": gpus} if gpus else {})}
     trainer = TorchTrainer(
-        loop,
-        train_loop_config=config,
+        _train_loop,
+        train_loop_config={**config, LOOP_KEY: importable(loop)},
         scaling_config=ScalingConfig(
             num_workers=workers, use_gpu=gpus > 0, resources_per_worker=resources
         ),

@@ -307,3 +307,28 @@ def test_the_export_is_what_recli_recommend_serves_as_the_whole_user_list(local:
             )
             expected = [None if row.because is None else row.because.item.item_id for row in answer]
             assert mine["because_item_id"].to_list() == expected, user_id
+
+
+def test_a_stage_run_as_dvc_runs_it_trains_on_ray(
+    local: Path, tmp_path: Path, ray_cluster: Any
+) -> None:
+    """`python -m pipeline.finetune`, as `dvc repro` runs it: the stage's functions live in
+    `__main__` there, and the workers must import them, not receive copies (a copied training
+    loop lost transformers' `__version__` on MovieLens-100K)."""
+    params = workflow.override(
+        _on_ray(local, tmp_path / "ray"),
+        {"finetune.max_steps": 2, "finetune.eval_steps": 2, "finetune.batch_size": 4},
+    )
+    workflow.write_params(params, tmp_path / "ray")
+    address = ray_cluster.get_runtime_context().gcs_address
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.finetune"],
+        cwd=tmp_path / "ray",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RAY_ADDRESS": address},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "2 workers on Ray" in result.stdout
+    config = json.loads((tmp_path / "ray/data/finetune/config.json").read_text("utf-8"))
+    assert config["workers"] == 2 and config["transformers_version"]
