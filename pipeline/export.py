@@ -70,36 +70,23 @@ def export_partition(
     # One BLAS thread, as in a Ray task: a matrix product's rounding depends on how many
     # threads share it, and the lists must be the same bytes on both backends.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _export_partition(path, part, user_vectors, items, catalogue, cfg, out)
-
-
-def _export_partition(
-    path: Path,
-    part: int,
-    user_vectors: Path,
-    items: np.ndarray,
-    catalogue: pl.DataFrame,
-    cfg: ExportConfig,
-    out: Path,
-) -> int:
-    """`export_partition`'s work, under its thread limit."""
-    events = read_partition(path)
-    users, seen = local_matrix(events, items.shape[0])
-    vectors = np.load(user_vectors, mmap_mode="r", allow_pickle=False)
-    recent = _recent(events, users)
-    ids = events.unique("user_idx", maintain_order=True)["user_id"]
-    frames: list[pl.DataFrame] = []
-    for start in range(0, len(users), cfg.user_block):
-        block = slice(start, start + cfg.user_block)
-        top, scores = block_top_k(
-            np.asarray(vectors[users[block]]), items, seen[block], cfg.k, cfg.item_block
-        )
-        top[~np.isfinite(scores)] = -1
-        why = because(items, top, recent[block])
-        frames.append(_rows(ids[block], top, scores, why, catalogue))
-    frame = pl.concat(frames) if frames else _rows(ids[:0], *_empty(cfg.k), catalogue)
-    io.write_parquet(Path(out) / TOP_K_DIR / f"part-{part:05d}.parquet", frame)
-    return frame.height
+        events = read_partition(path)
+        users, seen = local_matrix(events, items.shape[0])
+        vectors = np.load(user_vectors, mmap_mode="r", allow_pickle=False)
+        recent = _recent(events, users)
+        ids = events.unique("user_idx", maintain_order=True)["user_id"]
+        frames: list[pl.DataFrame] = []
+        for start in range(0, len(users), cfg.user_block):
+            block = slice(start, start + cfg.user_block)
+            top, scores = block_top_k(
+                np.asarray(vectors[users[block]]), items, seen[block], cfg.k, cfg.item_block
+            )
+            top[~np.isfinite(scores)] = -1
+            why = because(items, top, recent[block])
+            frames.append(_rows(ids[block], top, scores, why, catalogue))
+        frame = pl.concat(frames) if frames else _rows(ids[:0], *_empty(cfg.k), catalogue)
+        io.write_parquet(Path(out) / TOP_K_DIR / f"part-{part:05d}.parquet", frame)
+        return frame.height
 
 
 def _empty(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
