@@ -106,7 +106,8 @@ def main() -> None:
     measured, meets = report["measured"], report["meets"]
     for key, target in report["targets"].items():
         verdict = {True: "met", False: "NOT met", None: "not measured"}[meets[key]]
-        print(f"{key} <= {target:g}: {verdict} (measured {measured[key]})")
+        limit = "at every size" if isinstance(target, bool) else f"<= {target:g}"
+        print(f"{key} {limit}: {verdict} (measured {measured[key]})")
     print(f"wrote {args.out}")
 
 

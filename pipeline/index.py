@@ -13,7 +13,9 @@ recall@10 against exact search on the same vectors, and query latency.
 
 from __future__ import annotations
 
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ from pipeline.data.artifacts import (
 )
 from pipeline.data.serving import make_read_only, seal, served_means, write_catalogue
 from pipeline.evaluation.metrics import standard_error, top_k
+from pipeline.models.search_space import FLAT_TREES, Plan, efforts, project, score_basis
 from recli import catalogue, contract
 from recli.ann_index import retrieve
 from recli.catalogue import MetaKey
@@ -48,7 +51,8 @@ from recli.catalogue import MetaKey
 RECALL_K = 10
 
 
-def build_annoy(items: np.ndarray, cfg: IndexConfig, path: Path) -> None:
+def build_annoy(items: np.ndarray, cfg: IndexConfig, path: Path, trees: int | None = None) -> None:
+    """Annoy over `items` (`trees` trees, default `cfg.n_trees`), saved atomically at `path`."""
     from annoy import AnnoyIndex
 
     index = AnnoyIndex(items.shape[1], cfg.metric)
@@ -56,7 +60,7 @@ def build_annoy(items: np.ndarray, cfg: IndexConfig, path: Path) -> None:
     for item, vector in enumerate(items):
         index.add_item(item, vector.tolist())
     # One job: Annoy's multi-threaded build is not reproducible across runs.
-    index.build(cfg.n_trees, n_jobs=1)
+    index.build(cfg.n_trees if trees is None else trees, n_jobs=1)
     with io.atomic_path(path) as temporary:
         index.save(str(temporary))
     index.unload()
@@ -79,21 +83,20 @@ def exact_top(
 
 def ann_recall(
     index: Any,
-    users: np.ndarray,
+    queries: np.ndarray,
     seen: list[set[int]],
     rows: np.ndarray,
     exact: np.ndarray,
     search_k: int,
 ) -> tuple[float, float, float]:
     """Recall@10 of the served query against `exact`, its standard error over the users, and
-    the median query time in ms.
+    the median query time in ms; `queries[i]` is user `rows[i]`'s vector in the index's space.
 
     The query is `recli recommend`'s own (`recli.ann_index.retrieve`: 10 + |seen| neighbours,
     the user's history dropped), so this is the recall users get.
     """
     overlaps, seconds = [], []
-    for user, truth in zip(rows.tolist(), exact, strict=True):
-        query = users[user].tolist()
+    for user, query, truth in zip(rows.tolist(), queries.tolist(), exact, strict=True):
         started = time.perf_counter()
         approximate = [item for item, _ in retrieve(index, query, seen[user], RECALL_K, search_k)]
         seconds.append(time.perf_counter() - started)
@@ -101,69 +104,162 @@ def ann_recall(
     return float(np.mean(overlaps)), standard_error(overlaps), 1000 * float(np.median(seconds))
 
 
-def search_ladder(n_trees: int, n_items: int) -> list[int]:
-    """Search efforts tried by `search_k: auto`: Annoy's default (n_trees × 10), doubled until
-    every leaf of every tree can be visited (n_trees × items), where Annoy is exact."""
-    ceiling = n_trees * max(n_items, RECALL_K)
-    ladder = [n_trees * RECALL_K]
-    while ladder[-1] < ceiling:
-        ladder.append(min(2 * ladder[-1], ceiling))
-    return ladder
-
-
 def low_recall_fix(cfg: IndexConfig, ladder_exhausted: bool) -> str:
     """What to change when the served recall is under the target: a fixed effort is too small;
-    under `auto`, either every effort fell short (more trees needed) or the tuning half cleared
-    the target and the reporting half, by chance, did not (more users measured)."""
+    under `auto`, either every plan fell short (more trees or dimensions needed) or the tuning
+    half cleared the target and the reporting half, by chance, did not (more users measured)."""
     if cfg.search_k != "auto":
         return "raise index.search_k or set it to auto"
     return "raise index.n_trees" if ladder_exhausted else "raise index.recall_users"
 
 
-def measure_ann(
-    index_path: Path,
-    users: np.ndarray,
+@dataclass(frozen=True)
+class SearchChoice:
+    """How the index serves: the plan chosen, the basis of its space (fused width × its
+    dimensions; None: the fused vectors themselves), every plan measured, and whether none
+    reached the target (then the most accurate serves)."""
+
+    plan: Plan
+    basis: np.ndarray | None
+    tried: list[Plan]
+    exhausted: bool
+
+
+def widths(cfg: IndexConfig, fused: int) -> list[int]:
+    """The search spaces' widths to try, narrowest first: `index.dimensions` fixed, or under
+    `auto` the grid's widths below the fused one, and the fused width itself (always exact)."""
+    if cfg.dimensions == "full" or (cfg.dimensions == "auto" and cfg.search_k != "auto"):
+        return [fused]
+    if cfg.dimensions != "auto":
+        return [min(int(cfg.dimensions), fused)]
+    return sorted({width for width in cfg.dimensions_grid if width < fused} | {fused})
+
+
+def choose_search(
     items: np.ndarray,
+    users: np.ndarray,
+    seen: list[set[int]],
+    tuning: np.ndarray,
+    cfg: IndexConfig,
+    scratch: Path,
+) -> SearchChoice:
+    """The cheapest way to serve (`Plan.work`) whose recall on the `tuning` users reaches
+    `cfg.recall_target` (less two standard errors), against exact search over the fused vectors.
+
+    Per width, narrowest first (`widths`), the basis fitted on every user
+    (`search_space.score_basis`): a flat index searched whole, the most this width can recall;
+    where it reaches the target, a forest of `cfg.n_trees` trees on the doubling effort ladder,
+    cheaper where it reaches it too. A plan costing at least the best found is not measured. A
+    fixed `search_k` serves the one plan it names, in `cfg.n_trees` trees.
+    """
+    from annoy import AnnoyIndex
+
+    n_items, fused = items.shape
+    spaces = widths(cfg, fused)
+    full_basis = score_basis(users, items) if spaces[0] < fused else None
+    exact = exact_top(users, items, seen, tuning)
+    tried: list[Plan] = []
+    best: Plan | None = None
+    for width in spaces:
+        basis = None if width == fused or full_basis is None else full_basis[:, :width]
+        vectors, queries = project(items, basis), project(users[tuning], basis)
+        forests = (cfg.n_trees,) if cfg.search_k != "auto" else (FLAT_TREES, cfg.n_trees)
+        for trees in forests:
+            if cfg.search_k != "auto":
+                ladder = [int(cfg.search_k)]
+            else:
+                ladder = [
+                    effort
+                    for effort in efforts(trees, n_items, RECALL_K)
+                    if best is None or width * effort < best.work
+                ]
+            if not ladder:
+                continue
+            path = scratch / f"{width}-{trees}.ann"
+            build_annoy(vectors, cfg, path, trees)
+            index = AnnoyIndex(width, cfg.metric)
+            index.load(str(path))
+            reached = False
+            for effort in ladder:
+                plan = Plan(
+                    width, trees, effort, *ann_recall(index, queries, seen, tuning, exact, effort)
+                )
+                tried.append(plan)
+                if plan.reaches(cfg.recall_target) or cfg.search_k != "auto":
+                    best, reached = plan, True
+                    break
+            index.unload()
+            path.unlink()
+            if trees == FLAT_TREES and not reached:
+                break  # the whole flat index is this width's ceiling: no forest does better
+    exhausted = best is None
+    if best is None:  # nothing reached the target: the most accurate, then the cheapest
+        best = min(tried, key=lambda plan: (-plan.recall, plan.work))
+    basis = (
+        None if full_basis is None or best.dimensions == fused else full_basis[:, : best.dimensions]
+    )
+    return SearchChoice(best, basis, tried, exhausted)
+
+
+def measure_ann(
+    items: np.ndarray,
+    users: np.ndarray,
     seen: list[set[int]],
     cfg: IndexConfig,
-) -> dict[str, Any]:
-    """Choose the search effort (`search_k: auto`) and measure the recall and latency it serves.
+    index_path: Path,
+    search_path: Path,
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """Choose how to serve (`choose_search`), build it, and measure the recall and latency it
+    serves; the metrics and the search space's basis (None: the fused vectors are searched).
 
     Users with a zero vector cannot be queried and are left out. The rest are sampled (seeded, at
-    most `cfg.recall_users`) and split in two halves: the effort is chosen on the first (the
-    smallest on `search_ladder` whose recall, less two standard errors, reaches
-    `cfg.recall_target`, so that a fresh sample of users clears the target too; the largest if
-    none does, recorded as `search_k_ladder_exhausted`) and the recall reported is the second
-    half's, so the reported number is not the one tuned. Cold items are candidates, as when
-    serving: new items are exactly what the text side is for.
+    most `cfg.recall_users`) and split in two halves: the plan is chosen on the first and the
+    recall reported is the second half's, so the reported number is not the one tuned. The
+    search space's basis is fitted on every served user, as what is served knows every user;
+    `unseen_user_recall@10` is the recall of the same plan for the second half with a basis
+    fitted without them: what a user added after the build gets. Cold items are candidates, as
+    when serving: new items are exactly what the text side is for.
+
+    Written: `index_path`, Annoy over the fused vectors (the searched index where they are
+    searched, else a flat one: every item's exact vector, for the scores `recli` shows), and
+    `search_path`, the searched index, where the search space is narrower.
     """
     from annoy import AnnoyIndex
 
     queryable = np.flatnonzero(np.abs(users).sum(axis=1) > 0)
-    rng = np.random.default_rng(cfg.seed)
-    sample = rng.permutation(queryable)[: cfg.recall_users]
+    order = np.random.default_rng(cfg.seed).permutation(queryable)
+    sample = order[: cfg.recall_users]
     tuning, reporting = (sample[::2], sample[1::2]) if len(sample) > 1 else (sample, sample)
-
-    index = AnnoyIndex(items.shape[1], cfg.metric)
-    index.load(str(index_path))
-    by_search_k: dict[str, float] = {}
-    errors: dict[str, float] = {}
-    if cfg.search_k == "auto":
-        exact = exact_top(users, items, seen, tuning)
-        search_k, exhausted = None, False
-        for effort in search_ladder(cfg.n_trees, items.shape[0]):
-            recall, error, _ = ann_recall(index, users, seen, tuning, exact, effort)
-            by_search_k[str(effort)], errors[str(effort)] = round(recall, 5), round(error, 5)
-            if recall - 2 * error >= cfg.recall_target:
-                search_k = effort
-                break
-        if search_k is None:
-            search_k, exhausted = effort, True
+    index_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=index_path.parent) as scratch:
+        choice = choose_search(items, users, seen, tuning, cfg, Path(scratch))
+        plan, basis = choice.plan, choice.basis
+        exact = exact_top(users, items, seen, reporting)
+        unseen = None
+        if basis is not None:
+            others = np.setdiff1d(np.arange(len(users)), reporting)
+            blind = score_basis(users, items, others)[:, : plan.dimensions]
+            path = Path(scratch) / "unseen.ann"
+            build_annoy(project(items, blind), cfg, path, plan.trees)
+            index = AnnoyIndex(plan.dimensions, cfg.metric)
+            index.load(str(path))
+            queries = project(users[reporting], blind)
+            unseen = ann_recall(index, queries, seen, reporting, exact, plan.search_k)[0]
+            index.unload()
+    search_path.unlink(missing_ok=True)
+    if basis is None:
+        build_annoy(items, cfg, index_path, plan.trees)
+        searched = index_path
     else:
-        search_k, exhausted = cfg.search_k, False
+        build_annoy(items, cfg, index_path, FLAT_TREES)
+        build_annoy(project(items, basis), cfg, search_path, plan.trees)
+        searched = search_path
 
-    exact = exact_top(users, items, seen, reporting)
-    recall, _, ann_ms = ann_recall(index, users, seen, reporting, exact, search_k)
+    index = AnnoyIndex(plan.dimensions, cfg.metric)
+    index.load(str(searched))
+    recall, _, ann_ms = ann_recall(
+        index, project(users[reporting], basis), seen, reporting, exact, plan.search_k
+    )
     index.unload()
     exact_seconds = []
     for user in reporting[:200].tolist():
@@ -174,16 +270,20 @@ def measure_ann(
         top_k(scores[None, :], RECALL_K)
         exact_seconds.append(time.perf_counter() - started)
     return {
-        "search_k": int(search_k),
+        "search_k": int(plan.search_k),
         "recall_target": cfg.recall_target,
+        "dimensions": plan.dimensions,
+        "fused_dimensions": int(items.shape[1]),
+        "trees": plan.trees,
         f"ann_recall@{RECALL_K}": round(recall, 5),
-        f"tuning_recall@{RECALL_K}_by_search_k": by_search_k,
-        f"tuning_recall@{RECALL_K}_standard_error_by_search_k": errors,
-        "search_k_ladder_exhausted": exhausted,
+        f"unseen_user_recall@{RECALL_K}": None if unseen is None else round(unseen, 5),
+        "tuning_plans": [tried.record() for tried in choice.tried],
+        "tuning_query_ms_median": [round(tried.query_ms, 4) for tried in choice.tried],
+        "search_k_ladder_exhausted": choice.exhausted,
         "ann_query_ms_median": round(ann_ms, 4),
         "exact_query_ms_median": round(1000 * float(np.median(exact_seconds)), 4),
         "users_measured": len(reporting),
-    }
+    }, basis
 
 
 def low_recall_warning(ann: dict[str, Any], cfg: IndexConfig) -> str | None:
@@ -229,6 +329,18 @@ def upstream_digests(layout: Layout) -> dict[str, str]:
     return {path.relative_to(layout.artifacts).as_posix(): _file_digest(path) for path in files}
 
 
+def search_meta(ann: dict[str, Any], search_file: Path) -> dict[MetaKey, Any]:
+    """Where the index searches a narrower space than the fused one: its width, and the digest
+    and size of the index searched there (`search_file`); nothing where the fused vectors are."""
+    if ann["dimensions"] == ann["fused_dimensions"]:
+        return {}
+    return {
+        MetaKey.SEARCH_DIMENSION: ann["dimensions"],
+        MetaKey.SEARCH_INDEX_SHA256: _file_digest(search_file),
+        MetaKey.SEARCH_INDEX_BYTES: search_file.stat().st_size,
+    }
+
+
 def catalogue_meta(
     settings: dict[str, Any],
     ann: dict[str, Any],
@@ -256,6 +368,7 @@ def catalogue_meta(
         MetaKey.CF_SCALE: fusion["cf_scale"],
         MetaKey.INDEX_SHA256: _file_digest(index_file),
         MetaKey.INDEX_BYTES: index_file.stat().st_size,
+        **search_meta(ann, index_file.with_name(contract.SEARCH_INDEX_FILE)),
         MetaKey.BUILT_FROM: built_from,
         MetaKey.ENCODER: (contract.DEFAULT_ARTIFACTS / contract.ENCODER_DIR).as_posix(),
         MetaKey.MULTI_INTEREST: settings["multi_interest"],
@@ -270,12 +383,12 @@ def catalogue_meta(
 
 def run(
     items: np.ndarray, users: np.ndarray, seen: list[set[int]], cfg: IndexConfig, index_path: Path
-) -> dict[str, Any]:
-    """Annoy over `items` written to `index_path`, and what it serves: the search effort chosen
-    for `cfg.recall_target` and the recall and latency measured for `users` (each leaving out
-    the items in `seen`), as `measure_ann` records them."""
-    build_annoy(items, cfg, index_path)
-    return measure_ann(index_path, users, items, seen, cfg)
+) -> tuple[dict[str, Any], np.ndarray | None]:
+    """What serves `items`, written next to `index_path` (`measure_ann`): the metrics of the way
+    chosen for `cfg.recall_target`, measured for `users` (each leaving out the items in `seen`),
+    and the search space's basis (None: the fused vectors themselves are searched)."""
+    search_path = index_path.with_name(contract.SEARCH_INDEX_FILE)
+    return measure_ann(items, users, seen, cfg, index_path, search_path)
 
 
 @writes("index")
@@ -283,7 +396,7 @@ def main(layout: Layout) -> None:
     cfg = load_params(layout.params).index
     processed, fused, settings = read_processed(layout), read_fused(layout), read_retrieval(layout)
     index_path = layout.index / contract.INDEX_FILE  # in staging until the stage commits
-    ann = run(fused.items, fused.served_users, served_histories(processed), cfg, index_path)
+    ann, basis = run(fused.items, fused.served_users, served_histories(processed), cfg, index_path)
     warning = low_recall_warning(ann, cfg)
     if warning is not None:
         print(warning)
@@ -301,12 +414,14 @@ def main(layout: Layout) -> None:
         interests.table,
         (interests.centroids, served_means(interests.table, sets, fused.items)),
         topics,
+        basis,
     )
     seal(layout.final.artifacts, layout.placed)
     make_read_only(layout.index)
     io.write_json(layout.metrics_file("index"), {"n_trees": cfg.n_trees, **ann})
     print(
-        f"index: {fused.items.shape[0]} items, {dimension}-d, {cfg.n_trees} trees, "
+        f"index: {fused.items.shape[0]} items, {dimension}-d searched in {ann['dimensions']}-d, "
+        f"{ann['trees']} trees, "
         f"search_k {ann['search_k']}, ANN recall@{RECALL_K} {ann[f'ann_recall@{RECALL_K}']:.3f}, "
         f"{ann['ann_query_ms_median']:.3f} ms/query (exact {ann['exact_query_ms_median']:.3f} ms)"
     )

@@ -50,18 +50,26 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
-def load_index(path: Path, meta: dict[str, Any], catalogue_path: Path) -> AnnoyIndex:
-    """Map the index at `path` with the dimension and metric the catalogue's `meta` records.
+def load_index(
+    path: Path,
+    meta: dict[str, Any],
+    catalogue_path: Path,
+    dimension_key: MetaKey = MetaKey.DIMENSION,
+    bytes_key: MetaKey = MetaKey.INDEX_BYTES,
+) -> AnnoyIndex:
+    """Map the index at `path` with the dimension (`meta[dimension_key]`) and metric the
+    catalogue's `meta` records: the fused vectors' index, or with `MetaKey.SEARCH_DIMENSION` and
+    `MetaKey.SEARCH_INDEX_BYTES` the one over the search space.
 
-    A size that differs from `meta[MetaKey.INDEX_BYTES]` (when recorded) means a truncated copy.
+    A size that differs from `meta[bytes_key]` (when recorded) means a truncated copy.
     """
     if not path.exists():
         raise RecliError(f"{path} not found: run `dvc repro` to build the index and catalogue")
     size = path.stat().st_size
-    expected_size = meta.get(MetaKey.INDEX_BYTES)
+    expected_size = meta.get(bytes_key)
     if size == 0 or (expected_size is not None and size != int(expected_size)):
         raise RecliError(f"{path} is truncated ({size} bytes): {REBUILD}")
-    dimension = int(catalogue.meta_value(meta, MetaKey.DIMENSION, catalogue_path))
+    dimension = int(catalogue.meta_value(meta, dimension_key, catalogue_path))
     metric = str(meta.get(MetaKey.METRIC, "dot"))
     try:
         index = AnnoyIndex(dimension, metric)

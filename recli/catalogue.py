@@ -27,7 +27,7 @@ from typing import Any
 
 from recli.errors import RecliError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """Bumped whenever a table or meta key changes meaning: `connect` refuses any other version."""
 
 SCHEMA = """
@@ -47,7 +47,8 @@ CREATE TABLE clusters (
 );
 CREATE TABLE users (
     user_idx INTEGER PRIMARY KEY, user_id TEXT NOT NULL UNIQUE, cluster INTEGER,
-    events INTEGER NOT NULL, vector BLOB NOT NULL, over_represented TEXT NOT NULL
+    events INTEGER NOT NULL, vector BLOB NOT NULL, over_represented TEXT NOT NULL,
+    search_vector BLOB
 );
 CREATE TABLE history (
     user_idx INTEGER NOT NULL, item_idx INTEGER NOT NULL, timestamp INTEGER, rating REAL
@@ -57,8 +58,10 @@ CREATE TABLE user_interests (
     user_idx INTEGER NOT NULL, interest INTEGER NOT NULL, label TEXT NOT NULL,
     weight REAL NOT NULL, events INTEGER NOT NULL, medoid INTEGER NOT NULL,
     first_timestamp INTEGER, last_timestamp INTEGER, cluster INTEGER, items TEXT NOT NULL,
-    terms TEXT NOT NULL, centroid BLOB, mean BLOB, PRIMARY KEY (user_idx, interest)
+    terms TEXT NOT NULL, centroid BLOB, mean BLOB, search_mean BLOB,
+    PRIMARY KEY (user_idx, interest)
 );
+CREATE TABLE search_basis (dimension INTEGER PRIMARY KEY, vector BLOB NOT NULL);
 """
 
 
@@ -80,9 +83,19 @@ TOPIC_COLUMNS = ("topic", "label", "size", "profile", "centroid")
 bytes."""
 CLUSTER_COLUMNS = ("cluster", "label", "size", "profile")
 """`clusters` row order for `insert_clusters`: profile a JSON-able dict."""
-USER_COLUMNS = ("user_idx", "user_id", "cluster", "events", "vector", "over_represented")
+USER_COLUMNS = (
+    "user_idx",
+    "user_id",
+    "cluster",
+    "events",
+    "vector",
+    "over_represented",
+    "search_vector",
+)
 """`users` row order for `insert_users`: cluster None for a user without one, vector
-`pack_vector` bytes, interests a JSON-able list of the user's own profile rows."""
+`pack_vector` bytes, over_represented a JSON-able list of the user's own profile rows,
+search_vector the vector in the index's search space as `pack_vector` bytes (None where the
+index searches the fused vectors)."""
 HISTORY_COLUMNS = ("user_idx", "item_idx", "timestamp", "rating")
 """`history` row order for `insert_history`: one row per event, inserted in the order given
 (readers break equal timestamps by that order)."""
@@ -100,9 +113,15 @@ USER_INTEREST_COLUMNS = (
     "terms",
     "centroid",
     "mean",
+    "search_mean",
 )
 """`user_interests` row order for `insert_user_interests`: items a JSON-able list of item
-indices, terms text, centroid and mean `pack_vector` bytes or None."""
+indices, terms text, centroid, mean and search_mean (the mean in the index's search space)
+`pack_vector` bytes or None."""
+SEARCH_BASIS_COLUMNS = ("dimension", "vector")
+"""`search_basis` row order for `insert_search_basis`: one row per dimension of the fused space,
+its image in the search space as `pack_vector` bytes (the basis matrix by rows; no rows where the
+index searches the fused vectors)."""
 
 TABLE_COLUMNS = {
     "items": ITEM_COLUMNS,
@@ -111,6 +130,7 @@ TABLE_COLUMNS = {
     "users": USER_COLUMNS,
     "history": HISTORY_COLUMNS,
     "user_interests": USER_INTEREST_COLUMNS,
+    "search_basis": SEARCH_BASIS_COLUMNS,
 }
 """Every data table's columns in `SCHEMA` order (the tests hold the two together)."""
 _JSON_COLUMNS = {
@@ -156,6 +176,13 @@ class MetaKey(StrEnum):
     """Truncated sha256 of the Annoy index written with this catalogue."""
     INDEX_BYTES = "index_bytes"
     """Size of that index: another size means a truncated copy."""
+    SEARCH_DIMENSION = "search_dimension"
+    """Width of the space the index searches, where narrower than the fused one (absent: the
+    fused vectors are searched, in the Annoy index over them)."""
+    SEARCH_INDEX_SHA256 = "search_index_sha256"
+    """Truncated sha256 of the Annoy index over that space."""
+    SEARCH_INDEX_BYTES = "search_index_bytes"
+    """Size of that index."""
     BUILT_FROM = "built_from"
     """Truncated sha256 of each upstream file, by path relative to the artifacts folder."""
     ENCODER = "encoder"
@@ -301,3 +328,8 @@ def insert_history(connection: sqlite3.Connection, rows: Iterable[Sequence[Any]]
 def insert_user_interests(connection: sqlite3.Connection, rows: Iterable[Sequence[Any]]) -> None:
     """Write the `user_interests` table from rows in `USER_INTEREST_COLUMNS` order."""
     _insert(connection, "user_interests", rows)
+
+
+def insert_search_basis(connection: sqlite3.Connection, rows: Iterable[Sequence[Any]]) -> None:
+    """Write the `search_basis` table from rows in `SEARCH_BASIS_COLUMNS` order."""
+    _insert(connection, "search_basis", rows)

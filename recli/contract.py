@@ -39,6 +39,9 @@ CATALOGUE_FILE = "catalogue.sqlite"
 """Inside `INDEX_DIR`: everything the CLI shows."""
 INDEX_FILE = "items.ann"
 """Inside `INDEX_DIR`: Annoy over the fused item vectors."""
+SEARCH_INDEX_FILE = "search.ann"
+"""Inside `INDEX_DIR`, where the index searches a narrower space than the fused one: Annoy over
+the item vectors in that space (`MetaKey.SEARCH_DIMENSION`)."""
 METRICS_FILE = Path("metrics") / "evaluation.json"
 """The evaluate stage's table (every model, each split), relative to the project root: what
 `recli metrics` shows, from the working tree or a git revision."""

@@ -75,7 +75,10 @@ def doctor(artifacts: Path = DEFAULT_ARTIFACTS) -> list[Check]:
         checks.append(_served_files_check(served.artifacts))
         try:
             index = served.index
-            checks.append(Check("index", "ok", f"{index.get_n_items()} items, {index.f}-d"))
+            searched = f", searched in {served.search_index.f}-d" if served.narrower_search else ""
+            checks.append(
+                Check("index", "ok", f"{index.get_n_items()} items, {index.f}-d{searched}")
+            )
         except RecliError as error:
             checks.append(Check("index", "problem", str(error)))
         checks.append(_hash_check(served))

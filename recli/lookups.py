@@ -141,14 +141,14 @@ class Lookups:
         if not is_text(user_id):
             raise not_text("user id", user_id, f"recli recommend {self.first_user_id()}")
         rows = self._query(
-            "SELECT user_idx, user_id, cluster, events, vector, over_represented FROM users "
-            "WHERE user_id = ?",
+            "SELECT user_idx, user_id, cluster, events, vector, over_represented, search_vector "
+            "FROM users WHERE user_id = ?",
             (user_id,),
         )
         if not rows:
             known = [row[0] for row in self._query("SELECT user_id FROM users ORDER BY user_idx")]
             raise unknown_id("user", user_id, known, "recommend")
-        user_idx, stored_id, cluster, events, blob, terms_text = rows[0]
+        user_idx, stored_id, cluster, events, blob, terms_text, searched = rows[0]
         try:
             terms = json.loads(terms_text)
         except json.JSONDecodeError:
@@ -160,6 +160,7 @@ class Lookups:
             events,
             catalogue.unpack_vector(blob),
             over_represented(terms),
+            None if searched is None else catalogue.unpack_vector(searched),
         )
 
     def user_with_history(self, user_id: str) -> User:
@@ -309,6 +310,22 @@ class Lookups:
                 )
             )
         return found
+
+    def interest_search_means(self, user_idx: int) -> dict[int, list[float]]:
+        """Each of the user's interests' mean in the index's search space, where it is narrower
+        than the fused one (`interest_vectors` has the fused means)."""
+        rows = self._query(
+            "SELECT interest, search_mean FROM user_interests WHERE user_idx = ? "
+            "AND search_mean IS NOT NULL",
+            (user_idx,),
+        )
+        return {interest: catalogue.unpack_vector(blob) for interest, blob in rows}
+
+    def search_basis(self) -> list[list[float]]:
+        """The basis of the index's search space by rows (one per fused dimension): a fused
+        vector's image there is the sum of the rows weighted by its entries."""
+        rows = self._query("SELECT vector FROM search_basis ORDER BY dimension", ())
+        return [catalogue.unpack_vector(blob) for (blob,) in rows]
 
     def interest_vectors(self, user_idx: int) -> list[tuple[int, float, list[float], list[float]]]:
         """(interest, weight, centroid in the base encoder's space, mean fused item vector)

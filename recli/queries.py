@@ -53,8 +53,48 @@ class Queries(Lookups):
 
     @property
     def index(self) -> AnnoyIndex:
-        """The Annoy index the queries search (`recli.serve.Served` loads and checks it)."""
+        """The Annoy index over the fused item vectors (`recli.serve.Served` loads and checks
+        it): every item's vector, and what the queries search unless `search_index` is another."""
         raise NotImplementedError
+
+    @property
+    def search_index(self) -> AnnoyIndex:
+        """The Annoy index the queries search: `index`, or the one over a narrower search space
+        where the catalogue records one (`MetaKey.SEARCH_DIMENSION`)."""
+        return self.index
+
+    @property
+    def narrower_search(self) -> bool:
+        """Whether the index searches a narrower space than the fused one."""
+        return self.meta.get(MetaKey.SEARCH_DIMENSION) is not None
+
+    def find(
+        self, query: Sequence[float], searched: Sequence[float] | None, seen: set[int], k: int
+    ) -> list[tuple[int, float]]:
+        """The top-k unseen items of a fused `query`, as (item, fused dot product), best first.
+
+        Where the index searches a narrower space, `searched` is the query there (None: made
+        from `query` with the catalogue's basis); the items it finds are then scored on the
+        fused vectors, so a score shown is always the fused model's own.
+        """
+        if not self.narrower_search:
+            return retrieve(self.index, query, seen, k, self.search_k)
+        if searched is None:
+            searched = self.to_search(query)
+        found = retrieve(self.search_index, searched, seen, k, self.search_k)
+        index = self.index
+        scored = [(item, dot(query, index.get_item_vector(item))) for item, _ in found]
+        return sorted(scored, key=lambda pair: (-pair[1], pair[0]))
+
+    def to_search(self, vector: Sequence[float]) -> list[float]:
+        """A fused vector's image in the search space: the basis rows weighted by its entries
+        (skipping zeros, so a text query costs only its text part)."""
+        basis = self.search_basis()
+        image = [0.0] * (len(basis[0]) if basis else 0)
+        for value, row in zip(vector, basis, strict=True):
+            if value:
+                image = [total + value * entry for total, entry in zip(image, row, strict=True)]
+        return image
 
     # ---------------------------------------------------------------------------- recommend
     def recommend(
@@ -88,7 +128,7 @@ class Queries(Lookups):
         else:
             found = [
                 (item, score, None, user.vector, None)
-                for item, score in retrieve(self.index, user.vector, seen, k, self.search_k)
+                for item, score in self.find(user.vector, user.search_vector, seen, k)
             ]
         index = self.index
         because_of = explain.closest_history(index, [entry[0] for entry in found], seen_order)
@@ -158,20 +198,23 @@ class Queries(Lookups):
         share = float(settings.get("whole_user_share", 1.0))
         pull = float(settings.get("pull", 0.0))
         labels = {interest.interest: interest.label for interest in interests}
-        queries = [(OVERALL_TASTE, share, user.vector)]
+        searched_means = self.interest_search_means(user.user_idx) if self.narrower_search else {}
+        queries = [(OVERALL_TASTE, share, user.vector, user.search_vector)]
         for interest, weight, _, mean in self.interest_vectors(user.user_idx):
+            searched = searched_means.get(interest)
             queries.append(
                 (
                     labels.get(interest, f"interest {interest + 1}"),
                     (1.0 - share) * weight,
                     exploration.interest_query(user.vector, mean, pull),
+                    None  # the same blend in the search space: the map is linear
+                    if searched is None or user.search_vector is None
+                    else exploration.interest_query(user.search_vector, searched, pull),
                 )
             )
-        lists = [
-            dict(retrieve(self.index, query, seen, k, self.search_k)) for _, _, query in queries
-        ]
+        lists = [dict(self.find(query, searched, seen, k)) for _, _, query, searched in queries]
         merged = exploration.merge_by_weight(
-            [list(found) for found in lists], [weight for _, weight, _ in queries], k
+            [list(found) for found in lists], [weight for _, weight, _, _ in queries], k
         )
         # Lists in the order they were first dealt from; within a list, the order of dealing.
         group: dict[int, int] = {}
@@ -181,7 +224,7 @@ class Queries(Lookups):
         found = []
         for dealt in shown:
             item, source = merged[dealt]
-            label, _, query = queries[source]
+            label, _, query, _ = queries[source]
             found.append((item, lists[source][item], label, query, dealt + 1))
         return found
 
@@ -301,9 +344,11 @@ class Queries(Lookups):
         other_items = f"the {others} other items in the catalogue"
         check_k(k, others, other_items, "it has no item to compare with")
         item = self.item(item_id)
-        index = self.index
-        vector = index.get_item_vector(item.item_idx)
-        return item, self._neighbours(retrieve(index, vector, {item.item_idx}, k, self.search_k))
+        vector = self.index.get_item_vector(item.item_idx)
+        searched = (
+            self.search_index.get_item_vector(item.item_idx) if self.narrower_search else None
+        )
+        return item, self._neighbours(self.find(vector, searched, {item.item_idx}, k))
 
     def search(self, text_vector: Sequence[float], k: int = 10) -> list[Neighbour]:
         """Cold start: the `k` items nearest to a text embedding, with an empty collaborative
@@ -311,7 +356,7 @@ class Queries(Lookups):
         check_k(k, self.n_items)
         # The query is built (and its dimension checked) before the index is loaded.
         query = self.text_query(text_vector)
-        return self._neighbours(retrieve(self.index, query, set(), k, self.search_k))
+        return self._neighbours(self.find(query, None, set(), k))
 
     def text_query(self, text_vector: Sequence[float]) -> list[float]:
         """[text_scale · text, zeros]: a user with no collaborative history, as a fused vector."""

@@ -127,6 +127,8 @@ class User(NamedTuple):
     over_represented: list[dict[str, Any]]
     """The genres/tags/eras the user's own history over-represents, highest lift first
     (`term`, `kind`, `lift`, `share`, `share_overall`, `interactions`)."""
+    search_vector: list[float] | None = None
+    """The vector in the index's search space, where it is narrower than the fused one."""
 
     def term_names(self, limit: int | None = None, with_lift: bool = False) -> list[str]:
         """The over-represented terms as shown, optionally with their lift (`#tag1 ×1.8`)."""

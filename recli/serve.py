@@ -27,7 +27,15 @@ from annoy import AnnoyIndex
 
 from recli import catalogue, integrity, transaction
 from recli.ann_index import REBUILD, load_index
-from recli.contract import CATALOGUE_FILE, DEFAULT_ARTIFACTS, ENCODER_DIR, INDEX_DIR, INDEX_FILE
+from recli.catalogue import MetaKey
+from recli.contract import (
+    CATALOGUE_FILE,
+    DEFAULT_ARTIFACTS,
+    ENCODER_DIR,
+    INDEX_DIR,
+    INDEX_FILE,
+    SEARCH_INDEX_FILE,
+)
 from recli.errors import RecliError
 from recli.queries import Queries
 
@@ -63,6 +71,7 @@ class Served(Queries):
         _finish_interrupted_swaps(self.artifacts)
         catalogue_path = self.artifacts / INDEX_DIR / CATALOGUE_FILE
         self.index_path = self.artifacts / INDEX_DIR / INDEX_FILE
+        self.search_index_path = self.artifacts / INDEX_DIR / SEARCH_INDEX_FILE
         connection = catalogue.connect(catalogue_path)
         try:
             # What is served is what the index stage built: size and sampled digest (cheap).
@@ -72,12 +81,14 @@ class Served(Queries):
             raise
         super().__init__(connection, catalogue_path)  # reads the meta (closes a corrupted one)
         self._index: AnnoyIndex | None = None
+        self._search_index: AnnoyIndex | None = None
 
     def close(self) -> None:
-        """Unmap the index and close the catalogue (a `with` block does this)."""
-        if self._index is not None:
-            self._index.unload()
-            self._index = None
+        """Unmap the indexes and close the catalogue (a `with` block does this)."""
+        for index in (self._index, self._search_index):
+            if index is not None:
+                index.unload()
+        self._index = self._search_index = None
         super().close()
 
     def __enter__(self) -> Served:
@@ -96,15 +107,33 @@ class Served(Queries):
             self._index = self._load_index()
         return self._index
 
-    def _load_index(self) -> AnnoyIndex:
-        if self.index_path.exists():
-            integrity.check_sampled(self.artifacts, [self.index_path])
-        index = load_index(self.index_path, self.meta, self.catalogue_path)
+    @property
+    def search_index(self) -> AnnoyIndex:
+        """The index over the search space where the catalogue records one (checked as `index`
+        is), else `index`."""
+        if not self.narrower_search:
+            return self.index
+        if self._search_index is None:
+            self._search_index = self._load_index(
+                self.search_index_path, MetaKey.SEARCH_DIMENSION, MetaKey.SEARCH_INDEX_BYTES
+            )
+        return self._search_index
+
+    def _load_index(
+        self,
+        path: Path | None = None,
+        dimension_key: MetaKey = MetaKey.DIMENSION,
+        bytes_key: MetaKey = MetaKey.INDEX_BYTES,
+    ) -> AnnoyIndex:
+        path = self.index_path if path is None else path
+        if path.exists():
+            integrity.check_sampled(self.artifacts, [path])
+        index = load_index(path, self.meta, self.catalogue_path, dimension_key, bytes_key)
         n_indexed = index.get_n_items()
         if n_indexed != self.n_items:
             index.unload()
             raise RecliError(
-                f"{self.index_path} holds {n_indexed} items but the catalogue has {self.n_items}: "
+                f"{path} holds {n_indexed} items but the catalogue has {self.n_items}: "
                 f"the index is truncated or stale, {REBUILD}"
             )
         return index

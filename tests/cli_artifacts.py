@@ -28,6 +28,7 @@ from pipeline.data.artifacts import InterestSets, Processed, Topics
 from pipeline.data.interactions import unit_rows
 from pipeline.data.serving import served_means
 from pipeline.interests import InterestSettings, describe
+from pipeline.models import search_space
 from pipeline.models.exploration import transition_counts
 from pipeline.models.fusion import Fusion
 from pipeline.models.terms import over_represented_terms
@@ -145,7 +146,9 @@ def _topics(processed: Processed, fused_items: np.ndarray) -> Topics:
     return Topics(topic_of, centroids.astype(np.float32), profiles, counts, adoptions, 10.0)
 
 
-def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict[str, Any]:
+def build_artifacts(
+    root: Path, text_dimension: int = 32, seed: int = 0, search_dimension: int | None = None
+) -> dict[str, Any]:
     """Write `root/index/{catalogue.sqlite,items.ann}`; return facts the tests can check."""
     processed = run(
         make_block_raw(USERS_PER_BLOCK, ITEMS_PER_BLOCK, seed=seed),
@@ -173,6 +176,11 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
     cfg = IndexConfig(n_trees=10, seed=seed)
     index_path = output / contract.INDEX_FILE
     index.build_annoy(fused_items, cfg, index_path)
+    basis = None
+    if search_dimension is not None:  # the index searches the first directions of the scores
+        basis = search_space.score_basis(fused_users, fused_items)[:, :search_dimension]
+        search_path = output / contract.SEARCH_INDEX_FILE
+        index.build_annoy(search_space.project(fused_items, basis), cfg, search_path)
     assignments = {
         row_idx: int(int(row_id) >= USERS_PER_BLOCK)
         for row_idx, row_id in processed.users.select("user_idx", "user_id").iter_rows()
@@ -188,6 +196,14 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         "cf_scale": CF_SCALE,
         "index_sha256": contract.file_digest(index_path)[: contract.DIGEST_CHARS],
         "built_from": {"processed/train.parquet": "0" * 16},
+        **(
+            {}
+            if basis is None
+            else {
+                "search_dimension": search_dimension,
+                "search_index_sha256": contract.file_digest(search_path)[: contract.DIGEST_CHARS],
+            }
+        ),
         "encoder": contract.ENCODER_DIR.as_posix(),
         "multi_interest": {"whole_user_share": 0.5, "pull": 0.5},
         "explore": {
@@ -226,6 +242,7 @@ def build_artifacts(root: Path, text_dimension: int = 32, seed: int = 0) -> dict
         own,
         (centroids, served_means(own, InterestSets.from_table(own, centroids), fused_items)),
         topics,
+        basis,
     )
     index.seal(root)
     users_interest = own.filter(own["user_idx"] == user_idx).row(0, named=True)

@@ -139,6 +139,27 @@ def _summarise(report: dict[str, Any]) -> None:
     report.update(judge(report["sizes"], report["slopes"], report["shape"]))
 
 
+INDEX_FIGURES = (
+    "fused_dimensions",
+    "dimensions",
+    "trees",
+    "search_k",
+    "recall_target",
+    "ann_recall@10",
+    "unseen_user_recall@10",
+    "ann_query_ms_median",
+    "exact_query_ms_median",
+)
+"""What the index stage's metrics say of the served query, kept per size."""
+
+
+def served_index(root: Path) -> dict[str, Any]:
+    """The served query's width, recall and latency against exact search, from the index
+    stage's `metrics/index.json` in the scratch project at `root`."""
+    measured = json.loads((root / "metrics" / "index.json").read_text(encoding="utf-8"))
+    return {key: measured.get(key) for key in INDEX_FIGURES}
+
+
 def bench(
     sizes: Sequence[int],
     out: Path,
@@ -219,6 +240,8 @@ def bench(
                 _write_json(report, out)
                 record = run_stage(stage, root, timeout)
                 run["stages"][stage] = record
+                if stage == "index" and record["status"] == "ok":
+                    run["index"] = served_index(root)
                 if record["status"] != "ok":
                     failed = f"{stage} {record['status']}"
                 print(

@@ -139,4 +139,23 @@ def judge(
     measured["max_slope"] = None if steepest is None else steepest[0]
     measured["max_slope_of"] = None if steepest is None else steepest[1]
     meets["max_slope"] = None if steepest is None else steepest[0] <= TARGETS["max_slope"]
+    targets["index_beats_exact"] = True
+    measured["index_beats_exact"], meets["index_beats_exact"] = index_verdict(runs)
     return {"targets": targets, "measured": measured, "meets": meets}
+
+
+def index_verdict(runs: Sequence[dict[str, Any]]) -> tuple[dict[str, Any], bool | None]:
+    """Per size, the served query's speed-up over exact search (numpy, the fused vectors) and its
+    recall; met where at every size it is faster at a recall reaching its target (None where no
+    size measured the index)."""
+    measured: dict[str, Any] = {}
+    verdicts = []
+    for run in runs:
+        index = run.get("index")
+        if not index or not index.get("ann_query_ms_median"):
+            continue
+        speedup = index["exact_query_ms_median"] / index["ann_query_ms_median"]
+        recall = index["ann_recall@10"]
+        measured[str(run["n_events"])] = {"speedup": round(speedup, 2), "recall@10": recall}
+        verdicts.append(speedup > 1 and recall >= index["recall_target"])
+    return measured, (all(verdicts) if verdicts else None)

@@ -385,6 +385,19 @@ class IndexConfig(Section):
     """Recall@10 of the served query against exact search that `search_k: auto` must reach."""
     recall_users: Annotated[int, Field(ge=2)] = 2000
     """Users sampled (seeded) to choose and to report the search effort; half each."""
+    dimensions: Annotated[int, Field(ge=1)] | Literal["auto", "full"] = "auto"
+    """Width of the space the index searches. `auto` (with `search_k: auto`): the cheapest of
+    `dimensions_grid` and the fused width whose recall reaches `recall_target`, the fused
+    vectors turned onto the directions that carry the user–item scores
+    (`pipeline.models.search_space`); `full`: the fused vectors themselves."""
+    dimensions_grid: Annotated[list[Annotated[int, Field(ge=1)]], Field(min_length=1)] = [
+        32,
+        64,
+        128,
+        256,
+        512,
+    ]
+    """Search-space widths `dimensions: auto` tries (those under the fused width)."""
     seed: int = 42
     """Seeds Annoy's trees and the users sampled for the recall."""
 

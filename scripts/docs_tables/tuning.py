@@ -79,6 +79,9 @@ def index_summary(metrics: Metrics) -> str:
                 "reduced-rank EASE's share of the behaviour side",
                 lambda v: f"{v:g}",
             ),
+            ("fused_dimensions", "fused vector width", num),
+            ("dimensions", "width the index searches", num),
+            ("trees", "trees (1: a flat index searched whole)", num),
             ("search_k", "Annoy search effort (`search_k`)", num),
             ("recall_target", "recall@10 target", lambda v: f"{v:g}"),
             (
@@ -86,7 +89,12 @@ def index_summary(metrics: Metrics) -> str:
                 "recall@10 served, against exact search (reporting half)",
                 lambda v: num(v, 3),
             ),
-            ("search_k_ladder_exhausted", "every effort tried fell short", num),
+            (
+                "unseen_user_recall@10",
+                "recall@10 for users the search space was not fitted on",
+                lambda v: num(v, 3),
+            ),
+            ("search_k_ladder_exhausted", "every plan tried fell short", num),
             ("users_measured", "users measured", num),
             ("ann_query_ms_median", "Annoy query, median", lambda v: f"{v:.2f} ms"),
             ("exact_query_ms_median", "exact search (numpy), median", lambda v: f"{v:.2f} ms"),
@@ -97,23 +105,32 @@ def index_summary(metrics: Metrics) -> str:
 
 
 def index_recall_ladder(metrics: Metrics) -> str:
-    """Recall@10 of each search effort tried on the tuning half of the users."""
-    ladder: dict[str, Any] = metrics.get("index.json", "tuning_recall@10_by_search_k")
-    errors = metrics.optional("index.json", "tuning_recall@10_standard_error_by_search_k") or {}
-    chosen = metrics.optional("index.json", "search_k")
+    """Every way to serve measured on the tuning half of the users: the search space's width,
+    the trees, the effort, its recall@10 and query time (the served plan in bold)."""
+    plans: list[dict[str, Any]] = metrics.get("index.json", "tuning_plans", expect=list)
+    chosen = tuple(
+        metrics.optional("index.json", key) for key in ("dimensions", "trees", "search_k")
+    )
+    times = metrics.optional("index.json", "tuning_query_ms_median") or [None] * len(plans)
     body = []
-    for effort, recall in ladder.items():
-        served = is_number(chosen) and str(chosen) == str(effort)
-        text = num(recall, 3)
-        if is_number(errors.get(effort)):
-            text += f" ± {errors[effort]:.3f}"
-        body.append([bold_if(num(int(effort)), served), bold_if(text, served)])
+    for plan, query_ms in zip(plans, times, strict=True):
+        served = (plan["dimensions"], plan["trees"], plan["search_k"]) == chosen
+        recall = f"{num(plan['recall'], 3)} ± {plan['standard_error']:.3f}"
+        cells = [
+            num(plan["dimensions"]),
+            "flat (searched whole)" if plan["trees"] == 1 else num(plan["trees"]),
+            num(plan["search_k"]),
+            recall,
+            "—" if query_ms is None else f"{query_ms:.2f} ms",
+        ]
+        body.append([bold_if(cell, served) for cell in cells])
+    header = ["width searched", "trees", "search_k", "recall@10 (tuning half)", "query, median"]
     return (
-        table(["search_k", "recall@10 (tuning half)"], body, left=0)
+        table(header, body, left=0)
         + "\n\n"
         + source(
-            "`metrics/index.json` → `tuning_recall@10_by_search_k` and its standard errors "
-            "(the served effort in bold)"
+            "`metrics/index.json` → `tuning_plans` and `tuning_query_ms_median` "
+            "(the served plan in bold)"
         )
     )
 

@@ -208,12 +208,15 @@ def test_written_rows_read_back_through_the_lookups(tmp_path: Path) -> None:
     )
     catalogue.insert_clusters(connection, [(0, "Drama fans", 1, {"share": 1.0, "top_terms": []})])
     terms = [{"term": "Drama", "lift": 2.0}]
-    catalogue.insert_users(connection, [(0, "u", 0, 1, catalogue.pack_vector([0.5, 2.0]), terms)])
+    vector, searched = catalogue.pack_vector([0.5, 2.0]), catalogue.pack_vector([1.5])
+    catalogue.insert_users(connection, [(0, "u", 0, 1, vector, terms, searched)])
     catalogue.insert_history(connection, iter([(0, 0, 100, 4.0)]))  # any iterable, read lazily
+    centroid, searched_mean = catalogue.pack_vector([1.0]), catalogue.pack_vector([0.25])
     catalogue.insert_user_interests(
         connection,
-        [(0, 0, "Drama", 1.0, 1, 0, 100, 100, 0, [0], "Drama", catalogue.pack_vector([1.0]), None)],
+        [(0, 0, "Drama", 1.0, 1, 0, 100, 100, 0, [0], "Drama", centroid, None, searched_mean)],
     )
+    catalogue.insert_search_basis(connection, [(0, catalogue.pack_vector([1.0])), (1, vector)])
     connection.commit()
     connection.close()
 
@@ -230,6 +233,9 @@ def test_written_rows_read_back_through_the_lookups(tmp_path: Path) -> None:
             [0.5, 2.0],
             terms,
         )
+        assert user.search_vector == [1.5]
+        assert lookups.interest_search_means(0) == {0: [0.25]}
+        assert lookups.search_basis() == [[1.0], [0.5, 2.0]]
         assert [entry.item.item_id for entry in lookups.history(0)] == ["a"]
         assert [cluster.label for cluster in lookups.clusters()] == ["Drama fans"]
         [interest] = lookups.interests(0)

@@ -20,6 +20,7 @@ from pipeline.core.layout import Layout
 from pipeline.core.sections import IndexConfig
 from pipeline.data.artifacts import read_fused, read_retrieval
 from pipeline.data.serving import write_catalogue
+from pipeline.models import search_space
 from pipeline.models.fusion import make_fusion
 from pipeline.workflow import override, write_params
 from recli import catalogue, contract
@@ -28,9 +29,13 @@ ANN_KEYS = {
     "n_trees",
     "search_k",
     "recall_target",
+    "dimensions",
+    "fused_dimensions",
+    "trees",
     "ann_recall@10",
-    "tuning_recall@10_by_search_k",
-    "tuning_recall@10_standard_error_by_search_k",
+    "unseen_user_recall@10",
+    "tuning_plans",
+    "tuning_query_ms_median",
     "search_k_ladder_exhausted",
     "ann_query_ms_median",
     "exact_query_ms_median",
@@ -57,37 +62,86 @@ def _inputs(setup):
 def test_annoy_dot_index_matches_exact_search(setup, tmp_path: Path) -> None:
     cfg = IndexConfig(n_trees=20, search_k=10000)
     users, items, seen = _inputs(setup)
-    measured = index.run(items, users, seen, cfg, tmp_path / "items.ann")
+    measured, basis = index.run(items, users, seen, cfg, tmp_path / "items.ann")
     assert measured["ann_recall@10"] >= 0.98
-    assert measured["search_k"] == 10000 and measured["tuning_recall@10_by_search_k"] == {}
+    # A fixed effort serves the fused vectors in n_trees trees: one plan, nothing chosen.
+    assert basis is None
+    assert measured["dimensions"] == items.shape[1] == measured["fused_dimensions"]
+    assert measured["search_k"] == 10000 and measured["trees"] == 20
+    assert [plan["search_k"] for plan in measured["tuning_plans"]] == [10000]
     assert not measured["search_k_ladder_exhausted"]
+    assert not (tmp_path / contract.SEARCH_INDEX_FILE).exists()
     # Half of the users choose the effort, the other half report it.
     assert measured["users_measured"] == len(users) // 2
 
 
-def test_search_ladder_doubles_up_to_an_exhaustive_search() -> None:
-    assert index.search_ladder(n_trees=10, n_items=100) == [100, 200, 400, 800, 1000]
-    assert index.search_ladder(n_trees=3, n_items=5) == [30]  # never below Annoy's default
+def test_effort_ladders_stop_where_the_flat_index_is_cheaper() -> None:
+    assert search_space.efforts(trees=10, n_items=1000, minimum=10) == [100, 200, 400, 800]
+    assert search_space.efforts(trees=3, n_items=5, minimum=10) == []  # only the flat index
+    assert search_space.efforts(search_space.FLAT_TREES, n_items=1000, minimum=10) == [1000]
 
 
-def test_auto_search_k_is_the_smallest_effort_reaching_the_target(setup, tmp_path: Path) -> None:
-    # One tree is a poor index: the default effort misses neighbours, so the ladder has to climb.
-    cfg = IndexConfig(n_trees=1, recall_target=0.999)
+def _plan_key(plan: dict[str, Any]) -> tuple[int, int, int]:
+    return plan["dimensions"], plan["trees"], plan["search_k"]
+
+
+def test_auto_serves_the_cheapest_plan_reaching_the_target(setup, tmp_path: Path) -> None:
+    cfg = IndexConfig(n_trees=5, dimensions_grid=[2, 4, 8], recall_target=0.95)
     users, items, seen = _inputs(setup)
-    measured = index.run(items, users, seen, cfg, tmp_path / "items.ann")
-    tried = measured["tuning_recall@10_by_search_k"]
-    efforts = [int(effort) for effort in tried]
-    assert efforts == index.search_ladder(1, items.shape[0])[: len(efforts)]
-    assert measured["search_k"] == efforts[-1]
-    errors = measured["tuning_recall@10_standard_error_by_search_k"]
-    # Chosen: the first effort whose recall clears the target by two standard errors.
-    bounds = [tried[effort] - 2 * errors[effort] for effort in tried]
-    assert measured["search_k_ladder_exhausted"] == (bounds[-1] < 0.999)
-    if measured["search_k_ladder_exhausted"]:
-        assert efforts[-1] == index.search_ladder(1, items.shape[0])[-1]
-    assert all(bound < 0.999 for bound in bounds[:-1])
-    assert len(efforts) > 1, "the test needs an index whose default effort misses the target"
-    assert measured["ann_recall@10"] >= 0.98
+    measured, basis = index.run(items, users, seen, cfg, tmp_path / "items.ann")
+    plans = measured["tuning_plans"]
+    chosen = next(plan for plan in plans if _plan_key(plan) == _plan_key(measured))
+
+    def reaches(plan: dict[str, Any]) -> bool:
+        return plan["recall"] - 2 * plan["standard_error"] >= cfg.recall_target
+
+    def work(plan: dict[str, Any]) -> int:
+        return plan["dimensions"] * plan["search_k"]
+
+    assert reaches(chosen) and not measured["search_k_ladder_exhausted"]
+    assert all(work(plan) >= work(chosen) or not reaches(plan) for plan in plans)
+    # Widths narrowest first; a width whose whole flat index misses the target tries no forest.
+    widths = [plan["dimensions"] for plan in plans]
+    assert widths == sorted(widths) and set(widths) <= {2, 4, 8, items.shape[1]}
+    for width in set(widths):
+        flat = [p for p in plans if p["dimensions"] == width and p["trees"] == 1]
+        if flat and not reaches(flat[0]):
+            assert all(p["trees"] == 1 for p in plans if p["dimensions"] == width)
+    if measured["dimensions"] < items.shape[1]:
+        assert basis is not None and basis.shape == (items.shape[1], measured["dimensions"])
+        assert (tmp_path / contract.SEARCH_INDEX_FILE).exists()
+        assert 0 <= measured["unseen_user_recall@10"] <= 1
+    assert measured["ann_recall@10"] >= 0.9
+
+
+def test_a_narrow_space_holding_every_score_is_found(tmp_path: Path) -> None:
+    # Users and items of rank 6 written in 48 dimensions: 8 directions carry every score.
+    rng = np.random.default_rng(0)
+    turn = np.linalg.qr(rng.normal(size=(48, 48)))[0][:, :6]
+    users = (rng.normal(size=(300, 6)) @ turn.T).astype(np.float32)
+    items = (rng.normal(size=(400, 6)) @ turn.T).astype(np.float32)
+    seen = [set(rng.choice(400, 5, replace=False).tolist()) for _ in range(300)]
+    basis = search_space.score_basis(users, items)
+    np.testing.assert_allclose(basis.T @ basis, np.eye(48), atol=1e-8)
+    narrow = basis[:, :8]
+    np.testing.assert_allclose((users @ narrow) @ (items @ narrow).T, users @ items.T, atol=1e-3)
+    cfg = IndexConfig(n_trees=5, dimensions_grid=[8, 16])
+    measured, served_basis = index.run(items, users, seen, cfg, tmp_path / "items.ann")
+    assert measured["dimensions"] == 8 and served_basis is not None
+    assert measured["ann_recall@10"] == 1.0 and measured["unseen_user_recall@10"] == 1.0
+
+
+def test_the_basis_is_the_same_from_the_same_vectors() -> None:
+    rng = np.random.default_rng(1)
+    users, items = rng.normal(size=(50, 12)), rng.normal(size=(70, 12))
+    first, second = search_space.score_basis(users, items), search_space.score_basis(users, items)
+    np.testing.assert_array_equal(first, second)
+    largest = np.abs(first).argmax(axis=0)
+    assert (first[largest, np.arange(12)] > 0).all()  # signs fixed
+    # Blocks of users sum to the same moment as all at once.
+    np.testing.assert_allclose(
+        search_space.second_moment(users, block=7), users.T @ users / 50, atol=1e-12
+    )
 
 
 def test_low_recall_names_the_setting_to_change() -> None:
@@ -192,13 +246,15 @@ def test_index_metrics_hold_only_the_annoy_part(project: Path) -> None:
 def test_an_annoy_knob_rebuilds_only_the_index(project: Path, tmp_path: Path) -> None:
     other = tmp_path / "project"
     shutil.copytree(project, other)
-    write_params(override(load_params(other / "params.yaml"), {"index.n_trees": 2}), other)
+    knobs = {"index.n_trees": 2, "index.search_k": 20}  # two trees where one flat one served
+    write_params(override(load_params(other / "params.yaml"), knobs), other)
     fused_before = {path.name: path.read_bytes() for path in Layout(other).fuse.iterdir()}
     index.main(other)
     assert {path.name: path.read_bytes() for path in Layout(other).fuse.iterdir()} == fused_before
     before, after = _meta(project), _meta(other)
-    changed = {key for key in before if before[key] != after[key]}
-    assert changed <= {"index_sha256", "index_bytes", "search_k"}
+    changed = {key for key in set(before) | set(after) if before.get(key) != after.get(key)}
+    searched = {"search_dimension", "search_index_sha256", "search_index_bytes"}
+    assert changed <= {"index_sha256", "index_bytes", "search_k"} | searched
     assert "index_sha256" in changed  # fewer trees: another index
     measured = json.loads((other / "metrics/index.json").read_text(encoding="utf-8"))
     assert measured["n_trees"] == 2

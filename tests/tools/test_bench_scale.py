@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 from scaling.report import markdown_table, text_table
-from scaling.summary import judge, loglog_slope, slopes, totals
+from scaling.summary import index_verdict, judge, loglog_slope, slopes, totals
 from scaling.synthetic import scale_of, synthetic_events, write_inputs
 
 from pipeline.core.config import DataConfig
@@ -148,16 +148,48 @@ def test_slopes_and_targets_from_runs() -> None:
         "max_total_minutes_at_10M": True,
         "max_peak_gib": True,
         "max_slope": True,
+        "index_beats_exact": None,  # no size measured the index
     }
     slow = [_run(1_000_000, each / 10, 1024, stages), _run(10_000_000, 2 * each, 16384, stages)]
     assert judge(slow, slopes(slow, stages))["meets"] == {
         "max_total_minutes_at_10M": False,
         "max_peak_gib": False,
         "max_slope": False,
+        "index_beats_exact": None,
     }
     one = [_run(100_000, 0.1, 500, ("preprocess",))]
     unmeasured = judge(one, slopes(one, ("preprocess",)))["meets"]
-    assert unmeasured == {"max_total_minutes_at_10M": None, "max_peak_gib": True, "max_slope": None}
+    assert unmeasured == {
+        "max_total_minutes_at_10M": None,
+        "max_peak_gib": True,
+        "max_slope": None,
+        "index_beats_exact": None,
+    }
+
+
+def _index(ann_ms: float, exact_ms: float, recall: float) -> dict[str, Any]:
+    return {
+        "ann_query_ms_median": ann_ms,
+        "exact_query_ms_median": exact_ms,
+        "ann_recall@10": recall,
+        "recall_target": 0.98,
+    }
+
+
+def test_the_index_target_needs_a_faster_query_at_the_recall_target_at_every_size() -> None:
+    runs = [_run(100_000, 1, 512, STAGES), _run(1_000_000, 1, 512, STAGES)]
+    runs[0]["index"], runs[1]["index"] = _index(0.1, 0.2, 0.99), _index(0.5, 2.0, 0.985)
+    measured, met = index_verdict(runs)
+    assert met is True
+    assert measured == {
+        "100000": {"speedup": 2.0, "recall@10": 0.99},
+        "1000000": {"speedup": 4.0, "recall@10": 0.985},
+    }
+    runs[1]["index"] = _index(0.5, 2.0, 0.97)  # faster, but under the target
+    assert index_verdict(runs)[1] is False
+    runs[1]["index"] = _index(3.0, 2.0, 1.0)  # exact, but slower than exact search
+    assert index_verdict(runs)[1] is False
+    assert index_verdict([_run(100_000, 1, 512, STAGES)]) == ({}, None)
 
 
 def test_the_product_shape_is_timed_at_the_size_closest_to_60k() -> None:
@@ -165,7 +197,12 @@ def test_the_product_shape_is_timed_at_the_size_closest_to_60k() -> None:
     each = 12.0 / len(stages)  # minutes per stage: 12 in all, within the 15 target
     runs = [_run(20_000, each / 3, 512, stages), _run(50_000, each, 1024, stages)]
     verdict = judge(runs, slopes(runs, stages), shape="products")
-    assert list(verdict["targets"]) == ["max_total_minutes_at_60k", "max_peak_gib", "max_slope"]
+    assert list(verdict["targets"]) == [
+        "max_total_minutes_at_60k",
+        "max_peak_gib",
+        "max_slope",
+        "index_beats_exact",
+    ]
     assert verdict["targets"]["max_total_minutes_at_60k"] == 15
     assert verdict["measured"]["max_total_minutes_at_60k"] == pytest.approx(12.0)
     assert verdict["measured"]["max_total_minutes_at_60k_events"] == 50_000
@@ -175,6 +212,7 @@ def test_the_product_shape_is_timed_at_the_size_closest_to_60k() -> None:
         "max_total_minutes_at_60k": False,
         "max_peak_gib": True,
         "max_slope": True,
+        "index_beats_exact": None,
     }
     # The closest size ran only some stages: the time target is not measured, not judged elsewhere.
     partial = [_run(60_000, 0.1, 500, ("preprocess",)), _run(100_000, each, 1024, stages)]
