@@ -63,6 +63,7 @@ from pipeline.models.terms import (
     item_terms,
     over_represented_terms,
     overall_shares,
+    served_counts,
     user_events,
     user_term_shares,
 )
@@ -77,7 +78,6 @@ from pipeline.models.user_clusters import (
     idf_items,
     order_by_size,
     sample_partition,
-    served_counts,
     taste_vectors,
 )
 from recli.errors import RecliError

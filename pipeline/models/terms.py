@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import polars as pl
 
 # A term must be carried by at least 5% of the cluster's interactions and by 5 of them: lift is a
@@ -254,4 +255,12 @@ def over_represented_terms(
         by="user_idx",
         min_interactions=MIN_USER_TERM_INTERACTIONS,
         overall=overall,
+    )
+
+
+def served_counts(served: np.ndarray) -> pl.DataFrame:
+    """`item_idx, EVENTS` for every item with events: what `terms.overall_shares` counts."""
+    items = np.flatnonzero(served)
+    return pl.DataFrame(
+        {"item_idx": items.astype(np.int32), EVENTS: served[items].astype(np.int64)}
     )

@@ -20,7 +20,7 @@ import polars as pl
 from pipeline.core.sections import ClusterConfig
 from pipeline.data.interactions import interaction_matrix
 from pipeline.engine.partitions import local_matrix, read_partition
-from pipeline.models.terms import EVENTS, over_represented_terms
+from pipeline.models.terms import over_represented_terms
 from recli.errors import RecliError
 
 ASSIGNMENTS = "assignments"
@@ -263,14 +263,6 @@ def fit_sample(n_users: int, fit_users: int, seed: int) -> np.ndarray | None:
     if n_users <= fit_users:
         return None
     return np.sort(np.random.default_rng(seed).choice(n_users, size=fit_users, replace=False))
-
-
-def served_counts(served: np.ndarray) -> pl.DataFrame:
-    """`item_idx, EVENTS` for every item with events: what `terms.overall_shares` counts."""
-    items = np.flatnonzero(served)
-    return pl.DataFrame(
-        {"item_idx": items.astype(np.int32), EVENTS: served[items].astype(np.int64)}
-    )
 
 
 def concatenate(

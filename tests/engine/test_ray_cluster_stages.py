@@ -1,7 +1,8 @@
-"""The `cluster` stage on the engine: on a real two-node Ray cluster it writes the very same
-bytes as on the local backend (every per-user result is computed by the same function from the
-same partition and the same fitted model), and KMeans fitted on a sample still assigns every
-user."""
+"""The `cluster` and `interests` stages on the engine: on a real two-node Ray cluster they write
+the very same bytes as on the local backend (every per-user result is computed by the same
+function from the same partition and the same fitted model or the same summed counts); KMeans
+fitted on a sample still assigns every user, and the interests computed partition by partition
+are those computed for every user at once."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import polars as pl
 import pytest
 from synthetic import make_raw
 
-from pipeline import cluster, preprocess
+from pipeline import cluster, interests, preprocess
 from pipeline.core.config import Params, load_params
 from pipeline.core.layout import Layout
 from pipeline.core.sections import PreprocessConfig
@@ -110,3 +111,72 @@ def test_a_fit_on_a_sample_assigns_every_user(inputs: Path, tmp_path: Path) -> N
         assignments["distance"].to_numpy()[unsampled], distances.min(axis=1), rtol=1e-5
     )
     assert (out / "over_represented.parquet").is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# interests
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def clustered(inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small project with the cluster stage's outputs: what the interests stage reads."""
+    root = tmp_path_factory.mktemp("clustered") / "project"
+    shutil.copytree(inputs, root)
+    cluster.main(root)
+    return root
+
+
+def _run_interests(source: Path, target: Path, changes: dict[str, Any]) -> dict[str, str]:
+    """The interests stage on a copy of `source` with `changes`: every output file's md5."""
+    shutil.copytree(source, target)
+    write_params(override(load_params(target / "params.yaml"), changes), target)
+    interests.main(target)
+    folder = target / "data" / "interests"
+    outputs = [*sorted(folder.iterdir()), target / "metrics/interests.json"]
+    return {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in outputs}
+
+
+@pytest.mark.slow
+def test_interests_on_ray_writes_the_local_bytes(
+    clustered: Path, tmp_path: Path, ray_cluster: Any
+) -> None:
+    local = _run_interests(clustered, tmp_path / "local", {})
+    on_ray = _run_interests(clustered, tmp_path / "ray", {"engine.backend": "ray"})
+    assert on_ray == local
+    assert len(local) == 11  # ten outputs and the metrics: none left out, no piece left over
+
+
+def test_interests_by_partition_are_those_of_every_user_at_once(
+    clustered: Path, tmp_path: Path
+) -> None:
+    """The partitions' interests, labels and merged metrics are the whole-data computation's
+    (`interests.run`), for the served interests and the evaluated splits'."""
+    layout = Layout(clustered)
+    params = load_params(layout.params)
+    processed = read_processed(layout)
+    items = np.load(clustered / "data/embed/zero_shot_item_embeddings.npy")
+    assignments = pl.read_parquet(clustered / "data/cluster/assignments.parquet")
+    evaluated = np.arange(0, processed.users.height, 2)
+    whole, splits, topics = interests.run(
+        processed, items, assignments, params.interests, evaluated
+    )
+    out = tmp_path / "out"
+    engine = Engine(params.engine)
+    metrics, by_parts = interests.run_partitions(
+        engine, layout, items, params.interests, evaluated, out
+    )
+    assert metrics == whole.metrics
+    assert pl.read_parquet(out / "user_interests.parquet").equals(whole.table)
+    np.testing.assert_array_equal(np.load(out / "centroids.npy"), whole.centroids)
+    for split, (table, centroids) in splits.items():
+        assert pl.read_parquet(out / f"user_interests_for_{split}.parquet").equals(table)
+        np.testing.assert_array_equal(np.load(out / f"centroids_for_{split}.npy"), centroids)
+    np.testing.assert_allclose(by_parts.counts, topics.counts, rtol=1e-12)
+    assert by_parts.profiles == topics.profiles
+    assert sorted(path.name for path in out.iterdir()) == sorted(
+        [
+            "user_interests.parquet",
+            "centroids.npy",
+            *(f"user_interests_for_{s}.parquet" for s in splits),
+            *(f"centroids_for_{s}.npy" for s in splits),
+        ]
+    )
