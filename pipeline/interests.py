@@ -28,7 +28,11 @@ shuffling each user's items across their interests, the floor), and the same for
 sparse histories (`sparse_histories`).
 
 The grouping lives in `pipeline.models.interest_sets`, the terms, labels and groups in
-`pipeline.models.interest_labels`, the topics in `pipeline.models.topics`; this stage runs them.
+`pipeline.models.interest_labels`, the topics in `pipeline.models.topics`, the metrics' counts in
+`pipeline.models.interest_tallies`; this stage runs them. On the engine (`run_partitions`, what
+`main` runs) the users are cut, described and counted partition by partition
+(`pipeline.models.user_interests`), locally or as Ray tasks; `run` does the same for every user
+at once, in memory.
 """
 
 from __future__ import annotations
