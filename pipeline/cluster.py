@@ -13,8 +13,12 @@ short label made of the first of those terms, so the terms shown beside a label 
 own (on a catalogue without genres or tags: phrases of the items' text). How well the profiles
 describe their members is measured (`label_agreement`) against random membership.
 
-This module holds the stage itself: what a user's vector is, KMeans and the choice of k, `run`
-and `main`; describing the groups is `pipeline.models.profiles`' job.
+On the engine (`run_partitions`, what `main` runs) every user's vector, cluster, distance and
+own terms are computed partition by partition (`pipeline.models.user_clusters`), locally or as
+Ray tasks; KMeans is fitted in this process on a seeded sample of at most `cluster.fit_users`
+users (every user when there are no more). The profiles and their measures are still computed
+here from the training events and every user's cluster. `run` does the same in memory for
+vectors already at hand; describing the groups is `pipeline.models.profiles`' job.
 
 Outputs (under `data/cluster/`): `assignments.parquet` (`user_idx, cluster, distance`),
 `centroids.npy` (float32 [k, d]), `profiles.json` (one profile per cluster, by cluster id),
@@ -31,6 +35,8 @@ their `cluster` and `distance` are null.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,41 +49,43 @@ from pipeline.core.sections import ClusterConfig
 from pipeline.data.artifacts import (
     Clustering,
     Processed,
+    embedding_paths,
     read_embeddings,
     read_processed,
     write_clustering,
 )
-from pipeline.data.interactions import UserItemVectors, interaction_matrix
+from pipeline.data.interactions import UserItemVectors
+from pipeline.engine.partitions import by_user_folder, partition_files
+from pipeline.engine.runner import Engine
 from pipeline.models.phrases import PHRASE, item_phrases, user_phrase_shares, whole_share
 from pipeline.models.profiles import LABEL_SEPARATOR, cluster_profiles, label_agreement
-from pipeline.models.terms import item_terms, over_represented_terms, user_events, user_term_shares
+from pipeline.models.terms import (
+    item_terms,
+    over_represented_terms,
+    overall_shares,
+    served_counts,
+    user_events,
+    user_term_shares,
+)
+from pipeline.models.user_clusters import (
+    ASSIGNMENTS,
+    OVER_REPRESENTED,
+    assign_partition,
+    census_partition,
+    concatenate,
+    fit_groups,
+    fit_sample,
+    idf_items,
+    order_by_size,
+    sample_partition,
+    taste_vectors,
+)
 from recli.errors import RecliError
-
-N_INIT = 10
-"""KMeans restarts per k; the lowest-inertia run is kept (10 is scikit-learn's classic default)."""
-SILHOUETTE_SAMPLE = 5_000
-"""Silhouette is O(n²) in time and memory: score a seeded sample of at most this many users."""
 
 
 # --------------------------------------------------------------------------------------------
 # What a user's taste vector is
 # --------------------------------------------------------------------------------------------
-def taste_vectors(train: pl.DataFrame, item_vectors: np.ndarray, n_users: int) -> np.ndarray:
-    """Unit vectors of users' whole training histories: the IDF-weighted mean of their items'
-    text vectors (a zero row for a user without history).
-
-    IDF (log of users ÷ users who interacted with the item) lets the films that set a user apart
-    speak louder than the blockbusters nearly everyone saw, which would otherwise pull every
-    history towards the same popular centre.
-    """
-    matrix = interaction_matrix(train, n_users, len(item_vectors))
-    item_users = np.asarray(matrix.sum(axis=0)).ravel()
-    idf = np.log(max(n_users, 1) / np.maximum(item_users, 1.0)).astype(np.float32)
-    vectors = np.asarray(matrix @ (item_vectors * idf[:, None]), dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.where(norms > 0, norms, 1.0)
-
-
 def user_vectors(
     embeddings: UserItemVectors, processed: Processed, cfg: ClusterConfig
 ) -> np.ndarray:
@@ -87,9 +95,6 @@ def user_vectors(
     return taste_vectors(processed.train, embeddings.items, processed.users.height)
 
 
-# --------------------------------------------------------------------------------------------
-# KMeans and the choice of k
-# --------------------------------------------------------------------------------------------
 def _check_inputs(user_vectors: np.ndarray, item_vectors: np.ndarray, processed: Processed) -> None:
     for name, vectors, expected in (
         ("user", user_vectors, processed.users.height),
@@ -111,82 +116,6 @@ def _check_inputs(user_vectors: np.ndarray, item_vectors: np.ndarray, processed:
         )
 
 
-def _population(n_distinct: int, n_total: int) -> str:
-    if n_distinct == n_total:
-        return f"the number of users ({n_distinct})"
-    return f"the number of users with a distinct, non-zero vector ({n_distinct} of {n_total})"
-
-
-def _candidate_ks(cfg: ClusterConfig, n_distinct: int, n_total: int) -> list[int]:
-    """The k values to try; KMeans and the silhouette both need 2 <= k < distinct points."""
-    if cfg.k != "auto":
-        if cfg.k >= n_distinct:
-            raise RecliError(
-                f"cluster.k ({cfg.k}) must be below {_population(n_distinct, n_total)}: "
-                "lower cluster.k"
-            )
-        return [cfg.k]
-    low, high = cfg.k_range
-    high = min(high, n_distinct - 1)
-    if high < 2:
-        raise RecliError(
-            f"cluster.k_range needs at least 3 users with distinct, non-zero vectors to form 2 "
-            f"clusters, got {n_distinct} of {n_total}: add users or check the embed stage"
-        )
-    # A range above the population is clipped rather than refused: `auto` means "pick for me".
-    return list(range(min(low, high), high + 1))
-
-
-def _silhouette_sample(n: int, seed: int) -> np.ndarray:
-    if n <= SILHOUETTE_SAMPLE:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=SILHOUETTE_SAMPLE, replace=False))
-
-
-def _fit(
-    vectors: np.ndarray, ks: list[int], seed: int
-) -> tuple[np.ndarray, np.ndarray, float | None, dict[int, float | None]]:
-    """Fit KMeans for every k; return (labels, centroids, silhouette, silhouette per k) of the best.
-
-    The silhouette uses cosine distance because the vectors are compared by cosine everywhere
-    else in the project; one sample and one distance matrix serve every k, so the scores are
-    comparable and the matrix is computed once.
-    """
-    from sklearn.cluster import KMeans
-    from sklearn.metrics import silhouette_score
-    from sklearn.metrics.pairwise import cosine_distances
-
-    sample = _silhouette_sample(len(vectors), seed)
-    distances = cosine_distances(vectors[sample])
-    best: tuple[np.ndarray, np.ndarray, float | None] | None = None
-    by_k: dict[int, float | None] = {}
-    for k in ks:
-        model = KMeans(n_clusters=k, n_init=N_INIT, random_state=seed).fit(vectors)
-        labels = model.labels_
-        # A sample can miss clusters of a huge population; the score needs two labels in it.
-        if len(np.unique(labels[sample])) >= 2:
-            score: float | None = float(
-                silhouette_score(distances, labels[sample], metric="precomputed")
-            )
-        else:
-            score = None
-        by_k[k] = score
-        # Strictly greater: on a tie the smaller, more readable k wins.
-        if best is None or (score is not None and (best[2] is None or score > best[2])):
-            best = (labels, model.cluster_centers_, score)
-    assert best is not None  # ks is never empty
-    return best[0], best[1], best[2], by_k
-
-
-def _order_by_size(labels: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Renumber clusters largest first (ties by KMeans id) so ids are stable and meaningful."""
-    sizes = np.bincount(labels, minlength=len(centroids))
-    order = np.lexsort((np.arange(len(sizes)), -sizes))
-    new_id = np.empty_like(order)
-    new_id[order] = np.arange(len(order))
-    return new_id[labels], centroids[order]
-
-
 # --------------------------------------------------------------------------------------------
 # The stage
 # --------------------------------------------------------------------------------------------
@@ -204,12 +133,9 @@ def run(
     has_history = np.any(user_vectors != 0, axis=1)
     clustered_users = np.flatnonzero(has_history)
     vectors = user_vectors[clustered_users]
-    # Identical vectors (users with the same recent history) count once: KMeans cannot split them.
-    n_distinct = len(np.unique(vectors, axis=0)) if len(vectors) else 0
-    ks = _candidate_ks(cfg, n_distinct, len(user_vectors))
-
-    labels, centroids, silhouette, by_k = _fit(vectors, ks, cfg.seed)
-    labels, centroids = _order_by_size(labels, centroids.astype(np.float32))
+    model, silhouette, by_k, ks = fit_groups(vectors, len(user_vectors), cfg)
+    new_id, order = order_by_size(np.bincount(model.labels_, minlength=model.n_clusters))
+    labels, centroids = new_id[model.labels_], model.cluster_centers_.astype(np.float32)[order]
     distance = np.linalg.norm(vectors - centroids[labels], axis=1).astype(np.float32)
 
     cluster_column = np.full(len(user_vectors), -1, dtype=np.int32)
@@ -226,7 +152,41 @@ def run(
         pl.when(pl.col("cluster") >= 0).then(pl.col("cluster")).alias("cluster"),
         pl.when(pl.col("cluster") >= 0).then(pl.col("distance")).alias("distance"),
     )
+    fitted = Fitted(centroids, silhouette, by_k, ks)
+    profiles, metrics = describe(labels, clustered_users, item_vectors, processed, cfg, fitted)
+    return Clustering(
+        assignments=assignments,
+        centroids=centroids,
+        profiles=profiles,
+        metrics=metrics,
+        over_represented=over_represented_terms(
+            processed.history_served, processed.items, cfg.top_terms
+        ),
+    )
 
+
+@dataclass(frozen=True)
+class Fitted:
+    """What the KMeans fit decided: the centroids (by size, largest first) and the k chosen."""
+
+    centroids: np.ndarray
+    silhouette: float | None
+    by_k: dict[int, float | None]
+    ks: list[int]
+
+
+def describe(
+    labels: np.ndarray,
+    clustered_users: np.ndarray,
+    item_vectors: np.ndarray,
+    processed: Processed,
+    cfg: ClusterConfig,
+    fitted: Fitted,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every cluster's profile, and the stage's metrics: `labels[i]` is the cluster of user
+    `clustered_users[i]` (in user order)."""
+    centroids, silhouette, by_k, ks = fitted.centroids, fitted.silhouette, fitted.by_k, fitted.ks
+    n_users = processed.users.height
     profiles = cluster_profiles(labels, centroids, clustered_users, item_vectors, processed, cfg)
     sizes = np.array([profile["size"] for profile in profiles])
     members = pl.DataFrame({"user_idx": clustered_users, "cluster": labels})
@@ -250,7 +210,7 @@ def run(
         "k": len(centroids),
         "silhouette": None if silhouette is None else round(silhouette, 4),
         "users": len(clustered_users),
-        "users_without_history": len(user_vectors) - len(clustered_users),
+        "users_without_history": n_users - len(clustered_users),
         "size_min": int(sizes.min()),
         "size_median": float(np.median(sizes)),
         "size_max": int(sizes.max()),
@@ -273,15 +233,7 @@ def run(
         metrics["silhouette_by_k"] = {
             str(k): None if score is None else round(score, 4) for k, score in by_k.items()
         }
-    return Clustering(
-        assignments=assignments,
-        centroids=centroids,
-        profiles=profiles,
-        metrics=metrics,
-        over_represented=over_represented_terms(
-            processed.history_served, processed.items, cfg.top_terms
-        ),
-    )
+    return profiles, metrics
 
 
 def _label_terms(profile: dict[str, Any]) -> list[dict[str, Any]]:
@@ -335,15 +287,80 @@ def _label_coverage(
     return round(float(np.mean([by_cluster.get(c, 0.0) for c in range(len(named))])), 4)
 
 
+# --------------------------------------------------------------------------------------------
+# The stage on the engine: the users partition by partition
+# --------------------------------------------------------------------------------------------
+def run_partitions(
+    engine: Engine,
+    layout: Layout,
+    processed: Processed,
+    item_vectors: np.ndarray,
+    cfg: ClusterConfig,
+    out: Path,
+) -> Clustering:
+    """`run`, with every user's vector, cluster and own terms computed partition by partition
+    on `engine`; `assignments.parquet` and `over_represented.parquet` are written to `out` from
+    the partitions' pieces (the returned `Clustering` leaves them empty). KMeans is fitted on
+    a seeded sample of at most `cluster.fit_users` users (`user_clusters.fit_sample`): every
+    user when there are no more, as `run` does."""
+    item_vectors = np.asarray(item_vectors, dtype=np.float32)
+    n_users, n_items = processed.users.height, processed.items.height
+    files = partition_files(by_user_folder(layout))
+    counts = engine.map(census_partition, [(path, n_items) for path in files])
+    item_users, served = (sum(column) for column in zip(*counts, strict=True))
+    source: np.ndarray | Path = idf_items(item_vectors, item_users, n_users)
+    if cfg.representation == "recent":
+        source = embedding_paths(layout, cfg.encoder)["users"].absolute()
+        users = np.load(io.require(source, "embed"), mmap_mode="r", allow_pickle=False)
+        _check_inputs(users, item_vectors, processed)
+    sample = fit_sample(n_users, cfg.fit_users, cfg.seed)
+    parts = engine.map(sample_partition, [(path, n_items, source, sample) for path in files])
+    fit_users = np.concatenate([users for users, _ in parts])
+    order = np.argsort(fit_users)
+    vectors = np.concatenate([vectors for _, vectors in parts])[order]
+    model, silhouette, by_k, ks = fit_groups(vectors, n_users, cfg)
+    overall = overall_shares(served_counts(served), processed.items)
+    fit = (fit_users[order], model.labels_)
+    pieces = [
+        (path, part, processed.items, source, model, fit, overall, cfg.top_terms, out)
+        for part, path in enumerate(files)
+    ]
+    sizes = sum(engine.map(assign_partition, pieces))
+    new_id, by_size = order_by_size(sizes)
+    concatenate(out, ASSIGNMENTS, out / "assignments.parquet", ["user_idx"], new_id)
+    concatenate(out, OVER_REPRESENTED, out / "over_represented.parquet", ["user_idx"])
+    members = pl.scan_parquet(out / "assignments.parquet").drop_nulls("cluster")
+    members = members.select("user_idx", "cluster").collect()
+    centroids = model.cluster_centers_.astype(np.float32)[by_size]
+    profiles, metrics = describe(
+        members["cluster"].to_numpy(),
+        members["user_idx"].to_numpy(),
+        item_vectors,
+        processed,
+        cfg,
+        Fitted(centroids, silhouette, by_k, ks),
+    )
+    return Clustering(
+        assignments=pl.DataFrame(),
+        centroids=centroids,
+        profiles=profiles,
+        metrics=metrics,
+        over_represented=pl.DataFrame(),
+    )
+
+
 @writes("cluster")
 def main(layout: Layout) -> None:
     """Read, cluster, write, print a summary (the layout is staged for this stage)."""
     params = load_params(layout.params)
     processed = read_processed(layout)
-    embeddings = read_embeddings(params.cluster.encoder, layout)
-    vectors = user_vectors(embeddings, processed, params.cluster)
-    clustering = run(vectors, embeddings.items, processed, params.cluster)
-    write_clustering(clustering, params.cluster.model_dump(mode="json"), layout)
+    items = read_embeddings(params.cluster.encoder, layout).items
+    engine = Engine(params.engine)
+    with engine.session():
+        clustering = run_partitions(
+            engine, layout, processed, items, params.cluster, layout.cluster
+        )
+    write_clustering(clustering, params.cluster.model_dump(mode="json"), layout, per_user=False)
     metrics = clustering.metrics
     chosen = " (auto)" if params.cluster.k == "auto" else ""
     print(

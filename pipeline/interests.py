@@ -28,11 +28,16 @@ shuffling each user's items across their interests, the floor), and the same for
 sparse histories (`sparse_histories`).
 
 The grouping lives in `pipeline.models.interest_sets`, the terms, labels and groups in
-`pipeline.models.interest_labels`, the topics in `pipeline.models.topics`; this stage runs them.
+`pipeline.models.interest_labels`, the topics in `pipeline.models.topics`, the metrics' counts in
+`pipeline.models.interest_tallies`; this stage runs them. On the engine (`run_partitions`, what
+`main` runs) the users are cut, described and counted partition by partition
+(`pipeline.models.user_interests`), locally or as Ray tasks; `run` does the same for every user
+at once, in memory.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,28 +46,45 @@ import polars as pl
 from pipeline.core import io
 from pipeline.core.config import load_params
 from pipeline.core.layout import Layout, writes
-from pipeline.core.parallel import usable_cores
 from pipeline.core.sections import InterestsConfig
 from pipeline.data.artifacts import (
     Processed,
     Topics,
     UserInterests,
-    read_clustering,
     read_embeddings,
-    read_processed,
+    read_items,
     write_interests,
-    write_split_interests,
     write_topics,
 )
+from pipeline.engine.partitions import by_user_folder, partition_files
+from pipeline.engine.runner import Engine
 from pipeline.evaluation.protocol import user_sample
-from pipeline.models.interest_labels import describe, interest_metrics
+from pipeline.models.interest_labels import Scored, describe, group_centroids
 from pipeline.models.interest_sets import (
     InterestSettings,
     calibrate_linked_similarity,
+    linking_quantile,
     user_interest_sets,
 )
-from pipeline.models.phrases import carried_with_phrases
-from pipeline.models.topics import topic_metrics, topics_for
+from pipeline.models.interest_tallies import (
+    Tally,
+    interest_metrics,
+    metrics_of,
+    shuffled_agreement,
+)
+from pipeline.models.phrases import carried_with_phrases, item_phrases
+from pipeline.models.terms import overall_shares, served_counts
+from pipeline.models.topics import fit_topics, profiles_of, topic_metrics, topics_for
+from pipeline.models.user_interests import (
+    SERVED,
+    SPARSE,
+    add_census,
+    assemble,
+    batches,
+    census_partition,
+    describe_partition,
+    group_partition,
+)
 
 
 def settings_for(cfg: InterestsConfig, linked_similarity: float | None = None) -> InterestSettings:
@@ -142,9 +164,16 @@ def sparse_metrics(
     sparse = distinct.filter(pl.col("n") < settings.sparse_items)["user_idx"]
     own = table.filter(pl.col("user_idx").is_in(sparse.implode()))
     described = interest_metrics(own, carried, sparse.len(), seed) if own.height else {}
+    return sparse_summary(described, sparse.len(), settings)
+
+
+def sparse_summary(
+    described: dict[str, Any], users: int, settings: InterestSettings
+) -> dict[str, Any]:
+    """`sparse_metrics` from the sparse users' `interest_metrics` (empty: they have none)."""
     by_count = described.get("users_by_interest_count", {})
     return {
-        "users": sparse.len(),
+        "users": users,
         "linked_similarity": settings.linked_similarity,
         "users_with_several_interests": sum(n for count, n in by_count.items() if int(count) > 1),
         "interests_per_user_mean": described.get("interests_per_user_mean"),
@@ -165,28 +194,102 @@ def summary(metrics: dict[str, Any]) -> str:
     )
 
 
+# --------------------------------------------------------------------------------------------
+# The stage on the engine: the users partition by partition
+# --------------------------------------------------------------------------------------------
+def run_partitions(
+    engine: Engine,
+    layout: Layout,
+    item_vectors: np.ndarray,
+    cfg: InterestsConfig,
+    evaluated: np.ndarray | None,
+    out: Path,
+) -> tuple[dict[str, Any], Topics]:
+    """`run`, with every user's interests cut, described and counted partition by partition on
+    `engine` (`pipeline.models.user_interests`), in three passes: a census, the grouping, the
+    description. The tables and centroids of the served interests and of each evaluated
+    split's are written to `out` from the partitions' pieces; returns the stage's metrics and
+    the topics. This process holds what is bounded by the catalogue (item vectors, topics,
+    per-item counts, the global groups' centroids), the linking bar's closeness and the top
+    interest's weight for each user (their quantiles need the values), and deals the
+    agreement's floor in one pass over the interests in user order
+    (`interest_tallies.shuffled_agreement`)."""
+    item_vectors = np.asarray(item_vectors)
+    items = read_items(layout)
+    users_file = io.require(layout.processed / "users.parquet", "preprocess")
+    n_users = pl.scan_parquet(users_file).select(pl.len()).collect().item()
+    files = partition_files(by_user_folder(layout))
+    assignments = io.require(layout.cluster / "assignments.parquet", "cluster").absolute()
+    item_topic, topic_centroids = fit_topics(item_vectors, cfg.topics, cfg.seed)
+    census = add_census(
+        engine.map(census_partition, [(p, item_vectors, item_topic, assignments) for p in files])
+    )
+    topics = Topics(
+        item_topic=item_topic,
+        centroids=topic_centroids,
+        profiles=profiles_of(census.trained, items, item_topic, item_vectors),
+        counts=census.transitions,
+        adoptions=census.adoptions,
+        smoothing=cfg.transition_smoothing,
+    )
+    bar = None
+    if cfg.sparse_link_quantile is not None:
+        bar = linking_quantile(census.closest, cfg.sparse_link_quantile)
+    settings = settings_for(cfg, bar)
+    phrases = item_phrases(items)
+    overall = overall_shares(served_counts(census.served), items)
+    grouping = [
+        (path, part, items, item_vectors, settings, overall, phrases, evaluated, out)
+        for part, path in enumerate(files)
+    ]
+    totals = engine.map(group_partition, grouping)
+    scored = Scored(overall, phrases, sum(totals[1:], totals[0]))
+    groups = group_centroids(census.groups, item_vectors)
+    carried = carried_with_phrases(items)
+    describing = [
+        (path, part, items, item_vectors, scored, topics, groups, carried, cfg.sparse_items, out)
+        for part, path in enumerate(files)
+    ]
+    tallies = engine.map(describe_partition, describing)
+    width = item_vectors.shape[1]
+    for split in ("validation", "test"):
+        name = f"{SERVED}_for_{split}"
+        ordered = assemble(
+            out, name, out / f"{name}.parquet", out / f"centroids_for_{split}.npy", width
+        )
+        ordered.unlink()
+    ordered = assemble(out, SERVED, out / f"{SERVED}.parquet", out / "centroids.npy", width)
+    columns = ["user_idx", "items", "label_terms", SPARSE]
+    floor = shuffled_agreement(batches(ordered, columns), carried, cfg.seed)
+    sparse_batches = (batch.filter(pl.col(SPARSE)) for batch in batches(ordered, columns))
+    sparse_floor = shuffled_agreement(sparse_batches, carried, cfg.seed)
+    ordered.unlink()
+    whole = sum((tally for tally, _, _ in tallies), Tally())
+    sparse = sum((tally for _, tally, _ in tallies), Tally())
+    metrics = metrics_of(whole, floor, n_users)
+    n_sparse = sum(count for _, _, count in tallies)
+    metrics["sparse_histories"] = sparse_summary(
+        metrics_of(sparse, sparse_floor, n_sparse) if sparse.interests else {}, n_sparse, settings
+    )
+    metrics["topics"] = topic_metrics(topics, census.novel, carried)
+    return metrics, topics
+
+
 @writes("interests")
 def main(layout: Layout) -> None:
     params = load_params(layout.params)
     cfg = params.interests
-    processed = read_processed(layout)
+    n_users = pl.scan_parquet(layout.processed / "users.parquet").select(pl.len()).collect()
     # The users the evaluation ranks: a seeded sample above `evaluate.max_users`.
-    evaluated = user_sample(
-        processed.users.height, params.evaluate.max_users, params.preprocess.split.seed
-    )
-    interests, splits, topics = run(
-        processed,
-        read_embeddings(cfg.encoder, layout).items,
-        read_clustering(layout).assignments,
-        cfg,
-        evaluated,
-        usable_cores(),
-    )
-    for split, (table, centroids) in splits.items():
-        write_split_interests(split, table, centroids, layout)
+    evaluated = user_sample(n_users.item(), params.evaluate.max_users, params.preprocess.split.seed)
+    items = read_embeddings(cfg.encoder, layout).items
+    engine = Engine(params.engine)
+    with engine.session():
+        metrics, topics = run_partitions(engine, layout, items, cfg, evaluated, layout.interests)
     write_topics(topics, layout)
-    write_interests(interests, cfg.model_dump(mode="json"), layout)
-    print(summary(interests.metrics))
+    interests = UserInterests(table=pl.DataFrame(), centroids=np.zeros(0), metrics=metrics)
+    write_interests(interests, cfg.model_dump(mode="json"), layout, per_user=False)
+    print(summary(metrics))
 
 
 if __name__ == "__main__":

@@ -206,6 +206,9 @@ class ClusterConfig(Section):
     exemplars: Annotated[int, Field(ge=1)] = 5
     """Items shown per cluster: among items its users liked, those furthest along the direction
     from everyone's mean to the cluster's centroid."""
+    fit_users: Annotated[int, Field(ge=2)] = 200_000
+    """KMeans is fitted on a seeded sample of this many users (every user when there are no
+    more); every user with history is then assigned to the nearest centroid."""
     seed: int = 42
 
     @field_validator("k_range")

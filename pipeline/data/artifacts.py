@@ -288,9 +288,14 @@ class Clustering:
     """Each user's own over-represented terms, for every user with history."""
 
 
-def write_clustering(clustering: Clustering, config: dict[str, Any], layout: Layout) -> None:
-    io.write_parquet(layout.cluster / "assignments.parquet", clustering.assignments)
-    io.write_parquet(layout.cluster / "over_represented.parquet", clustering.over_represented)
+def write_clustering(
+    clustering: Clustering, config: dict[str, Any], layout: Layout, per_user: bool = True
+) -> None:
+    """The cluster outputs; `per_user=False` leaves `assignments.parquet` and
+    `over_represented.parquet` to whoever wrote them already (the stage, from its partitions)."""
+    if per_user:
+        io.write_parquet(layout.cluster / "assignments.parquet", clustering.assignments)
+        io.write_parquet(layout.cluster / "over_represented.parquet", clustering.over_represented)
     io.write_npy(layout.cluster / "centroids.npy", clustering.centroids)
     io.write_json(layout.cluster / "profiles.json", clustering.profiles)
     io.write_json(layout.cluster / "config.json", config)

@@ -30,9 +30,15 @@ class UserInterests:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def write_interests(interests: UserInterests, config: dict[str, Any], layout: Layout) -> None:
-    io.write_parquet(layout.interests / "user_interests.parquet", interests.table)
-    io.write_npy(layout.interests / "centroids.npy", interests.centroids)
+def write_interests(
+    interests: UserInterests, config: dict[str, Any], layout: Layout, per_user: bool = True
+) -> None:
+    """The interests outputs; `per_user=False` leaves the tables and centroids of the served
+    and the evaluated splits' interests to whoever wrote them already (the stage, from its
+    partitions)."""
+    if per_user:
+        io.write_parquet(layout.interests / "user_interests.parquet", interests.table)
+        io.write_npy(layout.interests / "centroids.npy", interests.centroids)
     io.write_json(layout.interests / "config.json", config)
     io.write_json(layout.metrics_file("interests"), interests.metrics)
 

@@ -15,8 +15,8 @@ centroid.
 
 from __future__ import annotations
 
-import itertools
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,13 +27,14 @@ from pipeline.data.artifacts import Topics
 from pipeline.models.interest_sets import InterestSettings, user_interest_sets
 from pipeline.models.phrases import (
     PHRASE,
+    Phrases,
+    PhraseTotals,
     capitalised,
     distinct_labels,
     group_weights,
     item_phrases,
     phrase_label,
     ranked_phrases,
-    whole_share,
 )
 from pipeline.models.profiles import LABEL_SEPARATOR
 from pipeline.models.terms import MIN_USER_TERM_INTERACTIONS, ranked_terms
@@ -67,6 +68,7 @@ def keyed_terms(
     items: pl.DataFrame,
     keep: int = TERMS_KEPT,
     item_vectors: np.ndarray | None = None,
+    scored: Scored | None = None,
 ) -> pl.DataFrame:
     """Terms each group of events (`keyed`: `key, item_idx`) over-represents against all of
     `events`: `key, term, kind, lift, share, share_overall, interactions`.
@@ -74,30 +76,84 @@ def keyed_terms(
     Genres, tags and eras (`pipeline.models.terms.item_terms`), highest lift first; where the
     data has none of those for a group, phrases of its items' titles and descriptions, scored
     against the other such groups and re-ranked around the group's centroid in `item_vectors`
-    (`pipeline.models.phrases`), in the order a label names them.
+    (`pipeline.models.phrases`), in the order a label names them. `scored`: what everyone's
+    events and groups sum to, when `events` are only some users' (one partition's).
     """
-    ranked = ranked_terms(
-        events, keyed, items, keep, by="key", min_interactions=MIN_USER_TERM_INTERACTIONS
-    )
-    covered = ranked["key"].unique()
-    bare = keyed.filter(~pl.col("key").is_in(covered.implode()))
-    if bare.height:
-        keys = bare["key"].unique().sort()
-        rows = bare.join(pl.DataFrame({"key": keys, "row": np.arange(keys.len())}), on="key").sort(
-            "row", "item_idx"
+    overall = None if scored is None else scored.overall
+    ranked = supported_terms(events, keyed, items, keep, overall)
+    keys, weights = bare_groups(ranked, keyed, len(items))
+    if keys.size:
+        phrases = item_phrases(items) if scored is None else scored.phrases
+        totals = None if scored is None else scored.totals
+        ranked = pl.concat(
+            [ranked, phrase_terms(ranked, keys, weights, phrases, item_vectors, keep, totals)]
         )
-        weights = group_weights(rows["row"], rows["item_idx"], keys.len(), len(items))
-        phrases = ranked_phrases(item_phrases(items), weights, item_vectors)
-        found = pl.DataFrame(
-            [
-                {"key": key, **{name: term[name] for name in ranked.columns if name != "key"}}
-                for key, terms in zip(keys.to_list(), phrases, strict=True)
-                for term in terms[:keep]
-            ],
-            schema=ranked.schema,
-        )
-        ranked = pl.concat([ranked, found])
     return ranked
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What a partition's interests are scored against, summed over every partition: everyone's
+    term shares (`pipeline.models.terms.overall_shares`), the catalogue's phrases and the
+    c-TF-IDF totals of every interest described by phrases."""
+
+    overall: pl.DataFrame
+    phrases: Phrases
+    totals: PhraseTotals
+
+
+def supported_terms(
+    events: pl.DataFrame,
+    keyed: pl.DataFrame,
+    items: pl.DataFrame,
+    keep: int = TERMS_KEPT,
+    overall: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """The genres, tags and eras each group of `keyed` over-represents (`keyed_terms` without
+    phrases); `overall`: everyone's shares when `events` are only some users'."""
+    return ranked_terms(
+        events,
+        keyed,
+        items,
+        keep,
+        by="key",
+        min_interactions=MIN_USER_TERM_INTERACTIONS,
+        overall=overall,
+    )
+
+
+def bare_groups(
+    ranked: pl.DataFrame, keyed: pl.DataFrame, n_items: int
+) -> tuple[np.ndarray, sp.csr_matrix]:
+    """The keys no genre, tag or era describes (sorted) and their events per item, one row
+    each: the groups phrases describe."""
+    bare = keyed.filter(~pl.col("key").is_in(ranked["key"].unique().implode()))
+    keys = bare["key"].unique().sort()
+    rows = bare.join(pl.DataFrame({"key": keys, "row": np.arange(keys.len())}), on="key").sort(
+        "row", "item_idx"
+    )
+    return keys.to_numpy(), group_weights(rows["row"], rows["item_idx"], keys.len(), n_items)
+
+
+def phrase_terms(
+    ranked: pl.DataFrame,
+    keys: np.ndarray,
+    weights: sp.csr_matrix,
+    phrases: Phrases,
+    item_vectors: np.ndarray | None,
+    keep: int = TERMS_KEPT,
+    totals: PhraseTotals | None = None,
+) -> pl.DataFrame:
+    """The phrases of the groups `keys` (`bare_groups`), in `ranked`'s columns."""
+    found = ranked_phrases(phrases, weights, item_vectors, totals=totals)
+    return pl.DataFrame(
+        [
+            {"key": key, **{name: term[name] for name in ranked.columns if name != "key"}}
+            for key, terms in zip(keys.tolist(), found, strict=True)
+            for term in terms[:keep]
+        ],
+        schema=ranked.schema,
+    )
 
 
 def interest_terms(
@@ -106,12 +162,15 @@ def interest_terms(
     interests: pl.DataFrame,
     keep: int = TERMS_KEPT,
     item_vectors: np.ndarray | None = None,
+    scored: Scored | None = None,
 ) -> pl.DataFrame:
     """Terms each interest's events over-represent against everyone's (`keyed_terms`):
     `user_idx, interest, term, kind, lift, share, share_overall, interactions`, highest lift
-    first (phrases: in the order a label names them)."""
+    first (phrases: in the order a label names them). `scored`: everyone's, when `history`
+    is only some users' (`Scored`)."""
     events = history.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
-    ranked = keyed_terms(events, _event_keys(history, interests), items, keep, item_vectors)
+    keyed = _event_keys(history, interests)
+    ranked = keyed_terms(events, keyed, items, keep, item_vectors, scored)
     table = ranked.select(
         (pl.col("key") // KEY_STRIDE).cast(pl.Int32).alias("user_idx"),
         (pl.col("key") % KEY_STRIDE).cast(pl.Int32).alias("interest"),
@@ -145,24 +204,49 @@ def label(
     return LABEL_SEPARATOR.join(capitalised(term) for term in named), named
 
 
-def group_centroids(
-    history: pl.DataFrame, assignments: pl.DataFrame, item_vectors: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(group ids, unit centroids): each global group's events averaged in the item space."""
+def phrase_totals(
+    history: pl.DataFrame,
+    items: pl.DataFrame,
+    interests: pl.DataFrame,
+    overall: pl.DataFrame,
+    phrases: Phrases,
+) -> PhraseTotals:
+    """The c-TF-IDF totals of the interests in `interests` that phrases describe (no genre, tag
+    or era is over-represented by their events, against everyone's `overall` shares): one
+    partition's share of what every phrase-described interest is scored against."""
+    events = history.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
+    keyed = _event_keys(history, interests)
+    ranked = supported_terms(events, keyed, items, TERMS_KEPT, overall)
+    return PhraseTotals.of(phrases, bare_groups(ranked, keyed, len(items))[1])
+
+
+def group_counts(history: pl.DataFrame, assignments: pl.DataFrame) -> pl.DataFrame:
+    """`cluster, item_idx, events`: the events of each global group's members on each item
+    (summed over partitions: every group's; `group_centroids`)."""
     joined = history.select("user_idx", "item_idx").join(
         assignments.select("user_idx", "cluster"), on="user_idx"
     )
-    groups = np.unique(joined["cluster"].to_numpy())
+    return joined.group_by("cluster", "item_idx").agg(pl.len().cast(pl.Int64).alias("events"))
+
+
+def group_centroids(
+    counts: pl.DataFrame, item_vectors: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(group ids, unit centroids): each global group's events averaged in the item space, from
+    `group_counts` (the rows of several partitions are summed)."""
+    counts = counts.group_by("cluster", "item_idx").agg(pl.col("events").sum())
+    clusters = counts["cluster"].to_numpy()
+    groups = np.unique(clusters)
     # Events per (group, item), then one product: an event-by-event sum would be the slow part
     # of the stage on millions of events.
-    counts = sp.csr_matrix(
+    matrix = sp.csr_matrix(
         (
-            np.ones(joined.height),
-            (np.searchsorted(groups, joined["cluster"].to_numpy()), joined["item_idx"].to_numpy()),
+            counts["events"].to_numpy().astype(np.float64),
+            (np.searchsorted(groups, clusters), counts["item_idx"].to_numpy()),
         ),
         shape=(groups.size, len(item_vectors)),
     )
-    sums = np.asarray(counts @ item_vectors.astype(np.float64))
+    sums = np.asarray(matrix @ item_vectors.astype(np.float64))
     unit = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
     return groups, unit.astype(np.float32)
 
@@ -179,15 +263,37 @@ def describe(
     """Every user's interests with their terms, label and nearest global group (one row per
     interest, `terms` and `label_terms` as JSON text), and the interests' unit centroids.
 
-    A user's labels are distinct: a repeated one gets its medoid's title appended. `workers`:
-    processes the users' histories are grouped in (`user_interest_sets`). An interest whose
-    items over-represent no term and share no phrase (a film or two whose titles have no word
-    in common) is named by the label terms of its medoid's topic in `topics`, the items around
-    it, rather than by the medoid's title; without `topics`, or where the topic has none, the
-    title.
+    `workers`: processes the users' histories are grouped in (`user_interest_sets`); the rest is
+    `label_interests`'.
     """
     table, centroids = user_interest_sets(history, item_vectors, settings, workers)
-    terms = interest_terms(history, items, table, item_vectors=item_vectors)
+    groups = group_centroids(group_counts(history, assignments), item_vectors)
+    described = label_interests(table, centroids, history, items, item_vectors, groups, topics)
+    return described, centroids
+
+
+def label_interests(
+    table: pl.DataFrame,
+    centroids: np.ndarray,
+    history: pl.DataFrame,
+    items: pl.DataFrame,
+    item_vectors: np.ndarray,
+    groups: tuple[np.ndarray, np.ndarray],
+    topics: Topics | None = None,
+    scored: Scored | None = None,
+) -> pl.DataFrame:
+    """`table` (`user_interest_sets`' interests of the users of `history`) with each interest's
+    `label`, `label_terms`, `group` (the nearest of `groups`: ids and unit centroids,
+    `group_centroids`) and `terms`. `scored`: what everyone's events and interests sum to, when
+    `history` is only some users' (`Scored`).
+
+    A user's labels are distinct: a repeated one gets its medoid's title appended. An interest
+    whose items over-represent no term and share no phrase (a film or two whose titles have no
+    word in common) is named by the label terms of its medoid's topic in `topics`, the items
+    around it, rather than by the medoid's title; without `topics`, or where the topic has
+    none, the title.
+    """
+    terms = interest_terms(history, items, table, item_vectors=item_vectors, scored=scored)
     by_interest: dict[tuple[int, int], list[dict[str, Any]]] = {}
     for row in terms.iter_rows(named=True):
         key = (row.pop("user_idx"), row.pop("interest"))
@@ -215,19 +321,18 @@ def describe(
         labels.append(text)
         label_terms.append(json.dumps(named, ensure_ascii=False))
         term_lists.append(json.dumps(own, ensure_ascii=False))
-    groups, group_vectors = group_centroids(history, assignments, item_vectors)
+    ids, group_vectors = groups
     nearest = (
-        groups[np.argmax(centroids @ group_vectors.T, axis=1)]
-        if len(centroids) and groups.size
+        ids[np.argmax(centroids @ group_vectors.T, axis=1)]
+        if len(centroids) and ids.size
         else np.full(len(centroids), -1)
     )
-    described = table.with_columns(
+    return table.with_columns(
         pl.Series("label", labels, dtype=pl.String),
         pl.Series("label_terms", label_terms, dtype=pl.String),
         pl.Series("group", nearest, dtype=pl.Int32),
         pl.Series("terms", term_lists, dtype=pl.String),
     )
-    return described, centroids
 
 
 def _topic_terms(topics: Topics | None, item: int) -> list[str]:
@@ -252,77 +357,3 @@ def _phrase_labels(
         for key, terms in zip(keys, distinct_labels([by_interest[k] for k in keys]), strict=True):
             chosen[key] = terms
     return chosen
-
-
-def _agreement(table: pl.DataFrame, carried: dict[int, set[str]]) -> float | None:
-    shares = []
-    for members, named in table.select("items", "label_terms").iter_rows():
-        wanted = set(json.loads(named))
-        if wanted:
-            shares.append(np.mean([bool(carried.get(item, set()) & wanted) for item in members]))
-    return float(np.mean(shares)) if shares else None
-
-
-def _shuffled(table: pl.DataFrame, seed: int) -> pl.DataFrame:
-    """Each user's interest items dealt at random across their interests (sizes kept)."""
-    rng = np.random.default_rng(seed)
-    dealt: list[list[int]] = []
-    if table.height == 0:
-        return table
-    # A user's rows are contiguous in the interests table (it is sorted by user).
-    users = table["user_idx"].to_numpy()
-    members = table["items"].to_list()
-    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1, users.size]
-    for start, stop in itertools.pairwise(starts.tolist()):
-        own = members[start:stop]
-        pooled = rng.permutation(np.concatenate([np.asarray(group) for group in own]))
-        cuts = np.cumsum([len(group) for group in own])[:-1]
-        dealt.extend(part.tolist() for part in np.split(pooled, cuts))
-    return table.with_columns(pl.Series("items", dealt, dtype=pl.List(pl.Int32)))
-
-
-def interest_metrics(
-    table: pl.DataFrame, carried: dict[int, set[str]], n_users: int, seed: int
-) -> dict[str, Any]:
-    """How many interests users have and how well the labels describe their items (`carried`:
-    every term and phrase each item carries)."""
-    per_user = table.group_by("user_idx").len()["len"].to_numpy()
-    distribution = np.bincount(per_user)
-    era_led = [
-        bool(json.loads(named)) and json.loads(named)[0].endswith(" films")
-        for named in table["label_terms"]
-    ]
-    top_weight = table.filter(pl.col("interest") == 0)["weight"].to_numpy()
-    agreement = _agreement(table, carried)
-    floor = _agreement(_shuffled(table, seed), carried)
-    return {
-        "users": int(per_user.size),
-        "users_without_events": int(n_users - per_user.size),
-        "interests": int(table.height),
-        "interests_per_user_median": float(np.median(per_user)) if per_user.size else None,
-        "interests_per_user_mean": round(float(per_user.mean()), 3) if per_user.size else None,
-        "users_by_interest_count": {
-            str(count): int(users) for count, users in enumerate(distribution) if count and users
-        },
-        "top_interest_weight_median": round(float(np.median(top_weight)), 4)
-        if top_weight.size
-        else None,
-        "label_agreement": None if agreement is None else round(agreement, 4),
-        "label_agreement_shuffled_interests": None if floor is None else round(floor, 4),
-        "labels_led_by_an_era": round(float(np.mean(era_led)), 4) if era_led else None,
-        "labels_from_a_title": round(float((table["label_terms"] == "[]").mean()), 4)
-        if table.height
-        else None,
-        "labels_from_the_topic": round(
-            float(((table["terms"] == "[]") & (table["label_terms"] != "[]")).mean()), 4
-        )
-        if table.height
-        else None,
-        "labels_distinct": int(table["label"].n_unique()),
-        "labels_distinct_share": round(table["label"].n_unique() / table.height, 4)
-        if table.height
-        else None,
-        "label_terms_whole_words": whole_share(
-            [term for named in table["label_terms"] for term in json.loads(named)]
-        ),
-    }

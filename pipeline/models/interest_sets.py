@@ -75,22 +75,38 @@ def calibrate_linked_similarity(
     the training events), at its `quantile` over users. An item of a history less close than
     this to every other item is further from the rest than most next steps are from the past:
     it stands for an interest of its own. None without a user who has both."""
+    closest = closest_similarities(before, after, item_vectors)
+    return linking_quantile(closest, quantile)
+
+
+def linking_quantile(closest: np.ndarray, quantile: float) -> float | None:
+    """`calibrate_linked_similarity` from every user's `closest_similarities` (concatenated
+    over partitions: a quantile does not depend on the order of the values)."""
+    if closest.size == 0:
+        return None
+    return round(float(np.quantile(closest, quantile)), 4)
+
+
+def closest_similarities(
+    before: pl.DataFrame, after: pl.DataFrame, item_vectors: np.ndarray
+) -> np.ndarray:
+    """Per user with events in both: the cosine of their first event of `after` to the closest
+    item of their `before` events (in no particular order of users)."""
     unit = unit_rows(item_vectors)
     nxt = after.group_by("user_idx").agg(pl.col("item_idx").first().alias("next"))
     pairs = before.select("user_idx", "item_idx").join(nxt, on="user_idx")
     if pairs.height == 0:
-        return None
+        return np.zeros(0, dtype=np.float32)
     cosine = np.einsum(
         "ij,ij->i", unit[pairs["item_idx"].to_numpy()], unit[pairs["next"].to_numpy()]
     )
-    closest = (
+    return (
         pairs.select("user_idx")
         .with_columns(pl.Series("cosine", cosine))
         .group_by("user_idx")
         .agg(pl.col("cosine").max())["cosine"]
         .to_numpy()
     )
-    return round(float(np.quantile(closest, quantile)), 4)
 
 
 def _groups(vectors: np.ndarray, settings: InterestSettings) -> np.ndarray:

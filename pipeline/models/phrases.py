@@ -219,11 +219,48 @@ def bare_labels(
     }
 
 
+@dataclass(frozen=True)
+class PhraseTotals:
+    """What c-TF-IDF scores a group against, summed over every group scored together: each
+    phrase's occurrences (`everyone`), the groups' events (`events`), and the occurrences of
+    the groups that have any (`occurrences`, over `groups`). Whole counts: summed over the
+    groups of several partitions, the same numbers as over all of them at once."""
+
+    everyone: np.ndarray
+    events: float
+    occurrences: float
+    groups: int
+
+    @classmethod
+    def of(cls, phrases: Phrases, weights: sp.csr_matrix) -> PhraseTotals:
+        """The totals of the groups in `weights` (groups × items, events per item)."""
+        weights = sp.csr_matrix(weights, dtype=np.float64)
+        if not phrases.names or weights.shape[0] == 0:
+            return cls(np.zeros(len(phrases.names)), 0.0, 0.0, 0)
+        counts = (weights @ phrases.carried).tocsr()
+        occurrences = np.asarray(counts.sum(axis=1)).ravel()
+        return cls(
+            np.asarray(counts.sum(axis=0)).ravel(),
+            float(weights.sum()),
+            float(occurrences[occurrences > 0].sum()),
+            int((occurrences > 0).sum()),
+        )
+
+    def __add__(self, other: PhraseTotals) -> PhraseTotals:
+        return PhraseTotals(
+            self.everyone + other.everyone,
+            self.events + other.events,
+            self.occurrences + other.occurrences,
+            self.groups + other.groups,
+        )
+
+
 def ranked_phrases(
     phrases: Phrases,
     weights: sp.csr_matrix,
     item_vectors: np.ndarray | None = None,
     keep: int = SHORTLIST,
+    totals: PhraseTotals | None = None,
 ) -> list[list[dict[str, Any]]]:
     """Per group (a row of `weights`, groups × items, events per item), its phrases in the order
     a label names them: `term, kind, lift, share, share_overall, interactions, items`.
@@ -232,19 +269,24 @@ def ranked_phrases(
     of highest score shortlisted, then re-ranked by maximal marginal relevance around the group's
     centroid in `item_vectors` (without vectors: by score). Where fewer than LABEL_PHRASES
     phrases reach MIN_PHRASE_SHARE, those carried by enough items and over-represented follow.
+    `totals`: what the groups are scored against when `weights` holds only some of them (one
+    partition's users' groups; `PhraseTotals`, summed); None: the groups of `weights`.
     """
     weights = sp.csr_matrix(weights, dtype=np.float64)
     if not phrases.names or weights.shape[0] == 0:
         return [[] for _ in range(weights.shape[0])]
+    if totals is None:
+        totals = PhraseTotals.of(phrases, weights)
     counts = (weights @ phrases.carried).tocsr()
     present = (weights > 0).astype(np.float64)
     spread = (present @ phrases.carried).tocsr()
-    totals = np.asarray(weights.sum(axis=1)).ravel()
+    events = np.asarray(weights.sum(axis=1)).ravel()
     n_items = np.asarray(present.sum(axis=1)).ravel()
-    everyone = np.asarray(counts.sum(axis=0)).ravel()
-    share_overall = everyone / max(totals.sum(), 1.0)
+    everyone = totals.everyone
+    share_overall = everyone / max(totals.events, 1.0)
     occurrences = np.asarray(counts.sum(axis=1)).ravel()
-    mean_occurrences = float(occurrences[occurrences > 0].mean()) if occurrences.any() else 0.0
+    # The mean over the groups that have occurrences: a sum of whole counts over their number.
+    mean_occurrences = totals.occurrences / totals.groups if totals.groups else 0.0
     idf = np.log1p(mean_occurrences / np.maximum(everyone, 1e-12))
     result = []
     for group in range(weights.shape[0]):
@@ -256,7 +298,7 @@ def ranked_phrases(
         order = np.argsort(columns)
         columns, carried = columns[order], carried[order]
         items = spread[group, columns].toarray().ravel()
-        share = carried / totals[group]
+        share = carried / events[group]
         lift = share / share_overall[columns]
         score = carried / occurrences[group] * idf[columns]
         supported = (items >= min(MIN_PHRASE_ITEMS, n_items[group])) & (lift >= MIN_PHRASE_LIFT)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import polars as pl
 
 # A term must be carried by at least 5% of the cluster's interactions and by 5 of them: lift is a
@@ -137,14 +138,20 @@ def carried_terms(items: pl.DataFrame) -> dict[int, set[str]]:
     return found
 
 
+EVENTS = "events"
+"""A column of how many events a row stands for: rows of counts instead of one row per event."""
+
+
 def _term_shares(grouped: pl.DataFrame, items: pl.DataFrame, by: str) -> pl.DataFrame:
     """Per group (`by`) and term: the group's `interactions` carrying it, its `total`
-    interactions, and the `share` of the one in the other."""
-    totals = grouped.group_by(by).agg(pl.len().alias("total"))
+    interactions, and the `share` of the one in the other. A row is one event, or `EVENTS`
+    events where `grouped` has that column (the same whole counts, so the same shares)."""
+    count = pl.col(EVENTS).sum() if EVENTS in grouped.columns else pl.len()
+    totals = grouped.group_by(by).agg(count.alias("total"))
     return (
         grouped.join(item_terms(items), on="item_idx")
         .group_by(by, "kind", "term")
-        .agg(pl.len().alias("interactions"))
+        .agg(count.alias("interactions"))
         .join(totals, on=by)
         .with_columns((pl.col("interactions") / pl.col("total")).alias("share"))
     )
@@ -169,14 +176,17 @@ def ranked_terms(
     by: str = "cluster",
     min_interactions: int = MIN_TERM_INTERACTIONS,
     by_weight: bool = False,
+    overall: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Supported terms each group (`by`: a cluster, or a user) over-represents, highest lift
     first (`by_weight`: highest `label_weight` first): `keep` genres/tags and at most ERA_TERMS
-    eras per group.
+    eras per group. `overall`: everyone's `kind, term, share` (`overall_shares`) when `train`
+    is only some of the events (one partition's users).
 
     Lift and share are rounded to 4 places before the weight ranks them, so the order is the
     one `label_weight` gives the stored values."""
-    overall = _term_shares(train.with_columns(pl.lit(0).alias("everyone")), items, "everyone")
+    if overall is None:
+        overall = overall_shares(train, items)
     rank = "weight" if by_weight else "lift"
     order = [by, rank, "share", "kind", "term"]
     descending = [False, True, True, False, False]
@@ -219,15 +229,38 @@ def ranked_terms(
     )
 
 
-def over_represented_terms(train: pl.DataFrame, items: pl.DataFrame, keep: int) -> pl.DataFrame:
+def overall_shares(events: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
+    """Everyone's `kind, term, share`: the share of all `events` (`item_idx` rows, or counts
+    per item in an `EVENTS` column) on an item carrying the term."""
+    return _term_shares(events.with_columns(pl.lit(0).alias("everyone")), items, "everyone")
+
+
+def over_represented_terms(
+    train: pl.DataFrame, items: pl.DataFrame, keep: int, overall: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Each user's own profile: the genres, tags and eras their training history
     over-represents against everyone's, highest lift first, as `user_idx, term, kind, lift,
     share, share_overall, interactions` rows.
 
     The same lift as the cluster profiles, with a lower support floor (MIN_USER_TERM_INTERACTIONS)
-    since one user has far fewer events than a cluster.
+    since one user has far fewer events than a cluster. `overall`: everyone's shares
+    (`overall_shares`) when `train` holds only some users' events (one partition's).
     """
     events = user_events(train)
     return ranked_terms(
-        events, events, items, keep, by="user_idx", min_interactions=MIN_USER_TERM_INTERACTIONS
+        events,
+        events,
+        items,
+        keep,
+        by="user_idx",
+        min_interactions=MIN_USER_TERM_INTERACTIONS,
+        overall=overall,
+    )
+
+
+def served_counts(served: np.ndarray) -> pl.DataFrame:
+    """`item_idx, EVENTS` for every item with events: what `terms.overall_shares` counts."""
+    items = np.flatnonzero(served)
+    return pl.DataFrame(
+        {"item_idx": items.astype(np.int32), EVENTS: served[items].astype(np.int64)}
     )

@@ -163,14 +163,19 @@ def topic_profiles(
     genres, and to a label that is already a title). A topic no term qualifies for is named after
     its medoid. `history` counts the topic's events and picks a well-known medoid.
     """
-    events = history.select(pl.col("user_idx").cast(pl.Int32), pl.col("item_idx").cast(pl.Int32))
+    item_events = np.bincount(history["item_idx"].to_numpy(), minlength=len(item_topic))
+    return profiles_of(item_events, items, item_topic, item_vectors)
+
+
+def profiles_of(
+    item_events: np.ndarray, items: pl.DataFrame, item_topic: np.ndarray, item_vectors: np.ndarray
+) -> list[dict[str, Any]]:
+    """`topic_profiles` from the events on each item (`item_events`, summed over partitions)."""
     n_topics = int(item_topic.max()) + 1
     by_topic = topic_terms(items, item_topic, item_vectors)
     titles = dict(items.select("item_idx", "title").iter_rows())
     unit = unit_rows(item_vectors.astype(np.float32))
-    event_topics = item_topic[events["item_idx"].to_numpy()]
-    counts = np.bincount(event_topics, minlength=n_topics)
-    item_events = np.bincount(events["item_idx"].to_numpy(), minlength=len(item_topic))
+    counts = np.bincount(item_topic, weights=item_events, minlength=n_topics).astype(np.int64)
     with_genres = has_genres(items)
     phrased = _phrased(items, item_topic, item_vectors, by_topic, with_genres)
     profiles: list[dict[str, Any]] = []
@@ -254,22 +259,49 @@ def topics_for(processed: Processed, vectors: np.ndarray, cfg: InterestsConfig) 
     split only (the timelines exploration is evaluated against come after it)."""
     item_topic, centroids = fit_topics(vectors, cfg.topics, cfg.seed)
     counts, adoptions = transition_counts(processed.train, item_topic, len(centroids))
+    item_events = np.bincount(processed.train["item_idx"].to_numpy(), minlength=len(vectors))
     return Topics(
         item_topic=item_topic,
         centroids=centroids,
-        profiles=topic_profiles(processed.train, processed.items, item_topic, vectors),
+        profiles=profiles_of(item_events, processed.items, item_topic, vectors),
         counts=counts,
         adoptions=adoptions,
         smoothing=cfg.transition_smoothing,
     )
 
 
+def novel_events(events: pl.DataFrame, item_topic: np.ndarray) -> dict[str, dict[str, int]]:
+    """Per evaluated split, its held-out events (`events`: some users' every event, with their
+    `split`) and how many are novel: their topic is none of the user's events before them
+    (the training split for validation, training and validation for test). Sums over users."""
+    local = np.unique(events["user_idx"].to_numpy())
+    n_topics = int(item_topic.max()) + 1 if item_topic.size else 0
+    novel = {}
+    for split, before in (("validation", ("train",)), ("test", ("train", "validation"))):
+        history = events.filter(pl.col("split").is_in(before))
+        held_out = events.filter(pl.col("split") == split)
+        engaged = np.zeros((local.size, n_topics), dtype=bool)
+        engaged[
+            np.searchsorted(local, history["user_idx"].to_numpy()),
+            item_topic[history["item_idx"].to_numpy()],
+        ] = True
+        new = ~engaged[
+            np.searchsorted(local, held_out["user_idx"].to_numpy()),
+            item_topic[held_out["item_idx"].to_numpy()],
+        ]
+        novel[split] = {"events": int(held_out.height), "novel": int(new.sum())}
+    return novel
+
+
 def topic_metrics(
-    topics: Topics, processed: Processed, carried: dict[int, set[str]]
+    topics: Topics,
+    processed: Processed | dict[str, dict[str, int]],
+    carried: dict[int, set[str]],
 ) -> dict[str, Any]:
     """How the topics came out: sizes, distinct labels, label agreement (`carried`: every term
     and phrase each item carries), and how many held-out events are novel (their topic new to
-    the user before them)."""
+    the user before them; `processed`: every event, or the counts `novel_events` gives, summed
+    over partitions)."""
     sizes = np.array([profile["size"] for profile in topics.profiles])
 
     def agreement(item_topic: np.ndarray) -> list[float]:
@@ -285,18 +317,14 @@ def topic_metrics(
 
     agreement_shares = agreement(topics.item_topic)
     floor = agreement(np.random.default_rng(0).permutation(topics.item_topic))
-    novel = {}
-    n_users, n_topics = processed.users.height, len(topics.profiles)
-    for split, history in (("validation", processed.train), ("test", processed.history_at_test)):
-        engaged = np.zeros((n_users, n_topics), dtype=bool)
-        engaged[
-            history["user_idx"].to_numpy(), topics.item_topic[history["item_idx"].to_numpy()]
-        ] = True
-        held_out = processed.split(split)
-        new = ~engaged[
-            held_out["user_idx"].to_numpy(), topics.item_topic[held_out["item_idx"].to_numpy()]
+    if isinstance(processed, dict):
+        novel = processed
+    else:
+        splits = [
+            processed.split(name).select("user_idx", "item_idx").with_columns(split=pl.lit(name))
+            for name in ("train", "validation", "test")
         ]
-        novel[split] = {"events": int(held_out.height), "novel": int(new.sum())}
+        novel = novel_events(pl.concat(splits), topics.item_topic)
     labels = [profile["label"] for profile in topics.profiles]
     return {
         "topics": len(topics.profiles),

@@ -8,7 +8,8 @@ import json
 import polars as pl
 from three_topics import SETTINGS, events_of, topic_items
 
-from pipeline.models.interest_labels import describe, interest_metrics, label
+from pipeline.models.interest_labels import describe, label
+from pipeline.models.interest_tallies import interest_metrics
 from pipeline.models.phrases import carried_with_phrases
 
 

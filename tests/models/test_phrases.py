@@ -22,7 +22,8 @@ from three_topics import SETTINGS
 
 from pipeline import cluster
 from pipeline.core.sections import ClusterConfig, InterestsConfig
-from pipeline.models.interest_labels import describe, interest_metrics
+from pipeline.models.interest_labels import describe
+from pipeline.models.interest_tallies import interest_metrics
 from pipeline.models.phrases import (
     carried_with_phrases,
     distinct_labels,

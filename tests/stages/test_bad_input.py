@@ -34,6 +34,7 @@ from pipeline.core.layout import Layout
 from pipeline.core.sections import ClusterConfig, PreprocessConfig
 from pipeline.data.artifacts import write_processed
 from pipeline.data.source import load_files
+from pipeline.models import user_clusters
 from recli.errors import RecliError
 
 
@@ -299,7 +300,7 @@ def test_cluster_k_is_checked_before_kmeans(monkeypatch: pytest.MonkeyPatch) -> 
     def no_kmeans(*args: object) -> None:
         raise AssertionError("KMeans ran before cluster.k was checked")
 
-    monkeypatch.setattr(cluster, "_fit", no_kmeans)
+    monkeypatch.setattr(user_clusters, "_fit", no_kmeans)
     with pytest.raises(RecliError, match=r"cluster\.k \(50\)"):
         cluster.run(vectors, items, processed, ClusterConfig(k=50))
 
