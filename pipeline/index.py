@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 
 from pipeline.core import io
 from pipeline.core.config import load_params
@@ -35,11 +37,11 @@ from pipeline.data.artifacts import (
     item_factors_file,
     linear_files,
     read_clustering,
-    read_fused,
     read_interests,
     read_processed,
     read_retrieval,
     read_topics,
+    served_fused_users_file,
 )
 from pipeline.data.serving import make_read_only, seal, served_means, write_catalogue
 from pipeline.evaluation.metrics import standard_error, top_k
@@ -49,6 +51,8 @@ from recli.ann_index import retrieve
 from recli.catalogue import MetaKey
 
 RECALL_K = 10
+Seen = Sequence[set[int]] | Mapping[int, set[int]]
+"""Each queried user's items, by user index: what a query leaves out."""
 
 
 def build_annoy(items: np.ndarray, cfg: IndexConfig, path: Path, trees: int | None = None) -> None:
@@ -66,9 +70,7 @@ def build_annoy(items: np.ndarray, cfg: IndexConfig, path: Path, trees: int | No
     index.unload()
 
 
-def exact_top(
-    users: np.ndarray, items: np.ndarray, seen: list[set[int]], rows: np.ndarray
-) -> np.ndarray:
+def exact_top(users: np.ndarray, items: np.ndarray, seen: Seen, rows: np.ndarray) -> np.ndarray:
     """Exact top `RECALL_K` unseen items of each user in `rows`, scored in batches."""
     tops = []
     for start in range(0, len(rows), 1024):
@@ -84,7 +86,7 @@ def exact_top(
 def ann_recall(
     index: Any,
     queries: np.ndarray,
-    seen: list[set[int]],
+    seen: Seen,
     rows: np.ndarray,
     exact: np.ndarray,
     search_k: int,
@@ -138,7 +140,7 @@ def widths(cfg: IndexConfig, fused: int) -> list[int]:
 def choose_search(
     items: np.ndarray,
     users: np.ndarray,
-    seen: list[set[int]],
+    seen: Seen,
     tuning: np.ndarray,
     cfg: IndexConfig,
     scratch: Path,
@@ -201,10 +203,25 @@ def choose_search(
     return SearchChoice(best, basis, tried, exhausted)
 
 
+def measured_users(users: np.ndarray, cfg: IndexConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The users the plan is chosen on and those the recall is reported on: a seeded sample of
+    at most `cfg.recall_users` of those with a non-zero vector (a zero one cannot be queried),
+    halved. `users` is read block by block (it may be a memory map of every served user)."""
+    queryable = np.concatenate(
+        [
+            start + np.flatnonzero(np.abs(users[start : start + 65536]).sum(axis=1) > 0)
+            for start in range(0, len(users), 65536)
+        ]
+        or [np.empty(0, dtype=np.int64)]
+    )
+    sample = np.random.default_rng(cfg.seed).permutation(queryable)[: cfg.recall_users]
+    return (sample[::2], sample[1::2]) if len(sample) > 1 else (sample, sample)
+
+
 def measure_ann(
     items: np.ndarray,
     users: np.ndarray,
-    seen: list[set[int]],
+    seen: Seen,
     cfg: IndexConfig,
     index_path: Path,
     search_path: Path,
@@ -226,10 +243,7 @@ def measure_ann(
     """
     from annoy import AnnoyIndex
 
-    queryable = np.flatnonzero(np.abs(users).sum(axis=1) > 0)
-    order = np.random.default_rng(cfg.seed).permutation(queryable)
-    sample = order[: cfg.recall_users]
-    tuning, reporting = (sample[::2], sample[1::2]) if len(sample) > 1 else (sample, sample)
+    tuning, reporting = measured_users(users, cfg)
     index_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=index_path.parent) as scratch:
         choice = choose_search(items, users, seen, tuning, cfg, Path(scratch))
@@ -302,6 +316,15 @@ def served_histories(processed: Processed) -> list[set[int]]:
     """Every item each user has, all splits and the cold-item events: what a query leaves out."""
     seen: list[set[int]] = [set() for _ in range(processed.users.height)]
     for user, item in processed.history_served.select("user_idx", "item_idx").iter_rows():
+        seen[user].add(item)
+    return seen
+
+
+def sampled_histories(processed: Processed, rows: np.ndarray) -> dict[int, set[int]]:
+    """`served_histories` of the users in `rows` only: all the index stage queries for."""
+    seen: dict[int, set[int]] = {int(user): set() for user in rows}
+    history = processed.history_served.filter(pl.col("user_idx").is_in(list(seen)))
+    for user, item in history.select("user_idx", "item_idx").iter_rows():
         seen[user].add(item)
     return seen
 
@@ -382,7 +405,7 @@ def catalogue_meta(
 
 
 def run(
-    items: np.ndarray, users: np.ndarray, seen: list[set[int]], cfg: IndexConfig, index_path: Path
+    items: np.ndarray, users: np.ndarray, seen: Seen, cfg: IndexConfig, index_path: Path
 ) -> tuple[dict[str, Any], np.ndarray | None]:
     """What serves `items`, written next to `index_path` (`measure_ann`): the metrics of the way
     chosen for `cfg.recall_target`, measured for `users` (each leaving out the items in `seen`),
@@ -394,25 +417,29 @@ def run(
 @writes("index")
 def main(layout: Layout) -> None:
     cfg = load_params(layout.params).index
-    processed, fused, settings = read_processed(layout), read_fused(layout), read_retrieval(layout)
+    processed, settings = read_processed(layout), read_retrieval(layout)
+    items = io.read_npy(layout.fuse / "fused_item_vectors.npy", "fuse")
+    # Every user's served vector, read by rows: this process never holds them all.
+    users = np.load(io.require(served_fused_users_file(layout), "fuse"), mmap_mode="r")
+    seen = sampled_histories(processed, np.concatenate(measured_users(users, cfg)))
     index_path = layout.index / contract.INDEX_FILE  # in staging until the stage commits
-    ann, basis = run(fused.items, fused.served_users, served_histories(processed), cfg, index_path)
+    ann, basis = run(items, users, seen, cfg, index_path)
     warning = low_recall_warning(ann, cfg)
     if warning is not None:
         print(warning)
     clustering, interests = read_clustering(layout), read_interests(layout)
-    topics, dimension = read_topics(layout), int(fused.items.shape[1])
+    topics, dimension = read_topics(layout), int(items.shape[1])
     sets = InterestSets.from_table(interests.table, interests.centroids)
     write_catalogue(
         layout.index / contract.CATALOGUE_FILE,
         processed,
-        fused.served_users,  # each user's vector from every event they have
+        users,  # each user's vector from every event they have
         dict(clustering.assignments.select("user_idx", "cluster").iter_rows()),
         clustering.profiles,
         catalogue_meta(settings, ann, cfg, index_path, dimension, upstream_digests(layout), topics),
         clustering.over_represented,
         interests.table,
-        (interests.centroids, served_means(interests.table, sets, fused.items)),
+        (interests.centroids, served_means(interests.table, sets, items)),
         topics,
         basis,
     )
@@ -420,7 +447,7 @@ def main(layout: Layout) -> None:
     make_read_only(layout.index)
     io.write_json(layout.metrics_file("index"), {"n_trees": cfg.n_trees, **ann})
     print(
-        f"index: {fused.items.shape[0]} items, {dimension}-d searched in {ann['dimensions']}-d, "
+        f"index: {items.shape[0]} items, {dimension}-d searched in {ann['dimensions']}-d, "
         f"{ann['trees']} trees, "
         f"search_k {ann['search_k']}, ANN recall@{RECALL_K} {ann[f'ann_recall@{RECALL_K}']:.3f}, "
         f"{ann['ann_query_ms_median']:.3f} ms/query (exact {ann['exact_query_ms_median']:.3f} ms)"
