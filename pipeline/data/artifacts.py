@@ -189,7 +189,11 @@ def read_embeddings(variant: str, layout: Layout) -> Embeddings:
 
 def embedding_paths(layout: Layout, variant: str) -> dict[str, Path]:
     """Where `write_embeddings` puts each of a variant's arrays, by `UserItemVectors` field."""
-    users, items = _embedding_files(layout, variant)
+    return _paths(*_embedding_files(layout, variant))
+
+
+def _paths(users: Path, items: Path) -> dict[str, Path]:
+    """A vector pair's files by `UserItemVectors` field (the users' variants may not exist)."""
     at_test, served = _suffixed(users, AT_TEST_SUFFIX), _suffixed(users, SERVED_SUFFIX)
     return {"users": users, "items": items, "users_at_test": at_test, "users_served": served}
 
@@ -219,6 +223,11 @@ def read_factors(layout: Layout) -> Factors:
     )
 
 
+def factor_paths(layout: Layout) -> dict[str, Path]:
+    """Where `write_factors` puts each array, by `UserItemVectors` field."""
+    return _paths(layout.factorize / "user_factors.npy", layout.factorize / "item_factors.npy")
+
+
 def item_factors_file(layout: Layout) -> Path:
     return layout.factorize / "item_factors.npy"
 
@@ -237,6 +246,13 @@ def write_linear(vectors: UserItemVectors | None, record: dict[str, Any], layout
     if vectors is not None:
         _write_vectors(vectors, *linear_files(layout))
     io.write_json(layout.factorize / "linear.json", record)
+
+
+def linear_paths(layout: Layout) -> dict[str, Path] | None:
+    """Where `write_linear` put each array, by `UserItemVectors` field; None where there are
+    none."""
+    users, items = linear_files(layout)
+    return _paths(users, items) if users.exists() else None
 
 
 def read_linear(layout: Layout) -> UserItemVectors | None:
@@ -263,6 +279,11 @@ def _sequence_files(layout: Layout, model: str) -> tuple[Path, Path]:
 
 def write_sequence_vectors(model: str, vectors: UserItemVectors, layout: Layout) -> None:
     _write_vectors(vectors, *_sequence_files(layout, model))
+
+
+def sequence_paths(model: str, layout: Layout) -> dict[str, Path]:
+    """Where `write_sequence_vectors` puts each array, by `UserItemVectors` field."""
+    return _paths(*_sequence_files(layout, model))
 
 
 def read_sequence_vectors(model: str, layout: Layout) -> UserItemVectors:
@@ -335,6 +356,11 @@ def read_fused(layout: Layout) -> UserItemVectors:
     return _read_vectors(
         layout.fuse / "fused_user_vectors.npy", layout.fuse / "fused_item_vectors.npy", "fuse"
     )
+
+
+def fused_paths(layout: Layout) -> dict[str, Path]:
+    """Where the fused vectors go, by `UserItemVectors` field."""
+    return _paths(layout.fuse / "fused_user_vectors.npy", layout.fuse / "fused_item_vectors.npy")
 
 
 def served_fused_users_file(layout: Layout) -> Path:

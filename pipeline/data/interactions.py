@@ -7,7 +7,10 @@ unrelated stage module changes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -72,3 +75,51 @@ class UserItemVectors:
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-12)
+
+
+class SampledRows:
+    """Some users' rows of a per-user array, indexed by the user's index among every user.
+
+    What a tuning loop measured on a sample of users reads: `rows[users]` and `len(rows)` (every
+    user's count) behave as on the whole array, for users of the sample, while only the sample's
+    rows are held. Scaling and joining act row by row (`rowwise`), so their rows are the whole
+    array's rows of the same computation, to the bit.
+    """
+
+    def __init__(self, values: np.ndarray, users: np.ndarray, n_users: int) -> None:
+        self.values = values
+        """[sample, d]: the rows of `users`, in that order."""
+        self.users = users
+        """Sorted user indices of the sample."""
+        self.n_users = n_users
+
+    @classmethod
+    def read(cls, path: Path, users: np.ndarray | None) -> SampledRows:
+        """Rows `users` (None: every row) of an `.npy`, read through a memory map."""
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        n_users = int(mapped.shape[0])
+        chosen = np.arange(n_users, dtype=np.int64) if users is None else users
+        return cls(np.asarray(mapped[chosen]), chosen, n_users)
+
+    def __len__(self) -> int:
+        return self.n_users
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.n_users, *self.values.shape[1:])
+
+    def __getitem__(self, users: Any) -> np.ndarray:
+        position = np.searchsorted(self.users, users)
+        if not np.all(self.users[np.minimum(position, self.users.size - 1)] == users):
+            raise IndexError("a user outside the sample was asked for")
+        return self.values[position]
+
+
+def rowwise(function: Callable[..., np.ndarray], *arrays: Any) -> Any:
+    """`function(*arrays)`, a row-by-row computation; on `SampledRows` (all from the same sample),
+    the same computation on their rows, as `SampledRows` again."""
+    if not any(isinstance(array, SampledRows) for array in arrays):
+        return function(*arrays)
+    first = next(array for array in arrays if isinstance(array, SampledRows))
+    values = [array.values if isinstance(array, SampledRows) else array for array in arrays]
+    return SampledRows(function(*values), first.users, first.n_users)

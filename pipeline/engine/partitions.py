@@ -40,6 +40,14 @@ def partition_of(user_idx: pl.Expr, partitions: int) -> pl.Expr:
     return (hashed % partitions).cast(pl.Int32)
 
 
+def users_of_partition(n_users: int, part: int, partitions: int) -> np.ndarray:
+    """The indices of every user (of `n_users`, with events or not) in partition `part`, in
+    order: `partition_of` in numpy."""
+    users = np.arange(n_users, dtype=np.uint64)
+    hashed = (users * np.uint64(HASH_MULTIPLIER)) % np.uint64(1 << 32)
+    return np.flatnonzero(hashed % np.uint64(partitions) == part)
+
+
 def partition_file(folder: Path, part: int) -> Path:
     return folder / f"part-{part:05d}.parquet"
 

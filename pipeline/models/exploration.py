@@ -339,14 +339,20 @@ class ExplorationInputs:
 
 
 def exploration_inputs(
-    processed: Processed, layout: Layout, half_life: float, topics: Topics | None = None
+    processed: Processed,
+    layout: Layout,
+    half_life: float,
+    topics: Topics | None = None,
+    splits: tuple[str, ...] = INTEREST_HISTORIES,
 ) -> ExplorationInputs:
-    """Topics, transitions and the interests of the history each evaluated split reads."""
+    """Topics, transitions and the interests of the history each evaluated split of `splits`
+    reads (`fuse` tunes on validation alone)."""
     topics = read_topics(layout) if topics is None else topics
     transitions = Transitions(topics.counts.tolist(), topics.adoptions.tolist(), topics.smoothing)
+    histories = {"validation": lambda: processed.train, "test": lambda: processed.history_at_test}
     return ExplorationInputs.build(
-        histories={"validation": processed.train, "test": processed.history_at_test},
-        interests={split: read_split_interests(split, layout) for split in INTEREST_HISTORIES},
+        histories={split: histories[split]() for split in splits},
+        interests={split: read_split_interests(split, layout) for split in splits},
         item_topic=topics.item_topic,
         topic_centroids=topics.centroids,
         transitions=transitions,

@@ -17,7 +17,7 @@ join the behaviour side the same way, [√((1 − l)/σ_b)·behaviour | √(l/σ
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline.core.sections import FuseConfig
 from pipeline.data.artifacts import Embeddings, Factors
-from pipeline.data.interactions import UserItemVectors
+from pipeline.data.interactions import UserItemVectors, rowwise
 from pipeline.evaluation.metrics import Scorer
 from pipeline.evaluation.protocol import (
     SplitMatrices,
@@ -54,6 +54,19 @@ def tuning_view(matrices: SplitMatrices, seed: int) -> SplitMatrices:
     return replace(matrices, evaluated=drawn if pool is None else pool[drawn])
 
 
+Recipe = tuple[tuple[str, tuple[float, ...]], ...]
+"""How the behaviour side is made from its models' vectors: for each model in column order, its
+name (`ALS`, a sequence model's name as `sequence/<name>`, `LINEAR`) and the scales applied to
+its vectors one after the other (each rounded to float32, as `mixture` does)."""
+ALS, LINEAR = "als", "linear"
+ALS_ALONE: Recipe = ((ALS, ()),)
+
+
+def sequence_source(name: str) -> str:
+    """A sequence model's name in a `Recipe`."""
+    return f"sequence/{name}"
+
+
 @dataclass(frozen=True)
 class Fusion:
     text_weight: float
@@ -68,6 +81,8 @@ class Fusion:
     """Which sequence model the behaviour side holds (None: ALS alone)."""
     linear_share: float = 0.0
     """Share of the behaviour side that comes from reduced-rank EASE (0: none)."""
+    behaviour: Recipe = ALS_ALONE
+    """How the behaviour side is made from the models' vectors (`behaviour_rows`)."""
 
     def fuse(self, text: np.ndarray, collaborative: np.ndarray) -> np.ndarray:
         """Rows laid out as the serving contract says: `[text part | collaborative part]`."""
@@ -80,6 +95,11 @@ class Fusion:
     def fuse_all(self, text: UserItemVectors, cf: UserItemVectors) -> UserItemVectors:
         """Both sides fused, with test-time and served users wherever either side derived some."""
         return _joined(self.fuse, text, cf)
+
+    def fuse_rows(self, text: np.ndarray, models: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Some users' fused rows from their rows of the text side and of each model the
+        behaviour side is made of (`models`, by `Recipe` name): the rows `fuse_all` gives them."""
+        return self.fuse(text, behaviour_rows(self.behaviour, models))
 
     def validation_scorer(self, text: UserItemVectors, cf: UserItemVectors) -> Scorer:
         """`fuse_all(text, cf).score` that fuses only the users it is asked to score: the same
@@ -100,10 +120,10 @@ def _joined(join, left: UserItemVectors, right: UserItemVectors) -> UserItemVect
     at_test = left.users_at_test is not None or right.users_at_test is not None
     served = left.users_served is not None and right.users_served is not None
     return UserItemVectors(
-        users=join(left.users, right.users),
+        users=rowwise(join, left.users, right.users),
         items=join(left.items, right.items),
-        users_at_test=join(left.test_users, right.test_users) if at_test else None,
-        users_served=join(left.served_users, right.served_users) if served else None,
+        users_at_test=rowwise(join, left.test_users, right.test_users) if at_test else None,
+        users_served=rowwise(join, left.served_users, right.served_users) if served else None,
     )
 
 
@@ -112,9 +132,13 @@ def _spread(vectors: UserItemVectors, users: np.ndarray) -> float:
     return max(float(np.std(vectors.score(users))), 1e-12)
 
 
+def _times(scale: float, array: np.ndarray) -> np.ndarray:
+    return (scale * array).astype(np.float32)
+
+
 def _scaled(vectors: UserItemVectors, scale: float) -> UserItemVectors:
     def times(array: np.ndarray | None) -> np.ndarray | None:
-        return None if array is None else (scale * array).astype(np.float32)
+        return None if array is None else rowwise(functools.partial(_times, scale), array)
 
     return UserItemVectors(
         users=times(vectors.users),
@@ -130,12 +154,35 @@ def mixture(
     """Models read from behaviour as one side: each model's vectors side by side, scaled by
     √(share/σ), so the side's score is the sum of share × score/σ over the models (σ: the
     standard deviation of a model's scores over a seeded sample of users × all items)."""
+    return _mixed([(vectors, (), share) for vectors, share in parts], seed, pool)[0]
+
+
+def _mixed(
+    parts: Sequence[tuple[UserItemVectors, Recipe, float]], seed: int, pool: np.ndarray | None
+) -> tuple[UserItemVectors, Recipe]:
+    """`mixture` of `(vectors, their recipe, share)` parts, and the mixture's recipe."""
     users = spread_sample(len(parts[0][0].users), seed, pool)
-    scaled = [
-        _scaled(vectors, float(np.sqrt(share / _spread(vectors, users))))
-        for vectors, share in parts
-    ]
-    return functools.reduce(lambda left, right: _joined(_side_by_side, left, right), scaled)
+    scales = [float(np.sqrt(share / _spread(vectors, users))) for vectors, _, share in parts]
+    scaled = [_scaled(vectors, scale) for (vectors, _, _), scale in zip(parts, scales, strict=True)]
+    side = functools.reduce(lambda left, right: _joined(_side_by_side, left, right), scaled)
+    recipe = tuple(
+        (source, (*chain, scale))
+        for (_, made, _), scale in zip(parts, scales, strict=True)
+        for source, chain in made
+    )
+    return side, recipe
+
+
+def behaviour_rows(recipe: Recipe, models: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Some users' rows of the behaviour side `recipe` makes, from their rows of each model
+    (`models`, by name): the same operations, row by row, as the side's making."""
+    parts = []
+    for source, scales in recipe:
+        part = models[source]
+        for scale in scales:
+            part = _times(scale, part)
+        parts.append(part)
+    return functools.reduce(_side_by_side, parts)
 
 
 def _side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -174,28 +221,33 @@ def tune_fusion(
     """Pick the text weight (and, given `sequences`, which sequence model joins ALS on the
     behaviour side and with what share) by validation NDCG@10 through the evaluation protocol,
     or take the fixed ones; then, given `linear`, its share of the behaviour side together with
-    the text weight again. Returns the fusion, the behaviour side it fuses with the text, and
+    the text weight again. Returns the fusion (with the recipe of its behaviour side, so that any
+    user's rows can be fused from their rows alone: `Fusion.fuse_rows`), that side, and
     every setting's validation score (keyed `text_weight`, `text_weight/model/share` or, for the
     second pass, `text_weight/model/share/linear_share`)."""
     weights = cfg.weight_grid if cfg.text_weight == "auto" else [float(cfg.text_weight)]
-    sides: dict[tuple[str | None, float], Factors] = {(None, 0.0): cf}
+    sides: dict[tuple[str | None, float], tuple[Factors, Recipe]] = {(None, 0.0): (cf, ALS_ALONE)}
     for name, sequence in (sequences or {}).items():
         for share in cfg.sequence_share_grid:
             if share > 0:  # share 0 is ALS alone, whichever sequence model
-                sides[(name, share)] = behaviour(cf, sequence, share, cfg.seed, matrices.evaluated)
+                parts = [
+                    (cf, ALS_ALONE, 1.0 - share),
+                    (sequence, _alone(sequence_source(name)), share),
+                ]
+                sides[(name, share)] = _mixed(parts, cfg.seed, matrices.evaluated)
     # The text side is the same for every candidate: its spread is measured once.
     users = spread_sample(len(text.users), cfg.seed, matrices.evaluated)
     text_spread = _spread(text, users)
     view = tuning_view(matrices, seed)
 
-    def pick(candidate_sides: dict[Any, Factors]) -> tuple[tuple, dict[tuple, float]]:
-        spreads = {key: _spread(side, users) for key, side in candidate_sides.items()}
+    def pick(candidate_sides: dict[Any, tuple[Factors, Recipe]]) -> tuple[tuple, dict]:
+        spreads = {key: _spread(side, users) for key, (side, _) in candidate_sides.items()}
         candidates = (
             (
                 (weight, *key),
                 make_fusion(weight, (text_spread, spreads[key])).validation_scorer(text, side),
             )
-            for key, side in candidate_sides.items()
+            for key, (side, _) in candidate_sides.items()
             for weight in weights
         )
         return select_on_validation(candidates, view, seed)
@@ -205,23 +257,32 @@ def tune_fusion(
         (str(w) if not sequences else f"{w}/{n or 'als'}/{s}"): round(v, 5)
         for (w, n, s), v in by_setting.items()
     }
-    side, linear_share = sides[(name, share)], 0.0
+    (side, recipe), linear_share = sides[(name, share)], 0.0
     if linear is not None:
         mixed = {
             (name, share, part): (
-                side
+                (side, recipe)
                 if part == 0
-                else mixture([(side, 1.0 - part), (linear, part)], cfg.seed, matrices.evaluated)
+                else _mixed(
+                    [(side, recipe, 1.0 - part), (linear, _alone(LINEAR), part)],
+                    cfg.seed,
+                    matrices.evaluated,
+                )
             )
             for part in cfg.linear_share_grid
         }
         (weight, _, _, linear_share), by_part = pick(mixed)
-        side = mixed[(name, share, linear_share)]
+        side, recipe = mixed[(name, share, linear_share)]
         table.update(
             {f"{w}/{n or 'als'}/{s}/{p}": round(v, 5) for (w, n, s, p), v in by_part.items()}
         )
     scaled = make_fusion(weight, (text_spread, _spread(side, users)))
     chosen = Fusion(
-        scaled.text_weight, scaled.text_scale, scaled.cf_scale, share, name, linear_share
+        scaled.text_weight, scaled.text_scale, scaled.cf_scale, share, name, linear_share, recipe
     )
     return chosen, side, table
+
+
+def _alone(source: str) -> Recipe:
+    """The recipe of one model's vectors (`source`, its `Recipe` name) as they are."""
+    return ((source, ()),)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from pipeline.core.sections import FuseConfig
 from pipeline.data.interactions import UserItemVectors
@@ -33,6 +34,17 @@ from pipeline.models.fusion import tuning_view
 
 TUNING_K = 10
 """The cut-off every setting is judged at (NDCG@10, interest coverage@10)."""
+
+
+def evaluated_rows(events: sp.csr_matrix, evaluated: np.ndarray | None) -> sp.csr_matrix:
+    """`events` of the evaluated users only (every user's when `evaluated` is None)."""
+    if evaluated is None:
+        return events
+    kept = np.zeros(events.shape[0], dtype=events.dtype)
+    kept[evaluated] = 1
+    rows = (sp.diags(kept) @ events).tocsr()
+    rows.eliminate_zeros()
+    return rows
 
 
 def tune_multi_interest(
@@ -112,8 +124,9 @@ def tune_explore(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """Exploration's weights, on the novel validation events: the similarity weight by how
     high the topics ranking puts each event's topic (MRR), then the topic weight by the
-    protocol's NDCG@10 of the explore lists."""
-    novel, _ = inputs.novel(matrices.validation, "validation")
+    protocol's NDCG@10 of the explore lists. Both are measured on the evaluated users' events
+    only (`matrices.evaluated`), as every other tuned setting is."""
+    novel, _ = inputs.novel(evaluated_rows(matrices.validation, matrices.evaluated), "validation")
     if novel.nnz == 0:
         chosen = {"topic_weight": cfg.explore_topic_weight_grid[0], "similarity_weight": 0.0}
         return chosen, {"skipped": "no validation event lies in a topic new to its user"}
