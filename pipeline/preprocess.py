@@ -4,12 +4,18 @@ Outputs (under `data/processed/`): `train.parquet`, `validation.parquet`, `test.
 `cold.parquet` (every event of the held-out cold items) with `user_idx, item_idx, rating,
 timestamp`; `items.parquet` (id map back to the original `item_id`, title, year, genres, tags, the
 assembled `text`, `train_count`, `cold`); `users.parquet` (id map back to
-`user_id`, `train_count`, demographics when the source has them); and `metrics/preprocess.json`
-counting every row that cleaning dropped and why.
+`user_id`, `train_count`, demographics when the source has them); every event again in the user
+partitions (`by_user/`); and `metrics/preprocess.json` counting every row that cleaning dropped
+and why.
+
+The steps that need every event (the drops by global counts, the cold-item hold-out, the ids)
+run in the stage's process; on the engine (`run_partitions`, what `main` runs) each user
+partition's users are then split by a task that writes the partition's file, with the same
+result as `run`, which splits every user at once.
 
 Timestamp ties: 44% of MovieLens-100K users have several events at their last timestamp.
 Ordering those by item id would leak (lower ids are older, more popular films), so ties are broken
-by a random key drawn from `preprocess.split.seed`.
+by a random key drawn from `preprocess.split.seed` (`pipeline.data.splitting`).
 """
 
 from __future__ import annotations
