@@ -4,15 +4,24 @@ Outputs (under `data/processed/`): `train.parquet`, `validation.parquet`, `test.
 `cold.parquet` (every event of the held-out cold items) with `user_idx, item_idx, rating,
 timestamp`; `items.parquet` (id map back to the original `item_id`, title, year, genres, tags, the
 assembled `text`, `train_count`, `cold`); `users.parquet` (id map back to
-`user_id`, `train_count`, demographics when the source has them); and `metrics/preprocess.json`
-counting every row that cleaning dropped and why.
+`user_id`, `train_count`, demographics when the source has them); every event again in the user
+partitions (`by_user/`); and `metrics/preprocess.json` counting every row that cleaning dropped
+and why.
+
+The steps that need every event (the drops by global counts, the cold-item hold-out, the ids)
+run in the stage's process; on the engine (`run_partitions`, what `main` runs) each user
+partition's users are then split by a task that writes the partition's file, with the same
+result as `run`, which splits every user at once.
 
 Timestamp ties: 44% of MovieLens-100K users have several events at their last timestamp.
 Ordering those by item id would leak (lower ids are older, more popular films), so ties are broken
-by a random key drawn from `preprocess.split.seed`.
+by a random key drawn from `preprocess.split.seed` (`pipeline.data.splitting`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -21,8 +30,18 @@ from pipeline.core import io
 from pipeline.core.config import load_params
 from pipeline.core.layout import Layout, writes
 from pipeline.core.sections import PreprocessConfig, SplitConfig
-from pipeline.data.artifacts import INTERACTION_SCHEMA, SPLITS, Processed, write_processed
+from pipeline.data.artifacts import SPLITS, Processed, write_processed
+from pipeline.data.item_text import descriptions_cut, item_text
 from pipeline.data.source import RawData, load_source
+from pipeline.data.splitting import (
+    TemporalCut,
+    check_timestamps,
+    split,
+    stream_starts,
+    temporal_cut,
+)
+from pipeline.engine.partitions import by_user, by_user_folder, partition_file, partition_of
+from pipeline.engine.runner import Engine
 from recli.errors import RecliError
 
 
@@ -183,140 +202,6 @@ def clean(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.DataFra
     return events, items, counts
 
 
-def is_cut(text: str | None, words: int | None) -> bool:
-    """Whether `opening` cuts `text`: it has more than `words` words."""
-    return words is not None and bool(text) and len(text.split()) > words
-
-
-def opening(text: str, words: int | None) -> str:
-    """`text` cut to its first `words` words, with an ellipsis where something was cut."""
-    if not is_cut(text, words):
-        return text.strip()
-    return " ".join(text.split()[:words]) + " …"
-
-
-def item_text(items: pl.DataFrame, description_words: int | None = None) -> pl.Series:
-    """One readable sentence per item: title (with year), genres, tags, and the description's
-    first `description_words` words (None: all of it)."""
-    texts = []
-    for row in items.iter_rows(named=True):
-        title = row["title"]
-        if row["year"] is not None and str(row["year"]) not in title:
-            title = f"{title} ({row['year']})"
-        parts = [title]
-        if row["genres"]:
-            parts.append("Genres: " + ", ".join(row["genres"]))
-        if row["tags"]:
-            parts.append("Tags: " + ", ".join(row["tags"][:10]))
-        if row["description"]:
-            parts.append(opening(row["description"], description_words))
-        texts.append(". ".join(parts))
-    return pl.Series("text", texts, dtype=pl.String)
-
-
-def descriptions_cut(items: pl.DataFrame, description_words: int | None) -> int:
-    """How many items' descriptions `item_text` cuts."""
-    return sum(is_cut(text, description_words) for text in items["description"].to_list())
-
-
-def _order_within_users(events: pl.DataFrame, seed: int) -> pl.DataFrame:
-    """Sort by user, then time, with a seeded random key (never the item id) breaking ties."""
-    # Draw the keys in a canonical row order so the same input and seed give the same keys.
-    events = events.sort("user_idx", "item_idx")
-    keys = np.random.default_rng(seed).random(events.height)
-    return (
-        events.with_columns(pl.Series("_tie", keys))
-        .sort("user_idx", "timestamp", "_tie")
-        .with_columns(pl.int_range(pl.len()).over("user_idx").alias("_position"))
-        .with_columns(pl.len().over("user_idx").alias("_count"))
-    )
-
-
-def split(events: pl.DataFrame, cfg: SplitConfig) -> dict[str, pl.DataFrame]:
-    """Divide `events` (with `user_idx, item_idx, rating, timestamp`) into the three splits."""
-    needs_time = cfg.strategy in ("leave_last_out", "temporal")
-    if needs_time and events["timestamp"].null_count() > 0:
-        raise RecliError(
-            f"{events['timestamp'].null_count()} interactions have no timestamp, which "
-            f"preprocess.split.strategy '{cfg.strategy}' needs: set data.files.columns.timestamp "
-            "or use strategy random_holdout"
-        )
-    if cfg.strategy == "leave_last_out":
-        ordered = _order_within_users(events, cfg.seed)
-        from_end = pl.col("_count") - pl.col("_position")
-        assigned = ordered.with_columns(
-            pl.when(from_end == 1)
-            .then(pl.lit("test"))
-            .when(from_end == 2)
-            .then(pl.lit("validation"))
-            .otherwise(pl.lit("train"))
-            .alias("_split")
-        )
-    elif cfg.strategy == "random_holdout":
-        shuffled = events.sort("user_idx", "item_idx").with_columns(
-            pl.Series("_shuffle", np.random.default_rng(cfg.seed).random(events.height))
-        )
-        ordered = (
-            shuffled.sort("user_idx", "_shuffle")
-            .rename({"_shuffle": "_tie"})
-            .with_columns(
-                pl.int_range(pl.len()).over("user_idx").alias("_position"),
-                pl.len().over("user_idx").alias("_count"),
-            )
-        )
-        n_test = (pl.col("_count") * cfg.test_fraction).round().cast(pl.Int64)
-        n_validation = (pl.col("_count") * cfg.validation_fraction).round().cast(pl.Int64)
-        # Keep at least one training event per user, whatever the fractions.
-        n_test = pl.min_horizontal(n_test, pl.col("_count") - 1)
-        n_validation = pl.min_horizontal(n_validation, pl.col("_count") - 1 - n_test)
-        assigned = ordered.with_columns(
-            pl.when(pl.col("_position") < n_test)
-            .then(pl.lit("test"))
-            .when(pl.col("_position") < n_test + n_validation)
-            .then(pl.lit("validation"))
-            .otherwise(pl.lit("train"))
-            .alias("_split")
-        )
-    else:  # temporal: one global cut-off, the most recent events are held out
-        keys = np.random.default_rng(cfg.seed).random(events.height)
-        ordered = (
-            events.sort("user_idx", "item_idx")
-            .with_columns(pl.Series("_tie", keys))
-            .sort("timestamp", "_tie")
-            .with_columns(pl.int_range(pl.len()).alias("_position"))
-        )
-        n = ordered.height
-        test_start = n - round(n * cfg.test_fraction)
-        validation_start = test_start - round(n * cfg.validation_fraction)
-        assigned = ordered.with_columns(
-            pl.when(pl.col("_position") >= test_start)
-            .then(pl.lit("test"))
-            .when(pl.col("_position") >= validation_start)
-            .then(pl.lit("validation"))
-            .otherwise(pl.lit("train"))
-            .alias("_split")
-        )
-    columns = list(INTERACTION_SCHEMA)
-    parts = {
-        # Within a user, ties keep the seeded order that decided the split: downstream stages read
-        # "most recent" from this order.
-        name: assigned.filter(pl.col("_split") == name)
-        .sort("user_idx", "timestamp", "_tie")
-        .select(columns)
-        for name in SPLITS
-    }
-    if cfg.strategy == "temporal":
-        # Held-out events of users or items never seen in training cannot be ranked fairly by
-        # collaborative models; they are dropped (and counted in the summary).
-        train = parts["train"]
-        for name in ("validation", "test"):
-            parts[name] = parts[name].filter(
-                pl.col("user_idx").is_in(train["user_idx"].unique().implode())
-                & pl.col("item_idx").is_in(train["item_idx"].unique().implode())
-            )
-    return parts
-
-
 def hold_out_cold_items(
     events: pl.DataFrame, cfg: PreprocessConfig, counts: dict[str, int]
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
@@ -340,9 +225,23 @@ def hold_out_cold_items(
     return warm.filter(keep), cold.filter(keep), cold_ids
 
 
-def run(raw: RawData, cfg: PreprocessConfig, description_words: int | None = None) -> Processed:
-    """Clean, index and split `raw` according to `cfg`; item descriptions are cut to their
-    first `description_words` words in the assembled text (`text.description_words`)."""
+@dataclass(frozen=True)
+class Indexed:
+    """The events after every step that needs all of them, ready to split: the warm events
+    and the cold-item ones with contiguous ids, and what the tables are made of."""
+
+    events: pl.DataFrame
+    cold: pl.DataFrame
+    users: pl.DataFrame
+    """`user_idx` (Int32), `user_id`: the id map."""
+    items: pl.DataFrame
+    """`item_idx` (Int32), `item_id` and the items file's columns."""
+    cold_ids: pl.Series
+    counts: dict[str, int]
+
+
+def index(raw: RawData, cfg: PreprocessConfig) -> Indexed:
+    """Clean `raw`, hold out the cold items and give users and items contiguous ids."""
     events, items, counts = clean(raw, cfg)
     warm, cold, cold_ids = hold_out_cold_items(events, cfg, counts)
 
@@ -363,31 +262,49 @@ def run(raw: RawData, cfg: PreprocessConfig, description_words: int | None = Non
             )
         )
 
-    indexed = to_indices(warm)
-    cold_events = to_indices(cold).sort("user_idx", "timestamp", "item_idx")
-    parts = split(indexed, cfg.split)
+    return Indexed(
+        events=to_indices(warm),
+        cold=to_indices(cold).sort("user_idx", "timestamp", "item_idx"),
+        users=user_map.with_columns(pl.col("user_idx").cast(pl.Int32)),
+        items=item_map.with_columns(pl.col("item_idx").cast(pl.Int32)).join(
+            items, on="item_id", how="left"
+        ),
+        cold_ids=cold_ids,
+        counts=counts,
+    )
+
+
+def tables(
+    indexed: Indexed,
+    parts: dict[str, pl.DataFrame],
+    raw: RawData,
+    cfg: PreprocessConfig,
+    description_words: int | None = None,
+) -> Processed:
+    """The item and user tables and the summary around the split `parts` of `indexed`."""
+    counts = dict(indexed.counts)
     train = parts["train"]
     # Only the temporal split drops events (held-out events of users/items unseen in training).
-    counts["dropped_unseen_held_out"] = indexed.height - sum(part.height for part in parts.values())
+    counts["dropped_unseen_held_out"] = indexed.events.height - sum(
+        part.height for part in parts.values()
+    )
 
     train_items = train.group_by("item_idx").len("train_count")
     train_users = train.group_by("user_idx").len("train_count")
 
     item_table = (
-        item_map.with_columns(pl.col("item_idx").cast(pl.Int32))
-        .join(items, on="item_id", how="left")
-        .join(
+        indexed.items.join(
             train_items.with_columns(pl.col("item_idx").cast(pl.Int32)), on="item_idx", how="left"
         )
         .with_columns(
             pl.col("train_count").fill_null(0).cast(pl.Int32),
-            pl.col("item_id").is_in(cold_ids.implode()).alias("cold"),
+            pl.col("item_id").is_in(indexed.cold_ids.implode()).alias("cold"),
         )
         .sort("item_idx")
     )
     item_table = item_table.with_columns(item_text(item_table, description_words))
 
-    user_table = user_map.with_columns(pl.col("user_idx").cast(pl.Int32))
+    user_table = indexed.users
     if raw.users is not None:
         user_table = user_table.join(raw.users, on="user_id", how="left")
     user_table = (
@@ -405,27 +322,110 @@ def run(raw: RawData, cfg: PreprocessConfig, description_words: int | None = Non
         "users": user_table.height,
         "items": item_table.height,
         **{f"{name}_interactions": part.height for name, part in parts.items()},
-        "cold_items": cold_ids.len(),
-        "cold_interactions": cold_events.height,
+        "cold_items": indexed.cold_ids.len(),
+        "cold_interactions": indexed.cold.height,
         "descriptions_cut": descriptions_cut(item_table, description_words),
     }
     return Processed(
         train=parts["train"],
         validation=parts["validation"],
         test=parts["test"],
-        cold=cold_events,
+        cold=indexed.cold,
         items=item_table,
         users=user_table,
         summary=summary,
     )
 
 
+def run(raw: RawData, cfg: PreprocessConfig, description_words: int | None = None) -> Processed:
+    """Clean, index and split `raw` according to `cfg`; item descriptions are cut to their
+    first `description_words` words in the assembled text (`text.description_words`)."""
+    indexed = index(raw, cfg)
+    return tables(indexed, split(indexed.events, cfg.split), raw, cfg, description_words)
+
+
+# --------------------------------------------------------------------------------------------
+# The stage on the engine: the users split partition by partition
+# --------------------------------------------------------------------------------------------
+def split_partition(
+    events: pl.DataFrame,
+    cold: pl.DataFrame,
+    users: pl.DataFrame,
+    cfg: SplitConfig,
+    starts: pl.DataFrame,
+    cut: TemporalCut | None,
+    path: Path,
+) -> dict[str, pl.DataFrame]:
+    """One partition's users split (`events`, their rows of the stream `starts`, the temporal
+    `cut` over every event), written with their `cold` events to `path` as `by_user` orders
+    them; returns the partition's splits."""
+    parts = split(events, cfg, starts, cut)
+    io.write_parquet(path, by_user({**parts, "cold": cold}, users))
+    return parts
+
+
+def run_partitions(
+    engine: Engine,
+    raw: RawData,
+    cfg: PreprocessConfig,
+    description_words: int | None,
+    folder: Path,
+    partitions: int,
+) -> Processed:
+    """`run`, with the users split partition by partition on `engine` after the steps that
+    need every event (cleaning, the cold-item hold-out, the ids); each partition's task writes
+    its file under `folder`. The splits are assembled in user order, the same rows in the same
+    order as `run`'s."""
+    indexed = index(raw, cfg)
+    check_timestamps(indexed.events, cfg.split)
+    cut = temporal_cut(indexed.events, cfg.split) if cfg.split.strategy == "temporal" else None
+    part = partition_of(pl.col("user_idx"), partitions).alias("_part")
+
+    def pieces(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
+        grouped = frame.with_columns(part).partition_by("_part", as_dict=True, include_key=False)
+        return {key[0]: piece for key, piece in grouped.items()}
+
+    events, cold, users = pieces(indexed.events), pieces(indexed.cold), pieces(indexed.users)
+    starts = pieces(stream_starts(indexed.events))
+    folder.mkdir(parents=True, exist_ok=True)
+    arguments = [
+        (
+            events.get(p, indexed.events.clear()),
+            cold.get(p, indexed.cold.clear()),
+            users.get(p, indexed.users.clear()),
+            cfg.split,
+            starts.get(p, pl.DataFrame(schema={"user_idx": pl.Int32, "start": pl.Int64})),
+            cut,
+            partition_file(folder, p),
+        )
+        for p in range(partitions)
+    ]
+    split_parts = engine.map(split_partition, arguments)
+    # A user's rows are all in one piece, in their order: a stable sort by user is `run`'s order.
+    parts = {
+        name: pl.concat([piece[name] for piece in split_parts]).sort(
+            "user_idx", maintain_order=True
+        )
+        for name in SPLITS
+    }
+    return tables(indexed, parts, raw, cfg, description_words)
+
+
 @writes("preprocess")
 def main(layout: Layout) -> None:
     params = load_params(layout.params)
     raw = load_source(params.data, layout.root)
-    processed = run(raw, params.preprocess, params.text.description_words)
-    write_processed(processed, layout, params.engine.partitions)
+    engine = Engine(params.engine)
+    with engine.session():
+        processed = run_partitions(
+            engine,
+            raw,
+            params.preprocess,
+            params.text.description_words,
+            by_user_folder(layout),
+            params.engine.partitions,
+        )
+    write_processed(processed, layout, partitions=None)
     print(summary_line(processed.summary))
     if processed.summary["descriptions_cut"]:
         print(

@@ -109,12 +109,14 @@ class Processed:
         )
 
 
-def write_processed(processed: Processed, layout: Layout, partitions: int = 16) -> None:
-    """The splits, tables and summary; every event again in `partitions` user-hash partitions."""
+def write_processed(processed: Processed, layout: Layout, partitions: int | None = 16) -> None:
+    """The splits, tables and summary; every event again in `partitions` user-hash partitions
+    (None: the stage wrote them already, partition by partition)."""
     splits = {name: processed.split(name) for name in (*SPLITS, "cold")}
     for name, frame in splits.items():
         io.write_parquet(layout.processed / f"{name}.parquet", frame)
-    write_partitions(by_user(splits, processed.users), by_user_folder(layout), partitions)
+    if partitions is not None:
+        write_partitions(by_user(splits, processed.users), by_user_folder(layout), partitions)
     io.write_parquet(layout.processed / "items.parquet", processed.items)
     io.write_parquet(layout.processed / "users.parquet", processed.users)
     io.write_json(layout.metrics_file("preprocess"), processed.summary)
