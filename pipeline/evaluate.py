@@ -58,7 +58,7 @@ from pipeline.data.artifacts import (
 from pipeline.data.interactions import UserItemVectors
 from pipeline.evaluation.beyond_accuracy import beyond_accuracy, self_information
 from pipeline.evaluation.metrics import EvaluationResult, Scorer, activity_buckets
-from pipeline.evaluation.paired import paired_differences
+from pipeline.evaluation.paired import paired_by_group, paired_differences
 from pipeline.evaluation.protocol import (
     Model,
     SplitMatrices,
@@ -243,8 +243,10 @@ def run(
         # this bucket" means something only next to its standard error. The same users' own
         # validation events are a second look at a bucket (the fusion weights were chosen on
         # them, over all users, so that look leans a little towards the served model).
-        metrics["paired_test_by_activity"] = _paired_by_bucket(tests, buckets, served)
-        metrics["paired_validation_by_activity"] = _paired_by_bucket(validations, buckets, served)
+        metrics["paired_test_by_activity"] = paired_by_group(tests, buckets, served, PLOT_METRIC)
+        metrics["paired_validation_by_activity"] = paired_by_group(
+            validations, buckets, served, PLOT_METRIC
+        )
     activity_rows = _plot_rows("bucket", metrics["test_by_activity"], [b for b, _ in buckets])
     for row, (_, mask) in zip(activity_rows, buckets, strict=True):
         # A numeric x for DVC's line templates (bucket labels are categories).
@@ -264,17 +266,6 @@ def run(
             for name, row in described["test"].items()
         ],
     )
-
-
-def _paired_by_bucket(
-    results: dict[str, EvaluationResult], buckets: list[tuple[str, np.ndarray]], served: str
-) -> dict[str, dict[str, dict[str, float | int]]]:
-    """`paired_differences` of the `served` model in each non-empty activity bucket."""
-    return {
-        label: paired_differences(results, served, PLOT_METRIC, mask)
-        for label, mask in buckets
-        if mask[results[served].users].any()
-    }
 
 
 def served_model(retrieval: dict[str, Any]) -> str:
