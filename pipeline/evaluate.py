@@ -19,6 +19,10 @@ every other, is what `recli recommend` shows without flags: the multi-interest l
 beyond accuracy (`pipeline.evaluation.beyond_accuracy`: diversity, novelty, interest coverage,
 accuracy on novel and familiar events).
 
+Above `evaluate.max_users` users every model ranks one seeded sample of them, and only the
+sample's rows of each model's user vectors are read (through memory maps, `read_vectors`); the
+item vectors are read whole.
+
 Outputs: `metrics/evaluation.json` (DVC metrics), `metrics/evaluation_by_cluster.json` (test
 metrics per interest cluster), and DVC plot data `metrics/plots/ndcg_by_activity.json`,
 `metrics/plots/ndcg_by_cluster.json` (test NDCG@10 per bucket / cluster, one column per model)
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,19 +45,20 @@ from pipeline.core.layout import Layout, writes
 from pipeline.core.sections import EvaluateConfig
 from pipeline.data.artifacts import (
     Factors,
+    embedding_paths,
+    factor_paths,
+    fused_paths,
+    linear_paths,
     read_clustering,
-    read_embeddings,
-    read_factors,
-    read_fused,
-    read_linear,
     read_processed,
     read_retrieval,
-    read_sequence_vectors,
+    read_user_rows,
+    sequence_paths,
 )
 from pipeline.data.interactions import UserItemVectors
 from pipeline.evaluation.beyond_accuracy import beyond_accuracy, self_information
 from pipeline.evaluation.metrics import EvaluationResult, Scorer, activity_buckets
-from pipeline.evaluation.paired import paired_differences
+from pipeline.evaluation.paired import paired_by_group, paired_differences
 from pipeline.evaluation.protocol import (
     Model,
     SplitMatrices,
@@ -237,8 +243,10 @@ def run(
         # this bucket" means something only next to its standard error. The same users' own
         # validation events are a second look at a bucket (the fusion weights were chosen on
         # them, over all users, so that look leans a little towards the served model).
-        metrics["paired_test_by_activity"] = _paired_by_bucket(tests, buckets, served)
-        metrics["paired_validation_by_activity"] = _paired_by_bucket(validations, buckets, served)
+        metrics["paired_test_by_activity"] = paired_by_group(tests, buckets, served, PLOT_METRIC)
+        metrics["paired_validation_by_activity"] = paired_by_group(
+            validations, buckets, served, PLOT_METRIC
+        )
     activity_rows = _plot_rows("bucket", metrics["test_by_activity"], [b for b, _ in buckets])
     for row, (_, mask) in zip(activity_rows, buckets, strict=True):
         # A numeric x for DVC's line templates (bucket labels are categories).
@@ -258,17 +266,6 @@ def run(
             for name, row in described["test"].items()
         ],
     )
-
-
-def _paired_by_bucket(
-    results: dict[str, EvaluationResult], buckets: list[tuple[str, np.ndarray]], served: str
-) -> dict[str, dict[str, dict[str, float | int]]]:
-    """`paired_differences` of the `served` model in each non-empty activity bucket."""
-    return {
-        label: paired_differences(results, served, PLOT_METRIC, mask)
-        for label, mask in buckets
-        if mask[results[served].users].any()
-    }
 
 
 def served_model(retrieval: dict[str, Any]) -> str:
@@ -345,19 +342,24 @@ def cluster_groups(
     return [(profile["label"], cluster_of == profile["cluster"]) for profile in profiles]
 
 
-def read_vectors(layout: Layout) -> dict[str, UserItemVectors]:
+def read_vectors(layout: Layout, users: np.ndarray | None) -> dict[str, UserItemVectors]:
     """The models scored by dot products of vectors other stages wrote, in report order: the
     text encoders, the sequence models, EASE at the rank it is fused in (what the rank limit
-    costs; absent without `factorize`'s EASE part) and the served fused vectors."""
-    vectors: dict[str, UserItemVectors | None] = {
-        "zero_shot": read_embeddings("zero_shot", layout),
-        "finetuned": read_embeddings("finetuned", layout),
-        "sasrec": read_sequence_vectors("sasrec", layout),
-        "text_sequence": read_sequence_vectors("text", layout),
-        "ease_low_rank": read_linear(layout),
-        "fused": read_fused(layout),
+    costs; absent without `factorize`'s EASE part) and the served fused vectors. Of each, the
+    item vectors and the evaluated `users`' rows (None: every user's; `read_user_rows`)."""
+    files: dict[str, tuple[dict[str, Path] | None, str]] = {
+        "zero_shot": (embedding_paths(layout, "zero_shot"), "embed"),
+        "finetuned": (embedding_paths(layout, "finetuned"), "embed"),
+        "sasrec": (sequence_paths("sasrec", layout), "sequence"),
+        "text_sequence": (sequence_paths("text", layout), "sequence"),
+        "ease_low_rank": (linear_paths(layout), "factorize"),
+        "fused": (fused_paths(layout), "fuse"),
     }
-    return {name: found for name, found in vectors.items() if found is not None}
+    return {
+        name: read_user_rows(paths, stage, users)
+        for name, (paths, stage) in files.items()
+        if paths is not None
+    }
 
 
 def model_scorers(
@@ -431,10 +433,10 @@ def main(layout: Layout) -> None:
     clustering = read_clustering(layout)
     inputs = exploration_inputs(processed, layout, params.interests.half_life)
     retrieval = read_retrieval(layout)
-    scorers, tuning = model_scorers(
-        matrices, read_factors(layout), read_vectors(layout), inputs, retrieval, params
-    )
-    item_space = read_embeddings(params.interests.encoder, layout).items
+    factors = read_user_rows(factor_paths(layout), "factorize", matrices.evaluated)
+    vectors = read_vectors(layout, matrices.evaluated)
+    scorers, tuning = model_scorers(matrices, factors, vectors, inputs, retrieval, params)
+    item_space = io.read_npy(embedding_paths(layout, params.interests.encoder)["items"], "embed")
     report = run(
         matrices,
         scorers,

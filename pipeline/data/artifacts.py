@@ -22,7 +22,7 @@ import polars as pl
 
 from pipeline.core import io
 from pipeline.core.layout import Layout
-from pipeline.data.interactions import UserItemVectors
+from pipeline.data.interactions import SampledRows, UserItemVectors
 from pipeline.data.interest_artifacts import (
     INTEREST_HISTORIES as INTEREST_HISTORIES,
 )
@@ -198,6 +198,26 @@ def _paths(users: Path, items: Path) -> dict[str, Path]:
     """A vector pair's files by `UserItemVectors` field (the users' variants may not exist)."""
     at_test, served = _suffixed(users, AT_TEST_SUFFIX), _suffixed(users, SERVED_SUFFIX)
     return {"users": users, "items": items, "users_at_test": at_test, "users_served": served}
+
+
+def read_user_rows(paths: dict[str, Path], stage: str, users: np.ndarray | None) -> UserItemVectors:
+    """The item vectors and the rows of `users` of the user vectors a split is scored with (the
+    training history's and, where derived, the test-time history's): what evaluating some users
+    reads. The rows are read through memory maps (`SampledRows`, indexed by the user's index
+    among every user); None (every user is evaluated): the whole arrays. The served users are
+    not read."""
+    at_test = paths["users_at_test"]
+
+    def rows(path: Path) -> np.ndarray | SampledRows:
+        if users is None:
+            return io.read_npy(path, stage)
+        return SampledRows.read(io.require(path, stage), users)
+
+    return UserItemVectors(
+        users=rows(paths["users"]),
+        items=io.read_npy(paths["items"], stage),
+        users_at_test=rows(at_test) if at_test.exists() else None,
+    )
 
 
 def item_embeddings_file(layout: Layout) -> Path:

@@ -41,3 +41,18 @@ def paired_differences(
             "users": int(difference.size),
         }
     return table
+
+
+def paired_by_group(
+    results: dict[str, EvaluationResult],
+    groups: list[tuple[str, np.ndarray]],
+    served: str,
+    metric: str,
+) -> dict[str, dict[str, dict[str, float | int]]]:
+    """`paired_differences` of the `served` model in each group of `groups` ((label, mask over
+    all users) pairs, e.g. activity buckets) with a user among those evaluated."""
+    return {
+        label: paired_differences(results, served, metric, mask)
+        for label, mask in groups
+        if mask[results[served].users].any()
+    }

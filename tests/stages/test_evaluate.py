@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from stage_project import upstream_project
 from synthetic import make_block_raw, make_raw
 
-from pipeline import evaluate, factorize, preprocess
+from pipeline import evaluate, factorize, fuse, preprocess
 from pipeline.core.sections import EvaluateConfig, FactorizeConfig, PreprocessConfig
+from pipeline.data.interactions import SampledRows
 from pipeline.evaluation.protocol import SplitMatrices, evaluate_model
 from recli.metrics_source import served_in
 
@@ -184,3 +188,44 @@ def test_the_served_model_is_the_one_fuse_chose_and_the_pairs_are_against_it() -
     assert set(report.metrics["paired_test"]) == {"als", "fused"}
     assert served_in(report.metrics) == "multi_interest"
     assert served_in({"test": {}}) == "fused"
+
+
+REPORTS = (
+    "metrics/evaluation.json",
+    "metrics/evaluation_by_cluster.json",
+    "metrics/plots/ndcg_by_activity.json",
+    "metrics/plots/ndcg_by_cluster.json",
+    "metrics/plots/accuracy_diversity.json",
+)
+"""What the stage writes."""
+
+
+def test_on_a_sample_the_stage_reads_its_rows_only_and_reports_what_whole_arrays_give(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upstream_project(tmp_path, {"evaluate.max_users": 25})
+    fuse.main(tmp_path)
+    read_whole = evaluate.read_user_rows
+    rows: dict[str, object] = {}
+
+    def recorded(paths: dict[str, Path], stage: str, users: np.ndarray | None):
+        vectors = read_whole(paths, stage, users)
+        rows[paths["users"].name] = vectors
+        return vectors
+
+    monkeypatch.setattr(evaluate, "read_user_rows", recorded)
+    evaluate.main(tmp_path)
+    sampled = {name: (tmp_path / name).read_bytes() for name in REPORTS}
+    # Every user vector scored (ALS, text, sequence and fused; at test too) is the sample's rows.
+    assert len(rows) == 6
+    for vectors in rows.values():
+        for users in (vectors.users, vectors.users_at_test):
+            assert isinstance(users, SampledRows) and users.values.shape[0] == 25
+            assert len(users) > 25
+    # The same stage reading every user's whole arrays, as it did before, reports the same.
+    monkeypatch.setattr(
+        evaluate, "read_user_rows", lambda paths, stage, users: read_whole(paths, stage, None)
+    )
+    evaluate.main(tmp_path)
+    assert b'"sample": 25' in sampled["metrics/evaluation.json"]
+    assert {name: (tmp_path / name).read_bytes() for name in REPORTS} == sampled
