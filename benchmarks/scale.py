@@ -32,6 +32,13 @@ of at most 15 minutes in all at the size closest to 60k events in place of the 1
     python benchmarks/scale.py --sizes 100000 1000000
     python benchmarks/scale.py --sizes 20000 50000 --stages preprocess factorize --keep
     python benchmarks/scale.py --shape products --sizes 60000
+    python benchmarks/scale.py --backend ray --workers 2 --sizes 1000000 10000000
+
+`--backend ray` runs every stage with `engine.backend: ray` on a Ray cluster of `--workers` CPUs
+started on this machine for the run (`scaling/ray_cluster.py`); each stage's record adds the peak
+memory of the cluster's workers beside the driver's (the stage's own process) and its events per
+second per worker, and the report, kept under `--out`'s `ray` key beside the local one, judges
+the driver's peak at 10M events (at most 2 GiB).
 
 Fine-tuning has a fixed step budget (`finetune.max_steps`), about 5 minutes on a 2-core CPU with
 bf16 arithmetic (8 in float32) whatever the size, and the sequence models one too
@@ -78,6 +85,13 @@ def main() -> None:
         type=Path,
         help=f"the report (default: {DEFAULT_OUT['movies']}; products: {DEFAULT_OUT['products']})",
     )
+    parser.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="ray: every stage on a Ray cluster started here (kept under --out's `ray` key)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="the Ray cluster's CPUs (ray)")
     parser.add_argument("--markdown", action="store_true", help="also print a Markdown table")
     parser.add_argument(
         "--add", action="store_true", help="keep the other sizes already measured in --out"
@@ -97,6 +111,8 @@ def main() -> None:
         args.seed,
         args.add,
         args.shape,
+        args.backend,
+        args.workers,
     )
     print()
     print(text_table(report))

@@ -24,6 +24,7 @@ from pipeline.core.config import load_params
 from pipeline.workflow import STAGES, override, write_params
 from scaling import REPO
 from scaling.products import product_events
+from scaling.ray_cluster import WorkerMemory, local_cluster
 from scaling.report import budgets, code_version, count_label, machine
 from scaling.summary import judge, slopes, totals
 from scaling.synthetic import synthetic_events, write_inputs
@@ -51,12 +52,16 @@ def _kill(process: subprocess.Popen[bytes], signum: int) -> None:
         os.killpg(process.pid, signum)
 
 
-def run_stage(stage: str, root: Path, timeout: float | None = None) -> dict[str, Any]:
+def run_stage(
+    stage: str, root: Path, timeout: float | None = None, address: str | None = None
+) -> dict[str, Any]:
     """Run one stage's `main(root)` in a child process; its wall time, peak RSS and outcome.
 
     `status` is `ok`, `failed` (non-zero exit), `killed` (a signal, such as the kernel's
     out-of-memory killer) or `timeout` (past `timeout` seconds: SIGTERM, then SIGKILL 30 s later).
-    Peak memory is the child's own max RSS (`os.wait4`), not that of any process it starts.
+    Peak memory is the child's own max RSS (`os.wait4`), not that of any process it starts. With
+    a Ray cluster's `address` the stage joins it (`RAY_ADDRESS`), and the record adds the peak
+    memory of the cluster's workers while it ran (`ray_cluster.WorkerMemory`).
     """
     logs = root / "bench_logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -68,9 +73,16 @@ def run_stage(stage: str, root: Path, timeout: float | None = None) -> dict[str,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     env.setdefault("TQDM_DISABLE", "1")  # progress bars would fill the stderr log
+    if address is not None:
+        env["RAY_ADDRESS"] = address
+    workers = WorkerMemory() if address is not None else contextlib.nullcontext()
     timed_out = threading.Event()
     timers: list[threading.Timer] = []
-    with open(logs / f"{stage}.out", "wb") as out, open(logs / f"{stage}.err", "wb") as err:
+    with (
+        open(logs / f"{stage}.out", "wb") as out,
+        open(logs / f"{stage}.err", "wb") as err,
+        workers,
+    ):
         started = time.perf_counter()
         process = subprocess.Popen(
             [sys.executable, "-c", code],
@@ -119,6 +131,8 @@ def run_stage(stage: str, root: Path, timeout: float | None = None) -> dict[str,
         "exit_code": exit_code,
         "last_line": printed[0] if printed else "",
     }
+    if isinstance(workers, WorkerMemory):
+        record.update(workers.record())
     if outcome != "ok":
         why = f"signal {signal.Signals(-exit_code).name}" if exit_code < 0 else f"exit {exit_code}"
         if outcome == "timeout":
@@ -136,7 +150,9 @@ def _write_json(report: dict[str, Any], out: Path) -> None:
 
 def _summarise(report: dict[str, Any]) -> None:
     report["slopes"] = slopes(report["sizes"], report["stages"])
-    report.update(judge(report["sizes"], report["slopes"], report["shape"]))
+    report.update(
+        judge(report["sizes"], report["slopes"], report["shape"], report.get("backend", "local"))
+    )
 
 
 INDEX_FIGURES = (
@@ -170,29 +186,50 @@ def bench(
     seed: int = 42,
     add: bool = False,
     shape: str = "movies",
+    backend: str = "local",
+    workers: int = 2,
 ) -> dict[str, Any]:
     """Generate each size of `shape` (one of `SHAPES`), run `stages` on it in child processes,
     write `out` after every stage; the report. With `add`, the sizes already in `out` (measured
     with the same shape, params and seed) are kept unless run again, so the sizes can be measured
-    in separate sittings."""
+    in separate sittings.
+
+    `backend: ray` runs every stage with `engine.backend: ray` on a Ray cluster of `workers`
+    CPUs started on this machine for the whole run (`ray_cluster.local_cluster`); its report is
+    kept under `out`'s `ray` key, beside the local backend's, and each stage's record adds its
+    workers' peak memory and its events per second per worker."""
     if shape not in SHAPES:
         raise SystemExit(f"unknown shape {shape!r}: use one of {list(SHAPES)}")
+    if backend not in ("local", "ray"):
+        raise SystemExit(f"unknown backend {backend!r}: use local or ray")
     unknown = [stage for stage in stages if stage not in STAGES]
     if unknown:
         raise SystemExit(f"unknown stage(s) {unknown}: use some of {list(STAGES)}")
     stages = [stage for stage in STAGES if stage in stages]  # dvc.yaml order
     base = load_params(REPO / "params.yaml")
+    if backend == "ray":
+        base = override(base, {"engine.backend": "ray", "engine.workers": workers})
     scratch = Path(tempfile.mkdtemp(prefix="recli-bench-scale-")) if work is None else work
     report: dict[str, Any] = {
         "machine": machine(),
         "shape": shape,
+        "backend": backend,
+        **({"workers": workers} if backend == "ray" else {}),
         "seed": seed,
         "stages": stages,
         **budgets(base),
         "sizes": [],
     }
-    if add and out.exists():
-        earlier = json.loads(out.read_text(encoding="utf-8"))
+    document = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+
+    def write() -> None:
+        if backend == "ray":
+            _write_json({**document, "ray": report}, out)
+        else:
+            _write_json({**report, **({"ray": document["ray"]} if "ray" in document else {})}, out)
+
+    earlier = document.get("ray", {}) if backend == "ray" else document
+    if add and earlier:
         if (
             earlier.get("params_sha256") != report["params_sha256"]
             or earlier.get("seed") != seed
@@ -200,64 +237,85 @@ def bench(
         ):
             raise SystemExit(f"{out} was measured with other params, seed or shape: drop --add")
         report["sizes"] = [run for run in earlier["sizes"] if run["n_events"] not in set(sizes)]
+    cluster = local_cluster(workers) if backend == "ray" else contextlib.nullcontext(None)
     try:
-        for n_events in sorted(set(sizes)):
-            root = (scratch / f"events-{n_events}").resolve()
-            if root.exists():
-                shutil.rmtree(root)
-            started = time.perf_counter()
-            interactions, items = SHAPES[shape](n_events, seed)
-            data = write_inputs(interactions, items, root)
-            write_params(override(base, {"data": data}), root)
-            inputs = root / "data" / "input"
-            run: dict[str, Any] = {
-                "n_events": n_events,
-                "code": code_version(),
-                "n_users": interactions["user_id"].n_unique(),
-                "n_items": items.height,
-                "n_items_with_events": interactions["item_id"].n_unique(),
-                "generate_seconds": round(time.perf_counter() - started, 2),
-                "input_mib": round(sum(f.stat().st_size for f in inputs.iterdir()) / 2**20, 1),
-                "all_stages": list(stages) == list(STAGES),
-                "stages": {},
-                "totals": totals({}, stages),
-            }
-            del interactions, items
-            report["sizes"].append(run)
-            report["sizes"].sort(key=lambda entry: entry["n_events"])
-            print(
-                f"{count_label(n_events)} events: {run['n_users']} users, {run['n_items']} items "
-                f"({run['generate_seconds']:.1f} s to generate) in {root}",
-                flush=True,
-            )
-            failed: str | None = None
-            for stage in stages:
-                if failed is not None:
-                    run["stages"][stage] = {"status": "skipped", "reason": failed}
-                    continue
-                # Written before the stage starts: a run that is itself stopped shows where.
-                run["stages"][stage] = {"status": "running", "started": time.strftime("%FT%T%z")}
-                _write_json(report, out)
-                record = run_stage(stage, root, timeout)
-                run["stages"][stage] = record
-                if stage == "index" and record["status"] == "ok":
-                    run["index"] = served_index(root)
-                if record["status"] != "ok":
-                    failed = f"{stage} {record['status']}"
-                print(
-                    f"  {stage:<10} {record['status']:<7} {record['seconds']:8.1f} s "
-                    f"{record['peak_rss_mib']:8.0f} MiB  {record['last_line'][:80]}",
-                    flush=True,
-                )
-                run["totals"] = totals(run["stages"], stages)
-                _summarise(report)
-                _write_json(report, out)
-            run["totals"] = totals(run["stages"], stages)
-            _summarise(report)
-            _write_json(report, out)
-            if not keep:
-                shutil.rmtree(root, ignore_errors=True)
+        with cluster as address:
+            for n_events in sorted(set(sizes)):
+                _bench_size(n_events, report, scratch, base, stages, timeout, seed, address, write)
+                if not keep:
+                    shutil.rmtree(scratch / f"events-{n_events}", ignore_errors=True)
     finally:
         if work is None and not keep:
             shutil.rmtree(scratch, ignore_errors=True)
     return report
+
+
+def _bench_size(
+    n_events: int,
+    report: dict[str, Any],
+    scratch: Path,
+    base: Any,
+    stages: Sequence[str],
+    timeout: float | None,
+    seed: int,
+    address: str | None,
+    write: Callable[[], None],
+) -> None:
+    """One size of `bench`: generate it, run the stages, record each into `report`."""
+    root = (scratch / f"events-{n_events}").resolve()
+    if root.exists():
+        shutil.rmtree(root)
+    started = time.perf_counter()
+    interactions, items = SHAPES[report["shape"]](n_events, seed)
+    data = write_inputs(interactions, items, root)
+    write_params(override(base, {"data": data}), root)
+    inputs = root / "data" / "input"
+    run: dict[str, Any] = {
+        "n_events": n_events,
+        "code": code_version(),
+        "n_users": interactions["user_id"].n_unique(),
+        "n_items": items.height,
+        "n_items_with_events": interactions["item_id"].n_unique(),
+        "generate_seconds": round(time.perf_counter() - started, 2),
+        "input_mib": round(sum(f.stat().st_size for f in inputs.iterdir()) / 2**20, 1),
+        "all_stages": list(stages) == list(STAGES),
+        "stages": {},
+        "totals": totals({}, stages),
+    }
+    del interactions, items
+    report["sizes"] = [entry for entry in report["sizes"] if entry["n_events"] != n_events]
+    report["sizes"].append(run)
+    report["sizes"].sort(key=lambda entry: entry["n_events"])
+    print(
+        f"{count_label(n_events)} events: {run['n_users']} users, {run['n_items']} items "
+        f"({run['generate_seconds']:.1f} s to generate) in {root}",
+        flush=True,
+    )
+    failed: str | None = None
+    for stage in stages:
+        if failed is not None:
+            run["stages"][stage] = {"status": "skipped", "reason": failed}
+            continue
+        # Written before the stage starts: a run that is itself stopped shows where.
+        run["stages"][stage] = {"status": "running", "started": time.strftime("%FT%T%z")}
+        write()
+        record = run_stage(stage, root, timeout, address)
+        if address is not None and record["status"] == "ok" and record["seconds"] > 0:
+            per_worker = n_events / record["seconds"] / report["workers"]
+            record["events_per_second_per_worker"] = round(per_worker, 1)
+        run["stages"][stage] = record
+        if stage == "index" and record["status"] == "ok":
+            run["index"] = served_index(root)
+        if record["status"] != "ok":
+            failed = f"{stage} {record['status']}"
+        print(
+            f"  {stage:<10} {record['status']:<7} {record['seconds']:8.1f} s "
+            f"{record['peak_rss_mib']:8.0f} MiB  {record['last_line'][:80]}",
+            flush=True,
+        )
+        run["totals"] = totals(run["stages"], stages)
+        _summarise(report)
+        write()
+    run["totals"] = totals(run["stages"], stages)
+    _summarise(report)
+    write()

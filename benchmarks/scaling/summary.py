@@ -13,6 +13,8 @@ TARGETS: dict[str, float] = {"max_total_minutes_at_10M": 45, "max_peak_gib": 12,
 """The scaling targets (of the movie-like shape): all stages within 45 minutes at 10M events, no
 stage above 12 GiB, and no stage's wall time or peak memory growing faster than events^1.2."""
 TARGET_SIZE = 10_000_000
+DRIVER_GIB = 2
+"""On the ray backend, what a stage's own process (the driver) may hold at 10M events."""
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,14 @@ def _timed_run(runs: Sequence[dict[str, Any]], target: TimeTarget) -> dict[str, 
 
 
 def judge(
-    runs: Sequence[dict[str, Any]], per_stage: dict[str, dict[str, Any]], shape: str = "movies"
+    runs: Sequence[dict[str, Any]],
+    per_stage: dict[str, dict[str, Any]],
+    shape: str = "movies",
+    backend: str = "local",
 ) -> dict[str, Any]:
     """Each target's measured value and whether it is met (None where it cannot be measured):
-    the shape's time target (`TIME_TARGETS`), then the peak memory and slope targets."""
+    the shape's time target (`TIME_TARGETS`), then the peak memory and slope targets, the
+    index's, and on the ray backend the driver's memory at 10M events (`DRIVER_GIB`)."""
     time = TIME_TARGETS[shape]
     targets = {
         time.key: time.minutes,
@@ -141,6 +147,18 @@ def judge(
     meets["max_slope"] = None if steepest is None else steepest[0] <= TARGETS["max_slope"]
     targets["index_beats_exact"] = True
     measured["index_beats_exact"], meets["index_beats_exact"] = index_verdict(runs)
+    if backend == "ray":
+        at = [run for run in runs if run["n_events"] == TARGET_SIZE]
+        peaks = [
+            record["peak_rss_mib"]
+            for run in at
+            for record in run["stages"].values()
+            if record.get("peak_rss_mib") is not None
+        ]
+        driver = round(max(peaks) / 1024, 3) if peaks else None
+        targets["max_driver_gib_at_10M"] = DRIVER_GIB
+        measured["max_driver_gib_at_10M"] = driver
+        meets["max_driver_gib_at_10M"] = None if driver is None else driver <= DRIVER_GIB
     return {"targets": targets, "measured": measured, "meets": meets}
 
 

@@ -4,6 +4,7 @@ whole) and the log-log slope and target arithmetic behind its report."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,9 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 from scaling.report import markdown_table, text_table
+from scaling.runner import bench
 from scaling.summary import index_verdict, judge, loglog_slope, slopes, totals
-from scaling.synthetic import scale_of, synthetic_events, write_inputs
+from scaling.synthetic import MIN_EVENTS, scale_of, synthetic_events, write_inputs
 
 from pipeline.core.config import DataConfig
 from pipeline.core.sections import PreprocessConfig
@@ -234,3 +236,35 @@ def test_tables_name_every_stage_and_size() -> None:
     ]
     assert "0.76" in markdown[2]  # log(2) / log(2.5)
     assert len(text_table(report).splitlines()) == 4
+
+
+def test_on_the_ray_backend_the_driver_is_judged_at_10m() -> None:
+    runs = [_run(10_000_000, 1, 1536, STAGES)]
+    verdict = judge(runs, slopes(runs, STAGES), backend="ray")
+    assert verdict["targets"]["max_driver_gib_at_10M"] == 2
+    assert verdict["measured"]["max_driver_gib_at_10M"] == 1.5
+    assert verdict["meets"]["max_driver_gib_at_10M"] is True
+    runs = [_run(10_000_000, 1, 3072, STAGES)]
+    heavy = judge(runs, slopes(runs, STAGES), backend="ray")
+    assert heavy["meets"]["max_driver_gib_at_10M"] is False
+    assert "max_driver_gib_at_10M" not in judge(runs, slopes(runs, STAGES))["targets"]
+
+
+@pytest.mark.slow
+def test_a_ray_run_records_the_driver_and_its_workers_beside_the_local_report(
+    tmp_path: Path,
+) -> None:
+    # A real head node started by the benchmark, and the first stage run on it.
+    out = tmp_path / "bench_scale.json"
+    out.write_text(json.dumps({"backend": "local", "sizes": []}), encoding="utf-8")
+    report = bench(
+        [MIN_EVENTS], out, tmp_path / "work", stages=["preprocess"], backend="ray", workers=1
+    )
+    record = report["sizes"][0]["stages"]["preprocess"]
+    assert record["status"] == "ok", record
+    assert record["workers_peak_rss_mib"] > 0 and record["workers_seen"] >= 1
+    assert record["events_per_second_per_worker"] > 0
+    written = json.loads(out.read_text(encoding="utf-8"))
+    assert written["backend"] == "local"  # the local report is kept
+    assert written["ray"]["backend"] == "ray" and written["ray"]["workers"] == 1
+    assert written["ray"]["sizes"][0]["stages"]["preprocess"] == record
