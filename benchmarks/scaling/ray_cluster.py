@@ -4,10 +4,10 @@
 that many workers), for every stage of every size, and stops it at the end; the stages join it
 through `RAY_ADDRESS`, as they would join a real cluster. A stage's own process is the driver,
 whose peak the runner takes from `os.wait4` as for the local backend; `WorkerMemory` samples,
-while a stage runs, the resident memory of the cluster's worker processes (those Ray names
-`ray::…`: the tasks, actors and training workers), so a stage's record says what the driver and
-what the workers held at their peaks. Ray's own daemons (the GCS, the raylet, the object store's
-shared memory) are not counted: they are the cluster's, not the stage's.
+while a stage runs, the resident memory of the cluster's worker processes (the head's descendants
+Ray names `ray::…`: the tasks, actors and training workers), so a stage's record says what the
+driver and what the workers held at their peaks. Ray's own daemons (the GCS, the raylet, the
+object store's shared memory) are not counted: they are the cluster's, not the stage's.
 """
 
 from __future__ import annotations
@@ -43,8 +43,15 @@ def _listening(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+class Cluster(str):
+    """A running head node's address (what `RAY_ADDRESS` takes), with the head's process id:
+    the cluster's worker processes are its descendants."""
+
+    pid: int
+
+
 @contextlib.contextmanager
-def local_cluster(cpus: int) -> Iterator[str]:
+def local_cluster(cpus: int) -> Iterator[Cluster]:
     """A Ray head node on this machine with `cpus` CPUs, for the duration; its address."""
     port = _free_port()
     ray = Path(sys.executable).with_name("ray")
@@ -74,7 +81,9 @@ def local_cluster(cpus: int) -> Iterator[str]:
                         tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
                         raise SystemExit(f"the Ray head node did not start:\n{tail}")
                     time.sleep(0.5)
-                yield f"127.0.0.1:{port}"
+                address = Cluster(f"127.0.0.1:{port}")
+                address.pid = head.pid
+                yield address
             finally:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(head.pid, signal.SIGTERM)
@@ -86,16 +95,25 @@ def local_cluster(cpus: int) -> Iterator[str]:
                     head.wait()
 
 
-def worker_rss() -> list[int]:
-    """Resident bytes of every Ray worker process on this machine (named `ray::…`)."""
+def worker_rss(head: int) -> list[int]:
+    """Resident bytes of every Ray worker process (named `ray::…`) of the cluster whose head
+    node is process `head`: its descendants only, so another cluster on the machine (a test
+    suite's) is not counted."""
     import psutil
 
     sizes = []
-    for process in psutil.process_iter(["cmdline", "memory_info"]):
-        cmdline = process.info.get("cmdline") or []
-        memory = process.info.get("memory_info")
-        if cmdline and cmdline[0].startswith("ray::") and memory is not None:
-            sizes.append(int(memory.rss))
+    try:
+        descendants = psutil.Process(head).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return sizes
+    for process in descendants:
+        try:
+            cmdline = process.cmdline()
+            rss = process.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if cmdline and cmdline[0].startswith("ray::"):
+            sizes.append(int(rss))
     return sizes
 
 
@@ -103,7 +121,8 @@ class WorkerMemory:
     """Samples `worker_rss` in a thread while a stage runs: the peak of the workers' total and of
     any one worker, and the most workers seen at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, head: int) -> None:
+        self.head = head
         self.peak_total = 0
         self.peak_one = 0
         self.most = 0
@@ -112,7 +131,7 @@ class WorkerMemory:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            sizes = worker_rss()
+            sizes = worker_rss(self.head)
             self.peak_total = max(self.peak_total, sum(sizes))
             self.peak_one = max(self.peak_one, max(sizes, default=0))
             self.most = max(self.most, len(sizes))

@@ -24,7 +24,7 @@ from pipeline.core.config import load_params
 from pipeline.workflow import STAGES, override, write_params
 from scaling import REPO
 from scaling.products import product_events
-from scaling.ray_cluster import WorkerMemory, local_cluster
+from scaling.ray_cluster import Cluster, WorkerMemory, local_cluster
 from scaling.report import budgets, code_version, count_label, machine
 from scaling.summary import judge, slopes, totals
 from scaling.synthetic import synthetic_events, write_inputs
@@ -53,7 +53,7 @@ def _kill(process: subprocess.Popen[bytes], signum: int) -> None:
 
 
 def run_stage(
-    stage: str, root: Path, timeout: float | None = None, address: str | None = None
+    stage: str, root: Path, timeout: float | None = None, address: Cluster | None = None
 ) -> dict[str, Any]:
     """Run one stage's `main(root)` in a child process; its wall time, peak RSS and outcome.
 
@@ -74,8 +74,8 @@ def run_stage(
     }
     env.setdefault("TQDM_DISABLE", "1")  # progress bars would fill the stderr log
     if address is not None:
-        env["RAY_ADDRESS"] = address
-    workers = WorkerMemory() if address is not None else contextlib.nullcontext()
+        env["RAY_ADDRESS"] = str(address)
+    workers = WorkerMemory(address.pid) if address is not None else contextlib.nullcontext()
     timed_out = threading.Event()
     timers: list[threading.Timer] = []
     with (
@@ -258,7 +258,7 @@ def _bench_size(
     stages: Sequence[str],
     timeout: float | None,
     seed: int,
-    address: str | None,
+    address: Cluster | None,
     write: Callable[[], None],
 ) -> None:
     """One size of `bench`: generate it, run the stages, record each into `report`."""

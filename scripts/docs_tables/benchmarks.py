@@ -193,6 +193,48 @@ def bench_scale_index(metrics: Metrics, name: str = SCALE) -> str:
     return table(header, body, left=0) + "\n\n" + source(f"`metrics/{name}` → `sizes` → `index`")
 
 
+def bench_scale_ray(metrics: Metrics, name: str = SCALE) -> str:
+    """The ray backend's run (`bench_scale.json` → `ray`): per size and stage, the wall time,
+    the driver's peak, the cluster's workers' peak (all of them, and the largest one) and the
+    events per second per worker."""
+    ray: dict[str, Any] = metrics.get(name, "ray")
+    sizes = ray.get("sizes") or []
+    if not sizes:
+        raise MissingMetricsError(f"`metrics/{name}` → `ray` has no `sizes`")
+    body = []
+    for size in sizes:
+        for stage, entry in size.get("stages", {}).items():
+            done = entry.get("status") == "ok"
+            body.append(
+                [
+                    events_label(size.get("n_events")),
+                    f"`{stage}`",
+                    secs(entry.get("seconds")) if done else str(entry.get("status")),
+                    num(entry.get("peak_rss_mib"), 0) if done else "—",
+                    num(entry.get("workers_peak_rss_mib"), 0) if done else "—",
+                    num(entry.get("worker_peak_rss_mib"), 0) if done else "—",
+                    num(entry.get("events_per_second_per_worker"), 0) if done else "—",
+                ]
+            )
+    header = [
+        "events",
+        "stage",
+        "seconds",
+        "driver MiB",
+        "workers MiB",
+        "largest worker MiB",
+        "events/s per worker",
+    ]
+    workers = ray.get("workers")
+    return (
+        table(header, body, left=2)
+        + "\n\n"
+        + source(
+            f"`metrics/{name}` → `ray` → `sizes` → `stages` ({workers} workers; peaks resident)"
+        )
+    )
+
+
 def bench_scale_machine(metrics: Metrics, name: str = SCALE) -> str:
     """The machine the scale benchmark ran on."""
     machine: dict[str, Any] = metrics.get(name, "machine")
