@@ -10,13 +10,17 @@ behaviour side without the sequence model.
 
 from __future__ import annotations
 
+import hashlib
+import importlib
+import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from synthetic import make_block_raw
 
 from pipeline import cluster, factorize, interests, preprocess
-from pipeline.core.config import Params
+from pipeline.core.config import Params, load_params
 from pipeline.core.layout import Layout
 from pipeline.core.sections import FactorizeConfig, PreprocessConfig
 from pipeline.data.artifacts import (
@@ -84,3 +88,13 @@ def upstream_project(root: Path, changes: dict[str, object] | None = None) -> Pa
     cluster.main(root)
     interests.main(root)
     return params
+
+
+def stage_md5s(stage: str, source: Path, target: Path, changes: dict[str, Any]) -> dict[str, str]:
+    """`stage` run on a copy of the project at `source` (into `target`) with the params
+    `changes`: the md5 of every file it wrote under `data/<stage>` and of its metrics."""
+    shutil.copytree(source, target)
+    write_params(override(load_params(target / "params.yaml"), changes), target)
+    importlib.import_module(f"pipeline.{stage}").main(target)
+    outputs = [*sorted((target / "data" / stage).iterdir()), target / f"metrics/{stage}.json"]
+    return {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in outputs}

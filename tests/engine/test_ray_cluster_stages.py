@@ -6,7 +6,6 @@ are those computed for every user at once."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from stage_project import stage_md5s
 from synthetic import make_raw
 
 from pipeline import cluster, interests, preprocess
@@ -53,23 +53,14 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _run(inputs: Path, target: Path, changes: dict[str, Any]) -> dict[str, str]:
-    """The cluster stage on a copy of `inputs` with `changes`: every output file's md5."""
-    shutil.copytree(inputs, target)
-    write_params(override(load_params(target / "params.yaml"), changes), target)
-    cluster.main(target)
-    outputs = [*sorted((target / "data" / "cluster").iterdir()), target / "metrics/cluster.json"]
-    return {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in outputs}
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("representation", ["taste", "recent"])
 def test_cluster_on_ray_writes_the_local_bytes(
     inputs: Path, tmp_path: Path, ray_cluster: Any, representation: str
 ) -> None:
     changes = {"cluster.representation": representation}
-    local = _run(inputs, tmp_path / "local", changes)
-    on_ray = _run(inputs, tmp_path / "ray", {**changes, "engine.backend": "ray"})
+    local = stage_md5s("cluster", inputs, tmp_path / "local", changes)
+    on_ray = stage_md5s("cluster", inputs, tmp_path / "ray", {**changes, "engine.backend": "ray"})
     assert on_ray == local
     assert len(local) == 6  # five outputs and the metrics: none left out
     assert not list((tmp_path / "ray" / "data" / "cluster").glob("*.piece-*"))
@@ -125,22 +116,12 @@ def clustered(inputs: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _run_interests(source: Path, target: Path, changes: dict[str, Any]) -> dict[str, str]:
-    """The interests stage on a copy of `source` with `changes`: every output file's md5."""
-    shutil.copytree(source, target)
-    write_params(override(load_params(target / "params.yaml"), changes), target)
-    interests.main(target)
-    folder = target / "data" / "interests"
-    outputs = [*sorted(folder.iterdir()), target / "metrics/interests.json"]
-    return {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in outputs}
-
-
 @pytest.mark.slow
 def test_interests_on_ray_writes_the_local_bytes(
     clustered: Path, tmp_path: Path, ray_cluster: Any
 ) -> None:
-    local = _run_interests(clustered, tmp_path / "local", {})
-    on_ray = _run_interests(clustered, tmp_path / "ray", {"engine.backend": "ray"})
+    local = stage_md5s("interests", clustered, tmp_path / "local", {})
+    on_ray = stage_md5s("interests", clustered, tmp_path / "ray", {"engine.backend": "ray"})
     assert on_ray == local
     assert len(local) == 11  # ten outputs and the metrics: none left out, no piece left over
 

@@ -5,16 +5,14 @@ user's vectors restricted to that sample chooses, and fuses every user as the wh
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
-from stage_project import upstream_project
+from stage_project import stage_md5s, upstream_project
 
 from pipeline import fuse
 from pipeline.core.config import load_params
@@ -33,7 +31,6 @@ from pipeline.data.interactions import UserItemVectors
 from pipeline.engine.partitions import partition_of, users_of_partition
 from pipeline.evaluation.protocol import SplitMatrices
 from pipeline.models.exploration import exploration_inputs
-from pipeline.workflow import override, write_params
 
 
 @pytest.fixture(scope="module")
@@ -55,19 +52,10 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _run(inputs: Path, target: Path, changes: dict[str, Any]) -> dict[str, str]:
-    """The fuse stage on a copy of `inputs` with `changes`: every output file's md5."""
-    shutil.copytree(inputs, target)
-    write_params(override(load_params(target / "params.yaml"), changes), target)
-    fuse.main(target)
-    outputs = [*sorted((target / "data" / "fuse").iterdir()), target / "metrics/fuse.json"]
-    return {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in outputs}
-
-
 @pytest.mark.slow
 def test_fuse_on_ray_writes_the_local_bytes(inputs: Path, tmp_path: Path, ray_cluster: Any) -> None:
-    local = _run(inputs, tmp_path / "local", {})
-    on_ray = _run(inputs, tmp_path / "ray", {"engine.backend": "ray"})
+    local = stage_md5s("fuse", inputs, tmp_path / "local", {})
+    on_ray = stage_md5s("fuse", inputs, tmp_path / "ray", {"engine.backend": "ray"})
     assert on_ray == local
     assert len(local) == 6  # the item vectors, three user outputs, retrieval.json, the metrics
     assert not list((tmp_path / "ray" / "data" / "fuse").glob("*.piece-*"))
@@ -77,7 +65,7 @@ def test_tuned_on_a_sample_fuses_every_user_as_the_whole_arrays_do(
     inputs: Path, tmp_path: Path
 ) -> None:
     root = tmp_path / "sampled"
-    _run(inputs, root, {"evaluate.max_users": 25})
+    stage_md5s("fuse", inputs, root, {"evaluate.max_users": 25})
     layout = Layout(root)
     params = load_params(layout.params)
     seed = params.preprocess.split.seed
