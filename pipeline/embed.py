@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from pipeline.core import io
 from pipeline.core.config import Params, load_params
@@ -38,6 +37,7 @@ from pipeline.data.artifacts import (
     embedding_paths,
     read_items,
     read_processed,
+    user_count,
     write_embeddings,
 )
 from pipeline.data.text import user_texts
@@ -191,8 +191,7 @@ def main(layout: Layout) -> None:
     sources = encoders(params, layout.encoder)
     engine = Engine(params.engine)
     if engine.is_ray:
-        n_users = pl.scan_parquet(layout.processed / "users.parquet").select(pl.len()).collect()
-        n_users = int(n_users.item())
+        n_users = user_count(layout)
     else:
         processed = read_processed(layout)
         n_users = processed.users.height

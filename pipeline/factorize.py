@@ -9,6 +9,10 @@ history, item factors fixed: what the model knows when the test event is predict
 Beside the factors, the same matrix gives EASE in reduced rank (`pipeline.models.linear`): the
 `linear_{user,item}_vectors.npy` files (with the same `_at_test` and `_served` users) and
 `linear.json`, the λ chosen on validation and the rank, or why there are none.
+
+On the engine: `fit` (the model and EASE, which need every training event) is one task, on a
+Ray worker on the ray backend, and the served fold-in one task per user partition; the stage's
+own process holds the item factors only.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pipeline.core.sections import EvaluateConfig, FactorizeConfig
 from pipeline.data.artifacts import (
     Factors,
     read_processed,
+    user_count,
     write_factors,
     write_linear,
 )
@@ -119,8 +124,11 @@ def run_linear(
     return linear.fit(matrices, served, cfg.linear_rank, evaluate.ease_reg_grid, seed)
 
 
-@writes("factorize")
-def main(layout: Layout) -> None:
+def fit(layout: Layout) -> str:
+    """The part of the stage that needs every training event: the model fitted on the training
+    split (its user factors, and theirs folded in at test time) and reduced-rank EASE, written
+    under the stage's folder. On the ray backend this is one task on a worker, so the driver
+    holds the item factors only. Returns the summary line."""
     params = load_params(layout.params)
     processed = read_processed(layout)
     seed = params.preprocess.split.seed
@@ -129,9 +137,6 @@ def main(layout: Layout) -> None:
     history_served = interaction_matrix(processed.history_served, *train.shape)
     factors = run(train, params.factorize, matrices.seen("test"))
     write_factors(factors, params.factorize.model_dump(mode="json"), layout)
-    engine = Engine(params.engine)
-    with engine.session():
-        fold_in_served(engine, layout, factors.items, params.factorize, train.shape[0])
     vectors, record = run_linear(matrices, history_served, params.factorize, params.evaluate, seed)
     write_linear(vectors, record, layout)
     ease = (
@@ -139,10 +144,22 @@ def main(layout: Layout) -> None:
         if vectors is not None
         else f"no EASE part ({record['skipped']})"
     )
-    print(
+    return (
         f"factorize: {params.factorize.algorithm} with {factors.users.shape[1]} factors on "
         f"{train.nnz} training interactions; {ease}"
     )
+
+
+@writes("factorize")
+def main(layout: Layout) -> None:
+    params = load_params(layout.params)
+    engine = Engine(params.engine)
+    with engine.session():
+        # The fit reads every training event: on Ray, a worker does, not this process.
+        (summary,) = engine.map(fit, [(layout.absolute(),)])
+        items = io.read_npy(layout.placed(layout.factorize / "item_factors.npy"), "factorize")
+        fold_in_served(engine, layout, items, params.factorize, user_count(layout))
+    print(summary)
 
 
 if __name__ == "__main__":

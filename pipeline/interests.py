@@ -53,6 +53,7 @@ from pipeline.data.artifacts import (
     UserInterests,
     read_embeddings,
     read_items,
+    user_count,
     write_interests,
     write_topics,
 )
@@ -216,8 +217,7 @@ def run_partitions(
     (`interest_tallies.shuffled_agreement`)."""
     item_vectors = np.asarray(item_vectors)
     items = read_items(layout)
-    users_file = io.require(layout.processed / "users.parquet", "preprocess")
-    n_users = pl.scan_parquet(users_file).select(pl.len()).collect().item()
+    n_users = user_count(layout)
     files = partition_files(by_user_folder(layout))
     assignments = io.require(layout.cluster / "assignments.parquet", "cluster").absolute()
     item_topic, topic_centroids = fit_topics(item_vectors, cfg.topics, cfg.seed)
@@ -279,9 +279,10 @@ def run_partitions(
 def main(layout: Layout) -> None:
     params = load_params(layout.params)
     cfg = params.interests
-    n_users = pl.scan_parquet(layout.processed / "users.parquet").select(pl.len()).collect()
     # The users the evaluation ranks: a seeded sample above `evaluate.max_users`.
-    evaluated = user_sample(n_users.item(), params.evaluate.max_users, params.preprocess.split.seed)
+    evaluated = user_sample(
+        user_count(layout), params.evaluate.max_users, params.preprocess.split.seed
+    )
     items = read_embeddings(cfg.encoder, layout).items
     engine = Engine(params.engine)
     with engine.session():

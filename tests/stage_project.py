@@ -92,9 +92,14 @@ def upstream_project(root: Path, changes: dict[str, object] | None = None) -> Pa
 
 def stage_md5s(stage: str, source: Path, target: Path, changes: dict[str, Any]) -> dict[str, str]:
     """`stage` run on a copy of the project at `source` (into `target`) with the params
-    `changes`: the md5 of every file it wrote under `data/<stage>` and of its metrics."""
+    `changes`: the md5 of every file it wrote under `data/<stage>` and of its metrics (where it
+    writes any)."""
     shutil.copytree(source, target)
     write_params(override(load_params(target / "params.yaml"), changes), target)
     importlib.import_module(f"pipeline.{stage}").main(target)
-    outputs = [*sorted((target / "data" / stage).iterdir()), target / f"metrics/{stage}.json"]
+    metrics = target / f"metrics/{stage}.json"
+    outputs = [
+        *sorted((target / "data" / stage).iterdir()),
+        *([metrics] if metrics.exists() else []),
+    ]
     return {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in outputs}

@@ -127,6 +127,12 @@ def read_items(layout: Layout) -> pl.DataFrame:
     return io.read_parquet(layout.processed / "items.parquet", "preprocess")
 
 
+def user_count(layout: Layout) -> int:
+    """How many users the split holds, read from the user table's metadata alone."""
+    users = io.require(layout.processed / "users.parquet", "preprocess")
+    return int(pl.scan_parquet(users).select(pl.len()).collect().item())
+
+
 def read_processed(layout: Layout) -> Processed:
     tables = {
         name: io.read_parquet(layout.processed / f"{name}.parquet", "preprocess")

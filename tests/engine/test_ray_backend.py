@@ -1,14 +1,16 @@
 """The Ray backend on a real local cluster against the local backend, on one small project.
 
 The local run builds the project once (every stage, tiny random encoder). The Ray runs start
-from copies of it: the deterministic per-user work (the ALS fold-in, the export) must give the
-very same bytes from the same inputs; the whole pipeline on Ray must run end to end and give
-the same results within floating-point rounding (the encoder's batches are made up differently
-there, which moves a text vector by about 1e-6; every later stage is the same code).
+from copies of it: the deterministic work (the factorize stage, whose fit runs as one task on a
+worker and its fold-in as one per partition; the export) must give the very same bytes from the
+same inputs; the whole pipeline on Ray must run end to end and give the same results within
+floating-point rounding (the encoder's batches are made up differently there, which moves a text
+vector by about 1e-6; every later stage is the same code).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,14 +23,12 @@ import numpy as np
 import polars as pl
 import pytest
 import safetensors.numpy
+from stage_project import stage_md5s
 from synthetic import make_raw
 
 from pipeline import workflow
 from pipeline.core.config import EngineConfig, Params, load_params, parse_params
-from pipeline.core.layout import Layout
-from pipeline.data.artifacts import read_factors
 from pipeline.engine.runner import Engine
-from pipeline.factorize import fold_in_served
 from recli.serve import Served
 
 pytestmark = pytest.mark.slow
@@ -102,20 +102,14 @@ def test_the_export_is_the_same_lists_on_both_backends(
     assert lists.group_by("user_id").len()["len"].to_list() == [5] * 40
 
 
-def test_the_fold_in_is_the_same_factors_on_both_backends(
+def test_factorize_on_ray_writes_the_local_bytes(
     local: Path, tmp_path: Path, ray_cluster: Any
 ) -> None:
-    items = read_factors(Layout(local)).items
-    served = np.load(local / "data/factorize/user_factors_served.npy")
-    shutil.copytree(local, tmp_path / "ray")
-    layout = Layout(tmp_path / "ray")
-    (layout.factorize / "user_factors_served.npy").unlink()
-    cfg = load_params(local / "params.yaml").factorize
-    engine = Engine(EngineConfig(backend="ray"))
-    with engine.session():
-        written = fold_in_served(engine, layout, items, cfg, served.shape[0])
-    assert written == served.shape[0]
-    np.testing.assert_array_equal(np.load(layout.factorize / "user_factors_served.npy"), served)
+    # The fit (every training event) is one task on a worker, the fold-in one per partition.
+    on_ray = stage_md5s("factorize", local, tmp_path / "ray", {"engine.backend": "ray"})
+    local_files = sorted((local / "data/factorize").iterdir())
+    assert on_ray == {path.name: hashlib.md5(path.read_bytes()).hexdigest() for path in local_files}
+    assert {"item_factors.npy", "user_factors_served.npy"} <= set(on_ray)
 
 
 def test_the_pipeline_runs_end_to_end_on_ray(
