@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,17 @@ from pipeline.data.artifacts import (
 )
 from pipeline.data.serving import make_read_only, seal, served_means, write_catalogue
 from pipeline.evaluation.metrics import standard_error, top_k
-from pipeline.models.search_space import FLAT_TREES, Plan, efforts, project, score_basis
+from pipeline.models.search_space import (
+    FLAT_TREES,
+    RESCORE,
+    Plan,
+    efforts,
+    project,
+    score_basis,
+    work,
+)
 from recli import catalogue, contract
-from recli.ann_index import retrieve
+from recli.ann_index import rescored, retrieve
 from recli.catalogue import MetaKey
 
 RECALL_K = 10
@@ -55,14 +64,23 @@ Seen = Sequence[set[int]] | Mapping[int, set[int]]
 """Each queried user's items, by user index: what a query leaves out."""
 
 
-def build_annoy(items: np.ndarray, cfg: IndexConfig, path: Path, trees: int | None = None) -> None:
-    """Annoy over `items` (`trees` trees, default `cfg.n_trees`), saved atomically at `path`."""
+def build_annoy(
+    items: np.ndarray,
+    cfg: IndexConfig,
+    path: Path,
+    trees: int | None = None,
+    users: np.ndarray | None = None,
+) -> None:
+    """Annoy over `items` (`trees` trees, default `cfg.n_trees`), saved atomically at `path`;
+    `users` (read row by row: it may be a memory map), if given, follow at rows items + u."""
     from annoy import AnnoyIndex
 
     index = AnnoyIndex(items.shape[1], cfg.metric)
     index.set_seed(cfg.seed)
     for item, vector in enumerate(items):
         index.add_item(item, vector.tolist())
+    for user, vector in enumerate(users if users is not None else (), start=len(items)):
+        index.add_item(user, vector.tolist())
     # One job: Annoy's multi-threaded build is not reproducible across runs.
     index.build(cfg.n_trees if trees is None else trees, n_jobs=1)
     with io.atomic_path(path) as temporary:
@@ -83,6 +101,17 @@ def exact_top(users: np.ndarray, items: np.ndarray, seen: Seen, rows: np.ndarray
     return np.concatenate(tops) if tops else np.empty((0, RECALL_K), dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class Rescoring:
+    """How a narrower search's candidates are ranked, as `recli` does it for a user: `fused` is
+    the flat index over the fused item vectors followed by every user's (`build_annoy` with
+    users; user u at row `n_items` + u), and each query asks for `rescore` × 10 candidates."""
+
+    fused: Any
+    n_items: int
+    rescore: int
+
+
 def ann_recall(
     index: Any,
     queries: np.ndarray,
@@ -90,19 +119,26 @@ def ann_recall(
     rows: np.ndarray,
     exact: np.ndarray,
     search_k: int,
+    rescoring: Rescoring | None = None,
 ) -> tuple[float, float, float]:
     """Recall@10 of the served query against `exact`, its standard error over the users, and
     the median query time in ms; `queries[i]` is user `rows[i]`'s vector in the index's space.
 
-    The query is `recli recommend`'s own (`recli.ann_index.retrieve`: 10 + |seen| neighbours,
-    the user's history dropped), so this is the recall users get.
+    The query is `recli recommend`'s own: `recli.ann_index.retrieve` (10 + |seen| neighbours,
+    the user's history dropped) where the fused vectors are searched, else
+    `recli.ann_index.rescored` with the user's row in `rescoring.fused` ranking the candidates;
+    so this is the recall users get, and the time includes the ranking.
     """
     overlaps, seconds = [], []
     for user, query, truth in zip(rows.tolist(), queries.tolist(), exact, strict=True):
         started = time.perf_counter()
-        approximate = [item for item, _ in retrieve(index, query, seen[user], RECALL_K, search_k)]
+        if rescoring is None:
+            found = retrieve(index, query, seen[user], RECALL_K, search_k)
+        else:
+            score = partial(rescoring.fused.get_distance, rescoring.n_items + user)
+            found = rescored(index, query, seen[user], RECALL_K, search_k, rescoring.rescore, score)
         seconds.append(time.perf_counter() - started)
-        overlaps.append(len(set(approximate) & set(truth.tolist())) / RECALL_K)
+        overlaps.append(len({item for item, _ in found} & set(truth.tolist())) / RECALL_K)
     return float(np.mean(overlaps)), standard_error(overlaps), 1000 * float(np.median(seconds))
 
 
@@ -137,6 +173,17 @@ def widths(cfg: IndexConfig, fused: int) -> list[int]:
     return sorted({width for width in cfg.dimensions_grid if width < fused} | {fused})
 
 
+def rescores(cfg: IndexConfig, width: int, fused: int) -> tuple[int, ...]:
+    """Candidates per result to try at `width`: none beyond the results where the fused vectors
+    themselves are searched, `index.rescore` where fixed, 1 under a fixed `search_k`, else the
+    ladder `search_space.RESCORE`."""
+    if width >= fused:
+        return (1,)
+    if cfg.rescore != "auto":
+        return (int(cfg.rescore),)
+    return (1,) if cfg.search_k != "auto" else RESCORE
+
+
 def choose_search(
     items: np.ndarray,
     users: np.ndarray,
@@ -144,15 +191,18 @@ def choose_search(
     tuning: np.ndarray,
     cfg: IndexConfig,
     scratch: Path,
+    fused_index: Any = None,
 ) -> SearchChoice:
     """The cheapest way to serve (`Plan.work`) whose recall on the `tuning` users reaches
     `cfg.recall_target` (less two standard errors), against exact search over the fused vectors.
 
     Per width, narrowest first (`widths`), the basis fitted on every user
-    (`search_space.score_basis`): a flat index searched whole, the most this width can recall;
-    where it reaches the target, a forest of `cfg.n_trees` trees on the doubling effort ladder,
-    cheaper where it reaches it too. A plan costing at least the best found is not measured. A
-    fixed `search_k` serves the one plan it names, in `cfg.n_trees` trees.
+    (`search_space.score_basis`): a flat index searched whole, asking for more candidates up
+    the `rescores` ladder until the fused vectors' ranking of them (in `fused_index`, the flat
+    index over items and users) reaches the target, the most this width can recall; where it
+    does, a forest of `cfg.n_trees` trees on the doubling effort ladder, each effort up the
+    candidate ladder, cheaper where it reaches it too. A plan costing at least the best found
+    is not measured. A fixed `search_k` serves the one plan it names, in `cfg.n_trees` trees.
     """
     from annoy import AnnoyIndex
 
@@ -162,19 +212,22 @@ def choose_search(
     exact = exact_top(users, items, seen, tuning)
     tried: list[Plan] = []
     best: Plan | None = None
+    fixed = cfg.search_k != "auto"
+
+    def cheaper(width: int, effort: int, rescore: int) -> bool:
+        return best is None or work(width, effort, rescore, fused) < best.work
+
     for width in spaces:
         basis = None if width == fused or full_basis is None else full_basis[:, :width]
         vectors, queries = project(items, basis), project(users[tuning], basis)
-        forests = (cfg.n_trees,) if cfg.search_k != "auto" else (FLAT_TREES, cfg.n_trees)
-        for trees in forests:
-            if cfg.search_k != "auto":
-                ladder = [int(cfg.search_k)]
-            else:
-                ladder = [
-                    effort
-                    for effort in efforts(trees, n_items, RECALL_K)
-                    if best is None or width * effort < best.work
-                ]
+        candidates = rescores(cfg, width, fused)
+        for trees in (cfg.n_trees,) if fixed else (FLAT_TREES, cfg.n_trees):
+            ladder = [
+                (effort, rescore)
+                for effort in ([int(cfg.search_k)] if fixed else efforts(trees, n_items, RECALL_K))
+                for rescore in candidates
+                if fixed or cheaper(width, effort, rescore)
+            ]
             if not ladder:
                 continue
             path = scratch / f"{width}-{trees}.ann"
@@ -182,14 +235,15 @@ def choose_search(
             index = AnnoyIndex(width, cfg.metric)
             index.load(str(path))
             reached = False
-            for effort in ladder:
-                plan = Plan(
-                    width, trees, effort, *ann_recall(index, queries, seen, tuning, exact, effort)
-                )
+            for effort, rescore in ladder:
+                if not (fixed or cheaper(width, effort, rescore)):
+                    continue
+                rescoring = Rescoring(fused_index, n_items, rescore) if width < fused else None
+                measured = ann_recall(index, queries, seen, tuning, exact, effort, rescoring)
+                plan = Plan(width, trees, effort, rescore, fused, *measured)
                 tried.append(plan)
-                if plan.reaches(cfg.recall_target) or cfg.search_k != "auto":
+                if plan.reaches(cfg.recall_target) or fixed:
                     best, reached = plan, True
-                    break
             index.unload()
             path.unlink()
             if trees == FLAT_TREES and not reached:
@@ -238,43 +292,64 @@ def measure_ann(
     when serving: new items are exactly what the text side is for.
 
     Written: `index_path`, Annoy over the fused vectors (the searched index where they are
-    searched, else a flat one: every item's exact vector, for the scores `recli` shows), and
-    `search_path`, the searched index, where the search space is narrower.
+    searched, else a flat one: every item's exact vector, followed by every user's, which rank
+    the candidates and give the scores `recli` shows), and `search_path`, the searched index,
+    where the search space is narrower.
     """
     from annoy import AnnoyIndex
 
     tuning, reporting = measured_users(users, cfg)
+    n_items, fused = items.shape
     index_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=index_path.parent) as scratch:
-        choice = choose_search(items, users, seen, tuning, cfg, Path(scratch))
-        plan, basis = choice.plan, choice.basis
-        exact = exact_top(users, items, seen, reporting)
-        unseen = None
-        if basis is not None:
-            others = np.setdiff1d(np.arange(len(users)), reporting)
-            blind = score_basis(users, items, others)[:, : plan.dimensions]
-            path = Path(scratch) / "unseen.ann"
-            build_annoy(project(items, blind), cfg, path, plan.trees)
-            index = AnnoyIndex(plan.dimensions, cfg.metric)
-            index.load(str(path))
-            queries = project(users[reporting], blind)
-            unseen = ann_recall(index, queries, seen, reporting, exact, plan.search_k)[0]
-            index.unload()
-    search_path.unlink(missing_ok=True)
-    if basis is None:
-        build_annoy(items, cfg, index_path, plan.trees)
-        searched = index_path
-    else:
-        build_annoy(items, cfg, index_path, FLAT_TREES)
-        build_annoy(project(items, basis), cfg, search_path, plan.trees)
-        searched = search_path
-
-    index = AnnoyIndex(plan.dimensions, cfg.metric)
-    index.load(str(searched))
-    recall, _, ann_ms = ann_recall(
-        index, project(users[reporting], basis), seen, reporting, exact, plan.search_k
-    )
-    index.unload()
+    fused_index = None
+    if widths(cfg, fused)[0] < fused:
+        # The file served where a narrower space is searched: users' rows rank the candidates.
+        build_annoy(items, cfg, index_path, FLAT_TREES, users)
+        fused_index = AnnoyIndex(fused, cfg.metric)
+        fused_index.load(str(index_path))
+    try:
+        with tempfile.TemporaryDirectory(dir=index_path.parent) as scratch:
+            choice = choose_search(items, users, seen, tuning, cfg, Path(scratch), fused_index)
+            plan, basis = choice.plan, choice.basis
+            rescoring = None if basis is None else Rescoring(fused_index, n_items, plan.rescore)
+            exact = exact_top(users, items, seen, reporting)
+            unseen = None
+            if basis is not None:
+                others = np.setdiff1d(np.arange(len(users)), reporting)
+                blind = score_basis(users, items, others)[:, : plan.dimensions]
+                path = Path(scratch) / "unseen.ann"
+                build_annoy(project(items, blind), cfg, path, plan.trees)
+                index = AnnoyIndex(plan.dimensions, cfg.metric)
+                index.load(str(path))
+                queries = project(users[reporting], blind)
+                unseen = ann_recall(
+                    index, queries, seen, reporting, exact, plan.search_k, rescoring
+                )[0]
+                index.unload()
+        search_path.unlink(missing_ok=True)
+        if basis is None:
+            if fused_index is not None:
+                fused_index.unload()
+            build_annoy(items, cfg, index_path, plan.trees)  # searched itself: items only
+            searched = index_path
+        else:
+            build_annoy(project(items, basis), cfg, search_path, plan.trees)
+            searched = search_path
+        index = AnnoyIndex(plan.dimensions, cfg.metric)
+        index.load(str(searched))
+        recall, _, ann_ms = ann_recall(
+            index,
+            project(users[reporting], basis),
+            seen,
+            reporting,
+            exact,
+            plan.search_k,
+            rescoring,
+        )
+        index.unload()
+    finally:
+        if fused_index is not None:
+            fused_index.unload()
     exact_seconds = []
     for user in reporting[:200].tolist():
         started = time.perf_counter()
@@ -289,6 +364,8 @@ def measure_ann(
         "dimensions": plan.dimensions,
         "fused_dimensions": int(items.shape[1]),
         "trees": plan.trees,
+        "rescore": plan.rescore,
+        "user_rows": basis is not None,
         f"ann_recall@{RECALL_K}": round(recall, 5),
         f"unseen_user_recall@{RECALL_K}": None if unseen is None else round(unseen, 5),
         "tuning_plans": [tried.record() for tried in choice.tried],
@@ -358,6 +435,8 @@ def search_meta(ann: dict[str, Any], search_file: Path) -> dict[MetaKey, Any]:
     if ann["dimensions"] == ann["fused_dimensions"]:
         return {}
     return {
+        MetaKey.USER_ROWS: ann["user_rows"],
+        MetaKey.SEARCH_RESCORE: ann["rescore"],
         MetaKey.SEARCH_DIMENSION: ann["dimensions"],
         MetaKey.SEARCH_INDEX_SHA256: _file_digest(search_file),
         MetaKey.SEARCH_INDEX_BYTES: search_file.stat().st_size,

@@ -8,7 +8,9 @@ index holds the catalogue's items is checked by the caller (`recli.serve.Served.
 it is the very file the catalogue was built with takes a full sha256 and is `recli doctor`'s job.
 
 `retrieve` lives here, next to the loading, because it is about Annoy alone (how many neighbours to
-ask for, when an approximate search must become exact), not about any one query.
+ask for, when an approximate search must become exact), not about any one query; so does
+`rescored`, the search in a narrower space whose candidates the fused vectors rank, which the
+index stage measures exactly as `recli` serves it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -105,3 +107,23 @@ def retrieve(
         if len(chosen) == k:
             break
     return chosen
+
+
+def rescored(
+    index: AnnoyIndex,
+    vector: Sequence[float],
+    seen: set[int],
+    k: int,
+    search_k: int,
+    rescore: int,
+    score: Callable[[int], float],
+) -> list[tuple[int, float]]:
+    """The top-k unseen items of a query searched in a narrower space than the one it is
+    scored in: `retrieve` asks `index` for `rescore` × k candidates near `vector` (the query in
+    the searched space), and `score(item)` (the query's own dot product with the item) ranks
+    them, best first (ties by item)."""
+    unseen = index.get_n_items() - len(seen)
+    wanted = max(k, min(rescore * k, unseen))
+    found = retrieve(index, vector, seen, wanted, search_k)
+    scored = [(item, score(item)) for item, _ in found]
+    return sorted(scored, key=lambda pair: (-pair[1], pair[0]))[:k]

@@ -27,7 +27,7 @@ from typing import Any
 
 from recli.errors import RecliError
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """Bumped whenever a table or meta key changes meaning: `connect` refuses any other version."""
 
 SCHEMA = """
@@ -176,6 +176,10 @@ class MetaKey(StrEnum):
     """Truncated sha256 of the Annoy index written with this catalogue."""
     INDEX_BYTES = "index_bytes"
     """Size of that index: another size means a truncated copy."""
+    USER_ROWS = "user_rows"
+    """Where true, the Annoy index over the fused vectors holds every served user's vector
+    after the items' (user u at row items + u), so a user's query ranks candidates found in a
+    narrower space in Annoy's own code (`get_distance`); absent or false: items only."""
     SEARCH_DIMENSION = "search_dimension"
     """Width of the space the index searches, where narrower than the fused one (absent: the
     fused vectors are searched, in the Annoy index over them)."""
@@ -183,6 +187,9 @@ class MetaKey(StrEnum):
     """Truncated sha256 of the Annoy index over that space."""
     SEARCH_INDEX_BYTES = "search_index_bytes"
     """Size of that index."""
+    SEARCH_RESCORE = "search_rescore"
+    """Candidates that search asks for per result wanted, ranked then on the fused vectors
+    (absent: 1)."""
     BUILT_FROM = "built_from"
     """Truncated sha256 of each upstream file, by path relative to the artifacts folder."""
     ENCODER = "encoder"

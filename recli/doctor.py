@@ -75,9 +75,13 @@ def doctor(artifacts: Path = DEFAULT_ARTIFACTS) -> list[Check]:
         checks.append(_served_files_check(served.artifacts))
         try:
             index = served.index
-            searched = f", searched in {served.search_index.f}-d" if served.narrower_search else ""
+            searched = ""
+            if served.narrower_search:
+                rescore = served.meta.get(MetaKey.SEARCH_RESCORE, 1)
+                searched = f", searched in {served.search_index.f}-d ({rescore}× k candidates)"
+            users = f" and {served.n_users} users" if served.user_rows else ""
             checks.append(
-                Check("index", "ok", f"{index.get_n_items()} items, {index.f}-d{searched}")
+                Check("index", "ok", f"{served.n_items} items{users}, {index.f}-d{searched}")
             )
         except RecliError as error:
             checks.append(Check("index", "problem", str(error)))

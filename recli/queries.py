@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from recli import explain
-from recli.ann_index import retrieve
+from recli.ann_index import rescored, retrieve
 from recli.catalogue import MetaKey
 from recli.contract import dot, fuse_parts
 from recli.errors import RecliError
@@ -68,23 +69,46 @@ class Queries(Lookups):
         """Whether the index searches a narrower space than the fused one."""
         return self.meta.get(MetaKey.SEARCH_DIMENSION) is not None
 
+    @property
+    def user_rows(self) -> bool:
+        """Whether `index` holds every served user's fused vector after the items'."""
+        return bool(self.meta.get(MetaKey.USER_ROWS))
+
+    def user_row(self, user: User) -> int | None:
+        """The user's row in `index` (None where it holds items only)."""
+        return self.n_items + user.user_idx if self.user_rows else None
+
     def find(
-        self, query: Sequence[float], searched: Sequence[float] | None, seen: set[int], k: int
+        self,
+        query: Sequence[float],
+        searched: Sequence[float] | None,
+        seen: set[int],
+        k: int,
+        row: int | None = None,
     ) -> list[tuple[int, float]]:
         """The top-k unseen items of a fused `query`, as (item, fused dot product), best first.
 
         Where the index searches a narrower space, `searched` is the query there (None: made
-        from `query` with the catalogue's basis); the items it finds are then scored on the
-        fused vectors, so a score shown is always the fused model's own.
+        from `query` with the catalogue's basis); the search asks for the catalogue's `rescore`
+        × k candidates, which the fused vectors rank (`recli.ann_index.rescored`), so the order
+        and every score shown are the fused model's own. `row`: where `query` is the vector
+        `index` holds at that row (an item's, or a user's: `user_row`), Annoy scores the
+        candidates in its own code instead of a dot product here.
         """
         if not self.narrower_search:
             return retrieve(self.index, query, seen, k, self.search_k)
         if searched is None:
             searched = self.to_search(query)
-        found = retrieve(self.search_index, searched, seen, k, self.search_k)
         index = self.index
-        scored = [(item, dot(query, index.get_item_vector(item))) for item, _ in found]
-        return sorted(scored, key=lambda pair: (-pair[1], pair[0]))
+        if row is None:
+
+            def score(item: int) -> float:
+                return dot(query, index.get_item_vector(item))
+
+        else:
+            score = partial(index.get_distance, row)
+        rescore = int(self.meta.get(MetaKey.SEARCH_RESCORE, 1))
+        return rescored(self.search_index, searched, seen, k, self.search_k, rescore, score)
 
     def to_search(self, vector: Sequence[float]) -> list[float]:
         """A fused vector's image in the search space: the basis rows weighted by its entries
@@ -128,7 +152,9 @@ class Queries(Lookups):
         else:
             found = [
                 (item, score, None, user.vector, None)
-                for item, score in self.find(user.vector, user.search_vector, seen, k)
+                for item, score in self.find(
+                    user.vector, user.search_vector, seen, k, self.user_row(user)
+                )
             ]
         index = self.index
         because_of = explain.closest_history(index, [entry[0] for entry in found], seen_order)
@@ -199,7 +225,7 @@ class Queries(Lookups):
         pull = float(settings.get("pull", 0.0))
         labels = {interest.interest: interest.label for interest in interests}
         searched_means = self.interest_search_means(user.user_idx) if self.narrower_search else {}
-        queries = [(OVERALL_TASTE, share, user.vector, user.search_vector)]
+        queries = [(OVERALL_TASTE, share, user.vector, user.search_vector, self.user_row(user))]
         for interest, weight, _, mean in self.interest_vectors(user.user_idx):
             searched = searched_means.get(interest)
             queries.append(
@@ -210,11 +236,14 @@ class Queries(Lookups):
                     None  # the same blend in the search space: the map is linear
                     if searched is None or user.search_vector is None
                     else exploration.interest_query(user.search_vector, searched, pull),
+                    None,  # a blend: no row holds it
                 )
             )
-        lists = [dict(self.find(query, searched, seen, k)) for _, _, query, searched in queries]
+        lists = [
+            dict(self.find(query, searched, seen, k, row)) for _, _, query, searched, row in queries
+        ]
         merged = exploration.merge_by_weight(
-            [list(found) for found in lists], [weight for _, weight, _, _ in queries], k
+            [list(found) for found in lists], [weight for _, weight, _, _, _ in queries], k
         )
         # Lists in the order they were first dealt from; within a list, the order of dealing.
         group: dict[int, int] = {}
@@ -224,7 +253,7 @@ class Queries(Lookups):
         found = []
         for dealt in shown:
             item, source = merged[dealt]
-            label, _, query, _ = queries[source]
+            label, _, query, _, _ = queries[source]
             found.append((item, lists[source][item], label, query, dealt + 1))
         return found
 
@@ -348,7 +377,9 @@ class Queries(Lookups):
         searched = (
             self.search_index.get_item_vector(item.item_idx) if self.narrower_search else None
         )
-        return item, self._neighbours(self.find(vector, searched, {item.item_idx}, k))
+        return item, self._neighbours(
+            self.find(vector, searched, {item.item_idx}, k, item.item_idx)
+        )
 
     def search(self, text_vector: Sequence[float], k: int = 10) -> list[Neighbour]:
         """Cold start: the `k` items nearest to a text embedding, with an empty collaborative

@@ -130,10 +130,14 @@ class Served(Queries):
             integrity.check_sampled(self.artifacts, [path])
         index = load_index(path, self.meta, self.catalogue_path, dimension_key, bytes_key)
         n_indexed = index.get_n_items()
-        if n_indexed != self.n_items:
+        expected, rows = self.n_items, f"{self.n_items} items"
+        if dimension_key == MetaKey.DIMENSION and self.user_rows:
+            expected += self.n_users
+            rows += f" and {self.n_users} users"
+        if n_indexed != expected:
             index.unload()
             raise RecliError(
-                f"{path} holds {n_indexed} items but the catalogue has {self.n_items}: "
+                f"{path} holds {n_indexed} rows but the catalogue has {rows}: "
                 f"the index is truncated or stale, {REBUILD}"
             )
         return index

@@ -146,6 +146,10 @@ def _topics(processed: Processed, fused_items: np.ndarray) -> Topics:
     return Topics(topic_of, centroids.astype(np.float32), profiles, counts, adoptions, 10.0)
 
 
+SEARCH_RESCORE = 3
+"""Candidates per result the narrow index asks for (where there is one)."""
+
+
 def build_artifacts(
     root: Path, text_dimension: int = 32, seed: int = 0, search_dimension: int | None = None
 ) -> dict[str, Any]:
@@ -175,7 +179,9 @@ def build_artifacts(
     output.mkdir(parents=True, exist_ok=True)
     cfg = IndexConfig(n_trees=10, seed=seed)
     index_path = output / contract.INDEX_FILE
-    index.build_annoy(fused_items, cfg, index_path)
+    # Where a narrower space is searched, every user's row follows the items' (`user_rows`).
+    users_after = None if search_dimension is None else fused_users
+    index.build_annoy(fused_items, cfg, index_path, users=users_after)
     basis = None
     if search_dimension is not None:  # the index searches the first directions of the scores
         basis = search_space.score_basis(fused_users, fused_items)[:, :search_dimension]
@@ -201,6 +207,8 @@ def build_artifacts(
             if basis is None
             else {
                 "search_dimension": search_dimension,
+                "search_rescore": SEARCH_RESCORE,
+                "user_rows": True,
                 "search_index_sha256": contract.file_digest(search_path)[: contract.DIGEST_CHARS],
             }
         ),

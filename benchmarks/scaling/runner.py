@@ -160,6 +160,7 @@ INDEX_FIGURES = (
     "dimensions",
     "trees",
     "search_k",
+    "rescore",
     "recall_target",
     "ann_recall@10",
     "unseen_user_recall@10",

@@ -401,6 +401,11 @@ class IndexConfig(Section):
         512,
     ]
     """Search-space widths `dimensions: auto` tries (those under the fused width)."""
+    rescore: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"
+    """Candidates per result a search narrower than the fused vectors asks for, which the
+    fused vectors then rank. `auto` (with `search_k: auto`): the fewest on the ladder
+    `pipeline.models.search_space.RESCORE` that, with the rest of the plan, reaches
+    `recall_target` at the least work; with a fixed `search_k`, 1."""
     seed: int = 42
     """Seeds Annoy's trees and the users sampled for the recall."""
 

@@ -153,7 +153,8 @@ def bench_scale_targets(metrics: Metrics, name: str = SCALE) -> str:
 
 
 def bench_scale_index(metrics: Metrics, name: str = SCALE) -> str:
-    """Per size, how the index serves: the width it searches, its trees and effort, the recall
+    """Per size, how the index serves: the width it searches, its trees and effort, the
+    candidates per result the fused vectors rank (where narrower), the recall
     (and for users the search space was not fitted on) and the query time against exact search."""
     sizes: list[dict[str, Any]] = metrics.get(name, "sizes", expect=list)
     body = []
@@ -169,6 +170,10 @@ def bench_scale_index(metrics: Metrics, name: str = SCALE) -> str:
                 f"{num(index.get('dimensions'))} of {num(index.get('fused_dimensions'))}",
                 "flat" if index.get("trees") == 1 else num(index.get("trees")),
                 num(index.get("search_k")),
+                "—"
+                if index.get("rescore") is None
+                or index.get("dimensions") == index.get("fused_dimensions")
+                else f"{index['rescore']} × k",
                 num(index.get("ann_recall@10"), 3),
                 num(index.get("unseen_user_recall@10"), 3),
                 "—" if ann is None else f"{ann:.2f} ms",
@@ -184,6 +189,7 @@ def bench_scale_index(metrics: Metrics, name: str = SCALE) -> str:
         "width searched",
         "trees",
         "search_k",
+        "candidates ranked fused",
         "recall@10",
         "recall@10, unseen users",
         "served query",

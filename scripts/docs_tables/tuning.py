@@ -83,6 +83,11 @@ def index_summary(metrics: Metrics) -> str:
             ("dimensions", "width the index searches", num),
             ("trees", "trees (1: a flat index searched whole)", num),
             ("search_k", "Annoy search effort (`search_k`)", num),
+            (
+                "rescore",
+                "candidates per result, ranked on the fused vectors (narrower search only)",
+                num,
+            ),
             ("recall_target", "recall@10 target", lambda v: f"{v:g}"),
             (
                 "ann_recall@10",
@@ -108,23 +113,31 @@ def index_recall_ladder(metrics: Metrics) -> str:
     """Every way to serve measured on the tuning half of the users: the search space's width,
     the trees, the effort, its recall@10 and query time (the served plan in bold)."""
     plans: list[dict[str, Any]] = metrics.get("index.json", "tuning_plans", expect=list)
-    chosen = tuple(
-        metrics.optional("index.json", key) for key in ("dimensions", "trees", "search_k")
-    )
+    keys = ("dimensions", "trees", "search_k", "rescore")
+    chosen = tuple(metrics.optional("index.json", key) for key in keys)
     times = metrics.optional("index.json", "tuning_query_ms_median") or [None] * len(plans)
+    fused = metrics.optional("index.json", "fused_dimensions")
     body = []
     for plan, query_ms in zip(plans, times, strict=True):
-        served = (plan["dimensions"], plan["trees"], plan["search_k"]) == chosen
+        served = tuple(plan.get(key) for key in keys) == chosen
         recall = f"{num(plan['recall'], 3)} ± {plan['standard_error']:.3f}"
         cells = [
             num(plan["dimensions"]),
             "flat (searched whole)" if plan["trees"] == 1 else num(plan["trees"]),
             num(plan["search_k"]),
+            "—" if plan["dimensions"] == fused else f"{plan['rescore']} × k",
             recall,
             "—" if query_ms is None else f"{query_ms:.2f} ms",
         ]
         body.append([bold_if(cell, served) for cell in cells])
-    header = ["width searched", "trees", "search_k", "recall@10 (tuning half)", "query, median"]
+    header = [
+        "width searched",
+        "trees",
+        "search_k",
+        "candidates ranked fused",
+        "recall@10 (tuning half)",
+        "query, median",
+    ]
     return (
         table(header, body, left=0)
         + "\n\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_artifacts import build_artifacts, invoke
+from cli_artifacts import build_artifacts, edit_catalogue, invoke
 
 from recli import contract, integrity, serve
 from recli.catalogue import MetaKey
@@ -41,6 +41,45 @@ def test_recommend_finds_in_the_narrow_space_and_scores_in_the_fused_one(narrow)
             assert entry.text_score + entry.collaborative_score == pytest.approx(entry.score)
         scores = [entry.score for entry in result.items]
         assert scores == sorted(scores, reverse=True)
+
+
+def test_a_users_row_ranks_the_candidates_as_their_vector_does(narrow) -> None:
+    with serve.Served(narrow["root"]) as served:
+        assert served.user_rows
+        assert served.index.get_n_items() == served.n_items + served.n_users
+        user = served.user(narrow["user_id"])
+        row = served.user_row(user)
+        assert row == served.n_items + user.user_idx
+        assert served.index.get_item_vector(row) == pytest.approx(user.vector, rel=1e-6)
+        seen = set(served.history_indices(user.user_idx))
+        in_annoy = served.find(user.vector, user.search_vector, seen, 6, row)
+        in_python = served.find(user.vector, user.search_vector, seen, 6)
+        assert [item for item, _ in in_annoy] == [item for item, _ in in_python]
+        assert [score for _, score in in_annoy] == pytest.approx(
+            [score for _, score in in_python], rel=1e-5
+        )
+        # The narrow search asked for 3 × k candidates and the fused scores ranked them: the
+        # best 6 of an exact ranking of every unseen item.
+        exact = sorted(
+            (-dot(user.vector, served.index.get_item_vector(item)), item)
+            for item in range(served.n_items)
+            if item not in seen
+        )
+        assert [item for item, _ in in_annoy] == [item for _, item in exact[:6]]
+
+
+def test_an_index_missing_the_users_rows_is_one_true_line(narrow, tmp_path: Path) -> None:
+    copy = tmp_path / "artifacts"
+    shutil.copytree(narrow["root"], copy)
+    with serve.Served(copy) as served:
+        n_items, n_users = served.n_items, served.n_users
+    edit_catalogue(copy, ("UPDATE meta SET value = 'false' WHERE key = 'user_rows'", ()))
+    with serve.Served(copy) as served, pytest.raises(RecliError) as caught:
+        served.recommend(narrow["user_id"], k=3)
+    assert str(caught.value).startswith(
+        f"{copy / contract.INDEX_DIR / contract.INDEX_FILE} holds {n_items + n_users} rows "
+        f"but the catalogue has {n_items} items:"
+    )
 
 
 def test_the_search_vectors_are_the_fused_ones_turned_onto_the_basis(narrow) -> None:

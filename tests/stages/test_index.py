@@ -32,6 +32,8 @@ ANN_KEYS = {
     "dimensions",
     "fused_dimensions",
     "trees",
+    "rescore",
+    "user_rows",
     "ann_recall@10",
     "unseen_user_recall@10",
     "tuning_plans",
@@ -81,8 +83,8 @@ def test_effort_ladders_stop_where_the_flat_index_is_cheaper() -> None:
     assert search_space.efforts(search_space.FLAT_TREES, n_items=1000, minimum=10) == [1000]
 
 
-def _plan_key(plan: dict[str, Any]) -> tuple[int, int, int]:
-    return plan["dimensions"], plan["trees"], plan["search_k"]
+def _plan_key(plan: dict[str, Any]) -> tuple[int, int, int, int]:
+    return plan["dimensions"], plan["trees"], plan["search_k"], plan["rescore"]
 
 
 def test_auto_serves_the_cheapest_plan_reaching_the_target(setup, tmp_path: Path) -> None:
@@ -96,7 +98,8 @@ def test_auto_serves_the_cheapest_plan_reaching_the_target(setup, tmp_path: Path
         return plan["recall"] - 2 * plan["standard_error"] >= cfg.recall_target
 
     def work(plan: dict[str, Any]) -> int:
-        return plan["dimensions"] * plan["search_k"]
+        dimensions, search_k, rescore = plan["dimensions"], plan["search_k"], plan["rescore"]
+        return search_space.work(dimensions, search_k, rescore, items.shape[1])
 
     assert reaches(chosen) and not measured["search_k_ladder_exhausted"]
     assert all(work(plan) >= work(chosen) or not reaches(plan) for plan in plans)
@@ -129,6 +132,38 @@ def test_a_narrow_space_holding_every_score_is_found(tmp_path: Path) -> None:
     measured, served_basis = index.run(items, users, seen, cfg, tmp_path / "items.ann")
     assert measured["dimensions"] == 8 and served_basis is not None
     assert measured["ann_recall@10"] == 1.0 and measured["unseen_user_recall@10"] == 1.0
+
+
+def test_candidates_ranked_on_the_fused_vectors_recover_what_the_narrow_space_misses(
+    tmp_path: Path,
+) -> None:
+    # Scores carried by 6 strong directions, plus weak ones in the other 42: a 6-d search
+    # orders the near ties wrongly, and ranking its top candidates on the fused vectors does not.
+    rng = np.random.default_rng(3)
+    turn = np.linalg.qr(rng.normal(size=(48, 48)))[0]
+    scale = np.r_[np.full(6, 1.0), np.full(42, 0.12)]
+    users = ((rng.normal(size=(400, 48)) * scale) @ turn.T).astype(np.float32)
+    items = ((rng.normal(size=(600, 48)) * scale) @ turn.T).astype(np.float32)
+    seen = [set(rng.choice(600, 5, replace=False).tolist()) for _ in range(400)]
+    cfg = IndexConfig(n_trees=5, dimensions_grid=[6], recall_target=0.97, recall_users=400)
+    measured, basis = index.run(items, users, seen, cfg, tmp_path / "items.ann")
+    plans = measured["tuning_plans"]
+    own_top = next(p for p in plans if p["dimensions"] == 6 and p["rescore"] == 1)
+    assert own_top["recall"] < 0.97  # the narrow space's own top 10 falls short
+    assert measured["dimensions"] == 6 and measured["rescore"] > 1 and basis is not None
+    assert measured["ann_recall@10"] >= 0.97 and measured["user_rows"]
+    # The candidates were asked for in order up the ladder, the first reaching served.
+    flat = [p["rescore"] for p in plans if p["dimensions"] == 6 and p["trees"] == 1]
+    assert flat == list(search_space.RESCORE[: len(flat)]) and flat[-1] == measured["rescore"]
+    # The fused file holds every item, then every user: the rows that ranked the candidates.
+    from annoy import AnnoyIndex
+
+    fused = AnnoyIndex(48, "dot")
+    fused.load(str(tmp_path / "items.ann"))
+    assert fused.get_n_items() == 600 + 400
+    np.testing.assert_allclose(fused.get_item_vector(600 + 7), users[7], rtol=1e-6)
+    assert fused.get_distance(600 + 7, 11) == pytest.approx(float(users[7] @ items[11]), rel=1e-4)
+    fused.unload()
 
 
 def test_the_basis_is_the_same_from_the_same_vectors() -> None:
