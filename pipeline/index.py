@@ -330,6 +330,7 @@ def measure_ann(
         if basis is None:
             if fused_index is not None:
                 fused_index.unload()
+                fused_index = None
             build_annoy(items, cfg, index_path, plan.trees)  # searched itself: items only
             searched = index_path
         else:
