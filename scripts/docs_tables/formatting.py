@@ -118,9 +118,11 @@ def bold_if(text: str, condition: bool) -> str:
 
 
 def events_label(n_events: Any) -> str:
-    """100000 → `0.1M`, 10000000 → `10M`: the sizes the scale benchmark is read by."""
+    """100000 → `0.1M`, 10000000 → `10M`, 10⁹ → `1B`: the sizes the scale benchmark is read by."""
     if not is_number(n_events):
         return str(n_events)
+    if n_events >= 1_000_000_000:
+        return f"{n_events / 1_000_000_000:g}B"
     millions = n_events / 1_000_000
     return f"{millions:g}M" if millions >= 0.1 else f"{n_events / 1000:g}k"
 

@@ -54,6 +54,7 @@ from docs_tables.results import (
     paired_test_by_activity,
     paired_validation_by_activity,
 )
+from docs_tables.scale_model import bench_scale_model
 from docs_tables.stages import finetune_summary, preprocess_summary, sequence_training
 from docs_tables.tuning import (
     evaluation_tuning,
@@ -106,6 +107,7 @@ TABLES: dict[str, Callable[[Metrics], str]] = {
     "bench-scale-targets": bench_scale_targets,
     "bench-scale-index": bench_scale_index,
     "bench-scale-ray": bench_scale_ray,
+    "bench-scale-model": bench_scale_model,
     "bench-scale-machine": bench_scale_machine,
     "bench-text-rich-stages": partial(bench_scale_stages, name=TEXT_RICH),
     "bench-text-rich-runs": partial(bench_scale_runs, name=TEXT_RICH),

@@ -142,6 +142,15 @@ def test_a_changed_metric_changes_the_evaluation_table(metrics_copy: Path) -> No
         ("byo-check", "byo_check.json", ["test_ndcg@10", "fused"], 0.4321, "0.4321"),
         ("bench-scale-targets", "bench_scale.json", ["measured", "max_peak_gib"], 11.5, "11.50"),
         ("bench-recommend", "bench_recommend.json", ["recommend_ms_median"], 999.9, "999.9 ms"),
+        # An hour at 1M on 2 workers, split over the workers: 100× the events on 4× the workers.
+        (
+            "bench-scale-model",
+            "bench_scale.json",
+            ["ray", "sizes", 0, "stages", "embed", "seconds"],
+            3600.0,
+            "| `embed` | workers | texts grow with users and items; encoded by the actor pool | "
+            "3,600 s | 25.0 h |",
+        ),
     ],
 )
 def test_a_changed_value_changes_each_kind_of_table(
