@@ -28,6 +28,7 @@ from pipeline.core.layout import Layout, writes
 from pipeline.core.sections import EvaluateConfig, FactorizeConfig
 from pipeline.data.artifacts import (
     Factors,
+    item_factors_file,
     read_processed,
     user_count,
     write_factors,
@@ -157,7 +158,7 @@ def main(layout: Layout) -> None:
     with engine.session():
         # The fit reads every training event: on Ray, a worker does, not this process.
         (summary,) = engine.map(fit, [(layout.absolute(),)])
-        items = io.read_npy(layout.placed(layout.factorize / "item_factors.npy"), "factorize")
+        items = io.read_npy(item_factors_file(layout), "factorize")
         fold_in_served(engine, layout, items, params.factorize, user_count(layout))
     print(summary)
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from docs_tables.benchmarks import SCALE
 from docs_tables.formatting import events_label, source, table
 from docs_tables.metrics import Metrics, MissingMetricsError
-
-SCALE = "bench_scale.json"
 
 GROWTH: dict[str, tuple[str, str]] = {
     "preprocess": ("driver", "the driver reads and cleans every event before the split"),
