@@ -115,13 +115,13 @@ def run_linear(
     cfg: FactorizeConfig,
     evaluate: EvaluateConfig,
     seed: int,
-) -> tuple[UserItemVectors | None, dict[str, object]]:
-    """Reduced-rank EASE on the training split, or None and why not."""
+) -> tuple[UserItemVectors | None, dict[str, object], np.ndarray | None]:
+    """Reduced-rank EASE on the training split and its B·Q, or None, why not, and None."""
     if cfg.linear_rank == 0:
-        return None, {"skipped": "factorize.linear_rank is 0"}
+        return None, {"skipped": "factorize.linear_rank is 0"}, None
     reason = quadratic_skip(matrices.n_items, evaluate.quadratic_peers_max_items)
     if reason is not None:
-        return None, {"skipped": reason}
+        return None, {"skipped": reason}, None
     return linear.fit(matrices, served, cfg.linear_rank, evaluate.ease_reg_grid, seed)
 
 
@@ -138,8 +138,10 @@ def fit(layout: Layout) -> str:
     history_served = interaction_matrix(processed.history_served, *train.shape)
     factors = run(train, params.factorize, matrices.seen("test"))
     write_factors(factors, params.factorize.model_dump(mode="json"), layout)
-    vectors, record = run_linear(matrices, history_served, params.factorize, params.evaluate, seed)
-    write_linear(vectors, record, layout)
+    vectors, record, projection = run_linear(
+        matrices, history_served, params.factorize, params.evaluate, seed
+    )
+    write_linear(vectors, record, layout, projection)
     ease = (
         f"EASE at rank {record['rank']} (λ {record['reg']})"
         if vectors is not None

@@ -73,7 +73,8 @@ class Fused:
 
 def fusion_settings(fusion: Fusion, text_dimension: int) -> dict[str, Any]:
     """The fusion as the catalogue records it: its weights, the scales of the two parts (`recli
-    search` scales its query by the text one) and how wide the text part is."""
+    search` scales its query by the text one), how wide the text part is, and the recipe of the
+    behaviour side (any history's fused vector can be made later: `fusion_from_settings`)."""
     return {
         "text_weight": fusion.text_weight,
         "sequence_model": fusion.sequence_model,
@@ -82,6 +83,7 @@ def fusion_settings(fusion: Fusion, text_dimension: int) -> dict[str, Any]:
         "text_scale": fusion.text_scale,
         "cf_scale": fusion.cf_scale,
         "text_dimension": text_dimension,
+        "behaviour": [[source, list(scales)] for source, scales in fusion.behaviour],
     }
 
 

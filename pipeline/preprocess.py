@@ -31,8 +31,10 @@ from pipeline.core.config import load_params
 from pipeline.core.layout import Layout, writes
 from pipeline.core.sections import PreprocessConfig, SplitConfig
 from pipeline.data.artifacts import SPLITS, Processed, write_processed
+from pipeline.data.interactions import latest_per_item
 from pipeline.data.item_text import descriptions_cut, item_text
-from pipeline.data.source import RawData, load_source
+from pipeline.data.raw import missing_ids, stripped_ids
+from pipeline.data.source import RawData, load_source, with_live_events
 from pipeline.data.splitting import (
     TemporalCut,
     check_timestamps,
@@ -43,6 +45,7 @@ from pipeline.data.splitting import (
 from pipeline.engine.partitions import by_user, by_user_folder, partition_file, partition_of
 from pipeline.engine.runner import Engine
 from recli.errors import RecliError
+from recli.live import live_path
 
 
 def _ordered_ids(values: pl.Series) -> pl.Series:
@@ -121,15 +124,8 @@ def summary_line(summary: dict[str, int | str]) -> str:
 def clean(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
     """Drop unusable rows, returning (interactions, items, counts of what was dropped and why)."""
     counts: dict[str, int] = {"raw_interactions": raw.interactions.height}
-    events = raw.interactions.with_columns(
-        pl.col("user_id").str.strip_chars(), pl.col("item_id").str.strip_chars()
-    )
-    missing = (
-        pl.col("user_id").is_null()
-        | (pl.col("user_id") == "")
-        | pl.col("item_id").is_null()
-        | (pl.col("item_id") == "")
-    )
+    events = stripped_ids(raw.interactions)
+    missing = missing_ids()
     counts["dropped_missing_ids"] = events.filter(missing).height
     events = events.filter(~missing)
 
@@ -167,11 +163,8 @@ def clean(raw: RawData, cfg: PreprocessConfig) -> tuple[pl.DataFrame, pl.DataFra
             "or set it to null to keep every event",
         )
 
-    # One event per (user, item): a re-rating is the same interest; keep the most recent event.
     before = events.height
-    events = events.sort("timestamp", nulls_last=False).unique(
-        ["user_id", "item_id"], keep="last", maintain_order=True
-    )
+    events = latest_per_item(events)
     counts["dropped_duplicates"] = before - events.height
 
     item_counts = events.group_by("item_id").len()
@@ -414,7 +407,12 @@ def run_partitions(
 @writes("preprocess")
 def main(layout: Layout) -> None:
     params = load_params(layout.params)
-    raw = load_source(params.data, layout.root)
+    raw, added = with_live_events(load_source(params.data, layout.root), layout.artifacts)
+    if added:
+        print(
+            f"preprocess: {added} events added with `recli add`/`recli ingest` "
+            f"({live_path(layout.artifacts)}) join the source's"
+        )
     engine = Engine(params.engine)
     with engine.session():
         processed = run_partitions(

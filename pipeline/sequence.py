@@ -39,6 +39,7 @@ from pipeline.data.artifacts import (
     Processed,
     read_embeddings,
     read_processed,
+    write_sequence_model,
     write_sequence_vectors,
 )
 from pipeline.data.interactions import UserItemVectors
@@ -46,24 +47,8 @@ from pipeline.engine.runner import Engine
 from pipeline.engine.training import train, weights_digest
 from pipeline.evaluation.protocol import SplitMatrices, evaluate_model, only_users
 from pipeline.models.encoder import pick_device
-from pipeline.models.sasrec import SequenceSettings
+from pipeline.models.sasrec import MODELS, settings
 from pipeline.models.sasrec_training import append_histories, fit, histories
-
-MODELS = {
-    "sasrec": {"use_ids": True, "use_text": False},
-    "text": {"use_ids": True, "use_text": True},
-}
-"""The two variants: the SASRec peer (ids only) and recli's text-based model."""
-
-
-def settings(cfg: SequenceConfig, use_ids: bool, use_text: bool) -> SequenceSettings:
-    """One variant's settings: `cfg` as it is, the variant, and the device picked for it."""
-    return SequenceSettings(
-        **cfg.model_dump(exclude={"device"}),
-        use_ids=use_ids,
-        use_text=use_text,
-        device=pick_device(cfg.device),
-    )
 
 
 def worker_count(cfg: SequenceConfig, n_models: int) -> int:
@@ -84,11 +69,12 @@ def fit_model(
     max_users: int | None,
     threads: int | None = None,
     with_vectors: bool = True,
-) -> tuple[UserItemVectors | None, dict[str, Any]]:
+) -> tuple[UserItemVectors | None, dict[str, Any], dict[str, np.ndarray] | None]:
     """Fit one variant (`flags`: `use_ids`, `use_text`); its vectors, with the test-time and
     served users (None without `with_vectors`: a data-parallel worker other than the first),
-    and what training measured. `threads` caps torch's CPU threads (a worker's share of the
-    cores); None leaves torch's default."""
+    what training measured, and the trained weights (`FittedSequence.weights`, None with the
+    vectors), from which serving derives a new history's state. `threads` caps torch's CPU
+    threads (a worker's share of the cores); None leaves torch's default."""
     if threads is not None:
         import torch
 
@@ -115,8 +101,9 @@ def fit_model(
         validate=validate,
         validation_histories=evaluated,
     )
-    vectors = None
+    vectors, weights = None, None
     if with_vectors:
+        weights = fitted.weights()
         trained = fitted.vectors(evaluated)
         at_test = append_histories(train, histories(processed.validation, n_users))
         vectors = UserItemVectors(
@@ -142,7 +129,7 @@ def fit_model(
     if fitted.shard:  # a data-parallel worker: what it trained on, and what it holds
         report["shard"] = fitted.shard
         report["weights_sha256"] = weights_digest(fitted.model)
-    return vectors, report
+    return vectors, report, weights
 
 
 def run(
@@ -152,12 +139,12 @@ def run(
     seed: int = 0,
     models: dict[str, dict[str, bool]] = MODELS,
     max_users: int | None = None,
-) -> tuple[dict[str, UserItemVectors], dict[str, Any]]:
-    """Fit every model in `models`; return its vectors (with test-time users) and what training
-    measured. `seed` is the evaluation protocol's tie-break seed (and draws the validation users
-    when there are more than `max_users`). With more than one worker (`sequence.workers`) the
-    models train in parallel processes, each on its share of the cores; the results are the
-    same whichever finishes first."""
+) -> tuple[dict[str, UserItemVectors], dict[str, Any], dict[str, dict[str, np.ndarray]]]:
+    """Fit every model in `models`; return its vectors (with test-time users), what training
+    measured and its trained weights. `seed` is the evaluation protocol's tie-break seed (and
+    draws the validation users when there are more than `max_users`). With more than one worker
+    (`sequence.workers`) the models train in parallel processes, each on its share of the
+    cores; the results are the same whichever finishes first."""
     workers = worker_count(cfg, len(models))
     arguments = [
         (processed, item_text_vectors, cfg, flags, seed, max_users) for flags in models.values()
@@ -165,9 +152,10 @@ def run(
     if workers > 1:  # each worker on its share of the cores
         arguments = [(*args, max(1, usable_cores() // workers)) for args in arguments]
     fitted = in_processes(fit_model, arguments, workers)
-    vectors = {name: pair[0] for name, pair in zip(models, fitted, strict=True)}
-    report = {name: pair[1] for name, pair in zip(models, fitted, strict=True)}
-    return vectors, report
+    vectors = {name: each[0] for name, each in zip(models, fitted, strict=True)}
+    report = {name: each[1] for name, each in zip(models, fitted, strict=True)}
+    weights = {name: each[2] for name, each in zip(models, fitted, strict=True)}
+    return vectors, report, weights
 
 
 def validation_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -194,7 +182,7 @@ def train_worker(config: dict[str, Any]) -> None:
     layout: Layout = config["layout"]
     name, rank = config["model"], torch.distributed.get_rank()
     params = load_params(layout.params)
-    vectors, report = fit_model(
+    vectors, report, weights = fit_model(
         read_processed(layout),
         read_embeddings(params.sequence.text_encoder, layout).items,
         params.sequence,
@@ -210,8 +198,9 @@ def train_worker(config: dict[str, Any]) -> None:
         "weights_sha256": report.pop("weights_sha256", None),
     }
     io.write_json(layout.sequence / WORKERS_DIR / f"{name}-rank-{rank}.json", worker)
-    if vectors is not None:
+    if vectors is not None and weights is not None:
         write_sequence_vectors(name, vectors, layout)
+        write_sequence_model(name, weights, layout)
         io.write_json(layout.sequence / WORKERS_DIR / f"{name}.json", report)
 
 
@@ -249,7 +238,7 @@ def main(layout: Layout) -> None:
     else:
         processed = read_processed(layout)
         text = read_embeddings(params.sequence.text_encoder, layout)
-        vectors, report = run(
+        vectors, report, weights = run(
             processed,
             text.items,
             params.sequence,
@@ -258,6 +247,7 @@ def main(layout: Layout) -> None:
         )
         for name, model_vectors in vectors.items():
             write_sequence_vectors(name, model_vectors, layout)
+            write_sequence_model(name, weights[name], layout)
     io.write_json(layout.sequence / "config.json", params.sequence.model_dump(mode="json"))
     io.write_json(
         layout.metrics_file("sequence"),

@@ -28,6 +28,7 @@ import yaml
 
 from pipeline.core.config import PARAMS_FILE, DataConfig, Params, parse_params
 from pipeline.data.source import RawData, load_source
+from recli import contract, live
 from recli.errors import RecliError
 
 STAGES = (
@@ -182,13 +183,15 @@ def small_project(
     n_items: int | None = SMALL_ITEMS,
 ) -> Params:
     """Set up `root` as a small project: a sample of `params`' source written as files under
-    `root/data/input`, and `root/params.yaml` with `SMALL_OVERRIDES` applied. Returns its params.
+    `root/data/input`, the live folder (`recli.live`), and `root/params.yaml` with
+    `SMALL_OVERRIDES` applied. Returns its params.
 
     The source is loaded with `params.data` from the current directory (so a relative
     `data.cache_dir` is the project's own download cache); every other knob keeps its value.
     """
     raw = sample(load_source(params.data), n_users, n_items, seed=params.preprocess.split.seed)
     data = write_files(raw, root)
+    live.make_folder(root / contract.DEFAULT_ARTIFACTS)  # a dependency of `preprocess`
     small = override(params, {**SMALL_OVERRIDES, "data": data.model_dump(mode="json")})
     write_params(small, root)
     return small

@@ -71,6 +71,9 @@ CountOption = Annotated[
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print the answer as JSON on stdout, nothing else.")
 ]
+ProjectOption = Annotated[
+    Path, typer.Option(help="The project folder: params.yaml and the pipeline's data/.")
+]
 IdArguments = {"ignore_unknown_options": True}
 """For commands that take an id: `-1` is an id to look up (and report as unknown), not an
 option Click has never heard of."""
@@ -117,6 +120,21 @@ def _open(ctx: typer.Context, artifacts: Path | None) -> "Served":
     from recli.serve import Served
 
     return Served(_artifacts(ctx, artifacts))
+
+
+def _project_run(project: Path, arguments: list[str]) -> None:
+    """Run `python -m pipeline.<arguments>` in `project`, as the pipeline runs (serving code
+    never imports the pipeline), and exit with its code."""
+    import subprocess
+    import sys
+
+    if not (project / "params.yaml").is_file():
+        raise RecliError(
+            f"{shown(str(project))} has no params.yaml: run from the project folder or pass "
+            "--project"
+        )
+    command = [sys.executable, "-m", *arguments]
+    raise typer.Exit(subprocess.run(command, cwd=project, check=False).returncode)
 
 
 # --------------------------------------------------------------------------------------------
@@ -407,29 +425,53 @@ def export(
             help="local or ray (default: engine.backend in params.yaml).", show_default=False
         ),
     ] = None,
-    project: Annotated[
-        Path, typer.Option(help="The project folder: params.yaml and the pipeline's data/.")
-    ] = Path("."),
+    project: ProjectOption = Path("."),
 ) -> None:
     """Write every user's top k unseen items, each with a reason, as parquet files."""
-    import subprocess
-    import sys
-
     if count is not None and not 1 <= count <= EXPORT_MAX_K:
         raise RecliError(f"-k must be between 1 and {EXPORT_MAX_K} (got {count}): e.g. -k 20")
     if backend is not None and backend not in ("local", "ray"):
         raise RecliError(f"--backend must be local or ray (got '{shown(backend)}')")
-    if not (project / "params.yaml").is_file():
-        raise RecliError(
-            f"{shown(str(project))} has no params.yaml: run from the project folder or pass "
-            "--project"
-        )
-    # The batch job is the pipeline's own (`pipeline.export`), run as the pipeline runs: serving
-    # code never imports the pipeline.
-    command = [sys.executable, "-m", "pipeline.export", "--to", str(to.resolve())]
-    command += [] if count is None else ["--k", str(count)]
-    command += [] if backend is None else ["--backend", backend]
-    raise typer.Exit(subprocess.run(command, cwd=project, check=False).returncode)
+    # The batch job is the pipeline's own (`pipeline.export`).
+    arguments = ["pipeline.export", "--to", str(to.resolve())]
+    arguments += [] if count is None else ["--k", str(count)]
+    arguments += [] if backend is None else ["--backend", backend]
+    _project_run(project, arguments)
+
+
+@app.command(cls=RecliCommand, context_settings=IdArguments)
+def add(
+    user_id: Annotated[str, typer.Argument(help="The user's id (a new id makes a new user).")],
+    item_id: Annotated[str, typer.Argument(help="The item's id as in the catalogue.")],
+    at: Annotated[
+        str | None,
+        typer.Option(
+            help="When: seconds since 1970 or an ISO date/time (default: now).", show_default=False
+        ),
+    ] = None,
+    rating: Annotated[
+        float | None, typer.Option(help="The rating, where the data has them.", show_default=False)
+    ] = None,
+    project: ProjectOption = Path("."),
+) -> None:
+    """Add one event: the user's recommendations change at once, nothing is refit."""
+    # `--name=value`: an id or a time may start with "-".
+    arguments = ["pipeline.live", "add", f"--user={user_id}", f"--item={item_id}"]
+    arguments += [] if at is None else [f"--at={at}"]
+    arguments += [] if rating is None else [f"--rating={rating}"]
+    _project_run(project, arguments)
+
+
+@app.command(cls=RecliCommand)
+def ingest(
+    file: Annotated[
+        Path,
+        typer.Argument(help="Events as the pipeline reads them (data.files settings)."),
+    ],
+    project: ProjectOption = Path("."),
+) -> None:
+    """Add a file of events in one transaction: every user it touches is recomputed."""
+    _project_run(project, ["pipeline.live", "ingest", str(file.resolve())])
 
 
 def main() -> None:

@@ -42,6 +42,11 @@ INDEX_FILE = "items.ann"
 SEARCH_INDEX_FILE = "search.ann"
 """Inside `INDEX_DIR`, where the index searches a narrower space than the fused one: Annoy over
 the item vectors in that space (`MetaKey.SEARCH_DIMENSION`)."""
+LIVE_DIR = "live"
+"""Under the artifacts folder, outside every stage's outputs: what `recli add` and `recli ingest`
+keep (`recli.live`), which the pipeline reads and never rewrites."""
+LIVE_FILE = "events.sqlite"
+"""Inside `LIVE_DIR`: the live store (the event log and the users it changed)."""
 METRICS_FILE = Path("metrics") / "evaluation.json"
 """The evaluate stage's table (every model, each split), relative to the project root: what
 `recli metrics` shows, from the working tree or a git revision."""

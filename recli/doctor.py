@@ -87,6 +87,7 @@ def doctor(artifacts: Path = DEFAULT_ARTIFACTS) -> list[Check]:
             checks.append(Check("index", "problem", str(error)))
         checks.append(_hash_check(served))
         checks.extend(_upstream_checks(served))
+        checks.append(_live_check(served))
         if not any(check.status == "problem" for check in checks):
             checks.append(_query_check(served))
             checks.append(_history_check(served))
@@ -224,6 +225,21 @@ def _history_check(served: Served, limit: int = HISTORY_USERS) -> Check:
         "served history",
         "ok",
         f"no top {k} of {len(chosen)} users holds an item from their history",
+    )
+
+
+def _live_check(served: Served) -> Check:
+    """What was added since the build (`recli.live`), and what the next run will read."""
+    if served.live is None:
+        return Check("live updates", "ok", "no event added since the build")
+    counts = served.live.counts()
+    earlier = counts["logged"] - counts["events"]
+    return Check(
+        "live updates",
+        "ok",
+        f"{counts['events']} events added since the build, {counts['users']} users served from "
+        f"them; the next `dvc repro` reads all {counts['logged']} logged events"
+        + (f" ({earlier} added against an earlier build)" if earlier else ""),
     )
 
 

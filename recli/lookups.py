@@ -25,6 +25,7 @@ from recli import catalogue
 from recli.catalogue import MetaKey
 from recli.errors import RecliError
 from recli.inputs import is_text, not_text, unknown_id
+from recli.live import LiveStore
 from recli.results import Cluster, HistoryEntry, Interest, Item, User
 
 SHOWN_LIFT = 1.1
@@ -58,9 +59,15 @@ class Lookups:
             raise self._corrupted() from None
         self._items: dict[int, Item] = {}
         self._n_items: int | None = None
+        self.live: LiveStore | None = None
+        """Events added since the catalogue was built and the users they changed
+        (`recli.live`), where any were (`recli.serve.Served` opens it)."""
 
     def close(self) -> None:
-        """Close the catalogue connection."""
+        """Close the catalogue connection (and the live store's)."""
+        if self.live is not None:
+            self.live.close()
+            self.live = None
         self.connection.close()
 
     # ---------------------------------------------------------------------------- low level
@@ -145,23 +152,51 @@ class Lookups:
             "FROM users WHERE user_id = ?",
             (user_id,),
         )
+        added = None if self.live is None else self.live.user(user_id)
+        if added is not None:
+            # Events were added since the build: the vector is the one recomputed from all of
+            # them; the group and the terms stay the build's.
+            cluster, terms = None, []
+            if rows:
+                cluster, terms = rows[0][2], self._terms(rows[0][5])
+            vector = catalogue.unpack_vector(added.vector)
+            index_fits = rows[0][0] == added.user_idx if rows else added.user_idx >= self.n_users
+            if len(vector) != self.meta.get(MetaKey.DIMENSION) or not index_fits:
+                raise RecliError(
+                    f"{self.live.path} does not fit the catalogue (user '{user_id}'): move it "
+                    "aside and add its events again"
+                )
+            return User(
+                added.user_idx,
+                user_id,
+                cluster,
+                added.events,
+                vector,
+                over_represented(terms),
+                None
+                if added.search_vector is None
+                else catalogue.unpack_vector(added.search_vector),
+                live=True,
+            )
         if not rows:
             known = [row[0] for row in self._query("SELECT user_id FROM users ORDER BY user_idx")]
             raise unknown_id("user", user_id, known, "recommend")
         user_idx, stored_id, cluster, events, blob, terms_text, searched = rows[0]
-        try:
-            terms = json.loads(terms_text)
-        except json.JSONDecodeError:
-            raise self._corrupted() from None
         return User(
             user_idx,
             stored_id,
             cluster,
             events,
             catalogue.unpack_vector(blob),
-            over_represented(terms),
+            over_represented(self._terms(terms_text)),
             None if searched is None else catalogue.unpack_vector(searched),
         )
+
+    def _terms(self, text: str) -> Any:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise self._corrupted() from None
 
     def user_with_history(self, user_id: str) -> User:
         """A user there is something to recommend from: one with history (a non-zero vector)."""
@@ -191,26 +226,38 @@ class Lookups:
 
     def history(self, user_idx: int, limit: int | None = None) -> list[HistoryEntry]:
         """Every event, newest first (equal timestamps keep the pipeline's seeded order)."""
-        sql = (
-            "SELECT item_idx, timestamp, rating FROM history WHERE user_idx = ? "
-            "ORDER BY timestamp DESC, rowid DESC"
-        )
-        rows = (
-            self._query(sql + " LIMIT ?", (user_idx, limit))
-            if limit
-            else self._query(sql, (user_idx,))
-        )
+        rows = self._events(user_idx, limit)
         items = self.items([row[0] for row in rows])
         return [HistoryEntry(items[row[0]], row[1], row[2]) for row in rows if row[0] in items]
 
     def history_indices(self, user_idx: int) -> list[int]:
         """Every item in the user's history, newest first: what `recommend` leaves out
         and picks its `because` items from (the most recent `explain.WHY_HISTORY_ITEMS`)."""
-        rows = self._query(
-            "SELECT item_idx FROM history WHERE user_idx = ? ORDER BY timestamp DESC, rowid DESC",
-            (user_idx,),
+        return [row[0] for row in self._events(user_idx)]
+
+    def _events(self, user_idx: int, limit: int | None = None) -> list[tuple[Any, ...]]:
+        """`(item_idx, timestamp, rating)` of the user's events, newest first: the catalogue's
+        and, where events were added since the build (`recli.live`), those, one per item (the
+        most recent, as the pipeline keeps)."""
+        sql = (
+            "SELECT item_idx, timestamp, rating FROM history WHERE user_idx = ? "
+            "ORDER BY timestamp DESC, rowid DESC"
         )
-        return [row[0] for row in rows]
+        added = [] if self.live is None else self.live.history(user_idx)
+        if not added:
+            if limit:
+                return self._query(sql + " LIMIT ?", (user_idx, limit))
+            return self._query(sql, (user_idx,))
+        # Added events are newer than the build's unless `--at` said otherwise: merge by time
+        # (a stable sort: the later-added first among equal times), then one per item.
+        merged = sorted(
+            [*reversed(added), *self._query(sql, (user_idx,))],
+            key=lambda row: -1 if row[1] is None else row[1],
+            reverse=True,
+        )
+        seen: set[int] = set()
+        rows = [row for row in merged if not (row[0] in seen or seen.add(row[0]))]
+        return rows[:limit] if limit else rows
 
     # ---------------------------------------------------------------------------- groups
     def _cluster_from_row(self, row: tuple[Any, ...]) -> Cluster:

@@ -76,7 +76,9 @@ class Queries(Lookups):
 
     def user_row(self, user: User) -> int | None:
         """The user's row in `index` (None where it holds items only)."""
-        return self.n_items + user.user_idx if self.user_rows else None
+        if not self.user_rows or user.live:  # a live user's vector is newer than the index
+            return None
+        return self.n_items + user.user_idx
 
     def find(
         self,

@@ -129,6 +129,9 @@ class User(NamedTuple):
     (`term`, `kind`, `lift`, `share`, `share_overall`, `interactions`)."""
     search_vector: list[float] | None = None
     """The vector in the index's search space, where it is narrower than the fused one."""
+    live: bool = False
+    """Whether events were added for the user since the build (`recli.live`): the vector is
+    then the one recomputed from all of them, which the index does not hold."""
 
     def term_names(self, limit: int | None = None, with_lift: bool = False) -> list[str]:
         """The over-represented terms as shown, optionally with their lift (`#tag1 ×1.8`)."""
@@ -253,6 +256,7 @@ class Recommendations(NamedTuple):
         """The whole of `recli recommend --json`."""
         return {
             "user": self.user.user_id,
+            "live": self.user.live,
             "by_interest": self.by_interest,
             "interests": [interest.to_json() for interest in self.interests],
             "over_represented": self.user.term_names(),
@@ -355,6 +359,7 @@ class UserProfile(NamedTuple):
         return {
             "user": self.user.user_id,
             "events": self.user.events,
+            "live": self.user.live,
             "interests": [interest.to_json() for interest in self.interests],
             "over_represented": [
                 _term_json(term) for term in self.user.over_represented if "term" in term

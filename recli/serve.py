@@ -37,6 +37,7 @@ from recli.contract import (
     SEARCH_INDEX_FILE,
 )
 from recli.errors import RecliError
+from recli.live import LiveStore
 from recli.queries import Queries
 
 
@@ -80,6 +81,13 @@ class Served(Queries):
             connection.close()
             raise
         super().__init__(connection, catalogue_path)  # reads the meta (closes a corrupted one)
+        built_for = self.meta.get(MetaKey.INDEX_SHA256)  # absent: `recli doctor` names it
+        if built_for is not None:
+            try:
+                self.live = LiveStore.open(self.artifacts, str(built_for))
+            except RecliError:
+                connection.close()
+                raise
         self._index: AnnoyIndex | None = None
         self._search_index: AnnoyIndex | None = None
 

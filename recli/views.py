@@ -132,12 +132,22 @@ def explanation(result: Recommendations) -> str:
     )
 
 
+def events_text(user: User) -> str:
+    """How many events the user has, and whether some were added since the build."""
+    if not user.live:
+        return f"{user.events} events"
+    return (
+        f"{user.events} events, some added since the build [dim](served from all of them; "
+        "group and interests are the build's until the next `dvc repro`)[/]"
+    )
+
+
 def recommendations_view(result: Recommendations, explain: bool) -> list[Any]:
     """`recli recommend`: who the user is, then the items with their reasons (and, with
     `explain`, each score's text and collaborative parts and a paragraph on how they are formed).
     """
     lines: list[Line] = [
-        ("[bold]user[/]", f"[bold]{escape(result.user.user_id)}[/] · {result.user.events} events")
+        ("[bold]user[/]", f"[bold]{escape(result.user.user_id)}[/] · {events_text(result.user)}")
     ]
     if result.cluster is not None:
         share = f" ({result.cluster.share:.0%} of users)" if result.cluster.share else ""
@@ -289,7 +299,7 @@ def user_view(profile: UserProfile) -> list[Any]:
     """`recli user`: the user's group, interests and most frequent terms, then their history."""
     user = profile.user
     lines: list[Line] = [
-        ("[bold]user[/]", f"[bold]{escape(user.user_id)}[/] · {user.events} events")
+        ("[bold]user[/]", f"[bold]{escape(user.user_id)}[/] · {events_text(user)}")
     ]
     if profile.cluster is not None:
         lines.append(

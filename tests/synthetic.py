@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import polars as pl
 
@@ -112,3 +115,23 @@ def score_spreads(text, cf) -> tuple[float, float]:
     scales `make_fusion` divides each side's score by (`tune_fusion` measures them on a sample)."""
     users = np.arange(len(text.users))
     return float(np.std(text.score(users))), float(np.std(cf.score(users)))
+
+
+def small_pipeline_params(root: Path, encoder: Path) -> dict[str, Any]:
+    """The params of a small project every stage runs on in a minute: `make_raw` data written as
+    files under `root`, the tiny encoder at `encoder`, short training, small grids. Returned as
+    a plain dict, for a test to change before `parse_params`."""
+    from pipeline import workflow
+    from pipeline.core.config import Params
+
+    data = workflow.write_files(make_raw(n_users=40, n_items=50, per_user=12), root)
+    raw = Params().model_dump(mode="json")
+    raw["data"] = data.model_dump(mode="json")
+    raw["evaluate"]["ease_reg_grid"] = [1.0, 10.0]
+    raw["text"]["max_seq_length"] = 32
+    raw["finetune"].update(
+        base_model=str(encoder), max_steps=2, batch_size=8, eval_steps=2, eval_users=10
+    )
+    raw["cluster"]["k"] = 3
+    raw["index"]["n_trees"] = 5
+    return raw

@@ -268,12 +268,25 @@ def linear_files(layout: Layout) -> tuple[Path, Path]:
     )
 
 
-def write_linear(vectors: UserItemVectors | None, record: dict[str, Any], layout: Layout) -> None:
-    """The reduced-rank EASE vectors (`pipeline.models.linear`) beside the factors, or only the
-    record of why there are none (too many items)."""
+def write_linear(
+    vectors: UserItemVectors | None,
+    record: dict[str, Any],
+    layout: Layout,
+    projection: np.ndarray | None = None,
+) -> None:
+    """The reduced-rank EASE vectors (`pipeline.models.linear`) beside the factors, with B·Q
+    (`projection`, which gives any new history's vector), or only the record of why there are
+    none (too many items)."""
     if vectors is not None:
         _write_vectors(vectors, *linear_files(layout))
+    if projection is not None:
+        io.write_npy(linear_projection_file(layout), projection)
     io.write_json(layout.factorize / "linear.json", record)
+
+
+def linear_projection_file(layout: Layout) -> Path:
+    """Where `write_linear` put B·Q (items × rank)."""
+    return layout.factorize / "linear_projection.npy"
 
 
 def linear_paths(layout: Layout) -> dict[str, Path] | None:
@@ -316,6 +329,29 @@ def sequence_paths(model: str, layout: Layout) -> dict[str, Path]:
 
 def read_sequence_vectors(model: str, layout: Layout) -> UserItemVectors:
     return _read_vectors(*_sequence_files(layout, model), "sequence")
+
+
+def sequence_model_file(model: str, layout: Layout) -> Path:
+    """Where a sequence model's trained weights are (`write_sequence_model`)."""
+    _sequence_files(layout, model)  # refuses an unknown model
+    return layout.sequence / f"{model}_model.safetensors"
+
+
+def write_sequence_model(model: str, weights: dict[str, np.ndarray], layout: Layout) -> None:
+    """A sequence model's trained weights (`FittedSequence.weights`), as safetensors (plain
+    tensors, no pickle): with the stage's `config.json`, what a new history's state needs."""
+    from safetensors.numpy import save_file
+
+    path = sequence_model_file(model, layout)
+    with io.atomic_path(path) as temporary:
+        save_file({name: np.ascontiguousarray(array) for name, array in weights.items()}, temporary)
+
+
+def read_sequence_model(model: str, layout: Layout) -> dict[str, np.ndarray]:
+    """The weights `write_sequence_model` wrote."""
+    from safetensors.numpy import load_file
+
+    return load_file(io.require(sequence_model_file(model, layout), "sequence"))
 
 
 # --------------------------------------------------------------------------------------------

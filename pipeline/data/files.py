@@ -45,21 +45,10 @@ def load_files(cfg: FilesSource, root: Path = Path(".")) -> RawData:
     """
     if cfg.interactions is None or cfg.items is None:
         raise RecliError("data.files.interactions and data.files.items must both be set")
-    columns, item_columns = cfg.columns, cfg.item_columns
+    item_columns = cfg.item_columns
 
     events_path = Path(cfg.interactions)
-    events = read_table(events_path, root, "data.files.interactions", cfg)
-    _require_columns(events, events_path, "data.files.columns", columns.model_dump())
-    _require_rows(events, events_path, "data.files.interactions")
-    users = _as_id(events, columns.user)
-    interactions = events.select(
-        users.alias("user_id"),
-        _as_id(events, columns.item).alias("item_id"),
-        _as_rating(events, columns.rating, events_path).alias("rating"),
-        _as_timestamp(events, columns.timestamp, events_path, cfg.timestamp_unit, users).alias(
-            "timestamp"
-        ),
-    )
+    interactions = read_interactions(events_path, cfg, root)
 
     items_path = Path(cfg.items)
     catalogue = read_table(items_path, root, "data.files.items", cfg)
@@ -99,6 +88,27 @@ def load_files(cfg: FilesSource, root: Path = Path(".")) -> RawData:
         users=None,
         source="files: " + ", ".join(sources),
     )
+
+
+def read_interactions(
+    path: Path, cfg: FilesSource, root: Path = Path("."), key: str = "data.files.interactions"
+) -> pl.DataFrame:
+    """An interactions file (`root / path`) in `INTERACTIONS_SCHEMA`, read with `cfg`'s columns,
+    separator, encoding and timestamp unit; messages name `key` as what sets the path."""
+    columns = cfg.columns
+    events = read_table(path, root, key, cfg)
+    _require_columns(events, path, "data.files.columns", columns.model_dump())
+    _require_rows(events, path, key)
+    users = _as_id(events, columns.user)
+    interactions = events.select(
+        users.alias("user_id"),
+        _as_id(events, columns.item).alias("item_id"),
+        _as_rating(events, columns.rating, path).alias("rating"),
+        _as_timestamp(events, columns.timestamp, path, cfg.timestamp_unit, users).alias(
+            "timestamp"
+        ),
+    )
+    return interactions.cast(dict(INTERACTIONS_SCHEMA))
 
 
 def _require_columns(

@@ -123,3 +123,13 @@ def rowwise(function: Callable[..., np.ndarray], *arrays: Any) -> Any:
     first = next(array for array in arrays if isinstance(array, SampledRows))
     values = [array.values if isinstance(array, SampledRows) else array for array in arrays]
     return SampledRows(function(*values), first.users, first.n_users)
+
+
+def latest_per_item(
+    events: pl.DataFrame, user: str = "user_id", item: str = "item_id"
+) -> pl.DataFrame:
+    """One event per (user, item): a re-rating is the same interest; keep the most recent event
+    (live updates apply the same rule: `pipeline.live`)."""
+    return events.sort("timestamp", nulls_last=False).unique(
+        [user, item], keep="last", maintain_order=True
+    )

@@ -56,3 +56,21 @@ def title_year(title: pl.Expr | pl.Series) -> pl.Expr | pl.Series:
     """The release year a title ends with (`Heat (1995)`, `Fawlty Towers (1975-1979)`), else
     null, as Int32."""
     return title.str.extract(TITLE_YEAR_PATTERN, 1).cast(pl.Int32)
+
+
+def stripped_ids(events: pl.DataFrame) -> pl.DataFrame:
+    """`events` with the spaces around their user and item ids removed."""
+    return events.with_columns(
+        pl.col("user_id").str.strip_chars(), pl.col("item_id").str.strip_chars()
+    )
+
+
+def missing_ids() -> pl.Expr:
+    """True for an event naming no user or no item (null, or empty once stripped): such rows
+    are dropped and counted, by `preprocess` and by live updates alike."""
+    return (
+        pl.col("user_id").is_null()
+        | (pl.col("user_id") == "")
+        | pl.col("item_id").is_null()
+        | (pl.col("item_id") == "")
+    )

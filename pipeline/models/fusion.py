@@ -34,6 +34,7 @@ from pipeline.evaluation.protocol import (
     user_sample,
 )
 from recli import contract
+from recli.errors import RecliError
 
 TUNING_USERS = 5000
 """Validation users every serving-side tuning loop (fusion weights here, the multi-interest and
@@ -286,3 +287,21 @@ def tune_fusion(
 def _alone(source: str) -> Recipe:
     """The recipe of one model's vectors (`source`, its `Recipe` name) as they are."""
     return ((source, ()),)
+
+
+def fusion_from_settings(settings: dict[str, Any]) -> Fusion:
+    """The fusion `pipeline.fuse.fusion_settings` recorded (`retrieval.json`'s `fusion`)."""
+    if "behaviour" not in settings:
+        raise RecliError(
+            "data/fuse/retrieval.json records no behaviour recipe (written by an older recli): "
+            "run `dvc repro fuse`"
+        )
+    return Fusion(
+        text_weight=settings["text_weight"],
+        text_scale=settings["text_scale"],
+        cf_scale=settings["cf_scale"],
+        sequence_share=settings["sequence_share"],
+        sequence_model=settings["sequence_model"],
+        linear_share=settings["linear_share"],
+        behaviour=tuple((source, tuple(scales)) for source, scales in settings["behaviour"]),
+    )

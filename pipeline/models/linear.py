@@ -66,24 +66,27 @@ def reduced_rank(
     rank: int,
     seed: int,
     histories: tuple[sp.csr_matrix, sp.csr_matrix],
-) -> UserItemVectors:
+) -> tuple[UserItemVectors, np.ndarray]:
     """EASE `weights` at `rank`: items Q, users x·(B·Q) from the training rows, and from the
-    two `histories` (at test, served)."""
+    two `histories` (at test, served); and B·Q, which gives any other history's users
+    (`history_vectors`)."""
     subspace = score_subspace(train, weights, rank, seed)
     projection = np.asarray(weights, dtype=np.float32) @ subspace
-
-    def users(history: sp.csr_matrix) -> np.ndarray:
-        binary = sp.csr_matrix(history, dtype=np.float32)
-        binary.data[:] = 1.0
-        return np.asarray(binary @ projection, dtype=np.float32)
-
     at_test, served = histories
-    return UserItemVectors(
-        users=users(train),
+    vectors = UserItemVectors(
+        users=history_vectors(train, projection),
         items=subspace,
-        users_at_test=users(at_test),
-        users_served=users(served),
+        users_at_test=history_vectors(at_test, projection),
+        users_served=history_vectors(served, projection),
     )
+    return vectors, projection
+
+
+def history_vectors(history: sp.csr_matrix, projection: np.ndarray) -> np.ndarray:
+    """The users `history` (users × items) implies: its binary rows times B·Q (nothing refit)."""
+    binary = sp.csr_matrix(history, dtype=np.float32)
+    binary.data[:] = 1.0
+    return np.asarray(binary @ projection, dtype=np.float32)
 
 
 def fit(
@@ -92,14 +95,15 @@ def fit(
     rank: int,
     reg_grid: list[float],
     seed: int,
-) -> tuple[UserItemVectors, dict[str, object]]:
+) -> tuple[UserItemVectors, dict[str, object], np.ndarray]:
     """λ chosen on validation (full EASE, every λ of `reg_grid`), then that EASE at `rank`.
-    Returns the vectors and a record of the choice."""
+    Returns the vectors, a record of the choice and B·Q (`history_vectors`)."""
     model, by_reg = tuned_ease(matrices, reg_grid, seed)
-    vectors = reduced_rank(model.train, model.weights, rank, seed, (matrices.seen_for_test, served))
+    histories = (matrices.seen_for_test, served)
+    vectors, projection = reduced_rank(model.train, model.weights, rank, seed, histories)
     record = {
         "reg": model.reg,
         "rank": int(vectors.items.shape[1]),
         "validation_ndcg@10_by_reg": {str(key): round(value, 5) for key, value in by_reg.items()},
     }
-    return vectors, record
+    return vectors, record, projection

@@ -36,6 +36,7 @@ from torch import nn
 from torch.nn import functional
 
 from pipeline.core.sections import SequenceConfig
+from pipeline.models.encoder import pick_device
 
 PAD = 0
 """Input token of an empty position; item `i` is token `i + 1`."""
@@ -69,6 +70,23 @@ class SequenceSettings(SequenceConfig):
         if not (self.use_ids or self.use_text):
             raise ValueError("an item needs a representation: set use_ids, use_text or both")
         return self
+
+
+MODELS = {
+    "sasrec": {"use_ids": True, "use_text": False},
+    "text": {"use_ids": True, "use_text": True},
+}
+"""The two variants: the SASRec peer (ids only) and recli's text-based model."""
+
+
+def settings(cfg: SequenceConfig, use_ids: bool, use_text: bool) -> SequenceSettings:
+    """One variant's settings: `cfg` as it is, the variant, and the device picked for it."""
+    return SequenceSettings(
+        **cfg.model_dump(exclude={"device"}),
+        use_ids=use_ids,
+        use_text=use_text,
+        device=pick_device(cfg.device),
+    )
 
 
 class SequenceModel(nn.Module):

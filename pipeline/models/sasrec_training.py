@@ -136,11 +136,35 @@ class FittedSequence:
     """Sampled negatives per step that training used (0: the full softmax)."""
     shard: list[str] = field(default_factory=list)
     """In a data-parallel run: a digest of the training windows of every step of this worker."""
+    frozen_items: torch.Tensor | None = None
+    """The item table, computed once (`restore`: a served model's weights never change), so a
+    user's state costs the transformer alone; None: computed on every call."""
 
     @property
     def steps(self) -> int:
         """Optimiser steps taken over all epochs."""
         return int(sum(int(entry["steps"] or 0) for entry in self.log))
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """The trained weights and buffers (the items' text vectors and cold mask included), as
+        numpy arrays by `state_dict` name: with `settings`, all `restore` needs."""
+        return {
+            name: tensor.detach().cpu().numpy().copy()
+            for name, tensor in self.model.state_dict().items()
+        }
+
+    @classmethod
+    def restore(cls, weights: dict[str, np.ndarray], settings: SequenceSettings) -> FittedSequence:
+        """The model `weights` (from `FittedSequence.weights`) hold, in eval mode on
+        `settings.device`: its user states and item vectors are the trained model's."""
+        n_items = int(weights["cold"].shape[0])
+        text = weights.get("text") if settings.use_text else None
+        model = SequenceModel(n_items, settings, text, weights["cold"].astype(bool))
+        model.load_state_dict({name: torch.from_numpy(array) for name, array in weights.items()})
+        model.to(torch.device(settings.device)).eval()
+        with torch.no_grad():
+            items = model.item_vectors()
+        return cls(model=model, settings=settings, frozen_items=items)
 
     def item_vectors(self) -> np.ndarray:
         """float32 [n_items, d]."""
@@ -157,7 +181,7 @@ class FittedSequence:
         states = np.zeros((len(user_histories), self.settings.embedding_size), dtype=np.float32)
         filled = [u for u, history in enumerate(user_histories) if len(history)]
         with torch.no_grad():
-            items = self.model.item_vectors()
+            items = self.model.item_vectors() if self.frozen_items is None else self.frozen_items
             for start in range(0, len(filled), batch_size):
                 rows = filled[start : start + batch_size]
                 tokens, lengths = _recent_tokens(

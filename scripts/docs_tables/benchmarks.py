@@ -472,3 +472,46 @@ def bench_sequence(metrics: Metrics) -> str:
         + "\n\n"
         + source("`metrics/bench_sequence.json` → `reference` and `protocols` → … → `runs`")
     )
+
+
+# --------------------------------------------------------------------------------------------
+# bench_live.json
+# --------------------------------------------------------------------------------------------
+def bench_live(metrics: Metrics) -> str:
+    """Live updates against their targets: one event, a batch, a new user's first list."""
+    data: dict[str, Any] = metrics.get("bench_live.json")
+    targets, met = data.get("targets") or {}, data.get("met") or {}
+    single, batch = data.get("single_event_ms") or {}, data.get("batch") or {}
+    first = data.get("new_user_first_list_ms") or {}
+
+    def verdict(key: str) -> str:
+        return "—" if key not in met else ("met" if met[key] else "**missed**")
+
+    rows = [
+        [
+            "one event for a known user (ms)",
+            f"{num(single.get('median'), 1)} (p90 {num(single.get('p90'), 1)})",
+            f"≤ {num(targets.get('single_event_ms'), 0)}",
+            verdict("single_event_ms"),
+        ],
+        [
+            f"a batch of {num(batch.get('events'), 0)} events for {num(batch.get('users'), 0)} "
+            "users (events/s)",
+            num(batch.get("events_per_s"), 0),
+            f"≥ {num(targets.get('batch_events_per_s'), 0)}",
+            verdict("batch_events_per_s"),
+        ],
+        [
+            "a new user's first list, from their first events (ms)",
+            f"{num(first.get('median'), 1)} (p90 {num(first.get('p90'), 1)})",
+            f"≤ {num(targets.get('new_user_first_list_ms'), 0)}",
+            verdict("new_user_first_list_ms"),
+        ],
+        ["loading the models, once per process (s)", secs(data.get("model_load_seconds")), "", ""],
+    ]
+    cpu = (data.get("machine") or {}).get("cpu_model") or "unknown CPU"
+    return (
+        table(["measure", "measured (median)", "target", ""], rows)
+        + "\n\n"
+        + source(f"`metrics/bench_live.json`, {cpu}")
+    )

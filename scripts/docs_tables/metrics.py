@@ -11,6 +11,7 @@ REPO = Path(__file__).resolve().parents[2]
 METRICS = REPO / "metrics"
 
 WRITTEN_BY = {
+    "bench_live.json": "python benchmarks/live.py",
     "bench_recommend.json": "python benchmarks/recommend.py",
     "bench_scale.json": "python benchmarks/scale.py",
     "bench_sequence.json": "python benchmarks/sequence.py",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from docs_tables.benchmarks import (
     TEXT_RICH,
+    bench_live,
     bench_recommend,
     bench_recommend_environment,
     bench_recommend_integrity,
@@ -117,6 +118,7 @@ TABLES: dict[str, Callable[[Metrics], str]] = {
     "bench-recommend-integrity": bench_recommend_integrity,
     "bench-recommend-environment": bench_recommend_environment,
     "bench-sequence": bench_sequence,
+    "bench-live": bench_live,
 }
 """Block name → the function that writes its table."""
 

@@ -24,7 +24,7 @@ import polars as pl
 import pytest
 import safetensors.numpy
 from stage_project import stage_md5s
-from synthetic import make_raw
+from synthetic import small_pipeline_params
 
 from pipeline import workflow
 from pipeline.core.config import EngineConfig, Params, load_params, parse_params
@@ -44,16 +44,7 @@ EMBEDDINGS = (
 
 
 def _params(root: Path, encoder: Path) -> Params:
-    data = workflow.write_files(make_raw(n_users=40, n_items=50, per_user=12), root)
-    raw = Params().model_dump(mode="json")
-    raw["data"] = data.model_dump(mode="json")
-    raw["evaluate"]["ease_reg_grid"] = [1.0, 10.0]
-    raw["text"]["max_seq_length"] = 32
-    raw["finetune"].update(
-        base_model=str(encoder), max_steps=2, batch_size=8, eval_steps=2, eval_users=10
-    )
-    raw["cluster"]["k"] = 3
-    raw["index"]["n_trees"] = 5
+    raw = small_pipeline_params(root, encoder)
     raw["export"].update(k=5, user_block=7, item_block=16)  # several blocks of each
     raw["engine"]["partitions"] = 5
     # No dropout in the sequence models: its masks are drawn per worker, so a data-parallel run

@@ -27,6 +27,7 @@ ALL_CHECKS = [
     "index",
     "index sha256",
     "upstream files",
+    "live updates",
     "test query",
     "served history",
     "staging",
@@ -67,6 +68,7 @@ def test_fresh_artifacts_pass_every_check(facts: dict[str, Any]) -> None:
     dimension = facts["text_dimension"] + CF_DIMENSION
     assert by_name["index"].detail == f"{facts['n_items']} items, {dimension}-d"
     assert by_name["index sha256"].status == "ok"
+    assert by_name["live updates"].detail == "no event added since the build"
     assert by_name["test query"].detail.startswith("recommend 0: 10 items in ")
     # The fixture records an upstream file it does not ship, and has no encoder.
     assert by_name["upstream files"].status == "skipped"

@@ -15,6 +15,7 @@ from kill_points import kill_at_every_write_point, run_stage
 from synthetic import make_raw
 
 from pipeline.workflow import STAGES
+from recli import live
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -40,6 +41,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, tiny_encoder_dir: Path) ->
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     raw = make_raw(n_users=40, n_items=50, per_user=12)
     (root / "data" / "input").mkdir(parents=True)
+    live.make_folder(root / "data")  # a dependency of `preprocess`
     raw.interactions.write_csv(root / "data/input/ratings.csv")
     raw.items.select("item_id", "title").write_csv(root / "data/input/movies.csv")
     params = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -14,9 +14,14 @@ from pipeline.core import parallel
 from pipeline.core.config import Params
 from pipeline.core.layout import Layout
 from pipeline.core.sections import PreprocessConfig, SequenceConfig
-from pipeline.data.artifacts import read_sequence_vectors, write_processed
+from pipeline.data.artifacts import (
+    read_sequence_model,
+    read_sequence_vectors,
+    write_processed,
+)
 from pipeline.data.source import RawData
 from pipeline.evaluation.protocol import SplitMatrices, SplitScorers, evaluate_model
+from pipeline.models.sasrec_training import FittedSequence, histories
 from pipeline.workflow import write_params
 
 N_ITEMS = 12
@@ -71,7 +76,7 @@ def fitted(processed):
 
 
 def test_both_models_learn_the_order(processed, fitted) -> None:
-    vectors, report = fitted
+    vectors, report, _ = fitted
     matrices = SplitMatrices.from_processed(processed)
     for name in ("sasrec", "text"):
         model = SplitScorers.from_vectors(vectors[name])
@@ -85,7 +90,7 @@ def test_both_models_learn_the_order(processed, fitted) -> None:
 
 
 def test_the_test_state_reads_the_validation_event(fitted) -> None:
-    vectors, _ = fitted
+    vectors, _, _ = fitted
     for name in ("sasrec", "text"):
         model = vectors[name]
         assert model.users_at_test is not None
@@ -110,6 +115,15 @@ def test_main_writes_every_output(processed, fitted, tmp_path: Path) -> None:
         assert loaded.users_at_test is not None
     metrics = json.loads(layout.metrics_file("sequence").read_text())
     assert set(metrics) == {"sasrec", "text"}
+    # The saved weights are the model: restored, they give the served states of every history.
+    served_histories = histories(processed.history_served, processed.users.height)
+    for name, flags in sequence.MODELS.items():
+        chosen = sequence.settings(CFG, **flags).model_copy(update={"device": "cpu"})
+        restored = FittedSequence.restore(read_sequence_model(name, layout), chosen)
+        np.testing.assert_allclose(
+            restored.user_states(served_histories), fitted[0][name].users_served, atol=1e-5
+        )
+        np.testing.assert_allclose(restored.item_vectors(), fitted[0][name].items, atol=1e-6)
     curve = json.loads(layout.plot_file("sequence_validation").read_text())
     assert curve[0]["epoch"] == 1 and {"sasrec", "text"} <= set(curve[0])
 
@@ -119,15 +133,15 @@ def test_parallel_workers_give_what_one_process_gives(processed, fitted) -> None
     one thread returns: the order the workers finish in changes nothing."""
     import torch
 
-    vectors, report = fitted
+    vectors, report, _ = fitted
     if sequence.worker_count(CFG, len(sequence.MODELS)) == 1:
         text = np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32)
-        vectors, report = sequence.run(processed, text, CFG.model_copy(update={"workers": 2}))
+        vectors, report, _ = sequence.run(processed, text, CFG.model_copy(update={"workers": 2}))
     text = np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32)
     threads = torch.get_num_threads()
     try:
         for name, flags in sequence.MODELS.items():
-            alone, measured = sequence.fit_model(processed, text, CFG, flags, 0, None, threads=1)
+            alone, measured, _ = sequence.fit_model(processed, text, CFG, flags, 0, None, threads=1)
             for part in ("users", "items", "users_at_test", "users_served"):
                 np.testing.assert_array_equal(getattr(alone, part), getattr(vectors[name], part))
             assert measured["curve"] == report[name]["curve"]
@@ -148,7 +162,7 @@ def test_above_max_users_only_the_evaluated_users_get_split_states(processed) ->
     text = np.random.default_rng(1).normal(size=(N_ITEMS, 8)).astype(np.float32)
     cfg = CFG.model_copy(update={"epochs": 4, "workers": 1})
     flags = sequence.MODELS["sasrec"]
-    vectors, _ = sequence.fit_model(processed, text, cfg, flags, 0, max_users=10)
+    vectors, _, _ = sequence.fit_model(processed, text, cfg, flags, 0, max_users=10)
     evaluated = SplitMatrices.from_processed(processed, 10, 0).evaluated
     others = np.setdiff1d(np.arange(processed.users.height), evaluated)
     for states in (vectors.users, vectors.users_at_test):

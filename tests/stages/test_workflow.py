@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import yaml
 from polars.testing import assert_frame_equal
-from synthetic import make_raw
+from synthetic import make_raw, small_pipeline_params
 
 from pipeline import workflow
 from pipeline.core.config import Params, load_params, parse_params
@@ -118,17 +118,7 @@ def test_run_all_refuses_unknown_stages(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_run_all_builds_what_dvc_repro_builds(tmp_path: Path, tiny_encoder_dir: Path) -> None:
-    data = workflow.write_files(make_raw(n_users=40, n_items=50, per_user=12), tmp_path)
-    raw_params = Params().model_dump(mode="json")
-    raw_params["data"] = data.model_dump(mode="json")
-    raw_params["evaluate"]["ease_reg_grid"] = [1.0, 10.0]
-    raw_params["text"]["max_seq_length"] = 32
-    raw_params["finetune"].update(
-        base_model=str(tiny_encoder_dir), max_steps=2, batch_size=8, eval_steps=2, eval_users=10
-    )
-    raw_params["cluster"]["k"] = 3
-    raw_params["index"]["n_trees"] = 5
-    params = parse_params(raw_params)
+    params = parse_params(small_pipeline_params(tmp_path, tiny_encoder_dir))
     before = Path.cwd()
 
     report = workflow.run_all(params, tmp_path)
