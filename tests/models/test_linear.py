@@ -27,7 +27,7 @@ def block():
 def test_at_full_rank_the_training_scores_are_ease_scores(block) -> None:
     matrices, served, ease = block
     n_items = matrices.n_items
-    vectors = linear.reduced_rank(
+    vectors, _ = linear.reduced_rank(
         ease.train, ease.weights, n_items + 5, 0, (matrices.seen_for_test, served)
     )
     assert vectors.items.shape == (n_items, n_items)  # the rank is capped at the items
@@ -41,7 +41,7 @@ def test_below_full_rank_it_is_the_best_fit_of_that_rank(block) -> None:
     singular = np.linalg.svd(scores, compute_uv=False)
     users = np.arange(matrices.train.shape[0])
     for rank in (2, 5, 10):
-        vectors = linear.reduced_rank(
+        vectors, _ = linear.reduced_rank(
             ease.train, ease.weights, rank, 0, (matrices.seen_for_test, served)
         )
         assert vectors.items.shape == (matrices.n_items, rank)
@@ -53,14 +53,18 @@ def test_below_full_rank_it_is_the_best_fit_of_that_rank(block) -> None:
 
 def test_histories_are_read_with_the_training_weights(block) -> None:
     matrices, served, ease = block
-    vectors = linear.reduced_rank(ease.train, ease.weights, 6, 0, (matrices.seen_for_test, served))
+    histories = (matrices.seen_for_test, served)
+    vectors, saved = linear.reduced_rank(ease.train, ease.weights, 6, 0, histories)
     projection = ease.weights @ vectors.items
+    np.testing.assert_allclose(saved, projection, rtol=1e-5, atol=1e-6)
     for history, users in (
         (matrices.seen_for_test, vectors.users_at_test),
         (served, vectors.users_served),
     ):
         binary = history.toarray() > 0
         np.testing.assert_allclose(users, binary @ projection, rtol=1e-4, atol=1e-5)
+        # B·Q as saved gives any history's users: what live updates derive (the same bytes).
+        np.testing.assert_array_equal(linear.history_vectors(history, saved), users)
     # The validation event is in the at-test history and not in training: the vectors differ.
     assert not np.allclose(vectors.users_at_test, vectors.users)
 
@@ -69,7 +73,7 @@ def test_same_inputs_same_bytes(block) -> None:
     matrices, served, ease = block
 
     def build() -> np.ndarray:
-        vectors = linear.reduced_rank(
+        vectors, _ = linear.reduced_rank(
             ease.train, ease.weights, 7, 3, (matrices.seen_for_test, served)
         )
         return np.hstack([vectors.items.ravel(), vectors.users_served.ravel()])
@@ -79,7 +83,8 @@ def test_same_inputs_same_bytes(block) -> None:
 
 def test_lambda_is_chosen_on_validation(block) -> None:
     matrices, served, _ = block
-    vectors, record = linear.fit(matrices, served, 4, [1.0, 50.0, 5000.0], seed=0)
+    vectors, record, projection = linear.fit(matrices, served, 4, [1.0, 50.0, 5000.0], seed=0)
+    assert projection.shape == (matrices.n_items, 4)
     by_reg = record["validation_ndcg@10_by_reg"]
     assert list(by_reg) == ["1.0", "50.0", "5000.0"]
     assert record["reg"] == float(max(by_reg, key=by_reg.__getitem__))
@@ -88,14 +93,14 @@ def test_lambda_is_chosen_on_validation(block) -> None:
 
 def test_factorize_skips_it_when_asked_or_when_the_catalogue_is_too_big(block) -> None:
     matrices, served, _ = block
-    none, why = factorize.run_linear(
+    none, why, no_projection = factorize.run_linear(
         matrices, served, FactorizeConfig(linear_rank=0), EvaluateConfig(), 0
     )
-    assert none is None and "linear_rank is 0" in why["skipped"]
+    assert none is None and no_projection is None and "linear_rank is 0" in why["skipped"]
     small = EvaluateConfig(quadratic_peers_max_items=matrices.n_items - 1)
-    none, why = factorize.run_linear(matrices, served, FactorizeConfig(), small, 0)
+    none, why, _ = factorize.run_linear(matrices, served, FactorizeConfig(), small, 0)
     assert none is None and "quadratic_peers_max_items" in why["skipped"]
-    vectors, record = factorize.run_linear(
+    vectors, record, _ = factorize.run_linear(
         matrices, served, FactorizeConfig(linear_rank=3), EvaluateConfig(), 0
     )
     assert vectors is not None and vectors.items.shape[1] == 3 and record["rank"] == 3
@@ -104,6 +109,6 @@ def test_factorize_skips_it_when_asked_or_when_the_catalogue_is_too_big(block) -
 def test_a_history_matrix_of_counts_is_read_as_binary(block) -> None:
     _, served, ease = block
     doubled = sp.csr_matrix(served * 2.0)
-    once = linear.reduced_rank(ease.train, ease.weights, 4, 0, (served, served))
-    twice = linear.reduced_rank(ease.train, ease.weights, 4, 0, (doubled, doubled))
+    once, _ = linear.reduced_rank(ease.train, ease.weights, 4, 0, (served, served))
+    twice, _ = linear.reduced_rank(ease.train, ease.weights, 4, 0, (doubled, doubled))
     np.testing.assert_array_equal(once.users_served, twice.users_served)
