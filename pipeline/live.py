@@ -178,18 +178,6 @@ class ServedUserModel:
         return self.fusion.fuse_rows(parts[TEXT], models)
 
 
-def history_frame(
-    user_idx: list[int], item_idx: list[int], timestamp: list[int | None]
-) -> pl.DataFrame:
-    """A history frame (`EVENT_COLUMNS`) from plain lists, in the order given."""
-    if not user_idx:
-        raise RecliError("no events to derive a user from")
-    return pl.DataFrame(
-        {"user_idx": user_idx, "item_idx": item_idx, "timestamp": timestamp},
-        schema={"user_idx": pl.Int64, "item_idx": pl.Int64, "timestamp": pl.Int64},
-    )
-
-
 @dataclass(frozen=True)
 class Added:
     """What one batch of events did to the live store."""
